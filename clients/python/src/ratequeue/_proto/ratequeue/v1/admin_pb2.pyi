@@ -1,0 +1,170 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Dimension(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DIMENSION_UNSPECIFIED: _ClassVar[Dimension]
+    DIMENSION_REQUESTS: _ClassVar[Dimension]
+    DIMENSION_LOAD: _ClassVar[Dimension]
+DIMENSION_UNSPECIFIED: Dimension
+DIMENSION_REQUESTS: Dimension
+DIMENSION_LOAD: Dimension
+
+class Limit(_message.Message):
+    __slots__ = ("dimension", "amount", "period", "burst")
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    dimension: Dimension
+    amount: float
+    period: _duration_pb2.Duration
+    burst: float
+    def __init__(self, dimension: _Optional[_Union[Dimension, str]] = ..., amount: _Optional[float] = ..., period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., burst: _Optional[float] = ...) -> None: ...
+
+class Lane(_message.Message):
+    __slots__ = ("name", "weight")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    weight: int
+    def __init__(self, name: _Optional[str] = ..., weight: _Optional[int] = ...) -> None: ...
+
+class Resource(_message.Message):
+    __slots__ = ("name", "limits", "concurrency", "lanes", "default_lane", "lease_ttl", "max_queue")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    LANES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_LANE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TTL_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    limits: _containers.RepeatedCompositeFieldContainer[Limit]
+    concurrency: int
+    lanes: _containers.RepeatedCompositeFieldContainer[Lane]
+    default_lane: str
+    lease_ttl: _duration_pb2.Duration
+    max_queue: int
+    def __init__(self, name: _Optional[str] = ..., limits: _Optional[_Iterable[_Union[Limit, _Mapping]]] = ..., concurrency: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[Lane, _Mapping]]] = ..., default_lane: _Optional[str] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_queue: _Optional[int] = ...) -> None: ...
+
+class PutResourceRequest(_message.Message):
+    __slots__ = ("resource",)
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    resource: Resource
+    def __init__(self, resource: _Optional[_Union[Resource, _Mapping]] = ...) -> None: ...
+
+class PutResourceResponse(_message.Message):
+    __slots__ = ("resource", "created")
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    resource: Resource
+    created: bool
+    def __init__(self, resource: _Optional[_Union[Resource, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class GetResourceRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetResourceResponse(_message.Message):
+    __slots__ = ("resource",)
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    resource: Resource
+    def __init__(self, resource: _Optional[_Union[Resource, _Mapping]] = ...) -> None: ...
+
+class ListResourcesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListResourcesResponse(_message.Message):
+    __slots__ = ("resources",)
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    resources: _containers.RepeatedCompositeFieldContainer[Resource]
+    def __init__(self, resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ...) -> None: ...
+
+class DeleteResourceRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteResourceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetResourceStatsRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class LaneStats(_message.Message):
+    __slots__ = ("name", "weight", "queue_depth", "grants", "load_granted")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_GRANTED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    weight: int
+    queue_depth: int
+    grants: int
+    load_granted: float
+    def __init__(self, name: _Optional[str] = ..., weight: _Optional[int] = ..., queue_depth: _Optional[int] = ..., grants: _Optional[int] = ..., load_granted: _Optional[float] = ...) -> None: ...
+
+class LimitStats(_message.Message):
+    __slots__ = ("limit", "available", "utilisation")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    UTILISATION_FIELD_NUMBER: _ClassVar[int]
+    limit: Limit
+    available: float
+    utilisation: float
+    def __init__(self, limit: _Optional[_Union[Limit, _Mapping]] = ..., available: _Optional[float] = ..., utilisation: _Optional[float] = ...) -> None: ...
+
+class ResourceStats(_message.Message):
+    __slots__ = ("name", "leases_in_flight", "lanes", "limits", "grants", "rejections", "timeouts", "cancellations", "expirations", "wait_p50", "wait_p90", "wait_p99", "wait_max")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LEASES_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    LANES_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
+    CANCELLATIONS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRATIONS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_P50_FIELD_NUMBER: _ClassVar[int]
+    WAIT_P90_FIELD_NUMBER: _ClassVar[int]
+    WAIT_P99_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MAX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    leases_in_flight: int
+    lanes: _containers.RepeatedCompositeFieldContainer[LaneStats]
+    limits: _containers.RepeatedCompositeFieldContainer[LimitStats]
+    grants: int
+    rejections: int
+    timeouts: int
+    cancellations: int
+    expirations: int
+    wait_p50: _duration_pb2.Duration
+    wait_p90: _duration_pb2.Duration
+    wait_p99: _duration_pb2.Duration
+    wait_max: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., leases_in_flight: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[LaneStats, _Mapping]]] = ..., limits: _Optional[_Iterable[_Union[LimitStats, _Mapping]]] = ..., grants: _Optional[int] = ..., rejections: _Optional[int] = ..., timeouts: _Optional[int] = ..., cancellations: _Optional[int] = ..., expirations: _Optional[int] = ..., wait_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_p90: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetResourceStatsResponse(_message.Message):
+    __slots__ = ("stats",)
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: ResourceStats
+    def __init__(self, stats: _Optional[_Union[ResourceStats, _Mapping]] = ...) -> None: ...

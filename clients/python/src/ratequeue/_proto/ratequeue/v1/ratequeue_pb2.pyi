@@ -1,0 +1,151 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReleaseOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RELEASE_OUTCOME_UNSPECIFIED: _ClassVar[ReleaseOutcome]
+    RELEASE_OUTCOME_RELEASED: _ClassVar[ReleaseOutcome]
+    RELEASE_OUTCOME_ALREADY_RELEASED: _ClassVar[ReleaseOutcome]
+    RELEASE_OUTCOME_EXPIRED: _ClassVar[ReleaseOutcome]
+    RELEASE_OUTCOME_UNKNOWN: _ClassVar[ReleaseOutcome]
+RELEASE_OUTCOME_UNSPECIFIED: ReleaseOutcome
+RELEASE_OUTCOME_RELEASED: ReleaseOutcome
+RELEASE_OUTCOME_ALREADY_RELEASED: ReleaseOutcome
+RELEASE_OUTCOME_EXPIRED: ReleaseOutcome
+RELEASE_OUTCOME_UNKNOWN: ReleaseOutcome
+
+class AcquireRequest(_message.Message):
+    __slots__ = ("resource", "load", "priority", "lane", "timeout")
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    LANE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    resource: str
+    load: float
+    priority: int
+    lane: str
+    timeout: _duration_pb2.Duration
+    def __init__(self, resource: _Optional[str] = ..., load: _Optional[float] = ..., priority: _Optional[int] = ..., lane: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class AcquireResponse(_message.Message):
+    __slots__ = ("lease", "wait_time")
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_TIME_FIELD_NUMBER: _ClassVar[int]
+    lease: Lease
+    wait_time: _duration_pb2.Duration
+    def __init__(self, lease: _Optional[_Union[Lease, _Mapping]] = ..., wait_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class Lease(_message.Message):
+    __slots__ = ("lease_id", "resource", "load", "expire_time", "ttl")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    resource: str
+    load: float
+    expire_time: _timestamp_pb2.Timestamp
+    ttl: _duration_pb2.Duration
+    def __init__(self, lease_id: _Optional[str] = ..., resource: _Optional[str] = ..., load: _Optional[float] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ReleaseRequest(_message.Message):
+    __slots__ = ("lease_id", "actual_load")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_LOAD_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    actual_load: float
+    def __init__(self, lease_id: _Optional[str] = ..., actual_load: _Optional[float] = ...) -> None: ...
+
+class ReleaseResponse(_message.Message):
+    __slots__ = ("outcome", "message")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    outcome: ReleaseOutcome
+    message: str
+    def __init__(self, outcome: _Optional[_Union[ReleaseOutcome, str]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("lease_ids",)
+    LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
+    lease_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, lease_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LeaseState(_message.Message):
+    __slots__ = ("lease_id", "held", "expire_time")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    held: bool
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, lease_id: _Optional[str] = ..., held: _Optional[bool] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("leases",)
+    LEASES_FIELD_NUMBER: _ClassVar[int]
+    leases: _containers.RepeatedCompositeFieldContainer[LeaseState]
+    def __init__(self, leases: _Optional[_Iterable[_Union[LeaseState, _Mapping]]] = ...) -> None: ...
+
+class SessionCancel(_message.Message):
+    __slots__ = ("acquire_request_id",)
+    ACQUIRE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    acquire_request_id: int
+    def __init__(self, acquire_request_id: _Optional[int] = ...) -> None: ...
+
+class SessionRequest(_message.Message):
+    __slots__ = ("request_id", "acquire", "release", "heartbeat", "cancel")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ACQUIRE_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    acquire: AcquireRequest
+    release: ReleaseRequest
+    heartbeat: HeartbeatRequest
+    cancel: SessionCancel
+    def __init__(self, request_id: _Optional[int] = ..., acquire: _Optional[_Union[AcquireRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., cancel: _Optional[_Union[SessionCancel, _Mapping]] = ...) -> None: ...
+
+class Failure(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class LeaseExpired(_message.Message):
+    __slots__ = ("lease_id", "resource")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    resource: str
+    def __init__(self, lease_id: _Optional[str] = ..., resource: _Optional[str] = ...) -> None: ...
+
+class SessionResponse(_message.Message):
+    __slots__ = ("request_id", "granted", "released", "heartbeat", "failure", "lease_expired")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    granted: AcquireResponse
+    released: ReleaseResponse
+    heartbeat: HeartbeatResponse
+    failure: Failure
+    lease_expired: LeaseExpired
+    def __init__(self, request_id: _Optional[int] = ..., granted: _Optional[_Union[AcquireResponse, _Mapping]] = ..., released: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatResponse, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., lease_expired: _Optional[_Union[LeaseExpired, _Mapping]] = ...) -> None: ...

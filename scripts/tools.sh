@@ -1,0 +1,30 @@
+# Sourced by the generate and test scripts: installs the pinned code
+# generators into .tools/ (never globally) and puts them on PATH.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+mkdir -p "$TOOLS/bin"
+export PATH="$TOOLS/bin:$ROOT/node_modules/.bin:$PATH"
+
+PROTOC_GEN_GO_VERSION=v1.36.11
+PROTOC_GEN_GO_GRPC_VERSION=v1.6.1
+GRPCIO_TOOLS_VERSION=1.85.1
+
+ensure_node_modules() {
+  [ -x "$ROOT/node_modules/.bin/buf" ] || (cd "$ROOT" && npm ci --no-audit --no-fund)
+}
+
+ensure_go_plugins() {
+  [ -x "$TOOLS/bin/protoc-gen-go" ] || GOBIN="$TOOLS/bin" go install "google.golang.org/protobuf/cmd/protoc-gen-go@$PROTOC_GEN_GO_VERSION"
+  [ -x "$TOOLS/bin/protoc-gen-go-grpc" ] || GOBIN="$TOOLS/bin" go install "google.golang.org/grpc/cmd/protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
+}
+
+# One virtualenv for generation and the Python tests, made here, never global.
+ensure_venv() {
+  if [ ! -x "$TOOLS/venv/bin/python" ]; then
+    python3 -m venv "$TOOLS/venv"
+    "$TOOLS/venv/bin/pip" install --quiet --upgrade pip
+  fi
+  "$TOOLS/venv/bin/python" -c "import grpc_tools" 2>/dev/null ||
+    "$TOOLS/venv/bin/pip" install --quiet "grpcio-tools==$GRPCIO_TOOLS_VERSION"
+}

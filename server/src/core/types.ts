@@ -1,0 +1,141 @@
+// The engine's vocabulary. Nothing here knows about protobuf, gRPC, Redis or
+// Node timers: the RPC layer translates to and from these plain types.
+
+/** Milliseconds on the engine's clock (the real clock: Unix epoch ms). */
+export type Millis = number;
+
+/** A timer handle returned by {@link Clock.setTimer}. */
+export type TimerId = number;
+
+/**
+ * Time, injected. The engine never reads Date.now() nor calls setTimeout; it
+ * asks its clock. Production uses the system clock; tests use a simulated
+ * clock they advance by hand, so every timing test is exact.
+ */
+export interface Clock {
+  /** The current time in ms. Never goes backwards. */
+  now(): Millis;
+  /** Calls fn once at or after `at`. */
+  setTimer(at: Millis, fn: () => void): TimerId;
+  /** Cancels a timer; unknown or fired ids are ignored. */
+  clearTimer(id: TimerId): void;
+}
+
+/** What a rate limit counts: 1 per acquire, or each acquire's load. */
+export type Dimension = "requests" | "load";
+
+/** At most burst + t * amount / periodMs units in any interval of t ms. */
+export interface LimitSpec {
+  dimension: Dimension;
+  amount: number;
+  periodMs: Millis;
+  burst: number;
+}
+
+export interface LaneSpec {
+  name: string;
+  weight: number;
+}
+
+/**
+ * A resource with every default filled in (the edge validates and fills
+ * defaults; the engine assumes a valid spec).
+ */
+export interface ResourceSpec {
+  name: string;
+  limits: LimitSpec[];
+  /** The most leases held at once; 0 means no cap. */
+  concurrency: number;
+  /** At least one lane. */
+  lanes: LaneSpec[];
+  /** One of lanes' names. */
+  defaultLane: string;
+  leaseTtlMs: Millis;
+  maxQueue: number;
+}
+
+/** The gRPC status names the engine can fail with. */
+export type FailureCode =
+  | "INVALID_ARGUMENT"
+  | "NOT_FOUND"
+  | "RESOURCE_EXHAUSTED"
+  | "DEADLINE_EXCEEDED"
+  | "CANCELLED"
+  | "UNAVAILABLE";
+
+export interface Failure {
+  code: FailureCode;
+  message: string;
+}
+
+export interface AcquireRequest {
+  resource: string;
+  load: number;
+  priority: number;
+  /** Empty means the resource's default lane. */
+  lane: string;
+  /**
+   * Absolute time at which the wait ends with DEADLINE_EXCEEDED; undefined
+   * waits until cancelled. A deadline at or before now means one attempt.
+   */
+  deadline?: Millis;
+  /** Who holds the lease once granted (a session id); echoed on expiry. */
+  owner: string;
+}
+
+export interface Lease {
+  id: string;
+  resource: string;
+  load: number;
+  owner: string;
+  grantedAt: Millis;
+  expiresAt: Millis;
+  ttlMs: Millis;
+}
+
+export interface Grant {
+  lease: Lease;
+  waitedMs: Millis;
+}
+
+export type AcquireResult = { ok: true; grant: Grant } | { ok: false; failure: Failure };
+
+export type ReleaseOutcome = "released" | "already_released" | "expired" | "unknown";
+
+export interface HeartbeatResult {
+  leaseId: string;
+  held: boolean;
+  expiresAt?: Millis;
+}
+
+export interface LaneStats {
+  name: string;
+  weight: number;
+  queueDepth: number;
+  grants: number;
+  loadGranted: number;
+}
+
+export interface LimitStats {
+  limit: LimitSpec;
+  /** Units that could be granted at once now. */
+  available: number;
+  /** 1 - available / burst. */
+  utilisation: number;
+}
+
+export interface ResourceStats {
+  name: string;
+  leasesInFlight: number;
+  lanes: LaneStats[];
+  limits: LimitStats[];
+  grants: number;
+  rejections: number;
+  timeouts: number;
+  cancellations: number;
+  expirations: number;
+  waitP50Ms: Millis;
+  waitP90Ms: Millis;
+  waitP99Ms: Millis;
+  waitMaxMs: Millis;
+}
