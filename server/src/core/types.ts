@@ -139,3 +139,29 @@ export interface ResourceStats {
   waitP99Ms: Millis;
   waitMaxMs: Millis;
 }
+
+/**
+ * A waiting acquire, returned by Engine.acquire when the request did not
+ * resolve at once; pass it to Engine.cancel to withdraw the request.
+ */
+export interface Ticket {
+  /** The resource the request waits on. */
+  readonly resource: string;
+  /** The engine-wide arrival number (FIFO order among equal priorities). */
+  readonly seq: number;
+}
+
+/** Why the next request of a queue is not granted yet. */
+export type BlockedBy = "concurrency" | "rate";
+
+/** The request a resource will serve next and what it waits for. */
+export interface NextWaiting {
+  ticket: Ticket;
+  lane: string;
+  load: number;
+  priority: number;
+  waitingSinceMs: Millis;
+  blockedBy: BlockedBy;
+  /** When the rate limits will allow it (concurrency aside). */
+  readyAt: Millis;
+}

@@ -1,0 +1,102 @@
+// One rate limit enforced by the generic cell rate algorithm (GCRA).
+import type { LimitSpec, Millis } from "./types.js";
+
+/**
+ * One GCRA limit: at most `burst + t * amount / periodMs` units in any
+ * interval of t ms.
+ *
+ * The whole state is one number, the theoretical arrival time (TAT): the time
+ * at which the limit would be fully idle again. Each unit costs the emission
+ * interval T = periodMs / amount of "time debt"; a cost c fits at `now` when
+ * the debt after charging it is at most burst * T.
+ *
+ * Exactness: {@link readyAt} is the one expression behind both the admission
+ * test and the wake-up time, so a timer armed at `availableAt(c)` always
+ * admits c (same floats, same result). No tolerance is added in the admitting
+ * direction: float noise can delay a grant by an ulp but never admit early.
+ */
+export class Gcra {
+  /** Emission interval: ms of debt per unit. */
+  interval: number;
+  /** burst * interval: the most debt the limit tolerates. */
+  tolerance: number;
+  /** Theoretical arrival time in ms. Below now means "idle" (same as now). */
+  tat: Millis;
+
+  /** @param tat initial TAT; at or before now means a full burst is available. */
+  constructor(
+    public spec: LimitSpec,
+    tat: Millis,
+  ) {
+    this.interval = spec.periodMs / spec.amount;
+    this.tolerance = spec.burst * this.interval;
+    this.tat = tat;
+  }
+
+  /** The units an acquire of `load` costs here: 1 for a requests limit, the load for a load limit. */
+  cost(load: number): number {
+    return this.spec.dimension === "requests" ? 1 : load;
+  }
+
+  /** True when cost `c` could ever fit (it is at most the burst). */
+  canEverFit(c: number): boolean {
+    return c <= this.spec.burst;
+  }
+
+  /**
+   * The time from which cost `c` fits, as computed at `now`; a value at or
+   * before `now` means it fits now. Only meaningful for c <= burst.
+   */
+  readyAt(c: number, now: Millis): Millis {
+    const base = this.tat > now ? this.tat : now;
+    return base + c * this.interval - this.tolerance;
+  }
+
+  /** True when cost `c` fits at `now`. */
+  fits(c: number, now: Millis): boolean {
+    return this.readyAt(c, now) <= now;
+  }
+
+  /** The earliest time, not before `now`, at which cost `c` fits (c <= burst). */
+  availableAt(c: number, now: Millis): Millis {
+    const t = this.readyAt(c, now);
+    return t > now ? t : now;
+  }
+
+  /** Spends `c` units at `now`. The caller has checked {@link fits}. */
+  charge(c: number, now: Millis): void {
+    this.tat = (this.tat > now ? this.tat : now) + c * this.interval;
+  }
+
+  /**
+   * Charges (delta > 0) or refunds (delta < 0) units after the fact, for
+   * load reconciliation. A refund may move TAT below now; that only means idle.
+   */
+  adjust(delta: number): void {
+    this.tat += delta * this.interval;
+  }
+
+  /** Units that could be granted at once at `now`, between 0 and burst. */
+  available(now: Millis): number {
+    const debt = this.tat > now ? this.tat - now : 0;
+    const a = this.spec.burst - debt / this.interval;
+    return a > 0 ? a : 0;
+  }
+
+  /** Units of debt outstanding at `now` (0 when idle). */
+  debtUnits(now: Millis): number {
+    return this.tat > now ? (this.tat - now) / this.interval : 0;
+  }
+
+  /**
+   * Switches to a changed spec (amount, period or burst), keeping the debt in
+   * units: a limit 80% used stays as many units in debt, now repaid at the new rate.
+   */
+  reconfigure(spec: LimitSpec, now: Millis): void {
+    const debt = this.debtUnits(now);
+    this.spec = spec;
+    this.interval = spec.periodMs / spec.amount;
+    this.tolerance = spec.burst * this.interval;
+    this.tat = now + debt * this.interval;
+  }
+}
