@@ -154,7 +154,8 @@ type Lane struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The lane's name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The lane's share of grants relative to the other lanes; at least 1.
+	// The lane's share of grants relative to the other lanes, 1 to 1000.
+	// Zero means 1.
 	Weight        uint32 `protobuf:"varint,2,opt,name=weight,proto3" json:"weight,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

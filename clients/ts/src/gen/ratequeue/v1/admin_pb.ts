@@ -71,7 +71,8 @@ export type Lane = Message<"ratequeue.v1.Lane"> & {
   name: string;
 
   /**
-   * The lane's share of grants relative to the other lanes; at least 1.
+   * The lane's share of grants relative to the other lanes, 1 to 1000.
+   * Zero means 1.
    *
    * @generated from field: uint32 weight = 2;
    */

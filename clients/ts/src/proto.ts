@@ -1,0 +1,52 @@
+/**
+ * The ratequeue.v1 contract for TypeScript: the generated messages and
+ * services, and the adapter that turns a protobuf-es service descriptor into
+ * a grpc-js service definition. The server and this client share it, so one
+ * code generator (protoc-gen-es) serves both ends.
+ */
+import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
+
+export * from "./gen/ratequeue/v1/ratequeue_pb.js";
+export * from "./gen/ratequeue/v1/admin_pb.js";
+
+/** The grpc-js definition of one protobuf-es service, keyed by method local name. */
+export type GrpcServiceDefinition<S extends GenServiceMethods> = {
+  [K in keyof S]: MethodDefinition<MessageShape<S[K]["input"]>, MessageShape<S[K]["output"]>>;
+};
+
+/**
+ * Builds a grpc-js service definition from a protobuf-es service, with binary
+ * protobuf (de)serialisation. Method keys are the lowerCamel local names
+ * (`acquire`, `session`), paths are the wire paths (`/ratequeue.v1.RateQueueService/Acquire`).
+ */
+export function grpcServiceDefinition<S extends GenServiceMethods>(
+  service: GenService<S>,
+): GrpcServiceDefinition<S> & ServiceDefinition {
+  const definition: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const method of service.methods) {
+    definition[method.localName] = {
+      path: `/${service.typeName}/${method.name}`,
+      originalName: method.name,
+      requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+      responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+      requestSerialize: serializer(method.input),
+      requestDeserialize: deserializer(method.input),
+      responseSerialize: serializer(method.output),
+      responseDeserialize: deserializer(method.output),
+    };
+  }
+  return definition as GrpcServiceDefinition<S> & ServiceDefinition;
+}
+
+function serializer(schema: DescMessage): (value: unknown) => Buffer {
+  return (value) => {
+    const bytes = toBinary(schema, value as MessageShape<DescMessage>);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+function deserializer(schema: DescMessage): (bytes: Buffer) => unknown {
+  return (bytes) => fromBinary(schema, bytes);
+}

@@ -1,0 +1,119 @@
+// The config file: resources declared in YAML (or JSON of the same shape),
+// checked by the same validation as PutResource so that both paths accept
+// exactly the same definitions.
+import { readFileSync } from "node:fs";
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Dimension, LaneSchema, LimitSchema, ResourceSchema, type Resource } from "@ratequeue/client/proto";
+import { parse as parseYaml } from "yaml";
+import type { ResourceSpec } from "./core/index.js";
+import { RpcError } from "./rpc/rpc-error.js";
+import { resourceFromProto } from "./rpc/validate.js";
+
+export interface Config {
+  resources: ResourceSpec[];
+}
+
+/** A config error names the file, the key and the rule. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses "60s", "1.5m", "500ms", "1h" (a bare number means seconds) to ms. */
+export function parseDuration(key: string, value: unknown): number {
+  if (typeof value === "number" && Number.isFinite(value)) return value * 1000;
+  const match = typeof value === "string" ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(value) : null;
+  if (match === null) throw new ConfigError(`${key}: '${String(value)}' is not a duration; write e.g. 500ms, 60s, 1m, 1h`);
+  return Number(match[1]) * units[match[2]!]!;
+}
+
+/** Reads and validates a config file (YAML or JSON). */
+export function loadConfig(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(`${path}: cannot read: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text); // YAML is a superset of JSON.
+  } catch (err) {
+    throw new ConfigError(`${path}: not valid YAML or JSON: ${(err as Error).message}`);
+  }
+  try {
+    return parseConfig(doc ?? {});
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof RpcError) throw new ConfigError(`${path}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** Validates a parsed config document. */
+export function parseConfig(doc: unknown): Config {
+  const root = asObject("config", doc);
+  for (const key of Object.keys(root)) {
+    if (key !== "resources") throw new ConfigError(`${key}: unknown key; the config holds 'resources'`);
+  }
+  const resources = asObject("resources", root.resources ?? {});
+  return {
+    resources: Object.entries(resources).map(([name, value]) => {
+      try {
+        return resourceFromProto(resourceFromConfig(name, value));
+      } catch (err) {
+        if (err instanceof RpcError) throw new ConfigError(`resources.${name}: ${err.message}`);
+        throw err;
+      }
+    }),
+  };
+}
+
+const resourceKeys = new Set(["limits", "concurrency", "lanes", "default_lane", "lease_ttl", "max_queue"]);
+const limitKeys = new Set(["dimension", "amount", "period", "burst"]);
+
+function resourceFromConfig(name: string, value: unknown): Resource {
+  const key = `resources.${name}`;
+  const r = asObject(key, value ?? {});
+  for (const k of Object.keys(r)) {
+    if (!resourceKeys.has(k)) throw new ConfigError(`${key}.${k}: unknown key; expected one of ${[...resourceKeys].join(", ")}`);
+  }
+  const limits = r.limits === undefined ? [] : r.limits;
+  if (!Array.isArray(limits)) throw new ConfigError(`${key}.limits: must be a list`);
+  return create(ResourceSchema, {
+    name,
+    limits: limits.map((raw, i) => {
+      const lkey = `${key}.limits[${i}]`;
+      const l = asObject(lkey, raw);
+      for (const k of Object.keys(l)) {
+        if (!limitKeys.has(k)) throw new ConfigError(`${lkey}.${k}: unknown key; expected one of ${[...limitKeys].join(", ")}`);
+      }
+      const dimension = l.dimension === "requests" ? Dimension.REQUESTS : l.dimension === "load" ? Dimension.LOAD : undefined;
+      if (dimension === undefined) throw new ConfigError(`${lkey}.dimension: must be 'requests' or 'load'`);
+      return create(LimitSchema, {
+        dimension,
+        amount: asNumber(`${lkey}.amount`, l.amount),
+        period: durationFromMs(parseDuration(`${lkey}.period`, l.period)),
+        burst: l.burst === undefined ? 0 : asNumber(`${lkey}.burst`, l.burst),
+      });
+    }),
+    concurrency: r.concurrency === undefined ? 0 : asNumber(`${key}.concurrency`, r.concurrency),
+    lanes: Object.entries(asObject(`${key}.lanes`, r.lanes ?? {})).map(([lane, weight]) =>
+      create(LaneSchema, { name: lane, weight: asNumber(`${key}.lanes.${lane}`, weight) }),
+    ),
+    defaultLane: r.default_lane === undefined ? "" : String(r.default_lane),
+    leaseTtl: r.lease_ttl === undefined ? undefined : durationFromMs(parseDuration(`${key}.lease_ttl`, r.lease_ttl)),
+    maxQueue: r.max_queue === undefined ? 0 : asNumber(`${key}.max_queue`, r.max_queue),
+  });
+}
+
+function asObject(key: string, value: unknown): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new ConfigError(`${key}: must be a mapping`);
+  return value as Record<string, unknown>;
+}
+
+function asNumber(key: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isFinite(value)) throw new ConfigError(`${key}: must be a number, got ${JSON.stringify(value)}`);
+  return value;
+}

@@ -1,0 +1,151 @@
+// One worker process's Session stream: many acquires multiplexed by request
+// id, answered in whatever order the engine decides them.
+import { create } from "@bufbuild/protobuf";
+import { status, type ServerDuplexStream } from "@grpc/grpc-js";
+import {
+  FailureSchema,
+  LeaseExpiredSchema,
+  SessionResponseSchema,
+  type SessionRequest,
+  type SessionResponse,
+} from "@ratequeue/client/proto";
+import type { AcquireResult, Clock, Engine, Ticket } from "../core/index.js";
+import type { Logger } from "../log.js";
+import { grantToProto, heartbeatToProto, releaseToProto } from "./convert.js";
+import type { Gate } from "./gate.js";
+import { serviceError, reportError } from "./handler.js";
+import type { LeaseHolder, LeaseRouter } from "./lease-router.js";
+import { RpcError, statusOf } from "./rpc-error.js";
+import { acquireFromProto, heartbeatFromProto, releaseFromProto } from "./validate.js";
+
+export interface SessionDeps {
+  engine: Engine;
+  clock: Clock;
+  log: Logger;
+  gate: Gate;
+  router: LeaseRouter;
+}
+
+type Call = ServerDuplexStream<SessionRequest, SessionResponse>;
+
+/** Serves one Session stream until the client ends it or goes away. */
+export class WorkerSession implements LeaseHolder {
+  /** Waiting acquires by the client's request id. */
+  private readonly waiting = new Map<bigint, Ticket>();
+  /** Leases this session holds, to detach them from the router at close. */
+  private readonly leases = new Set<string>();
+  private closed = false;
+
+  constructor(
+    readonly id: string,
+    private readonly call: Call,
+    private readonly deps: SessionDeps,
+  ) {
+    call.on("data", (req: SessionRequest) => this.handle(req));
+    call.on("end", () => {
+      this.close();
+      call.end();
+    });
+    call.on("cancelled", () => this.close());
+    call.on("error", () => this.close());
+  }
+
+  notifyExpired(leaseId: string, resource: string): void {
+    this.leases.delete(leaseId);
+    this.send(0n, { case: "leaseExpired", value: create(LeaseExpiredSchema, { leaseId, resource }) });
+  }
+
+  /** Ends the stream with a status (shutdown, revoked credentials). */
+  abort(err: RpcError): void {
+    if (this.closed) return;
+    this.close();
+    this.call.emit("error", serviceError(err));
+  }
+
+  private handle(req: SessionRequest): void {
+    if (this.closed) return;
+    const id = req.requestId;
+    try {
+      const refusal = this.deps.gate.refusal();
+      if (refusal !== undefined) {
+        this.abort(refusal);
+        return;
+      }
+      if (id === 0n) throw new RpcError(status.INVALID_ARGUMENT, "request_id: must not be 0 (0 is reserved for notices)");
+      const { engine, clock, router } = this.deps;
+      switch (req.kind.case) {
+        case "acquire": {
+          if (this.waiting.has(id)) {
+            throw new RpcError(status.INVALID_ARGUMENT, `request_id: ${id} is already waiting on this session; use a new id per message`);
+          }
+          const input = acquireFromProto(req.kind.value, clock.now(), this.id);
+          const ticket = engine.acquire(input, (result) => this.decided(id, result));
+          if (ticket !== null) this.waiting.set(id, ticket);
+          return;
+        }
+        case "release": {
+          const { leaseId, actualLoad } = releaseFromProto(req.kind.value);
+          const outcome = engine.release(leaseId, actualLoad);
+          this.leases.delete(leaseId);
+          router.detach(leaseId);
+          this.send(id, { case: "released", value: releaseToProto(outcome) });
+          return;
+        }
+        case "heartbeat": {
+          const results = engine.heartbeat(heartbeatFromProto(req.kind.value));
+          for (const r of results) {
+            if (!r.held) continue;
+            this.leases.add(r.leaseId);
+            router.attach(r.leaseId, this);
+          }
+          this.send(id, { case: "heartbeat", value: heartbeatToProto(results) });
+          return;
+        }
+        case "cancel": {
+          const ticket = this.waiting.get(req.kind.value.acquireRequestId);
+          // An unknown or already decided acquire: nothing to withdraw.
+          if (ticket !== undefined) engine.cancel(ticket);
+          return;
+        }
+        default:
+          throw new RpcError(status.INVALID_ARGUMENT, "kind: the message must hold one of acquire, release, heartbeat or cancel");
+      }
+    } catch (err) {
+      const e = reportError(this.deps.log, "Session", err);
+      this.send(id, { case: "failure", value: create(FailureSchema, { code: e.code, message: e.message }) });
+    }
+  }
+
+  private decided(id: bigint, result: AcquireResult): void {
+    this.waiting.delete(id);
+    if (!result.ok) {
+      const code = statusOf(result.failure.code);
+      this.send(id, { case: "failure", value: create(FailureSchema, { code, message: result.failure.message }) });
+      return;
+    }
+    const lease = result.grant.lease;
+    if (this.closed) {
+      // Granted as the stream went away: nobody can use it, so give it back.
+      this.deps.engine.release(lease.id);
+      return;
+    }
+    this.leases.add(lease.id);
+    this.deps.router.attach(lease.id, this);
+    this.send(id, { case: "granted", value: grantToProto(result.grant) });
+  }
+
+  private send(requestId: bigint, kind: SessionResponse["kind"]): void {
+    if (this.closed) return;
+    this.call.write(create(SessionResponseSchema, { requestId, kind }));
+  }
+
+  /** Withdraws every waiting acquire; held leases live on until their TTL. */
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const ticket of this.waiting.values()) this.deps.engine.cancel(ticket);
+    this.waiting.clear();
+    for (const leaseId of this.leases) this.deps.router.detach(leaseId, this);
+    this.leases.clear();
+  }
+}

@@ -1,0 +1,173 @@
+// The edge: every field of every request is checked here, before it reaches
+// the engine, and each failure names the field and the rule it broke. The
+// engine may then assume valid input. The ranges below are the documented
+// valid ranges of the API (README, "Valid input").
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, durationMs, type Duration } from "@bufbuild/protobuf/wkt";
+import {
+  Dimension,
+  LaneSchema,
+  LimitSchema,
+  ResourceSchema,
+  type AcquireRequest,
+  type HeartbeatRequest,
+  type ReleaseRequest,
+  type Resource,
+} from "@ratequeue/client/proto";
+import type { AcquireRequest as CoreAcquire, LimitSpec, ResourceSpec } from "../core/index.js";
+import { invalidField } from "./rpc-error.js";
+
+export const limits = {
+  nameMaxLength: 128,
+  laneNameMaxLength: 64,
+  maxLoad: 1e12,
+  maxAmount: 1e12,
+  minPriority: -1_000_000,
+  maxPriority: 1_000_000,
+  maxTimeoutMs: 24 * 3600_000,
+  maxPeriodMs: 366 * 24 * 3600_000,
+  minLeaseTtlMs: 100,
+  maxLeaseTtlMs: 24 * 3600_000,
+  maxLimitsPerResource: 16,
+  maxLanesPerResource: 32,
+  maxLaneWeight: 1000,
+  maxConcurrency: 1_000_000,
+  maxQueue: 1_000_000,
+  maxLeaseIdsPerHeartbeat: 1000,
+  maxLeaseIdLength: 128,
+} as const;
+
+export const defaults = {
+  load: 1,
+  priority: 10,
+  laneName: "default",
+  leaseTtlMs: 30_000,
+  maxQueue: 10_000,
+} as const;
+
+const namePattern = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/;
+
+/** Checks a resource or lane name. */
+export function checkName(field: string, name: string, maxLength: number = limits.nameMaxLength): string {
+  if (name.length === 0) throw invalidField(field, "must not be empty");
+  if (name.length > maxLength) throw invalidField(field, `must be at most ${maxLength} characters, got ${name.length}`);
+  if (!namePattern.test(name)) {
+    throw invalidField(field, `'${name}' must start with a letter or digit and hold only letters, digits, '.', '_', ':', '/' or '-'`);
+  }
+  return name;
+}
+
+function checkNumber(field: string, value: number, min: number, max: number, what = "a number"): number {
+  if (!Number.isFinite(value)) throw invalidField(field, `must be a finite number, got ${value}`);
+  if (value < min || value > max || (what === "an integer" && !Number.isInteger(value))) {
+    throw invalidField(field, `must be ${what} from ${min} to ${max}, got ${value}`);
+  }
+  return value;
+}
+
+function checkDuration(field: string, d: Duration, minMs: number, maxMs: number): number {
+  if (d.nanos < -999_999_999 || d.nanos > 999_999_999 || (d.seconds > 0n && d.nanos < 0) || (d.seconds < 0n && d.nanos > 0)) {
+    throw invalidField(field, "is not a valid duration");
+  }
+  const ms = durationMs(d);
+  if (!(ms >= minMs && ms <= maxMs)) throw invalidField(field, `must be from ${minMs} ms to ${maxMs} ms, got ${ms} ms`);
+  return ms;
+}
+
+/** A validated AcquireRequest in engine terms; `deadline` is set by the caller. */
+export function acquireFromProto(req: AcquireRequest, now: number, owner: string, callDeadline?: number): CoreAcquire {
+  const resource = checkName("resource", req.resource);
+  const load = req.load === undefined ? defaults.load : checkNumber("load", req.load, 0, limits.maxLoad);
+  const priority =
+    req.priority === undefined ? defaults.priority : checkNumber("priority", req.priority, limits.minPriority, limits.maxPriority, "an integer");
+  const lane = req.lane === "" ? "" : checkName("lane", req.lane, limits.laneNameMaxLength);
+  let deadline = callDeadline;
+  if (req.timeout !== undefined) {
+    const timeoutMs = checkDuration("timeout", req.timeout, 0, limits.maxTimeoutMs);
+    deadline = deadline === undefined ? now + timeoutMs : Math.min(deadline, now + timeoutMs);
+  }
+  return { resource, load, priority, lane, deadline, owner };
+}
+
+/** A validated ReleaseRequest. */
+export function releaseFromProto(req: ReleaseRequest): { leaseId: string; actualLoad?: number } {
+  const leaseId = checkLeaseId("lease_id", req.leaseId);
+  const actualLoad = req.actualLoad === undefined ? undefined : checkNumber("actual_load", req.actualLoad, 0, limits.maxLoad);
+  return { leaseId, actualLoad };
+}
+
+/** A validated HeartbeatRequest's lease ids. */
+export function heartbeatFromProto(req: HeartbeatRequest): string[] {
+  if (req.leaseIds.length > limits.maxLeaseIdsPerHeartbeat) {
+    throw invalidField("lease_ids", `must hold at most ${limits.maxLeaseIdsPerHeartbeat} ids, got ${req.leaseIds.length}`);
+  }
+  return req.leaseIds.map((id, i) => checkLeaseId(`lease_ids[${i}]`, id));
+}
+
+function checkLeaseId(field: string, id: string): string {
+  if (id.length === 0) throw invalidField(field, "must not be empty");
+  if (id.length > limits.maxLeaseIdLength) throw invalidField(field, `must be at most ${limits.maxLeaseIdLength} characters`);
+  return id;
+}
+
+/** Validates a Resource message and fills its defaults. */
+export function resourceFromProto(r: Resource | undefined): ResourceSpec {
+  if (r === undefined) throw invalidField("resource", "is required");
+  const name = checkName("resource.name", r.name);
+  if (r.limits.length > limits.maxLimitsPerResource) {
+    throw invalidField("resource.limits", `must hold at most ${limits.maxLimitsPerResource} limits, got ${r.limits.length}`);
+  }
+  const specLimits: LimitSpec[] = r.limits.map((l, i) => {
+    const field = `resource.limits[${i}]`;
+    if (l.dimension !== Dimension.REQUESTS && l.dimension !== Dimension.LOAD) {
+      throw invalidField(`${field}.dimension`, "must be DIMENSION_REQUESTS or DIMENSION_LOAD");
+    }
+    const amount = checkNumber(`${field}.amount`, l.amount, Number.MIN_VALUE, limits.maxAmount, "a positive number");
+    if (l.period === undefined) throw invalidField(`${field}.period`, "is required");
+    const periodMs = checkDuration(`${field}.period`, l.period, 1, limits.maxPeriodMs);
+    const burst = l.burst === 0 ? Math.max(amount, 1) : checkNumber(`${field}.burst`, l.burst, 1, limits.maxAmount);
+    return { dimension: l.dimension === Dimension.REQUESTS ? "requests" : "load", amount, periodMs, burst };
+  });
+  const concurrency = checkNumber("resource.concurrency", r.concurrency, 0, limits.maxConcurrency, "an integer");
+  if (r.lanes.length > limits.maxLanesPerResource) {
+    throw invalidField("resource.lanes", `must hold at most ${limits.maxLanesPerResource} lanes, got ${r.lanes.length}`);
+  }
+  const lanes = r.lanes.map((lane, i) => ({
+    name: checkName(`resource.lanes[${i}].name`, lane.name, limits.laneNameMaxLength),
+    weight: lane.weight === 0 ? 1 : checkNumber(`resource.lanes[${i}].weight`, lane.weight, 1, limits.maxLaneWeight, "an integer"),
+  }));
+  const seen = new Set<string>();
+  for (const lane of lanes) {
+    if (seen.has(lane.name)) throw invalidField("resource.lanes", `lane '${lane.name}' is declared twice`);
+    seen.add(lane.name);
+  }
+  if (lanes.length === 0) lanes.push({ name: r.defaultLane || defaults.laneName, weight: 1 });
+  const defaultLane = r.defaultLane === "" ? lanes[0]!.name : r.defaultLane;
+  if (!seen.has(defaultLane) && lanes[0]!.name !== defaultLane) {
+    throw invalidField("resource.default_lane", `'${defaultLane}' is not one of the lanes (${lanes.map((l) => l.name).join(", ")})`);
+  }
+  const leaseTtlMs =
+    r.leaseTtl === undefined ? defaults.leaseTtlMs : checkDuration("resource.lease_ttl", r.leaseTtl, limits.minLeaseTtlMs, limits.maxLeaseTtlMs);
+  const maxQueue = r.maxQueue === 0 ? defaults.maxQueue : checkNumber("resource.max_queue", r.maxQueue, 1, limits.maxQueue, "an integer");
+  return { name, limits: specLimits, concurrency, lanes, defaultLane, leaseTtlMs, maxQueue };
+}
+
+/** The Resource message for a stored spec (defaults filled in). */
+export function resourceToProto(spec: ResourceSpec): Resource {
+  return create(ResourceSchema, {
+    name: spec.name,
+    limits: spec.limits.map((l) =>
+      create(LimitSchema, {
+        dimension: l.dimension === "requests" ? Dimension.REQUESTS : Dimension.LOAD,
+        amount: l.amount,
+        period: durationFromMs(l.periodMs),
+        burst: l.burst,
+      }),
+    ),
+    concurrency: spec.concurrency,
+    lanes: spec.lanes.map((l) => create(LaneSchema, { name: l.name, weight: l.weight })),
+    defaultLane: spec.defaultLane,
+    leaseTtl: durationFromMs(spec.leaseTtlMs),
+    maxQueue: spec.maxQueue,
+  });
+}

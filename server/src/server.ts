@@ -1,0 +1,99 @@
+// The server's lifecycle: an engine, the gRPC services around it, health,
+// and graceful shutdown. main.ts parses flags and calls startServer.
+import { randomUUID } from "node:crypto";
+import { Server, ServerCredentials, status } from "@grpc/grpc-js";
+import { AdminService, RateQueueService, grpcServiceDefinition } from "@ratequeue/client/proto";
+import { HealthImplementation } from "grpc-health-check";
+import { Engine, systemClock, type Clock, type ResourceSpec } from "./core/index.js";
+import { createLogger, type Logger } from "./log.js";
+import { createAdminService, memoryStore, type ResourceStore } from "./rpc/admin-service.js";
+import { OpenGate } from "./rpc/gate.js";
+import { RpcError } from "./rpc/rpc-error.js";
+import { LeaseRouter } from "./rpc/lease-router.js";
+import { createRateQueueService } from "./rpc/rate-queue-service.js";
+
+export interface ServerOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Resources to declare at start. */
+  resources?: ResourceSpec[];
+  clock?: Clock;
+  log?: Logger;
+  store?: ResourceStore;
+}
+
+export interface RunningServer {
+  /** The bound port. */
+  port: number;
+  engine: Engine;
+  /**
+   * Stops taking work, answers waiters with UNAVAILABLE, lets in-flight
+   * calls finish for up to graceMs, then closes every connection.
+   */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+/** The health service name clients may check besides the server-wide "". */
+export const healthServiceName = "ratequeue.v1.RateQueueService";
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const clock = options.clock ?? systemClock;
+  const log = options.log ?? createLogger();
+  const router = new LeaseRouter();
+  const engine = new Engine({
+    clock,
+    newLeaseId: randomUUID,
+    onLeaseExpired: (lease) => {
+      log.info("lease expired", { resource: lease.resource, lease: lease.id, owner: lease.owner });
+      router.expired(lease.id, lease.resource);
+    },
+  });
+  for (const spec of options.resources ?? []) engine.putResource(spec);
+
+  const gate = new OpenGate();
+  const server = new Server({
+    // Workers keep one stream open for hours; keepalives find dead peers.
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.keepalive_timeout_ms": 10_000,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.http2.min_ping_interval_without_data_ms": 5_000,
+    "grpc.max_receive_message_length": 1 << 20,
+  });
+  const rateQueue = createRateQueueService({ engine, clock, log, gate, router });
+  server.addService(grpcServiceDefinition(RateQueueService), rateQueue.implementation);
+  server.addService(
+    grpcServiceDefinition(AdminService),
+    createAdminService({ engine, log, gate, store: options.store ?? memoryStore }),
+  );
+  const health = new HealthImplementation({ "": "SERVING", [healthServiceName]: "SERVING" });
+  health.addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${options.host}:${options.port}`, ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(err) : resolve(bound),
+    ),
+  );
+  log.info("listening", { host: options.host, port, resources: engine.listResources().map((r) => r.name) });
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (graceMs = 5000): Promise<void> =>
+    (stopping ??= new Promise<void>((resolve) => {
+      log.info("shutting down", { graceMs });
+      const reason = "the server is shutting down; retry on another node or after it restarts";
+      gate.close(reason);
+      health.setStatus("", "NOT_SERVING");
+      health.setStatus(healthServiceName, "NOT_SERVING");
+      engine.shutdown(reason);
+      const force = setTimeout(() => server.forceShutdown(), graceMs);
+      // Open sessions never end by themselves: end them now.
+      for (const session of rateQueue.sessions.values()) session.abort(new RpcError(status.UNAVAILABLE, reason));
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        log.info("stopped");
+        resolve();
+      });
+    }));
+
+  return { port, engine, shutdown };
+}
