@@ -1,0 +1,249 @@
+// The public client: acquire a lease, use it, release it.
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
+import { defaultUrl } from "./address.js";
+import { Connection } from "./connection.js";
+import { RateQueueError } from "./errors.js";
+import { AcquireRequestSchema, HeartbeatRequestSchema, ReleaseOutcome, ReleaseRequestSchema } from "./proto.js";
+import { Session } from "./session.js";
+
+export interface ClientOptions {
+  /**
+   * Server address: `http://host:7070`, `https://host:7070`, `host:port`, or
+   * a comma-separated list of a group's nodes. Default: RATEQUEUE_URL, else
+   * http://127.0.0.1:7070.
+   */
+  url?: string;
+  /** API key sent as a bearer token. Default: RATEQUEUE_API_KEY. */
+  apiKey?: string;
+  /** CA certificate (PEM file) for https:// URLs signed by a private CA. */
+  caFile?: string;
+}
+
+export interface AcquireOptions {
+  /** What the call costs on load limits (tokens, bytes). Default 1. */
+  load?: number;
+  /** Higher is served first within a lane. Default 10. */
+  priority?: number;
+  /** The lane to wait in. Default: the resource's default lane. */
+  lane?: string;
+  /** Give up after this long with DEADLINE_EXCEEDED. Default: wait until granted or aborted. 0: one attempt. */
+  timeoutMs?: number;
+  /** Aborting withdraws the request from the server's queue. */
+  signal?: AbortSignal;
+}
+
+export type ReleaseResult = "released" | "already_released" | "expired" | "unknown";
+
+/** A granted slot. Release it when the guarded call is done. */
+export interface Lease extends AsyncDisposable {
+  readonly id: string;
+  readonly resource: string;
+  /** The load charged at acquire. */
+  readonly load: number;
+  /** How long the acquire waited in the queue. */
+  readonly waitedMs: number;
+  /** Aborted when the server reports the lease lost (expired unheartbeated). */
+  readonly signal: AbortSignal;
+  /**
+   * The real load, when known before the lease is disposed: `await using`
+   * then releases with it, reconciling the estimate.
+   */
+  actualLoad?: number;
+  /** Returns the slot; with actualLoad, corrects the load limits by the difference. */
+  release(options?: { actualLoad?: number }): Promise<ReleaseResult>;
+}
+
+export interface RateQueueClient {
+  /** Waits for a lease on `resource`. */
+  acquire(resource: string, options?: AcquireOptions): Promise<Lease>;
+  /** Acquires, runs fn, and releases on return or throw. */
+  withLease<T>(resource: string, options: AcquireOptions, fn: (lease: Lease) => Promise<T> | T): Promise<T>;
+  /** Releases every held lease, fails waiting acquires, ends the stream. */
+  close(): Promise<void>;
+}
+
+const releaseResults: Record<number, ReleaseResult> = {
+  [ReleaseOutcome.RELEASED]: "released",
+  [ReleaseOutcome.ALREADY_RELEASED]: "already_released",
+  [ReleaseOutcome.EXPIRED]: "expired",
+  [ReleaseOutcome.UNKNOWN]: "unknown",
+};
+
+/** Slack past an acquire's timeout before the client stops waiting for the server's own answer. */
+const timeoutSlackMs = 2000;
+
+/** Creates a client. It connects on first use. */
+export function createClient(options: ClientOptions = {}): RateQueueClient {
+  return new Client(options);
+}
+
+class HeldLease implements Lease {
+  actualLoad?: number;
+  private readonly controller = new AbortController();
+  private released: Promise<ReleaseResult> | undefined;
+
+  constructor(
+    private readonly client: Client,
+    readonly id: string,
+    readonly resource: string,
+    readonly load: number,
+    readonly waitedMs: number,
+    /** The TTL heartbeats extend by, ms. */
+    readonly ttlMs: number,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  lost(reason: string): void {
+    this.controller.abort(new RateQueueError("DEADLINE_EXCEEDED", reason));
+  }
+
+  release(options: { actualLoad?: number } = {}): Promise<ReleaseResult> {
+    return (this.released ??= this.client.release(this, options.actualLoad ?? this.actualLoad));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+}
+
+class Client implements RateQueueClient {
+  private readonly connection: Connection;
+  private readonly session: Session;
+  private readonly leases = new Map<string, HeldLease>();
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private heartbeatEveryMs = 0;
+  private heartbeatsInFlight = 0;
+
+  constructor(options: ClientOptions) {
+    this.connection = new Connection({
+      url: options.url ?? process.env.RATEQUEUE_URL ?? defaultUrl,
+      apiKey: options.apiKey ?? process.env.RATEQUEUE_API_KEY,
+      caFile: options.caFile,
+    });
+    this.session = new Session(this.connection, {
+      leaseExpired: (leaseId) => this.forget(leaseId, "the server expired the lease: it was not heartbeated within its TTL"),
+      reconnected: () => this.heartbeat(),
+      holdsLeases: () => this.leases.size > 0,
+    });
+  }
+
+  async acquire(resource: string, options: AcquireOptions = {}): Promise<Lease> {
+    const { signal, timeoutMs } = options;
+    signal?.throwIfAborted();
+    const request = create(AcquireRequestSchema, {
+      resource,
+      load: options.load,
+      priority: options.priority,
+      lane: options.lane ?? "",
+      timeout: timeoutMs === undefined ? undefined : durationFromMs(Math.max(0, timeoutMs)),
+    });
+    const { id, answer } = this.session.request({ case: "acquire", value: request });
+    const giveUp = (err: RateQueueError) => this.session.cancel(id, err);
+    const onAbort = () => giveUp(new RateQueueError("CANCELLED", "the acquire was aborted by its signal"));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    // The server answers a timeout itself; this only covers a server that cannot be reached.
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(
+            () => giveUp(new RateQueueError("DEADLINE_EXCEEDED", `no lease on '${resource}' within ${timeoutMs} ms (the server could not be reached)`)),
+            timeoutMs + timeoutSlackMs,
+          );
+    try {
+      const response = await answer;
+      if (response.kind.case !== "granted" || response.kind.value.lease === undefined) {
+        throw new RateQueueError("INTERNAL", `unexpected answer '${response.kind.case}' to an acquire`);
+      }
+      const { lease, waitTime } = response.kind.value;
+      const held = new HeldLease(
+        this,
+        lease.leaseId,
+        lease.resource,
+        lease.load,
+        waitTime === undefined ? 0 : durationMs(waitTime),
+        lease.ttl === undefined ? 30_000 : durationMs(lease.ttl),
+      );
+      this.hold(held);
+      return held;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async withLease<T>(resource: string, options: AcquireOptions, fn: (lease: Lease) => Promise<T> | T): Promise<T> {
+    const lease = await this.acquire(resource, options);
+    try {
+      return await fn(lease);
+    } finally {
+      await lease.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    const held = [...this.leases.values()];
+    await Promise.allSettled(held.map((lease) => lease.release()));
+    clearInterval(this.heartbeatTimer);
+    this.session.close();
+    this.connection.close();
+  }
+
+  /** Releases a lease (HeldLease.release makes it once). */
+  async release(lease: HeldLease, actualLoad: number | undefined): Promise<ReleaseResult> {
+    this.leases.delete(lease.id);
+    const value = create(ReleaseRequestSchema, { leaseId: lease.id, actualLoad });
+    const response = await this.session.request({ case: "release", value }).answer;
+    if (response.kind.case !== "released") throw new RateQueueError("INTERNAL", `unexpected answer '${response.kind.case}' to a release`);
+    return releaseResults[response.kind.value.outcome] ?? "unknown";
+  }
+
+  private hold(lease: HeldLease): void {
+    this.leases.set(lease.id, lease);
+    // Heartbeat three times per TTL of the shortest-lived lease held.
+    const every = Math.max(50, Math.floor(lease.ttlMs / 3));
+    if (this.heartbeatTimer === undefined || every < this.heartbeatEveryMs) {
+      clearInterval(this.heartbeatTimer);
+      this.heartbeatEveryMs = every;
+      this.heartbeatTimer = setInterval(() => this.heartbeat(), every);
+      this.heartbeatTimer.unref();
+    }
+  }
+
+  private forget(leaseId: string, reason: string): void {
+    const lease = this.leases.get(leaseId);
+    if (lease === undefined) return;
+    this.leases.delete(leaseId);
+    lease.lost(reason);
+  }
+
+  /** Extends every held lease; re-attaches them after a reconnect. */
+  private heartbeat(): void {
+    if (this.leases.size === 0) {
+      clearInterval(this.heartbeatTimer);
+      this.heartbeatTimer = undefined;
+      return;
+    }
+    // One round at a time: while a stream is down, do not pile them up.
+    if (this.heartbeatsInFlight > 0) return;
+    const ids = [...this.leases.keys()];
+    for (let i = 0; i < ids.length; i += 1000) {
+      const value = create(HeartbeatRequestSchema, { leaseIds: ids.slice(i, i + 1000) });
+      this.heartbeatsInFlight++;
+      const answer = this.session.request({ case: "heartbeat", value }).answer;
+      answer.finally(() => this.heartbeatsInFlight--).catch(() => {});
+      answer.then(
+        (response) => {
+          if (response.kind.case !== "heartbeat") return;
+          for (const state of response.kind.value.leases) {
+            if (!state.held) this.forget(state.leaseId, "the server no longer holds the lease (expired or ended)");
+          }
+        },
+        () => {}, // A dropped stream re-sends it; a closed client needs none.
+      );
+    }
+  }
+}

@@ -1,0 +1,10 @@
+// The public surface of @ratequeue/client. The generated contract is at
+// "@ratequeue/client/proto".
+export { createClient } from "./client.js";
+export type { AcquireOptions, ClientOptions, Lease, RateQueueClient, ReleaseResult } from "./client.js";
+export { createAdminClient } from "./admin.js";
+export type { AdminClient } from "./admin.js";
+export { RateQueueError } from "./errors.js";
+export type { StatusName } from "./errors.js";
+export { parseTargets } from "./address.js";
+export type { Target } from "./address.js";
