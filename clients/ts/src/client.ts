@@ -1,6 +1,6 @@
 // The public client: acquire a lease, use it, release it.
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { defaultUrl } from "./address.js";
 import { Connection } from "./connection.js";
 import { RateQueueError } from "./errors.js";
@@ -43,6 +43,8 @@ export interface Lease extends AsyncDisposable {
   readonly load: number;
   /** How long the acquire waited in the queue. */
   readonly waitedMs: number;
+  /** When the server granted the lease (server clock, epoch ms). */
+  readonly grantedAt: number;
   /** Aborted when the server reports the lease lost (expired unheartbeated). */
   readonly signal: AbortSignal;
   /**
@@ -89,6 +91,7 @@ class HeldLease implements Lease {
     readonly resource: string,
     readonly load: number,
     readonly waitedMs: number,
+    readonly grantedAt: number,
     /** The TTL heartbeats extend by, ms. */
     readonly ttlMs: number,
   ) {}
@@ -165,6 +168,7 @@ class Client implements RateQueueClient {
         lease.resource,
         lease.load,
         waitTime === undefined ? 0 : durationMs(waitTime),
+        lease.grantTime === undefined ? Date.now() : timestampMs(lease.grantTime),
         lease.ttl === undefined ? 30_000 : durationMs(lease.ttl),
       );
       this.hold(held);

@@ -28,6 +28,7 @@ export function grantToProto(grant: core.Grant): AcquireResponse {
       load: lease.load,
       expireTime: timestampFromMs(lease.expiresAt),
       ttl: durationFromMs(lease.ttlMs),
+      grantTime: timestampFromMs(lease.grantedAt),
     }),
     waitTime: durationFromMs(grant.waitedMs),
   });

@@ -236,7 +236,9 @@ type Lease struct {
 	// When the lease expires unless it is heartbeated or released.
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// The resource's lease TTL: each heartbeat extends the lease by this much.
-	Ttl           *durationpb.Duration `protobuf:"bytes,5,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Ttl *durationpb.Duration `protobuf:"bytes,5,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// When the server granted the lease, on the server's clock.
+	GrantTime     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=grant_time,json=grantTime,proto3" json:"grant_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -302,6 +304,13 @@ func (x *Lease) GetExpireTime() *timestamppb.Timestamp {
 func (x *Lease) GetTtl() *durationpb.Duration {
 	if x != nil {
 		return x.Ttl
+	}
+	return nil
+}
+
+func (x *Lease) GetGrantTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GrantTime
 	}
 	return nil
 }
@@ -1025,14 +1034,16 @@ const file_ratequeue_v1_ratequeue_proto_rawDesc = "" +
 	"\t_priority\"t\n" +
 	"\x0fAcquireResponse\x12)\n" +
 	"\x05lease\x18\x01 \x01(\v2\x13.ratequeue.v1.LeaseR\x05lease\x126\n" +
-	"\twait_time\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bwaitTime\"\xbc\x01\n" +
+	"\twait_time\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bwaitTime\"\xf7\x01\n" +
 	"\x05Lease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
 	"\x04load\x18\x03 \x01(\x01R\x04load\x12;\n" +
 	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12+\n" +
-	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"a\n" +
+	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x129\n" +
+	"\n" +
+	"grant_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tgrantTime\"a\n" +
 	"\x0eReleaseRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12$\n" +
 	"\vactual_load\x18\x02 \x01(\x01H\x00R\n" +
@@ -1127,31 +1138,32 @@ var file_ratequeue_v1_ratequeue_proto_depIdxs = []int32{
 	14, // 2: ratequeue.v1.AcquireResponse.wait_time:type_name -> google.protobuf.Duration
 	15, // 3: ratequeue.v1.Lease.expire_time:type_name -> google.protobuf.Timestamp
 	14, // 4: ratequeue.v1.Lease.ttl:type_name -> google.protobuf.Duration
-	0,  // 5: ratequeue.v1.ReleaseResponse.outcome:type_name -> ratequeue.v1.ReleaseOutcome
-	15, // 6: ratequeue.v1.LeaseState.expire_time:type_name -> google.protobuf.Timestamp
-	7,  // 7: ratequeue.v1.HeartbeatResponse.leases:type_name -> ratequeue.v1.LeaseState
-	1,  // 8: ratequeue.v1.SessionRequest.acquire:type_name -> ratequeue.v1.AcquireRequest
-	4,  // 9: ratequeue.v1.SessionRequest.release:type_name -> ratequeue.v1.ReleaseRequest
-	6,  // 10: ratequeue.v1.SessionRequest.heartbeat:type_name -> ratequeue.v1.HeartbeatRequest
-	9,  // 11: ratequeue.v1.SessionRequest.cancel:type_name -> ratequeue.v1.SessionCancel
-	2,  // 12: ratequeue.v1.SessionResponse.granted:type_name -> ratequeue.v1.AcquireResponse
-	5,  // 13: ratequeue.v1.SessionResponse.released:type_name -> ratequeue.v1.ReleaseResponse
-	8,  // 14: ratequeue.v1.SessionResponse.heartbeat:type_name -> ratequeue.v1.HeartbeatResponse
-	11, // 15: ratequeue.v1.SessionResponse.failure:type_name -> ratequeue.v1.Failure
-	12, // 16: ratequeue.v1.SessionResponse.lease_expired:type_name -> ratequeue.v1.LeaseExpired
-	10, // 17: ratequeue.v1.RateQueueService.Session:input_type -> ratequeue.v1.SessionRequest
-	1,  // 18: ratequeue.v1.RateQueueService.Acquire:input_type -> ratequeue.v1.AcquireRequest
-	4,  // 19: ratequeue.v1.RateQueueService.Release:input_type -> ratequeue.v1.ReleaseRequest
-	6,  // 20: ratequeue.v1.RateQueueService.Heartbeat:input_type -> ratequeue.v1.HeartbeatRequest
-	13, // 21: ratequeue.v1.RateQueueService.Session:output_type -> ratequeue.v1.SessionResponse
-	2,  // 22: ratequeue.v1.RateQueueService.Acquire:output_type -> ratequeue.v1.AcquireResponse
-	5,  // 23: ratequeue.v1.RateQueueService.Release:output_type -> ratequeue.v1.ReleaseResponse
-	8,  // 24: ratequeue.v1.RateQueueService.Heartbeat:output_type -> ratequeue.v1.HeartbeatResponse
-	21, // [21:25] is the sub-list for method output_type
-	17, // [17:21] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	15, // 5: ratequeue.v1.Lease.grant_time:type_name -> google.protobuf.Timestamp
+	0,  // 6: ratequeue.v1.ReleaseResponse.outcome:type_name -> ratequeue.v1.ReleaseOutcome
+	15, // 7: ratequeue.v1.LeaseState.expire_time:type_name -> google.protobuf.Timestamp
+	7,  // 8: ratequeue.v1.HeartbeatResponse.leases:type_name -> ratequeue.v1.LeaseState
+	1,  // 9: ratequeue.v1.SessionRequest.acquire:type_name -> ratequeue.v1.AcquireRequest
+	4,  // 10: ratequeue.v1.SessionRequest.release:type_name -> ratequeue.v1.ReleaseRequest
+	6,  // 11: ratequeue.v1.SessionRequest.heartbeat:type_name -> ratequeue.v1.HeartbeatRequest
+	9,  // 12: ratequeue.v1.SessionRequest.cancel:type_name -> ratequeue.v1.SessionCancel
+	2,  // 13: ratequeue.v1.SessionResponse.granted:type_name -> ratequeue.v1.AcquireResponse
+	5,  // 14: ratequeue.v1.SessionResponse.released:type_name -> ratequeue.v1.ReleaseResponse
+	8,  // 15: ratequeue.v1.SessionResponse.heartbeat:type_name -> ratequeue.v1.HeartbeatResponse
+	11, // 16: ratequeue.v1.SessionResponse.failure:type_name -> ratequeue.v1.Failure
+	12, // 17: ratequeue.v1.SessionResponse.lease_expired:type_name -> ratequeue.v1.LeaseExpired
+	10, // 18: ratequeue.v1.RateQueueService.Session:input_type -> ratequeue.v1.SessionRequest
+	1,  // 19: ratequeue.v1.RateQueueService.Acquire:input_type -> ratequeue.v1.AcquireRequest
+	4,  // 20: ratequeue.v1.RateQueueService.Release:input_type -> ratequeue.v1.ReleaseRequest
+	6,  // 21: ratequeue.v1.RateQueueService.Heartbeat:input_type -> ratequeue.v1.HeartbeatRequest
+	13, // 22: ratequeue.v1.RateQueueService.Session:output_type -> ratequeue.v1.SessionResponse
+	2,  // 23: ratequeue.v1.RateQueueService.Acquire:output_type -> ratequeue.v1.AcquireResponse
+	5,  // 24: ratequeue.v1.RateQueueService.Release:output_type -> ratequeue.v1.ReleaseResponse
+	8,  // 25: ratequeue.v1.RateQueueService.Heartbeat:output_type -> ratequeue.v1.HeartbeatResponse
+	22, // [22:26] is the sub-list for method output_type
+	18, // [18:22] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_ratequeue_v1_ratequeue_proto_init() }
