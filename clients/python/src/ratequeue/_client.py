@@ -1,0 +1,250 @@
+"""The public clients: async and sync facades over the process's session.
+
+Both drive the one implementation (``_session.Session``) on the process's
+ratequeue loop (``_runtime``); a sync and an async client with the same
+configuration share one stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import threading
+from typing import Any, Callable, Optional, TypeVar, Union
+
+from . import _runtime
+from ._config import ClientConfig
+from ._errors import RateQueueError
+from ._session import Lease, Session
+
+log = logging.getLogger("ratequeue")
+
+F = TypeVar("F", bound=Callable[..., Any])
+Load = Union[float, int]
+
+
+class _Base:
+    def __init__(self, url: Optional[str] = None, *, api_key: Optional[str] = None,
+                 config: Optional[ClientConfig] = None, **options: Any) -> None:
+        if config is not None and (url is not None or api_key is not None or options):
+            raise TypeError("give either config or url/api_key/options, not both")
+        self.config = config if config is not None else ClientConfig.resolve(url, api_key, **options)
+        self.config.endpoints  # validate the url now  # noqa: B018
+
+    @property
+    def _session(self) -> Session:
+        # Looked up per call: after a fork the child gets its own session.
+        return _runtime.session_for(self.config)
+
+    def _orphan(self, session: Session) -> Callable[[Lease], None]:
+        def give_back(lease: Lease) -> None:
+            _runtime.call_soon(lambda: session._give_back(lease))
+        return give_back
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self.config.url!r})"
+
+
+class AsyncClient(_Base):
+    """The async client (``ratequeue.aio.Client``).
+
+    ``url`` and ``api_key`` default to ``RATEQUEUE_URL`` and
+    ``RATEQUEUE_API_KEY``; further keyword options are the fields of
+    :class:`ClientConfig`. Clients are cheap: every client with the same
+    configuration shares the process's one session stream. Works from any
+    event loop, including one ``asyncio.run`` after another.
+    """
+
+    def acquire(self, resource: str, *, load: Load = 1, priority: int = 10, lane: Optional[str] = None,
+                timeout: Optional[float] = None) -> "AsyncAcquire":
+        """An async context manager holding a lease for its block.
+
+        ``timeout`` is how long to wait in seconds: ``None`` waits until
+        granted or cancelled, ``0`` makes one attempt. Raises
+        :class:`AcquireTimeout` when it passes. The lease is released when
+        the block exits, with ``lease.actual_load`` if it was set.
+        """
+        return AsyncAcquire(self, resource, load=load, priority=priority, lane=lane, timeout=timeout)
+
+    async def acquire_lease(self, resource: str, *, load: Load = 1, priority: int = 10,
+                            lane: Optional[str] = None, timeout: Optional[float] = None) -> Lease:
+        """Waits for a lease that the caller must :meth:`release`.
+
+        Cancelling the waiting task withdraws the request from the queue.
+        """
+        session = self._session
+        return await _runtime.run_async(
+            lambda: session.acquire(resource, load=load, priority=priority, lane=lane, timeout=timeout),
+            self._orphan(session),
+        )
+
+    async def release(self, lease: Lease, *, actual_load: Optional[float] = None) -> Optional[str]:
+        """Releases a lease, reconciling its load with ``actual_load`` if given.
+
+        Returns the server's outcome (``"RELEASED"``, ``"ALREADY_RELEASED"``,
+        ``"EXPIRED"``, ``"UNKNOWN"``), or None when it could not wait for one.
+        """
+        session = self._session
+        fut = asyncio.ensure_future(_runtime.run_async(lambda: session.release(lease, actual_load)))
+        fut.add_done_callback(_consume)
+        return await asyncio.shield(fut)  # a cancelled caller still releases
+
+    async def close(self) -> None:
+        """Closes this configuration's session stream in this process."""
+        session = self._session
+        _runtime.forget_session(session)
+        await _runtime.run_async(session.close)
+
+
+class Client(_Base):
+    """The sync client (``ratequeue.Client``), for threads, Celery tasks and scripts.
+
+    Same options as :class:`ratequeue.aio.Client`, which it shares its
+    session with; it blocks on the process's ratequeue loop thread.
+    """
+
+    def acquire(self, resource: str, *, load: Load = 1, priority: int = 10, lane: Optional[str] = None,
+                timeout: Optional[float] = None) -> "Acquire":
+        """A context manager holding a lease for its block; see :meth:`AsyncClient.acquire`."""
+        return Acquire(self, resource, load=load, priority=priority, lane=lane, timeout=timeout)
+
+    def acquire_lease(self, resource: str, *, load: Load = 1, priority: int = 10,
+                      lane: Optional[str] = None, timeout: Optional[float] = None) -> Lease:
+        """Blocks for a lease that the caller must :meth:`release`."""
+        _check_thread()
+        session = self._session
+        return _runtime.run_sync(
+            lambda: session.acquire(resource, load=load, priority=priority, lane=lane, timeout=timeout),
+            self._orphan(session),
+        )
+
+    def release(self, lease: Lease, *, actual_load: Optional[float] = None) -> Optional[str]:
+        """Releases a lease; see :meth:`AsyncClient.release`."""
+        _check_thread()
+        session = self._session
+        return _runtime.run_sync(lambda: session.release(lease, actual_load))
+
+    def close(self) -> None:
+        """Closes this configuration's session stream in this process."""
+        session = self._session
+        _runtime.forget_session(session)
+        _runtime.run_sync(session.close)
+
+
+def _consume(f: "asyncio.Future") -> None:
+    if not f.cancelled():
+        f.exception()
+
+
+def _check_thread() -> None:
+    if threading.current_thread().name == "ratequeue-loop":
+        raise RuntimeError("the sync ratequeue API cannot be called on the ratequeue loop; use ratequeue.aio")
+
+
+class AsyncAcquire:
+    """``async with`` holder of one lease; see :meth:`AsyncClient.acquire`."""
+
+    def __init__(self, client: AsyncClient, resource: str, **kw: Any) -> None:
+        self._client, self._resource, self._kw = client, resource, kw
+        self.lease: Optional[Lease] = None
+
+    async def __aenter__(self) -> Lease:
+        self.lease = await self._client.acquire_lease(self._resource, **self._kw)
+        return self.lease
+
+    async def __aexit__(self, *exc: Any) -> bool:
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            try:
+                await self._client.release(lease)
+            except RateQueueError as e:
+                log.warning("ratequeue: release of lease %s failed: %s", lease.lease_id, e)
+        return False
+
+
+class Acquire:
+    """``with`` holder of one lease; see :meth:`Client.acquire`."""
+
+    def __init__(self, client: Client, resource: str, **kw: Any) -> None:
+        self._client, self._resource, self._kw = client, resource, kw
+        self.lease: Optional[Lease] = None
+
+    def __enter__(self) -> Lease:
+        self.lease = self._client.acquire_lease(self._resource, **self._kw)
+        return self.lease
+
+    def __exit__(self, *exc: Any) -> bool:
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            try:
+                self._client.release(lease)
+            except RateQueueError as e:
+                log.warning("ratequeue: release of lease %s failed: %s", lease.lease_id, e)
+        return False
+
+
+def acquire(resource: str, *, load: Load = 1, priority: int = 10, lane: Optional[str] = None,
+            timeout: Optional[float] = None, api_key: Optional[str] = None, url: Optional[str] = None) -> Acquire:
+    """``with ratequeue.acquire("openai-gpt4", load=...) as lease:`` holds a
+    lease for the block. See :meth:`ratequeue.aio.Client.acquire`."""
+    return Client(url, api_key=api_key).acquire(resource, load=load, priority=priority, lane=lane, timeout=timeout)
+
+
+def acquire_async(resource: str, *, load: Load = 1, priority: int = 10, lane: Optional[str] = None,
+                  timeout: Optional[float] = None, api_key: Optional[str] = None,
+                  url: Optional[str] = None) -> AsyncAcquire:
+    """``async with ratequeue.aio.acquire(...) as lease:``; see :meth:`AsyncClient.acquire`."""
+    return AsyncClient(url, api_key=api_key).acquire(resource, load=load, priority=priority, lane=lane,
+                                                     timeout=timeout)
+
+
+def limited(resource: str, *, load: Union[Load, Callable[..., Load]] = 1, priority: int = 10,
+            lane: Optional[str] = None, timeout: Optional[float] = None,
+            actual_load: Optional[Callable[[Any], Optional[Load]]] = None,
+            api_key: Optional[str] = None, url: Optional[str] = None,
+            client: Optional[Union[Client, AsyncClient]] = None) -> Callable[[F], F]:
+    """Decorator: every call of the function holds a lease on ``resource``.
+
+    Works on plain and ``async def`` functions. ``load`` may be a number or a
+    function of the call's arguments (``load=lambda msgs: estimate(msgs)``);
+    ``actual_load``, a function of the result, reconciles the estimate on
+    release (``actual_load=lambda r: r.usage.total_tokens``).
+    """
+    config = client.config if client is not None else None
+
+    def make_client(cls):
+        return cls(config=config) if config is not None else cls(url, api_key=api_key)
+
+    def deco(fn: F) -> F:
+        def load_for(args, kwargs) -> Load:
+            return load(*args, **kwargs) if callable(load) else load
+
+        def settle(lease: Lease, result: Any) -> None:
+            if actual_load is not None:
+                value = actual_load(result)
+                if value is not None:
+                    lease.actual_load = value
+
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with make_client(AsyncClient).acquire(
+                        resource, load=load_for(args, kwargs), priority=priority, lane=lane,
+                        timeout=timeout) as lease:
+                    result = await fn(*args, **kwargs)
+                    settle(lease, result)
+                    return result
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with make_client(Client).acquire(resource, load=load_for(args, kwargs), priority=priority,
+                                             lane=lane, timeout=timeout) as lease:
+                result = fn(*args, **kwargs)
+                settle(lease, result)
+                return result
+        return wrapper  # type: ignore[return-value]
+
+    return deco

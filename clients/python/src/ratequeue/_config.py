@@ -1,0 +1,90 @@
+"""Client configuration: where the servers are and how to reach them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+DEFAULT_URL = "http://localhost:7070"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One server address: ``host:port`` and whether to use TLS."""
+
+    target: str
+    tls: bool = False
+
+    def __str__(self) -> str:
+        return ("https://" if self.tls else "http://") + self.target
+
+
+def parse_url(url: str) -> Tuple[Endpoint, ...]:
+    """Parses ``RATEQUEUE_URL`` syntax: a comma-separated list of
+    ``http://host:port``, ``https://host:port`` or bare ``host:port``.
+
+    ``https://`` means TLS. A missing port means 7070 (443 for https).
+    """
+    endpoints = []
+    for part in url.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        tls = False
+        if part.startswith("https://"):
+            tls, part = True, part[len("https://"):]
+        elif part.startswith("http://"):
+            part = part[len("http://"):]
+        elif "://" in part:
+            raise ValueError(f"ratequeue url {part!r}: the scheme must be http:// or https://")
+        part = part.rstrip("/")
+        if "/" in part:
+            raise ValueError(f"ratequeue url {part!r}: a path is not allowed, give host:port")
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit() or part.endswith("]"):
+            part = f"{part}:{443 if tls else 7070}"
+        endpoints.append(Endpoint(part, tls))
+    if not endpoints:
+        raise ValueError("ratequeue url is empty")
+    return tuple(endpoints)
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How a client reaches the servers. Every field has a default.
+
+    Attributes:
+        url: Comma-separated server list (``http://h1:7070,http://h2:7070``;
+            ``https://`` for TLS; bare ``host:port`` works too). Defaults to
+            the ``RATEQUEUE_URL`` environment variable, else
+            ``http://localhost:7070``.
+        api_key: Sent as ``authorization: Bearer <api_key>`` on every call.
+            Defaults to the ``RATEQUEUE_API_KEY`` environment variable.
+        reconnect_timeout: Seconds a waiting acquire (or a release) tolerates
+            having no connection before it fails with ``Unavailable``.
+        initial_backoff: First pause between reconnect attempts, seconds.
+        max_backoff: Longest pause between reconnect attempts, seconds.
+        root_certificates: PEM bytes to trust for ``https://`` servers;
+            ``None`` uses the system roots.
+    """
+
+    url: str = ""
+    api_key: Optional[str] = None
+    reconnect_timeout: float = 30.0
+    initial_backoff: float = 0.05
+    max_backoff: float = 3.0
+    root_certificates: Optional[bytes] = field(default=None, repr=False)
+
+    @staticmethod
+    def resolve(url: Optional[str] = None, api_key: Optional[str] = None, **options) -> "ClientConfig":
+        """Fills ``url`` and ``api_key`` from the environment when not given."""
+        return ClientConfig(
+            url=url or os.environ.get("RATEQUEUE_URL") or DEFAULT_URL,
+            api_key=api_key if api_key is not None else (os.environ.get("RATEQUEUE_API_KEY") or None),
+            **options,
+        )
+
+    @property
+    def endpoints(self) -> Tuple[Endpoint, ...]:
+        return parse_url(self.url or DEFAULT_URL)

@@ -1,0 +1,190 @@
+"""The process's ratequeue event loop, and the bridge to it.
+
+Every session of a process runs on one event loop in a daemon thread. The
+sync API blocks on it; the async API awaits it from any other loop (so
+``asyncio.run`` may be called many times, as Celery tasks often do, and the
+process still keeps one stream). Nothing here survives a fork: the child
+starts its own thread, loop and channels on first use (gRPC channels must
+not cross a fork), and the parent's objects are left untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import os
+import threading
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
+
+from ._config import ClientConfig
+from ._session import Session
+
+_lock = threading.Lock()
+_pid: Optional[int] = None
+_loop: Optional[asyncio.AbstractEventLoop] = None
+_sessions: Dict[Tuple, Session] = {}
+# Objects inherited over a fork: never used, never closed, never collected
+# (closing or collecting a gRPC channel that crossed a fork is unsafe).
+_inherited: list = []
+
+
+def _after_fork_in_child() -> None:
+    global _lock, _pid, _loop, _sessions
+    _lock = threading.Lock()
+    if _pid is not None:
+        _inherited.append((_loop, _sessions))
+    _pid, _loop, _sessions = None, None, {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _ensure_loop() -> asyncio.AbstractEventLoop:
+    """Returns this process's ratequeue loop, starting it on first use."""
+    global _pid, _loop, _sessions
+    pid = os.getpid()
+    if _pid == pid and _loop is not None:
+        return _loop
+    with _lock:
+        if _pid != pid or _loop is None:
+            if _pid is not None:  # forked without the at-fork hook
+                _inherited.append((_loop, _sessions))
+                _sessions = {}
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            threading.Thread(target=run, name="ratequeue-loop", daemon=True).start()
+            ready.wait()
+            _loop, _pid = loop, pid
+        return _loop
+
+
+def session_for(config: ClientConfig) -> Session:
+    """The process's session for a configuration (one stream per config)."""
+    _ensure_loop()
+    key = (config.url, config.api_key, config.reconnect_timeout, config.initial_backoff,
+           config.max_backoff, config.root_certificates)
+    with _lock:
+        s = _sessions.get(key)
+        if s is None or s._closed:
+            s = _sessions[key] = Session(config)
+        return s
+
+
+def forget_session(session: Session) -> None:
+    with _lock:
+        for k, v in list(_sessions.items()):
+            if v is session:
+                del _sessions[k]
+
+
+def _submit(
+    make: Callable[[], Awaitable[Any]], orphan: Optional[Callable[[Any], None]]
+) -> Tuple[concurrent.futures.Future, asyncio.AbstractEventLoop]:
+    """Starts ``make()`` on the ratequeue loop.
+
+    The returned future gets the result unless it was cancelled first, in
+    which case the task is cancelled, or, when it had already finished,
+    ``orphan(result)`` disposes of the result (releases a lease nobody awaits).
+    """
+    loop = _ensure_loop()
+    cf: concurrent.futures.Future = concurrent.futures.Future()
+    box: Dict[str, asyncio.Task] = {}
+
+    def deliver(task: "asyncio.Task") -> None:
+        if task.cancelled():
+            cf.cancel()
+            return
+        exc = task.exception()
+        if not cf.set_running_or_notify_cancel():
+            if exc is None and orphan is not None:
+                orphan(task.result())
+            return
+        if exc is not None:
+            cf.set_exception(exc)
+        else:
+            cf.set_result(task.result())
+
+    def start() -> None:
+        if cf.cancelled():
+            return
+        task = loop.create_task(make())
+        box["task"] = task
+        task.add_done_callback(deliver)
+
+    def on_cancel(f: concurrent.futures.Future) -> None:
+        if f.cancelled():
+            def cancel() -> None:
+                t = box.get("task")
+                if t is not None and not t.done():
+                    t.cancel()
+            loop.call_soon_threadsafe(cancel)
+
+    cf.add_done_callback(on_cancel)
+    loop.call_soon_threadsafe(start)
+    return cf, loop
+
+
+def _orphan_callback(orphan: Optional[Callable[[Any], None]]):
+    def cb(f: concurrent.futures.Future) -> None:
+        if orphan is not None and not f.cancelled() and f.exception() is None:
+            orphan(f.result())
+    return cb
+
+
+def run_sync(make: Callable[[], Awaitable[Any]], orphan: Optional[Callable[[Any], None]] = None) -> Any:
+    """Runs ``make()`` on the ratequeue loop and blocks for its result.
+
+    If the waiting thread is interrupted (KeyboardInterrupt, a Celery time
+    limit), the operation is cancelled or its result given to ``orphan``.
+    """
+    cf, _ = _submit(make, orphan)
+    try:
+        return cf.result()
+    except BaseException:
+        if not cf.cancel():
+            cf.add_done_callback(_orphan_callback(orphan))
+        raise
+
+
+async def run_async(make: Callable[[], Awaitable[Any]], orphan: Optional[Callable[[Any], None]] = None) -> Any:
+    """Awaits ``make()`` run on the ratequeue loop from any event loop.
+
+    Cancelling the awaiting task cancels the operation (or orphans its result).
+    """
+    cf, _ = _submit(make, orphan)
+    try:
+        return await asyncio.wrap_future(cf)
+    except BaseException:
+        if not cf.cancel():
+            cf.add_done_callback(_orphan_callback(orphan))
+        raise
+
+
+def call_soon(fn: Callable[[], Any]) -> None:
+    """Runs ``fn`` on the ratequeue loop (fire and forget)."""
+    _ensure_loop().call_soon_threadsafe(fn)
+
+
+def _close_all_at_exit() -> None:
+    """Closes this process's streams so the server withdraws their waits."""
+    if _pid != os.getpid() or _loop is None or not _sessions:
+        return
+
+    async def close() -> None:
+        await asyncio.gather(*(s.close() for s in list(_sessions.values())), return_exceptions=True)
+
+    try:
+        asyncio.run_coroutine_threadsafe(close(), _loop).result(timeout=2)
+    except BaseException:  # noqa: BLE001 - best effort at exit
+        pass
+
+
+atexit.register(_close_all_at_exit)
