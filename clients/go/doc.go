@@ -1,0 +1,49 @@
+// Package ratequeue is the Go client of ratequeue, a service that lets a
+// fleet of workers share one rate budget for an upstream API.
+//
+// A worker dials the server once and acquires a lease before every call it
+// makes upstream; the server grants leases so that the whole fleet stays
+// within the resource's rate limits, concurrency cap and lane weights.
+//
+// Quickstart:
+//
+//	c, err := ratequeue.Dial(ctx, "localhost:7070", ratequeue.WithAPIKey(os.Getenv("RATEQUEUE_API_KEY")))
+//	if err != nil {
+//		return err
+//	}
+//	defer c.Close()
+//
+//	lease, err := c.Acquire(ctx, "openai-gpt4", ratequeue.Load(2000), ratequeue.Priority(100), ratequeue.Lane("user-facing"))
+//	if err != nil {
+//		return err // ctx's deadline or cancellation ends the wait and removes the request
+//	}
+//	resp, err := callUpstream(ctx)
+//	lease.Release(context.Background(), ratequeue.ActualLoad(resp.TotalTokens))
+//
+// Or let Do acquire, run and release:
+//
+//	err = c.Do(ctx, "openai-gpt4", func(ctx context.Context) error {
+//		return callUpstreamAndDiscard(ctx)
+//	}, ratequeue.Load(2000))
+//
+// The address is a comma-separated list of servers (http://h1:7070,
+// http://h2:7070; https:// means TLS; a bare host:port works too); an empty
+// address means the RATEQUEUE_URL environment variable. The API key defaults
+// to RATEQUEUE_API_KEY.
+//
+// A Client keeps one session stream that all goroutines share. Held leases
+// are heartbeated in the background at about a third of their TTL. When the
+// connection breaks, the client reconnects with backoff (to the leader a
+// standby names, or to the next server in the list), re-sends its waiting
+// acquires and heartbeats its leases to keep them.
+//
+// Errors match sentinel errors with errors.Is (ErrTimeout, ErrNotFound,
+// ErrInvalid, ErrQueueFull, ErrUnauthenticated, ErrPermissionDenied,
+// ErrUnavailable, ErrLeaseExpired, ErrClosed) and carry the gRPC status:
+//
+//	if errors.Is(err, ratequeue.ErrTimeout) { ... }
+//	status.Code(err) // codes.DeadlineExceeded
+//
+// Resources are managed with the generated AdminService client, c.Admin(),
+// from the package github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1.
+package ratequeue

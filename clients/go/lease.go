@@ -1,0 +1,243 @@
+package ratequeue
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1"
+)
+
+// defaultTTL is the lease TTL assumed when the server names none.
+const defaultTTL = 30 * time.Second
+
+// Lease is a granted slot on a resource. The client heartbeats it in the
+// background until it is released; release it when the guarded call is
+// done. A Lease is safe for concurrent use.
+type Lease struct {
+	c        *Client
+	id       string
+	resource string
+	load     float64
+	ttl      time.Duration
+	wait     time.Duration
+	granted  time.Time
+	beat     time.Time // last heartbeat; guarded by c.mu
+
+	lostOnce sync.Once
+	lost     chan struct{}
+
+	mu       sync.Mutex
+	released bool
+}
+
+// ID returns the lease's server-side id.
+func (l *Lease) ID() string { return l.id }
+
+// Resource returns the resource the lease is on.
+func (l *Lease) Resource() string { return l.resource }
+
+// Load returns the load charged for the lease.
+func (l *Lease) Load() float64 { return l.load }
+
+// TTL returns the resource's lease TTL.
+func (l *Lease) TTL() time.Duration { return l.ttl }
+
+// Wait returns how long the request waited in the server's queue.
+func (l *Lease) Wait() time.Duration { return l.wait }
+
+// GrantTime returns when the server granted the lease, on the server's
+// clock (the zero time if the server did not say).
+func (l *Lease) GrantTime() time.Time { return l.granted }
+
+// Lost returns a channel that is closed when the server reports the lease
+// expired, for example after the client could not reach it for a TTL. The
+// slot is then no longer held.
+func (l *Lease) Lost() <-chan struct{} { return l.lost }
+
+func (l *Lease) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
+
+// Acquire waits for a lease on resource. It honours ctx: the deadline is
+// sent to the server as the request's timeout, and when ctx ends the
+// request is withdrawn from the queue and Acquire returns an error matching
+// ErrTimeout (deadline) or context.Canceled. Other failures match
+// ErrNotFound, ErrInvalid, ErrQueueFull, ErrUnavailable, ErrUnauthenticated,
+// ErrPermissionDenied or ErrClosed.
+func (c *Client) Acquire(ctx context.Context, resource string, opts ...AcquireOption) (*Lease, error) {
+	var o acquireOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if ctx.Err() != nil {
+		return nil, ctxError(ctx, "acquire "+resource)
+	}
+	req := &pb.AcquireRequest{Resource: resource, Load: o.load, Priority: o.priority, Lane: o.lane}
+	if dl, ok := ctx.Deadline(); ok {
+		req.Timeout = durationpb.New(max(0, time.Until(dl)))
+	}
+	type answer struct {
+		resp *pb.SessionResponse
+		err  error
+	}
+	ch := make(chan answer, 1)
+	id, err := c.start(&pb.SessionRequest{Kind: &pb.SessionRequest_Acquire{Acquire: req}},
+		func(resp *pb.SessionResponse, err error) { ch <- answer{resp, err} })
+	if err != nil {
+		return nil, err
+	}
+	var a answer
+	select {
+	case a = <-ch:
+	case <-ctx.Done():
+		if c.abandon(id) {
+			return nil, ctxError(ctx, "acquire "+resource)
+		}
+		a = <-ch
+		if l := a.resp.GetGranted().GetLease(); l != nil {
+			c.releaseID(l.GetLeaseId())
+			return nil, ctxError(ctx, "acquire "+resource)
+		}
+	}
+	if a.err != nil {
+		return nil, a.err
+	}
+	if f := a.resp.GetFailure(); f != nil {
+		var extra error
+		if codes.Code(f.GetCode()) == codes.DeadlineExceeded {
+			extra = ctx.Err()
+		}
+		return nil, newError(codes.Code(f.GetCode()), f.GetMessage(), extra)
+	}
+	g := a.resp.GetGranted()
+	if g.GetLease() == nil {
+		return nil, newError(codes.Internal, fmt.Sprintf("acquire %s: unexpected answer %v", resource, a.resp))
+	}
+	return c.hold(g), nil
+}
+
+// hold registers a granted lease for heartbeats.
+func (c *Client) hold(g *pb.AcquireResponse) *Lease {
+	pl := g.GetLease()
+	ttl := pl.GetTtl().AsDuration()
+	if ttl <= 0 {
+		ttl = time.Until(pl.GetExpireTime().AsTime())
+	}
+	if ttl <= 0 {
+		ttl = defaultTTL
+	}
+	l := &Lease{
+		c:        c,
+		id:       pl.GetLeaseId(),
+		resource: pl.GetResource(),
+		load:     pl.GetLoad(),
+		ttl:      ttl,
+		wait:     g.GetWaitTime().AsDuration(),
+		beat:     time.Now(),
+		granted:  grantTime(pl),
+		lost:     make(chan struct{}),
+	}
+	c.mu.Lock()
+	c.leases[l.id] = l
+	c.mu.Unlock()
+	c.wakeHeartbeats()
+	return l
+}
+
+// Release returns the lease's slot; ActualLoad reconciles its load. Releasing
+// a lease again is harmless and returns nil. Release fails with
+// ErrLeaseExpired when the lease had expired first. When ctx has no
+// deadline, Release waits at most the lease's TTL: by then the server has
+// reclaimed the slot anyway.
+func (l *Lease) Release(ctx context.Context, opts ...ReleaseOption) error {
+	var o releaseOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released {
+		return nil
+	}
+	c := l.c
+	c.mu.Lock()
+	delete(c.leases, l.id) // stop heartbeating
+	c.mu.Unlock()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, l.ttl)
+		defer cancel()
+	}
+	type answer struct {
+		resp *pb.SessionResponse
+		err  error
+	}
+	ch := make(chan answer, 1)
+	req := &pb.ReleaseRequest{LeaseId: l.id, ActualLoad: o.actualLoad}
+	id, err := c.start(&pb.SessionRequest{Kind: &pb.SessionRequest_Release{Release: req}},
+		func(resp *pb.SessionResponse, err error) { ch <- answer{resp, err} })
+	if err != nil {
+		return err
+	}
+	var a answer
+	select {
+	case a = <-ch:
+	case <-ctx.Done():
+		if c.abandonRelease(id) {
+			return ctxError(ctx, "release "+l.id)
+		}
+		a = <-ch
+	}
+	if a.err != nil {
+		return a.err
+	}
+	if f := a.resp.GetFailure(); f != nil {
+		return newError(codes.Code(f.GetCode()), f.GetMessage())
+	}
+	r := a.resp.GetReleased()
+	l.released = true
+	switch r.GetOutcome() {
+	case pb.ReleaseOutcome_RELEASE_OUTCOME_EXPIRED:
+		return fmt.Errorf("%w: lease %s on %q: %s", ErrLeaseExpired, l.id, l.resource, r.GetMessage())
+	case pb.ReleaseOutcome_RELEASE_OUTCOME_UNKNOWN:
+		return fmt.Errorf("%w: lease %s on %q: %s", ErrNotFound, l.id, l.resource, r.GetMessage())
+	}
+	return nil
+}
+
+// abandonRelease stops waiting for a release's answer; it reports false
+// when the answer has come.
+func (c *Client) abandonRelease(id uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.ops[id]; !ok {
+		return false
+	}
+	delete(c.ops, id)
+	return true
+}
+
+// Do acquires a lease on resource, runs fn and releases the lease, even
+// when fn panics. It returns Acquire's error, else fn's, else Release's.
+func (c *Client) Do(ctx context.Context, resource string, fn func(ctx context.Context) error, opts ...AcquireOption) (err error) {
+	l, err := c.Acquire(ctx, resource, opts...)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := l.Release(context.WithoutCancel(ctx)); err == nil {
+			err = rerr
+		}
+	}()
+	return fn(ctx)
+}
+
+func grantTime(pl *pb.Lease) time.Time {
+	if pl.GetGrantTime() == nil {
+		return time.Time{}
+	}
+	return pl.GetGrantTime().AsTime()
+}

@@ -1,0 +1,104 @@
+package ratequeue
+
+import (
+	"crypto/tls"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// Option configures a Client; pass options to Dial.
+type Option func(*config)
+
+type config struct {
+	apiKey           string
+	apiKeySet        bool
+	tls              *tls.Config
+	dialOptions      []grpc.DialOption
+	reconnectTimeout time.Duration
+	initialBackoff   time.Duration
+	maxBackoff       time.Duration
+	probeTimeout     time.Duration
+}
+
+func defaultConfig() config {
+	return config{
+		reconnectTimeout: 30 * time.Second,
+		initialBackoff:   50 * time.Millisecond,
+		maxBackoff:       3 * time.Second,
+		probeTimeout:     10 * time.Second,
+	}
+}
+
+// WithAPIKey sends "authorization: Bearer <key>" on every call. An empty key
+// sends none. Without this option the key comes from the RATEQUEUE_API_KEY
+// environment variable.
+func WithAPIKey(key string) Option {
+	return func(c *config) { c.apiKey, c.apiKeySet = key, true }
+}
+
+// WithTLSConfig sets the TLS configuration for https:// addresses. The
+// default trusts the system roots.
+func WithTLSConfig(cfg *tls.Config) Option {
+	return func(c *config) { c.tls = cfg }
+}
+
+// WithReconnectTimeout sets how long a waiting acquire or a release
+// tolerates having no connection to any server before it fails with
+// ErrUnavailable. The default is 30 s.
+func WithReconnectTimeout(d time.Duration) Option {
+	return func(c *config) { c.reconnectTimeout = d }
+}
+
+// WithBackoff sets the first and the longest pause between reconnect
+// attempts. The defaults are 50 ms and 3 s.
+func WithBackoff(initial, max time.Duration) Option {
+	return func(c *config) { c.initialBackoff, c.maxBackoff = initial, max }
+}
+
+// WithDialOptions adds gRPC dial options, for example interceptors.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(c *config) { c.dialOptions = append(c.dialOptions, opts...) }
+}
+
+// AcquireOption configures one Acquire or Do.
+type AcquireOption func(*acquireOptions)
+
+type acquireOptions struct {
+	load     *float64
+	priority *int32
+	lane     string
+}
+
+// Load sets what the call costs on the resource's load limits (tokens,
+// bytes, any unit). The default is 1. Request limits count 1 per acquire
+// whatever the load.
+func Load(n float64) AcquireOption {
+	return func(o *acquireOptions) { o.load = &n }
+}
+
+// Priority orders requests within a lane: higher goes first. The default
+// is 10.
+func Priority(p int32) AcquireOption {
+	return func(o *acquireOptions) { o.priority = &p }
+}
+
+// Lane names the lane to wait in. The default is the resource's default
+// lane.
+func Lane(name string) AcquireOption {
+	return func(o *acquireOptions) { o.lane = name }
+}
+
+// ReleaseOption configures one Release.
+type ReleaseOption func(*releaseOptions)
+
+type releaseOptions struct {
+	actualLoad *float64
+}
+
+// ActualLoad reports the load the call really used when it differs from the
+// estimate given to Acquire; the resource's load limits are charged or
+// refunded by the difference.
+func ActualLoad(n float64) ReleaseOption {
+	return func(o *releaseOptions) { o.actualLoad = &n }
+}
