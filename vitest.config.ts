@@ -1,0 +1,11 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["server/src/**/*.test.ts", "clients/ts/src/**/*.test.ts", "test/**/*.test.ts"],
+    // Integration tests start real server and worker processes.
+    pool: "forks",
+    testTimeout: 60_000,
+    hookTimeout: 30_000,
+  },
+});
