@@ -89,8 +89,13 @@ export class Session {
   }
 
   private write(request: SessionRequest): void {
-    const stream = this.stream ?? this.open();
-    if (stream !== undefined) stream.write(request);
+    if (this.stream !== undefined) {
+      this.stream.write(request);
+      return;
+    }
+    // Opening sends everything outstanding, this request among them if it expects an answer.
+    const stream = this.open();
+    if (stream !== undefined && !this.outstanding.has(request.requestId)) stream.write(request);
   }
 
   private open(): ClientDuplexStream<SessionRequest, SessionResponse> | undefined {
