@@ -1,0 +1,217 @@
+// Package testserver starts real ratequeue server processes for the Go
+// client's tests, and a TCP proxy that can cut every connection to one.
+//
+// The server is server/dist/main.js (build it with `npm run build`), found
+// by walking up from the working directory, or named by the environment
+// variable RATEQUEUE_SERVER_JS.
+package testserver
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Server is a running server process.
+type Server struct {
+	// Addr is the server's host:port.
+	Addr string
+
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+	logs []string
+}
+
+// ServerJS returns the path of server/dist/main.js.
+func ServerJS() (string, error) {
+	if p := os.Getenv("RATEQUEUE_SERVER_JS"); p != "" {
+		return p, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		p := filepath.Join(dir, "server", "dist", "main.js")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("server/dist/main.js not found above the working directory: run `npm run build` at the repository root or set RATEQUEUE_SERVER_JS")
+		}
+		dir = parent
+	}
+}
+
+// Start starts a server on a free port of 127.0.0.1 with the given YAML
+// configuration and waits until it listens.
+func Start(configYAML string) (*Server, error) {
+	js, err := ServerJS()
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp("", "ratequeue-go-test-*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name()) // the server reads it at start
+	if _, err := f.WriteString(configYAML); err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.Close()
+	cmd := exec.Command("node", js, "serve", "--host", "127.0.0.1", "--port", "0", "--config", f.Name())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &Server{cmd: cmd, done: make(chan struct{})}
+	port := make(chan int, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.logs = append(s.logs, line)
+			s.mu.Unlock()
+			var rec struct {
+				Msg  string `json:"msg"`
+				Port int    `json:"port"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" && rec.Port > 0 {
+				select {
+				case port <- rec.Port:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, out)
+	}()
+	go func() {
+		cmd.Wait()
+		close(s.done)
+	}()
+	select {
+	case p := <-port:
+		s.Addr = fmt.Sprintf("127.0.0.1:%d", p)
+		return s, nil
+	case <-s.done:
+		return nil, fmt.Errorf("server exited before listening:\n%s", s.Logs())
+	case <-time.After(20 * time.Second):
+		s.Stop()
+		return nil, fmt.Errorf("server did not log \"listening\" within 20s:\n%s", s.Logs())
+	}
+}
+
+// Logs returns the server's stdout so far.
+func (s *Server) Logs() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.logs, "\n")
+}
+
+// Stop sends SIGTERM and waits for the process to exit (killing it after
+// 10 s).
+func (s *Server) Stop() error {
+	if s.cmd.Process == nil {
+		return nil
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		return errors.New("server did not stop within 10s of SIGTERM; killed")
+	}
+}
+
+// Proxy forwards TCP connections to a target and can cut them all.
+type Proxy struct {
+	// Addr is the proxy's host:port.
+	Addr string
+
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+// NewProxy listens on a free port of 127.0.0.1 and forwards to target.
+func NewProxy(target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{Addr: ln.Addr().String(), ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	return p, nil
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", p.target)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[in], p.conns[out] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(in, out)
+		go p.pipe(out, in)
+	}
+}
+
+func (p *Proxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+	p.mu.Lock()
+	delete(p.conns, dst)
+	delete(p.conns, src)
+	p.mu.Unlock()
+}
+
+// Cut closes every open connection; new ones are still accepted.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// Close stops accepting and cuts every connection.
+func (p *Proxy) Close() {
+	p.ln.Close()
+	p.Cut()
+	p.wg.Wait()
+}
