@@ -37,8 +37,33 @@ def _after_fork_in_child() -> None:
     _pid, _loop, _sessions = None, None, {}
 
 
+def _before_fork() -> None:
+    """Closes this process's channels (keeping waits and leases) so that the
+    child can use gRPC; the parent reconnects right after the fork."""
+    if _pid != os.getpid() or _loop is None or not _sessions:
+        return
+    if threading.current_thread().name == "ratequeue-loop":
+        return
+
+    async def suspend() -> None:
+        await asyncio.gather(*(s.suspend() for s in list(_sessions.values())), return_exceptions=True)
+
+    try:
+        asyncio.run_coroutine_threadsafe(suspend(), _loop).result(timeout=5)
+    except BaseException:  # noqa: BLE001 - never break the fork
+        pass
+
+
+def _after_fork_in_parent() -> None:
+    if _pid != os.getpid() or _loop is None:
+        return
+    for s in list(_sessions.values()):
+        _loop.call_soon_threadsafe(s.resume)
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 
 
 def _ensure_loop() -> asyncio.AbstractEventLoop:

@@ -199,6 +199,32 @@ class Session:
             await ch.close()
         self._channels.clear()
 
+    async def suspend(self) -> None:
+        """Drops the stream and closes the channels, keeping waiting
+        operations and held leases; :meth:`resume` reconnects and re-attaches.
+
+        Called in a parent process just before it forks: gRPC's async engine
+        only works in a child if the parent has no channel open at the fork.
+        """
+        if self._loop is None or self._closed:
+            return
+        runner = self._tasks[0]
+        runner.cancel()
+        try:
+            await runner
+        except BaseException:  # noqa: BLE001 - we cancelled it
+            pass
+        self._disconnect()
+        channels, self._channels = list(self._channels.values()), {}
+        for ch in channels:
+            await ch.close()
+
+    def resume(self) -> None:
+        """Reconnects after :meth:`suspend`."""
+        if self._loop is None or self._closed or not self._tasks[0].done():
+            return
+        self._tasks[0] = self._loop.create_task(self._run(), name="ratequeue-session")
+
     # ------------------------------------------------------------ internals
 
     def _start(self) -> None:
@@ -376,6 +402,8 @@ class Session:
 
     def _disconnect(self) -> None:
         self._queue = None
+        if self._loop is None:
+            return
         if self._healthy or self._disconnected_since is None:
             self._disconnected_since = self._loop.time()
         self._healthy = False
