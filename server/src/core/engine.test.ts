@@ -292,16 +292,20 @@ describe("Engine: leases", () => {
   });
 
   it("forgets ended leases beyond the tombstone capacity", () => {
-    const clock = new SimulatedClock();
-    const engine = new Engine({ clock, tombstoneCapacity: 2 });
-    engine.putResource(spec());
-    const ids: string[] = [];
-    for (let i = 0; i < 3; i++) {
-      engine.acquire({ resource: "api", load: 1, priority: 10, lane: "", owner: "w" }, (r) => r.ok && ids.push(r.grant.lease.id));
-      engine.release(ids[i]!);
+    for (const custom of [false, true]) {
+      const clock = new SimulatedClock();
+      let n = 0;
+      const engine = new Engine({ clock, tombstoneCapacity: 2, ...(custom ? { newLeaseId: () => `custom-${++n}` } : {}) });
+      engine.putResource(spec());
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        engine.acquire({ resource: "api", load: 1, priority: 10, lane: "", owner: "w" }, (r) => r.ok && ids.push(r.grant.lease.id));
+        expect(engine.release(ids[i]!)).toBe("released");
+      }
+      expect(engine.release(ids[0]!)).toBe("unknown");
+      expect(engine.release(ids[4]!)).toBe("already_released");
+      expect(engine.release(ids[5]!)).toBe("already_released");
     }
-    expect(engine.release(ids[0]!)).toBe("unknown");
-    expect(engine.release(ids[2]!)).toBe("already_released");
   });
 
   it("reconciles load on release: refund and charge, request limits untouched", () => {

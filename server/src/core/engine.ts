@@ -9,6 +9,7 @@
 import { Gcra } from "./gcra.js";
 import { IndexedHeap } from "./indexed-heap.js";
 import { Lane, LeaseRecord, MIN_VIRTUAL_COST, Resource, Waiter } from "./resource.js";
+import { type Ended, Tombstones } from "./tombstones.js";
 import type { EngineSnapshot, ResourceSnapshot, RestoreOptions } from "./snapshot.js";
 import type {
   AcquireRequest,
@@ -42,8 +43,6 @@ export interface EngineOptions {
   onCallbackError?: (err: unknown) => void;
 }
 
-type Tombstone = "released" | "expired";
-
 const FAILED_AT_ONCE = null;
 
 /** Formats a period for messages: 60000 -> "60s", 250 -> "250ms". */
@@ -70,16 +69,6 @@ function copySpec(s: ResourceSpec): ResourceSpec {
     leaseTtlMs: s.leaseTtlMs,
     maxQueue: s.maxQueue,
   };
-}
-
-function defaultLeaseIds(): () => string {
-  // A random prefix per engine keeps ids unique across restarts and failover
-  // without reading any external state.
-  const prefix = Math.floor(Math.random() * 36 ** 8)
-    .toString(36)
-    .padStart(8, "0");
-  let n = 0;
-  return () => `${prefix}-${(++n).toString(36)}`;
 }
 
 function nearestRank(sorted: number[], p: number): number {
@@ -125,14 +114,16 @@ export class Engine {
   private deadlineTimerAt: Millis = Infinity;
   private expiryTimer: TimerId | null = null;
   private expiryTimerAt: Millis = Infinity;
-  private readonly tombstones = new Map<string, Tombstone>();
-  private readonly tombstoneRing: (string | undefined)[];
-  private tombstonePos = 0;
+  private readonly tombstones: Tombstones;
+  /** The default id generator's prefix; its ids carry a serial the tombstones index by. */
+  private readonly idPrefix: string | undefined;
+  private leaseSerial = 0;
   /** Pending deliveries as [fn, arg, fn, arg, ...], delivered in order by flush(). */
   private readonly outbox: unknown[] = [];
   private outHead = 0;
   private seq = 0;
   private waitingTotal = 0;
+  private heldLeases = 0;
   private closedMessage: string | undefined;
   private readonly dirtyList: Resource[] = [];
 
@@ -140,14 +131,23 @@ export class Engine {
   constructor(options: EngineOptions) {
     this.clock = options.clock;
     this.onLeaseExpired = options.onLeaseExpired;
-    this.newLeaseId = options.newLeaseId ?? defaultLeaseIds();
+    if (options.newLeaseId !== undefined) this.newLeaseId = options.newLeaseId;
+    else {
+      // A random prefix per engine keeps ids unique across restarts and
+      // failover without reading any external state.
+      const prefix = Math.floor(Math.random() * 36 ** 8)
+        .toString(36)
+        .padStart(8, "0");
+      this.idPrefix = prefix + "-";
+      this.newLeaseId = () => prefix + "-" + this.leaseSerial.toString(36);
+    }
     this.onCallbackError =
       options.onCallbackError ??
       ((err) =>
         queueMicrotask(() => {
           throw err;
         }));
-    this.tombstoneRing = new Array<string | undefined>(Math.max(0, options.tombstoneCapacity ?? 100_000));
+    this.tombstones = new Tombstones(Math.max(0, options.tombstoneCapacity ?? 100_000));
   }
 
   // ---------------------------------------------------------------- resources
@@ -200,10 +200,10 @@ export class Engine {
     if (r === undefined) return false;
     this.failAllWaiters(r, "NOT_FOUND", `resource '${name}' was deleted`);
     for (const rec of this.leases.values()) {
-      if (rec.res === r) {
-        this.leases.delete(rec.id);
-        this.expiries.remove(rec);
-      }
+      if (rec.res !== r) continue;
+      this.leases.delete(rec.id);
+      this.expiries.remove(rec);
+      this.heldLeases--;
     }
     r.inFlight = 0;
     r.deleted = true;
@@ -238,22 +238,22 @@ export class Engine {
     }
     const res = r as Resource;
     const lane = req.lane === "" ? res.defaultLane : (res.laneByName.get(req.lane) as Lane);
+    if (res.waiting === 0 && this.roomFor(res) && this.readyAt(res, req.load, now) <= now) {
+      // Fast path: an empty queue would serve this request first anyway
+      // (and with no waiter, every finish tag is already reset).
+      this.grant(res, lane, req.load, req.owner, now, onResult, now);
+      this.flush();
+      return null;
+    }
     const deadline = req.deadline ?? Infinity;
     const w = new Waiter(this.seq++, res, lane, req.load, req.priority, deadline, req.owner, now, onResult);
-    if (res.waiting === 0 && this.roomFor(res) && this.readyAt(res, req.load, now) <= now) {
-      // Fast path: an empty queue would serve this request first anyway.
-      // (An empty queue means every finish tag is already reset.)
-      w.decided = true;
-      this.grant(res, lane, w, now);
-    } else {
-      this.enqueue(res, w);
+    this.enqueue(res, w);
+    this.pump(res, now);
+    if (!w.decided && deadline <= now) {
+      this.removeWaiter(w);
+      res.timeouts++;
+      this.post(onResult, this.timeoutFailure(w, now));
       this.pump(res, now);
-      if (!w.decided && deadline <= now) {
-        this.removeWaiter(w);
-        res.timeouts++;
-        this.post(onResult, this.timeoutFailure(w, now));
-        this.pump(res, now);
-      }
     }
     this.flush();
     return w.decided ? null : w;
@@ -293,14 +293,12 @@ export class Engine {
     const rec = this.leases.get(leaseId);
     if (rec === undefined) {
       this.flush();
-      const t = this.tombstones.get(leaseId);
+      const t = this.tombstones.get(leaseId, this.serialOf(leaseId));
       return t === "released" ? "already_released" : t === "expired" ? "expired" : "unknown";
     }
-    this.leases.delete(leaseId);
     this.expiries.remove(rec);
-    this.remember(leaseId, "released");
+    this.endLease(rec, "released");
     const r = rec.res;
-    r.inFlight--;
     if (actualLoad !== undefined && actualLoad !== rec.load) {
       const delta = actualLoad - rec.load;
       for (const g of r.limits) if (g.spec.dimension === "load") g.adjust(delta);
@@ -384,7 +382,7 @@ export class Engine {
 
   /** Leases held, across resources. */
   leaseCount(): number {
-    return this.leases.size;
+    return this.heldLeases;
   }
 
   /** Requests waiting, across resources. */
@@ -461,8 +459,8 @@ export class Engine {
     this.resources.clear();
     this.leases.clear();
     this.expiries.clear();
+    this.heldLeases = 0;
     this.tombstones.clear();
-    this.tombstoneRing.fill(undefined);
     const notBefore = options.notBefore;
     for (const rs of s.resources) {
       const r = new Resource(copySpec(rs.spec), now);
@@ -491,6 +489,7 @@ export class Engine {
       const rec = new LeaseRecord(l.id, r, l.load, l.owner, l.grantedAt, l.expiresAt, l.ttlMs);
       this.leases.set(l.id, rec);
       this.expiries.push(rec);
+      this.heldLeases++;
       r.inFlight++;
     }
     this.armExpiryTimer();
@@ -591,29 +590,40 @@ export class Engine {
       // the request in service; the lane's finish tag advances by cost/weight.
       if (lane.finish > r.vtime) r.vtime = lane.finish;
       lane.finish += Math.max(w.load, MIN_VIRTUAL_COST) / lane.weight;
-      this.grant(r, lane, w, now);
+      this.grant(r, lane, w.load, w.owner, w.enqueuedAt, w.onResult, now);
     }
   }
 
-  /** Charges the limits, creates the lease and posts the grant. `w` is already out of the queue. */
-  private grant(r: Resource, lane: Lane, w: Waiter, now: Millis): void {
+  /** Charges the limits, creates the lease and posts the grant (the request is no longer queued). */
+  private grant(
+    r: Resource,
+    lane: Lane,
+    load: number,
+    owner: string,
+    since: Millis,
+    onResult: (r: AcquireResult) => void,
+    now: Millis,
+  ): void {
     const limits = r.limits;
     for (let i = 0; i < limits.length; i++) {
       const g = limits[i] as Gcra;
-      g.charge(g.spec.dimension === "requests" ? 1 : w.load, now);
+      g.charge(g.spec.dimension === "requests" ? 1 : load, now);
     }
     r.inFlight++;
     const ttl = r.spec.leaseTtlMs;
-    const rec = new LeaseRecord(this.newLeaseId(), r, w.load, w.owner, now, now + ttl, ttl);
+    const serial = ++this.leaseSerial;
+    const rec = new LeaseRecord(this.newLeaseId(), r, load, owner, now, now + ttl, ttl);
+    if (this.idPrefix !== undefined) rec.serial = serial;
     this.leases.set(rec.id, rec);
+    this.heldLeases++;
     this.expiries.push(rec);
     if (rec.expiresAt < this.expiryTimerAt) this.armExpiryTimer();
     r.grants++;
     lane.grants++;
-    lane.loadGranted += w.load;
-    const waited = now - w.enqueuedAt;
+    lane.loadGranted += load;
+    const waited = now - since;
     r.recordWait(waited);
-    this.post(w.onResult, { ok: true, grant: { lease: rec.toLease(), waitedMs: waited } });
+    this.post(onResult, { ok: true, grant: { lease: rec.toLease(), waitedMs: waited } });
   }
 
   private enqueue(r: Resource, w: Waiter): void {
@@ -715,10 +725,8 @@ export class Engine {
     let top = this.expiries.peek();
     while (top !== undefined && top.expiresAt <= now) {
       this.expiries.pop();
-      this.leases.delete(top.id);
-      this.remember(top.id, "expired");
+      this.endLease(top, "expired");
       const r = top.res;
-      r.inFlight--;
       r.expirations++;
       if (this.onLeaseExpired !== undefined) this.post(this.onLeaseExpired, top.toLease());
       if (!r.dirty) {
@@ -753,14 +761,20 @@ export class Engine {
     dirty.length = 0;
   }
 
-  private remember(id: string, t: Tombstone): void {
-    const ring = this.tombstoneRing;
-    if (ring.length === 0) return;
-    const evict = ring[this.tombstonePos];
-    if (evict !== undefined) this.tombstones.delete(evict);
-    ring[this.tombstonePos] = id;
-    this.tombstonePos = (this.tombstonePos + 1) % ring.length;
-    this.tombstones.set(id, t);
+  /** Ends a held lease (already out of the expiry heap) and remembers how. */
+  private endLease(rec: LeaseRecord, how: Ended): void {
+    this.leases.delete(rec.id);
+    rec.res.inFlight--;
+    this.heldLeases--;
+    this.tombstones.add(rec.id, rec.serial, how);
+  }
+
+  /** The serial of an id made by the default generator, or -1. */
+  private serialOf(id: string): number {
+    const p = this.idPrefix;
+    if (p === undefined || !id.startsWith(p)) return -1;
+    const n = parseInt(id.slice(p.length), 36);
+    return Number.isSafeInteger(n) && n.toString(36) === id.slice(p.length) ? n : -1;
   }
 
   private post<A>(fn: (a: A) => void, arg: A): void {

@@ -70,6 +70,8 @@ export class Lane {
 export class LeaseRecord {
   /** Position in the engine's expiry heap. */
   index = -1;
+  /** The engine's serial number of an id it made itself; -1 otherwise. */
+  serial = -1;
 
   constructor(
     readonly id: string,
