@@ -75,6 +75,21 @@ const releaseResults: Record<number, ReleaseResult> = {
 /** Slack past an acquire's timeout before the client stops waiting for the server's own answer. */
 const timeoutSlackMs = 2000;
 
+/**
+ * Rejects what cannot even be encoded on the wire (the server checks the
+ * ranges); messages follow the server's "field: rule" form.
+ */
+function checkAcquireOptions({ load, priority, timeoutMs }: AcquireOptions): void {
+  const invalid = (rule: string) => new RateQueueError("INVALID_ARGUMENT", rule);
+  if (load !== undefined && !Number.isFinite(load)) throw invalid(`load: must be a finite number, got ${load}`);
+  if (priority !== undefined && !(Number.isInteger(priority) && Math.abs(priority) < 2 ** 31)) {
+    throw invalid(`priority: must be an integer, got ${priority}`);
+  }
+  if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs >= 0)) {
+    throw invalid(`timeoutMs: must be a finite number of ms >= 0, got ${timeoutMs}`);
+  }
+}
+
 /** Creates a client. It connects on first use. */
 export function createClient(options: ClientOptions = {}): RateQueueClient {
   return new Client(options);
@@ -137,6 +152,7 @@ class Client implements RateQueueClient {
   async acquire(resource: string, options: AcquireOptions = {}): Promise<Lease> {
     const { signal, timeoutMs } = options;
     signal?.throwIfAborted();
+    checkAcquireOptions(options);
     const request = create(AcquireRequestSchema, {
       resource,
       load: options.load,
