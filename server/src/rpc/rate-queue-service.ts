@@ -2,6 +2,7 @@
 import { randomUUID } from "node:crypto";
 import { status, type ServerDuplexStream, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { AcquireRequest, AcquireResponse, SessionRequest, SessionResponse } from "@ratequeue/client/proto";
+import type { Ticket } from "../core/index.js";
 import { grantToProto, heartbeatToProto, releaseToProto } from "./convert.js";
 import { serviceError, unary } from "./handler.js";
 import { RpcError, statusOf } from "./rpc-error.js";
@@ -31,7 +32,11 @@ export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandl
       guard();
       const callDeadline = deadlineMs(call.getDeadline());
       const input = acquireFromProto(call.request, clock.now(), unaryOwner, callDeadline);
-      const ticket = engine.acquire(input, (result) => {
+      let ticket: Ticket | null = null;
+      const onCancelled = (): void => {
+        if (ticket !== null) engine.cancel(ticket);
+      };
+      ticket = engine.acquire(input, (result) => {
         call.removeListener("cancelled", onCancelled);
         if (!result.ok) {
           reject(new RpcError(statusOf(result.failure.code), result.failure.message));
@@ -42,9 +47,6 @@ export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandl
           resolve(grantToProto(result.grant));
         }
       });
-      const onCancelled = (): void => {
-        if (ticket !== null) engine.cancel(ticket);
-      };
       if (ticket !== null) call.once("cancelled", onCancelled);
     });
 
