@@ -107,7 +107,9 @@ function checkWindows(log: Charge[], spec: ResourceSpec, epoch: number, from: nu
   }
 }
 
-function run(shapes: Shape[], ops: fc.Infer<typeof opArb>[]): void {
+type Op = typeof opArb extends fc.Arbitrary<infer O> ? O : never;
+
+function run(shapes: Shape[], ops: Op[]): void {
   const clock = new SimulatedClock(1_000_000);
   const specs = new Map<string, ResourceSpec>();
   const epochs = new Map<string, number>();
@@ -212,7 +214,7 @@ function run(shapes: Shape[], ops: fc.Infer<typeof opArb>[]): void {
       }
       case "heartbeat": {
         const ids = [...held.keys()];
-        const chosen = op.picks.map((p) => (ids.length ? ids[p % ids.length]! : "missing"));
+        const chosen = op.picks.map((p: number) => (ids.length ? ids[p % ids.length]! : "missing"));
         chosen.push("unknown-id");
         const res = engine.heartbeat(chosen);
         res.forEach((r, i) => {

@@ -264,7 +264,8 @@ export class Engine {
    * the request was already decided (granted, failed or cancelled).
    */
   cancel(ticket: Ticket): boolean {
-    if (!(ticket instanceof Waiter) || ticket.decided) return false;
+    // Only a live ticket of this engine (not another engine's).
+    if (!(ticket instanceof Waiter) || ticket.decided || this.resources.get(ticket.res.name) !== ticket.res) return false;
     const now = this.clock.now();
     this.settle(now);
     if (ticket.decided) {
