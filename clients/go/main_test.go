@@ -1,0 +1,194 @@
+package ratequeue_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"sort"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	ratequeue "github.com/ratequeue/ratequeue/clients/go"
+	pb "github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1"
+	"github.com/ratequeue/ratequeue/clients/go/internal/testserver"
+)
+
+// srv is the real server process all tests of the package share; each test
+// creates its own resources.
+var srv *testserver.Server
+
+const bootConfig = `
+resources:
+  boot:
+    limits:
+      - { dimension: requests, amount: 100, period: 1s }
+`
+
+func TestMain(m *testing.M) {
+	s, err := testserver.Start(bootConfig)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ratequeue tests: cannot start the server:", err)
+		os.Exit(1)
+	}
+	srv = s
+	code := m.Run()
+	if err := s.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
+}
+
+// dial connects to addr (the shared server when empty) and closes the client
+// when the test ends.
+func dial(t *testing.T, addr string, opts ...ratequeue.Option) *ratequeue.Client {
+	t.Helper()
+	if addr == "" {
+		addr = srv.Addr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := ratequeue.Dial(ctx, addr, opts...)
+	if err != nil {
+		t.Fatalf("Dial(%s): %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// resource returns a resource definition named after the test.
+func resource(t *testing.T, ttl time.Duration, concurrency uint32, limits ...*pb.Limit) *pb.Resource {
+	return &pb.Resource{
+		Name:        fmt.Sprintf("go-%s-%d", sanitize(t.Name()), time.Now().UnixNano()%1e9),
+		Limits:      limits,
+		Concurrency: concurrency,
+		LeaseTtl:    durationpb.New(ttl),
+	}
+}
+
+func sanitize(s string) string {
+	if len(s) > 80 {
+		s = s[:80]
+	}
+	b := []byte(s)
+	for i, ch := range b {
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9') {
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+func limit(dim pb.Dimension, amount float64, period time.Duration, burst float64) *pb.Limit {
+	return &pb.Limit{Dimension: dim, Amount: amount, Period: durationpb.New(period), Burst: burst}
+}
+
+// put creates r on the server.
+func put(t *testing.T, c *ratequeue.Client, r *pb.Resource) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Admin().PutResource(ctx, &pb.PutResourceRequest{Resource: r}); err != nil {
+		t.Fatalf("PutResource(%s): %v", r.GetName(), err)
+	}
+	return r.GetName()
+}
+
+func stats(t *testing.T, c *ratequeue.Client, name string) *pb.ResourceStats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.Admin().GetResourceStats(ctx, &pb.GetResourceStatsRequest{Name: name})
+	if err != nil {
+		t.Fatalf("GetResourceStats(%s): %v", name, err)
+	}
+	return resp.GetStats()
+}
+
+func queueDepth(s *pb.ResourceStats) uint32 {
+	var n uint32
+	for _, l := range s.GetLanes() {
+		n += l.GetQueueDepth()
+	}
+	return n
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// grantAt is one grant: when, and the units it spent on the checked limit.
+type grantAt struct {
+	t     time.Time
+	units float64
+}
+
+// checkGCRA checks that in any window [t_i, t_j] of the grants the units
+// spent are at most burst + (t_j - t_i) * rate + tol, and returns the units
+// spent over the capacity of the whole span (utilisation).
+func checkGCRA(t *testing.T, grants []grantAt, rate, burst, tol float64) float64 {
+	t.Helper()
+	if len(grants) < 2 {
+		t.Fatalf("only %d grants", len(grants))
+	}
+	sort.Slice(grants, func(i, j int) bool { return grants[i].t.Before(grants[j].t) })
+	// The server stamps grant times in whole milliseconds.
+	const slack = 2 * time.Millisecond
+	worst := math.Inf(-1)
+	for i := range grants {
+		sum := 0.0
+		for j := i; j < len(grants); j++ {
+			sum += grants[j].units
+			span := grants[j].t.Sub(grants[i].t) + slack
+			allowed := burst + span.Seconds()*rate
+			if excess := sum - allowed; excess > worst {
+				worst = excess
+			}
+			if sum > allowed+tol {
+				t.Fatalf("limit broken: %.1f units granted in %v (grants %d..%d), allowed %.1f (burst %.1f + rate %.1f/s)",
+					sum, span, i, j, allowed, burst, rate)
+			}
+		}
+	}
+	total := 0.0
+	for _, g := range grants {
+		total += g.units
+	}
+	span := grants[len(grants)-1].t.Sub(grants[0].t)
+	util := total / (burst + span.Seconds()*rate)
+	t.Logf("%d grants, %.0f units in %v: %.1f%% of the capacity; worst window excess %.2f units",
+		len(grants), total, span.Round(time.Millisecond), 100*util, worst)
+	return util
+}
+
+// freeAddr returns a 127.0.0.1 address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// isErr fails the test unless errors.Is(err, target).
+func isErr(t *testing.T, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("got error %v (%T), want one matching %v", err, err, target)
+	}
+}
