@@ -152,6 +152,7 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
+	paused bool
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
 }
@@ -174,6 +175,13 @@ func (p *Proxy) accept() {
 		in, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		p.mu.Lock()
+		paused := p.paused
+		p.mu.Unlock()
+		if paused {
+			in.Close()
+			continue
 		}
 		out, err := net.Dial("tcp", p.target)
 		if err != nil {
@@ -207,6 +215,21 @@ func (p *Proxy) Cut() {
 	for c := range p.conns {
 		c.Close()
 	}
+}
+
+// Pause cuts every connection and refuses new ones until Resume.
+func (p *Proxy) Pause() {
+	p.mu.Lock()
+	p.paused = true
+	p.mu.Unlock()
+	p.Cut()
+}
+
+// Resume accepts connections again.
+func (p *Proxy) Resume() {
+	p.mu.Lock()
+	p.paused = false
+	p.mu.Unlock()
 }
 
 // Close stops accepting and cuts every connection.
