@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -156,6 +157,12 @@ func (c *Client) connFor(ep endpoint) (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(creds),
 		grpc.WithChainUnaryInterceptor(c.unaryAuth),
 		grpc.WithChainStreamInterceptor(c.streamAuth),
+		// Reconnect as eagerly as the session loop does, not gRPC's default
+		// backoff of up to two minutes.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: c.cfg.initialBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: c.cfg.maxBackoff},
+			MinConnectTimeout: 5 * time.Second,
+		}),
 	}
 	cc, err := grpc.NewClient(ep.target, append(opts, c.cfg.dialOptions...)...)
 	if err != nil {

@@ -77,12 +77,9 @@ func TestGoroutinesShareResource(t *testing.T) {
 }
 
 // buildWorker builds the example worker once per test binary.
+// TestMain removes workerDir.
 var buildWorker = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "ratequeue-go-worker-*")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "worker")
+	bin := filepath.Join(workerDir, "worker")
 	out, err := exec.Command("go", "build", "-o", bin, "./examples/worker").CombinedOutput()
 	if err != nil {
 		return "", errors.New("go build ./examples/worker: " + err.Error() + "\n" + string(out))
@@ -96,7 +93,6 @@ func worker(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(bin)) })
 	return bin
 }
 

@@ -22,6 +22,9 @@ import (
 // creates its own resources.
 var srv *testserver.Server
 
+// workerDir holds the example worker binary the tests build.
+var workerDir string
+
 const bootConfig = `
 resources:
   boot:
@@ -36,7 +39,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	srv = s
+	if workerDir, err = os.MkdirTemp("", "ratequeue-go-worker-*"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	os.RemoveAll(workerDir)
 	if err := s.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}

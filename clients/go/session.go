@@ -107,6 +107,10 @@ func (c *Client) open(ctx context.Context, ep endpoint) (*session, string, error
 	probe := c.nextID
 	c.mu.Unlock()
 	err = stream.Send(&pb.SessionRequest{RequestId: probe, Kind: &pb.SessionRequest_Heartbeat{Heartbeat: &pb.HeartbeatRequest{}}})
+	if errors.Is(err, io.EOF) {
+		// The server ended the stream; Recv returns its status.
+		err = nil
+	}
 	for err == nil {
 		var resp *pb.SessionResponse
 		if resp, err = stream.Recv(); err == nil {
