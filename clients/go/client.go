@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -163,6 +164,9 @@ func (c *Client) connFor(ep endpoint) (*grpc.ClientConn, error) {
 			Backoff:           backoff.Config{BaseDelay: c.cfg.initialBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: c.cfg.maxBackoff},
 			MinConnectTimeout: 5 * time.Second,
 		}),
+		// Notice a silently dead connection (the server's grpc-js does not
+		// police client pings).
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	cc, err := grpc.NewClient(ep.target, append(opts, c.cfg.dialOptions...)...)
 	if err != nil {

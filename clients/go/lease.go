@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1"
@@ -201,9 +202,9 @@ func (l *Lease) Release(ctx context.Context, opts ...ReleaseOption) error {
 	l.released = true
 	switch r.GetOutcome() {
 	case pb.ReleaseOutcome_RELEASE_OUTCOME_EXPIRED:
-		return fmt.Errorf("%w: lease %s on %q: %s", ErrLeaseExpired, l.id, l.resource, r.GetMessage())
+		return &Error{status: status.Newf(codes.FailedPrecondition, "release %s on %q: %s", l.id, l.resource, r.GetMessage()), errs: []error{ErrLeaseExpired}}
 	case pb.ReleaseOutcome_RELEASE_OUTCOME_UNKNOWN:
-		return fmt.Errorf("%w: lease %s on %q: %s", ErrNotFound, l.id, l.resource, r.GetMessage())
+		return newError(codes.NotFound, fmt.Sprintf("release %s on %q: %s", l.id, l.resource, r.GetMessage()))
 	}
 	return nil
 }
