@@ -129,7 +129,8 @@ class RateQueueRunnable(Runnable):
     :func:`estimate_tokens` plus the model's ``max_tokens`` when it has one)
     and waits until granted; after it, the lease is released with the real
     ``usage_metadata["total_tokens"]`` of the answer (summed over chunks when
-    streaming), so the resource's token limits are charged what was really
+    streaming; ask the provider to report usage in the stream, e.g.
+    ``ChatOpenAI(stream_usage=True)``, or the estimate stands), so the resource's token limits are charged what was really
     used. The lease is held during the call, so the resource's concurrency
     cap bounds calls in flight across all processes. ``batch`` runs
     ``invoke`` per input, each with its own lease.
