@@ -16,6 +16,7 @@ import (
 
 	ratequeue "github.com/ratequeue/ratequeue/clients/go"
 	pb "github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1"
+	"github.com/ratequeue/ratequeue/clients/go/internal/testserver"
 )
 
 // Many goroutines on one client share a resource: the grants keep to its
@@ -133,6 +134,7 @@ func TestProcessesShareResource(t *testing.T) {
 		cmd := exec.Command(bin, "-addr", srv.Addr, "-resource", name, "-count", strconv.Itoa(perProc),
 			"-load", "2", "-parallel", "3", "-hold", "30ms")
 		cmd.Stderr = os.Stderr
+		testserver.DieWithParent(cmd)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -191,6 +193,7 @@ func TestKilledProcessLeaseReturnsAtTTL(t *testing.T) {
 
 	cmd := exec.Command(bin, "-addr", srv.Addr, "-resource", name, "-count", "1", "-hold", "1h")
 	cmd.Stderr = os.Stderr
+	testserver.DieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -74,6 +74,7 @@ func Start(configYAML string) (*Server, error) {
 	f.Close()
 	cmd := exec.Command("node", js, "serve", "--host", "127.0.0.1", "--port", "0", "--config", f.Name())
 	cmd.Stderr = os.Stderr
+	DieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
