@@ -91,3 +91,11 @@ def test_config_from_environment(monkeypatch):
     assert c.config.url == "http://a:1,http://b:2" and c.config.api_key == "sk-1"
     c = ratequeue.Client("c:3", api_key="sk-2", reconnect_timeout=5)
     assert c.config.url == "c:3" and c.config.api_key == "sk-2" and c.config.reconnect_timeout == 5
+
+
+def test_readme_python_snippets_compile():
+    text = (PY_ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 5
+    for block in blocks:
+        compile(block, "README.md", "exec")
