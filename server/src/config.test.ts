@@ -1,0 +1,74 @@
+import { expect, test } from "vitest";
+import { ConfigError, parseConfig, parseDuration } from "./config.js";
+
+test("the README's example config loads with defaults filled in", () => {
+  const { resources } = parseConfig({
+    resources: {
+      "openai-gpt4": {
+        limits: [
+          { dimension: "requests", amount: 500, period: "60s", burst: 20 },
+          { dimension: "load", amount: 30000, period: "60s" },
+        ],
+        concurrency: 8,
+        lanes: { "user-facing": 3, batch: 1 },
+        lease_ttl: "30s",
+        max_queue: 10000,
+      },
+    },
+  });
+  expect(resources).toEqual([
+    {
+      name: "openai-gpt4",
+      limits: [
+        { dimension: "requests", amount: 500, periodMs: 60_000, burst: 20 },
+        { dimension: "load", amount: 30000, periodMs: 60_000, burst: 30000 },
+      ],
+      concurrency: 8,
+      lanes: [
+        { name: "user-facing", weight: 3 },
+        { name: "batch", weight: 1 },
+      ],
+      defaultLane: "user-facing",
+      leaseTtlMs: 30_000,
+      maxQueue: 10_000,
+    },
+  ]);
+});
+
+test("an empty resource gets one default lane and the default TTL and queue", () => {
+  expect(parseConfig({ resources: { r: {} } }).resources[0]).toMatchObject({
+    lanes: [{ name: "default", weight: 1 }],
+    defaultLane: "default",
+    leaseTtlMs: 30_000,
+    maxQueue: 10_000,
+    concurrency: 0,
+  });
+});
+
+test("durations", () => {
+  expect(parseDuration("k", "500ms")).toBe(500);
+  expect(parseDuration("k", "1.5m")).toBe(90_000);
+  expect(parseDuration("k", "1h")).toBe(3_600_000);
+  expect(parseDuration("k", 2)).toBe(2000);
+  expect(() => parseDuration("k", "soon")).toThrow(/k: 'soon' is not a duration/);
+});
+
+test.each([
+  [{ resources: { r: { limits: [{ dimension: "tokens", amount: 1, period: "1s" }] } } }, /resources\.r\.limits\[0\]\.dimension/],
+  [{ resources: { r: { limits: [{ dimension: "load", amount: 0, period: "1s" }] } } }, /resources\.r: resource\.limits\[0\]\.amount/],
+  [{ resources: { r: { limits: [{ dimension: "load", amount: 5, period: "1s", burst: 0.5 }] } } }, /burst/],
+  [{ resources: { r: { concurrency: 2.5 } } }, /concurrency/],
+  [{ resources: { r: { lanes: { a: 0.5 } } } }, /lanes\[0\]\.weight/],
+  [{ resources: { r: { default_lane: "x", lanes: { a: 1 } } } }, /default_lane/],
+  [{ resources: { r: { lease_ttl: "1ms" } } }, /lease_ttl/],
+  [{ resources: { r: { burst: 3 } } }, /resources\.r\.burst: unknown key/],
+  [{ resources: { "bad name": {} } }, /resource\.name/],
+  [{ resource: {} }, /resource: unknown key/],
+])("rejects %j", (doc, message) => {
+  expect(() => parseConfig(doc)).toThrow(message);
+  try {
+    parseConfig(doc);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+  }
+});
