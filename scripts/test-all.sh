@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (npm packages, a Python virtualenv, Go
+# modules, code generators, redis-server from Debian) and runs every test in
+# every language. This is the README's test command (`npm test`) and CI's.
+source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
+cd "$ROOT"
+ensure_node_modules
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "redis-server"
+if ! command -v redis-server >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+export REDIS_SERVER="$(command -v redis-server)"
+echo "$REDIS_SERVER ($("$REDIS_SERVER" --version | cut -d' ' -f3))"
+
+step "contract: buf lint, and regeneration changes nothing"
+bash scripts/generate.sh
+if [ -d .git ] && [ -n "$(git status --porcelain -- clients/ts/src/gen clients/go/gen clients/python/src/ratequeue/_proto)" ]; then
+  git status --porcelain -- clients/ts/src/gen clients/go/gen clients/python/src/ratequeue/_proto
+  echo "generated code is stale: run 'npm run generate' and commit the result" >&2
+  exit 1
+fi
+
+step "build"
+npm run build
+
+step "TypeScript: engine, server, client, integration"
+npx vitest run
+
+step "Python client"
+bash clients/python/scripts/test.sh
+
+step "Go client"
+(cd clients/go && go vet ./... && go test -race -count=1 ./...)
+
+printf '\nall tests passed\n'
