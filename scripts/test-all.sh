@@ -27,6 +27,8 @@ fi
 
 step "build"
 npm run build
+# The Python client goes into the venv now: the mixed-fleet test (vitest) runs Python workers.
+"$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check -e "clients/python[test,celery,langchain,fastapi]"
 
 step "TypeScript: engine, server, client, integration"
 npx vitest run
