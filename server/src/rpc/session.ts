@@ -102,6 +102,7 @@ export class WorkerSession implements LeaseHolder {
           return;
         }
         case "cancel": {
+          if (req.kind.value.acquireRequestId === 0n) throw new RpcError(status.INVALID_ARGUMENT, "acquire_request_id: must not be 0");
           const ticket = this.waiting.get(req.kind.value.acquireRequestId);
           // An unknown or already decided acquire: nothing to withdraw.
           if (ticket !== undefined) engine.cancel(ticket);

@@ -17,24 +17,49 @@ import {
 import type { AcquireRequest as CoreAcquire, LimitSpec, ResourceSpec } from "../core/index.js";
 import { invalidField } from "./rpc-error.js";
 
+/**
+ * The documented valid range of every field (README, "Valid input"). A value
+ * outside its range fails with INVALID_ARGUMENT and a message "field: rule".
+ */
 export const limits = {
+  /** Resource names (resource, name, resource.name): 1 to 128 characters of {@link namePattern}. */
   nameMaxLength: 128,
+  /** Lane names (lane, resource.lanes[i].name, resource.default_lane): 1 to 64 characters of {@link namePattern}. */
   laneNameMaxLength: 64,
+  /** load and actual_load: finite, 0 to 1e12. */
   maxLoad: 1e12,
+  /** resource.limits[i].amount: greater than 0, at most 1e12; burst: 0 (= amount) or 1 to 1e12. */
   maxAmount: 1e12,
+  /** priority: an integer from -1 000 000 to 1 000 000. */
   minPriority: -1_000_000,
   maxPriority: 1_000_000,
+  /** timeout: 0 (one attempt) to 24 h. */
   maxTimeoutMs: 24 * 3600_000,
+  /** resource.limits[i].period: 1 ms to 366 days. */
   maxPeriodMs: 366 * 24 * 3600_000,
+  /** resource.lease_ttl: 100 ms to 24 h. */
   minLeaseTtlMs: 100,
   maxLeaseTtlMs: 24 * 3600_000,
+  /** resource.limits: at most 16. */
   maxLimitsPerResource: 16,
+  /** resource.lanes: at most 32, names unique. */
   maxLanesPerResource: 32,
+  /** resource.lanes[i].weight: 0 (= 1) or 1 to 1000. */
   maxLaneWeight: 1000,
+  /** resource.concurrency: 0 (no cap) to 1 000 000. */
   maxConcurrency: 1_000_000,
+  /** resource.max_queue: 0 (= 10 000) or 1 to 1 000 000. */
   maxQueue: 1_000_000,
+  /** lease_ids: at most 1000 per heartbeat. */
   maxLeaseIdsPerHeartbeat: 1000,
+  /** lease_id, lease_ids[i]: 1 to 128 visible ASCII characters. */
   maxLeaseIdLength: 128,
+  /** Namespace names: 1 to 63 characters of {@link namespacePattern}. */
+  namespaceMaxLength: 63,
+  /** API key descriptions: at most 256 characters, no control characters. */
+  descriptionMaxLength: 256,
+  /** Any one message, in either direction, in bytes (gRPC answers RESOURCE_EXHAUSTED). */
+  maxMessageBytes: 1 << 20,
 } as const;
 
 export const defaults = {
@@ -45,7 +70,32 @@ export const defaults = {
   maxQueue: 10_000,
 } as const;
 
-const namePattern = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/;
+/** Resource and lane names: a letter or digit, then letters, digits, '.', '_', ':', '/' or '-'. */
+export const namePattern = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/;
+
+/** Namespace names: a lowercase letter or digit, then lowercase letters, digits, '_' or '-'. */
+export const namespacePattern = /^[a-z0-9][a-z0-9_-]*$/;
+
+/** Checks a namespace name. */
+export function checkNamespace(field: string, name: string): string {
+  if (name.length === 0) throw invalidField(field, "must not be empty");
+  if (name.length > limits.namespaceMaxLength) {
+    throw invalidField(field, `must be at most ${limits.namespaceMaxLength} characters, got ${name.length}`);
+  }
+  if (!namespacePattern.test(name)) {
+    throw invalidField(field, `'${name}' must start with a lowercase letter or digit and hold only lowercase letters, digits, '_' or '-'`);
+  }
+  return name;
+}
+
+/** Checks a free-text description: bounded, no control characters. */
+export function checkDescription(field: string, text: string): string {
+  if (text.length > limits.descriptionMaxLength) {
+    throw invalidField(field, `must be at most ${limits.descriptionMaxLength} characters, got ${text.length}`);
+  }
+  if (/[\u0000-\u001f\u007f]/.test(text)) throw invalidField(field, "must not hold control characters");
+  return text;
+}
 
 /** Checks a resource or lane name. */
 export function checkName(field: string, name: string, maxLength: number = limits.nameMaxLength): string {
@@ -106,7 +156,8 @@ export function heartbeatFromProto(req: HeartbeatRequest): string[] {
 
 function checkLeaseId(field: string, id: string): string {
   if (id.length === 0) throw invalidField(field, "must not be empty");
-  if (id.length > limits.maxLeaseIdLength) throw invalidField(field, `must be at most ${limits.maxLeaseIdLength} characters`);
+  if (id.length > limits.maxLeaseIdLength) throw invalidField(field, `must be at most ${limits.maxLeaseIdLength} characters, got ${id.length}`);
+  if (!/^[\x21-\x7e]+$/.test(id)) throw invalidField(field, "must hold only visible ASCII characters");
   return id;
 }
 
@@ -122,7 +173,8 @@ export function resourceFromProto(r: Resource | undefined): ResourceSpec {
     if (l.dimension !== Dimension.REQUESTS && l.dimension !== Dimension.LOAD) {
       throw invalidField(`${field}.dimension`, "must be DIMENSION_REQUESTS or DIMENSION_LOAD");
     }
-    const amount = checkNumber(`${field}.amount`, l.amount, Number.MIN_VALUE, limits.maxAmount, "a positive number");
+    if (!(l.amount > 0)) throw invalidField(`${field}.amount`, `must be greater than 0, got ${l.amount}`);
+    const amount = checkNumber(`${field}.amount`, l.amount, 0, limits.maxAmount);
     if (l.period === undefined) throw invalidField(`${field}.period`, "is required");
     const periodMs = checkDuration(`${field}.period`, l.period, 1, limits.maxPeriodMs);
     const burst = l.burst === 0 ? Math.max(amount, 1) : checkNumber(`${field}.burst`, l.burst, 1, limits.maxAmount);
