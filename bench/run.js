@@ -62,6 +62,7 @@ writeFileSync(config, JSON.stringify({ resources: { bench: { max_queue: 100000 }
 
 const server = await startProcess([join(root, "server/dist/main.js"), "serve", "--port", "0", "--config", config]);
 const echo = await startProcess([join(here, "echo-server.js")]);
+const connectEcho = await startProcess([join(here, "connect-echo-server.js")]);
 const figures = {};
 try {
   for (const mode of ["session", "unary"]) {
@@ -76,9 +77,19 @@ try {
     figures[`${mode}_uncontended`] = single;
     console.error(`${mode}_uncontended: ${JSON.stringify(single)}`);
   }
+  // The library choice: the same echo service on grpc-js and on connect-node,
+  // each driven by its own library's client, one process.
+  figures.library = {};
+  for (const mode of ["session", "unary"]) {
+    const grpcJs = await measure(echo.port, mode, 1, totalInflight);
+    const connect = await measure(connectEcho.port, `connect-${mode}`, 1, totalInflight);
+    figures.library[mode] = { grpcJs: grpcJs.roundTripsPerSec, connectNode: connect.roundTripsPerSec };
+    console.error(`library ${mode}: ${JSON.stringify(figures.library[mode])}`);
+  }
 } finally {
   server.child.kill("SIGTERM");
   echo.child.kill("SIGTERM");
+  connectEcho.child.kill("SIGTERM");
 }
 
 const engine = await new Promise((resolve, reject) => {

@@ -1,0 +1,39 @@
+// The canned answers both echo servers give: what the real server would
+// send, with no engine behind it.
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  AcquireResponseSchema,
+  HeartbeatResponseSchema,
+  LeaseSchema,
+  ReleaseOutcome,
+  ReleaseResponseSchema,
+  SessionResponseSchema,
+} from "@ratequeue/client/proto";
+
+let n = 0;
+export const granted = () =>
+  create(AcquireResponseSchema, {
+    lease: create(LeaseSchema, {
+      leaseId: `echo-${++n}`,
+      resource: "bench",
+      load: 1,
+      expireTime: timestampFromMs(Date.now() + 30_000),
+      ttl: durationFromMs(30_000),
+      grantTime: timestampFromMs(Date.now()),
+    }),
+    waitTime: durationFromMs(0),
+  });
+export const released = () => create(ReleaseResponseSchema, { outcome: ReleaseOutcome.RELEASED, message: "released" });
+export const heartbeat = () => create(HeartbeatResponseSchema, {});
+
+/** The session answer to one request. */
+export function answer(req) {
+  const kind =
+    req.kind.case === "acquire"
+      ? { case: "granted", value: granted() }
+      : req.kind.case === "release"
+        ? { case: "released", value: released() }
+        : { case: "heartbeat", value: heartbeat() };
+  return create(SessionResponseSchema, { requestId: req.requestId, kind });
+}
