@@ -28,7 +28,8 @@ from ratequeue._proto.ratequeue.v1 import admin_pb2, admin_pb2_grpc
 HERE = Path(__file__).resolve().parent
 PY_ROOT = HERE.parent
 REPO = PY_ROOT.parent.parent
-SERVER_JS = REPO / "server" / "dist" / "main.js"
+# RATEQUEUE_SERVER_JS points the suite at another build of the server.
+SERVER_JS = Path(os.environ.get("RATEQUEUE_SERVER_JS") or REPO / "server" / "dist" / "main.js")
 
 BASE_CONFIG = """\
 resources:
@@ -74,7 +75,7 @@ def start_server(config_path: Path, *, port: int = 0) -> ServerProcess:
         raise RuntimeError(f"{SERVER_JS} is missing: run `npm run build` at the repository root first")
     proc = subprocess.Popen(
         ["node", str(SERVER_JS), "serve", "--host", "127.0.0.1", "--port", str(port), "--config", str(config_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(REPO),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(SERVER_JS.parent),
     )
     lines: "queue.Queue[Optional[str]]" = queue.Queue()
     log: List[str] = []

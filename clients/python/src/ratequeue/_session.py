@@ -199,25 +199,32 @@ class Session:
             await ch.close()
         self._channels.clear()
 
-    async def suspend(self) -> None:
+    async def suspend(self) -> bool:
         """Drops the stream and closes the channels, keeping waiting
         operations and held leases; :meth:`resume` reconnects and re-attaches.
 
         Called in a parent process just before it forks: gRPC's async engine
         only works in a child if the parent has no channel open at the fork.
+        Returns True when it closed a channel.
         """
         if self._loop is None or self._closed:
-            return
+            return False
         runner = self._tasks[0]
         runner.cancel()
         try:
             await runner
         except BaseException:  # noqa: BLE001 - we cancelled it
             pass
+        # Keep no reference to the cancelled task: its exception's traceback
+        # holds frames that hold the channel.
+        self._tasks[0] = self._loop.create_future()
+        self._tasks[0].set_result(None)
+        del runner
         self._disconnect()
         channels, self._channels = list(self._channels.values()), {}
         for ch in channels:
             await ch.close()
+        return bool(channels)
 
     def resume(self) -> None:
         """Reconnects after :meth:`suspend`."""
@@ -390,6 +397,9 @@ class Session:
             self._queue = None
             writer.cancel()
             call.cancel()
+            # A traceback may keep this frame alive: let go of the channel so
+            # that it can be collected (see suspend).
+            call = stub = writer = None  # noqa: F841
 
     async def _write(self, call, queue: asyncio.Queue) -> None:
         try:

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -15,9 +16,20 @@ class Dimension(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DIMENSION_UNSPECIFIED: _ClassVar[Dimension]
     DIMENSION_REQUESTS: _ClassVar[Dimension]
     DIMENSION_LOAD: _ClassVar[Dimension]
+
+class ApiKeyRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    API_KEY_ROLE_UNSPECIFIED: _ClassVar[ApiKeyRole]
+    API_KEY_ROLE_WORKER: _ClassVar[ApiKeyRole]
+    API_KEY_ROLE_ADMIN: _ClassVar[ApiKeyRole]
+    API_KEY_ROLE_ROOT: _ClassVar[ApiKeyRole]
 DIMENSION_UNSPECIFIED: Dimension
 DIMENSION_REQUESTS: Dimension
 DIMENSION_LOAD: Dimension
+API_KEY_ROLE_UNSPECIFIED: ApiKeyRole
+API_KEY_ROLE_WORKER: ApiKeyRole
+API_KEY_ROLE_ADMIN: ApiKeyRole
+API_KEY_ROLE_ROOT: ApiKeyRole
 
 class Limit(_message.Message):
     __slots__ = ("dimension", "amount", "period", "burst")
@@ -168,3 +180,99 @@ class GetResourceStatsResponse(_message.Message):
     STATS_FIELD_NUMBER: _ClassVar[int]
     stats: ResourceStats
     def __init__(self, stats: _Optional[_Union[ResourceStats, _Mapping]] = ...) -> None: ...
+
+class Namespace(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CreateNamespaceRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CreateNamespaceResponse(_message.Message):
+    __slots__ = ("namespace", "created")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    namespace: Namespace
+    created: bool
+    def __init__(self, namespace: _Optional[_Union[Namespace, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class ListNamespacesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNamespacesResponse(_message.Message):
+    __slots__ = ("namespaces",)
+    NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    namespaces: _containers.RepeatedCompositeFieldContainer[Namespace]
+    def __init__(self, namespaces: _Optional[_Iterable[_Union[Namespace, _Mapping]]] = ...) -> None: ...
+
+class DeleteNamespaceRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteNamespaceResponse(_message.Message):
+    __slots__ = ("revoked_keys",)
+    REVOKED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    revoked_keys: int
+    def __init__(self, revoked_keys: _Optional[int] = ...) -> None: ...
+
+class ApiKey(_message.Message):
+    __slots__ = ("id", "namespace", "role", "description", "create_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    namespace: str
+    role: ApiKeyRole
+    description: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., namespace: _Optional[str] = ..., role: _Optional[_Union[ApiKeyRole, str]] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateApiKeyRequest(_message.Message):
+    __slots__ = ("namespace", "role", "description")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    role: ApiKeyRole
+    description: str
+    def __init__(self, namespace: _Optional[str] = ..., role: _Optional[_Union[ApiKeyRole, str]] = ..., description: _Optional[str] = ...) -> None: ...
+
+class CreateApiKeyResponse(_message.Message):
+    __slots__ = ("api_key", "key")
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    api_key: ApiKey
+    key: str
+    def __init__(self, api_key: _Optional[_Union[ApiKey, _Mapping]] = ..., key: _Optional[str] = ...) -> None: ...
+
+class ListApiKeysRequest(_message.Message):
+    __slots__ = ("namespace",)
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    def __init__(self, namespace: _Optional[str] = ...) -> None: ...
+
+class ListApiKeysResponse(_message.Message):
+    __slots__ = ("api_keys",)
+    API_KEYS_FIELD_NUMBER: _ClassVar[int]
+    api_keys: _containers.RepeatedCompositeFieldContainer[ApiKey]
+    def __init__(self, api_keys: _Optional[_Iterable[_Union[ApiKey, _Mapping]]] = ...) -> None: ...
+
+class RevokeApiKeyRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RevokeApiKeyResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

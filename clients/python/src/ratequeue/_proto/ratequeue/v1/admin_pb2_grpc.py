@@ -26,9 +26,16 @@ if _version_not_supported:
 
 
 class AdminServiceStub:
-    """AdminService declares resources and reads their statistics. Changes take
-    effect at once: waiting requests are re-evaluated and held leases keep
-    counting against the new limits.
+    """AdminService declares resources and reads their statistics, and manages
+    namespaces and API keys. Changes take effect at once: waiting requests are
+    re-evaluated and held leases keep counting against the new limits.
+
+    When the server has a root key, every call of every service carries
+    "authorization: Bearer <key>" metadata. A key acts in its own namespace; a
+    root key acts in the namespace named by "ratequeue-namespace" metadata
+    ("default" without it). Worker keys may read resources and statistics;
+    admin keys may also change resources and keys of their namespace; root
+    keys may do everything, namespaces included.
     """
 
     def __init__(self, channel):
@@ -62,12 +69,49 @@ class AdminServiceStub:
                 request_serializer=ratequeue_dot_v1_dot_admin__pb2.GetResourceStatsRequest.SerializeToString,
                 response_deserializer=ratequeue_dot_v1_dot_admin__pb2.GetResourceStatsResponse.FromString,
                 _registered_method=True)
+        self.CreateNamespace = channel.unary_unary(
+                '/ratequeue.v1.AdminService/CreateNamespace',
+                request_serializer=ratequeue_dot_v1_dot_admin__pb2.CreateNamespaceRequest.SerializeToString,
+                response_deserializer=ratequeue_dot_v1_dot_admin__pb2.CreateNamespaceResponse.FromString,
+                _registered_method=True)
+        self.ListNamespaces = channel.unary_unary(
+                '/ratequeue.v1.AdminService/ListNamespaces',
+                request_serializer=ratequeue_dot_v1_dot_admin__pb2.ListNamespacesRequest.SerializeToString,
+                response_deserializer=ratequeue_dot_v1_dot_admin__pb2.ListNamespacesResponse.FromString,
+                _registered_method=True)
+        self.DeleteNamespace = channel.unary_unary(
+                '/ratequeue.v1.AdminService/DeleteNamespace',
+                request_serializer=ratequeue_dot_v1_dot_admin__pb2.DeleteNamespaceRequest.SerializeToString,
+                response_deserializer=ratequeue_dot_v1_dot_admin__pb2.DeleteNamespaceResponse.FromString,
+                _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/ratequeue.v1.AdminService/CreateApiKey',
+                request_serializer=ratequeue_dot_v1_dot_admin__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=ratequeue_dot_v1_dot_admin__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/ratequeue.v1.AdminService/ListApiKeys',
+                request_serializer=ratequeue_dot_v1_dot_admin__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=ratequeue_dot_v1_dot_admin__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/ratequeue.v1.AdminService/RevokeApiKey',
+                request_serializer=ratequeue_dot_v1_dot_admin__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=ratequeue_dot_v1_dot_admin__pb2.RevokeApiKeyResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
-    """AdminService declares resources and reads their statistics. Changes take
-    effect at once: waiting requests are re-evaluated and held leases keep
-    counting against the new limits.
+    """AdminService declares resources and reads their statistics, and manages
+    namespaces and API keys. Changes take effect at once: waiting requests are
+    re-evaluated and held leases keep counting against the new limits.
+
+    When the server has a root key, every call of every service carries
+    "authorization: Bearer <key>" metadata. A key acts in its own namespace; a
+    root key acts in the namespace named by "ratequeue-namespace" metadata
+    ("default" without it). Worker keys may read resources and statistics;
+    admin keys may also change resources and keys of their namespace; root
+    keys may do everything, namespaces included.
     """
 
     def PutResource(self, request, context):
@@ -106,6 +150,55 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateNamespace(self, request, context):
+        """CreateNamespace creates a namespace. Root keys only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNamespaces(self, request, context):
+        """ListNamespaces returns every namespace, ordered by name. Root keys only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteNamespace(self, request, context):
+        """DeleteNamespace deletes an empty namespace and revokes its keys. Root
+        keys only; a namespace that still holds resources fails with
+        FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateApiKey(self, request, context):
+        """CreateApiKey makes a new key and returns its secret, the only time the
+        secret is ever shown. Admin keys create worker and admin keys of their
+        own namespace; root keys create keys of any namespace (creating the
+        namespace when it does not exist yet) and root keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """ListApiKeys returns keys without their secrets, ordered by namespace and
+        id: an admin key sees its namespace's keys, a root key every key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """RevokeApiKey deletes a key. It stops working at once: calls with it fail
+        with UNAUTHENTICATED and its open Session streams end with that status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +227,36 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=ratequeue_dot_v1_dot_admin__pb2.GetResourceStatsRequest.FromString,
                     response_serializer=ratequeue_dot_v1_dot_admin__pb2.GetResourceStatsResponse.SerializeToString,
             ),
+            'CreateNamespace': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNamespace,
+                    request_deserializer=ratequeue_dot_v1_dot_admin__pb2.CreateNamespaceRequest.FromString,
+                    response_serializer=ratequeue_dot_v1_dot_admin__pb2.CreateNamespaceResponse.SerializeToString,
+            ),
+            'ListNamespaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNamespaces,
+                    request_deserializer=ratequeue_dot_v1_dot_admin__pb2.ListNamespacesRequest.FromString,
+                    response_serializer=ratequeue_dot_v1_dot_admin__pb2.ListNamespacesResponse.SerializeToString,
+            ),
+            'DeleteNamespace': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteNamespace,
+                    request_deserializer=ratequeue_dot_v1_dot_admin__pb2.DeleteNamespaceRequest.FromString,
+                    response_serializer=ratequeue_dot_v1_dot_admin__pb2.DeleteNamespaceResponse.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=ratequeue_dot_v1_dot_admin__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=ratequeue_dot_v1_dot_admin__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=ratequeue_dot_v1_dot_admin__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=ratequeue_dot_v1_dot_admin__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=ratequeue_dot_v1_dot_admin__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=ratequeue_dot_v1_dot_admin__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'ratequeue.v1.AdminService', rpc_method_handlers)
@@ -143,9 +266,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
-    """AdminService declares resources and reads their statistics. Changes take
-    effect at once: waiting requests are re-evaluated and held leases keep
-    counting against the new limits.
+    """AdminService declares resources and reads their statistics, and manages
+    namespaces and API keys. Changes take effect at once: waiting requests are
+    re-evaluated and held leases keep counting against the new limits.
+
+    When the server has a root key, every call of every service carries
+    "authorization: Bearer <key>" metadata. A key acts in its own namespace; a
+    root key acts in the namespace named by "ratequeue-namespace" metadata
+    ("default" without it). Worker keys may read resources and statistics;
+    admin keys may also change resources and keys of their namespace; root
+    keys may do everything, namespaces included.
     """
 
     @staticmethod
@@ -273,6 +403,168 @@ class AdminService:
             '/ratequeue.v1.AdminService/GetResourceStats',
             ratequeue_dot_v1_dot_admin__pb2.GetResourceStatsRequest.SerializeToString,
             ratequeue_dot_v1_dot_admin__pb2.GetResourceStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateNamespace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratequeue.v1.AdminService/CreateNamespace',
+            ratequeue_dot_v1_dot_admin__pb2.CreateNamespaceRequest.SerializeToString,
+            ratequeue_dot_v1_dot_admin__pb2.CreateNamespaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNamespaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratequeue.v1.AdminService/ListNamespaces',
+            ratequeue_dot_v1_dot_admin__pb2.ListNamespacesRequest.SerializeToString,
+            ratequeue_dot_v1_dot_admin__pb2.ListNamespacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteNamespace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratequeue.v1.AdminService/DeleteNamespace',
+            ratequeue_dot_v1_dot_admin__pb2.DeleteNamespaceRequest.SerializeToString,
+            ratequeue_dot_v1_dot_admin__pb2.DeleteNamespaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratequeue.v1.AdminService/CreateApiKey',
+            ratequeue_dot_v1_dot_admin__pb2.CreateApiKeyRequest.SerializeToString,
+            ratequeue_dot_v1_dot_admin__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratequeue.v1.AdminService/ListApiKeys',
+            ratequeue_dot_v1_dot_admin__pb2.ListApiKeysRequest.SerializeToString,
+            ratequeue_dot_v1_dot_admin__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratequeue.v1.AdminService/RevokeApiKey',
+            ratequeue_dot_v1_dot_admin__pb2.RevokeApiKeyRequest.SerializeToString,
+            ratequeue_dot_v1_dot_admin__pb2.RevokeApiKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
