@@ -1,16 +1,28 @@
 #!/usr/bin/env node
 // The `ratequeue` command.
 import { parseArgs } from "node:util";
-import { ConfigError, loadConfig } from "./config.js";
+import { ConfigError, loadConfig, parseDuration } from "./config.js";
 import { createLogger, type LogLevel } from "./log.js";
 import { startServer } from "./server.js";
+import type { GroupOptions } from "./store/index.js";
 
 const usage = `Usage: ratequeue serve [--host H] [--port P] [--config FILE] [--log-level debug|info|warn|error]
 
   --host       address to listen on (default 127.0.0.1; use 0.0.0.0 for all)
   --port       gRPC port (default 7070; 0 picks a free port)
   --config     YAML or JSON file declaring resources
-  --log-level  default info`;
+  --log-level  default info
+
+Running a group (optional; every node gets the same Redis URL and prefix):
+  --redis URL           redis://host:6379/0 (or RATEQUEUE_REDIS_URL): durable config, leader
+                        election and state snapshots; standbys redirect clients to the leader
+  --advertise HOST:PORT the address clients reach this node at (default host:port)
+  --redis-prefix P      key prefix (default ratequeue)
+  --leader-ttl D        leadership lease (default 3s); failover takes about this long
+  --snapshot-every D    how often the leader snapshots its state (default 500ms)
+  --redis-loss MODE     stop (default): a leader that cannot reach Redis stops granting before
+                        its lease could lapse. continue: it grants on from memory; only for a
+                        single node, since two nodes could then both grant`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -29,6 +41,12 @@ async function main(argv: string[]): Promise<number> {
       port: { type: "string", default: "7070" },
       config: { type: "string" },
       "log-level": { type: "string", default: "info" },
+      redis: { type: "string" },
+      advertise: { type: "string" },
+      "redis-prefix": { type: "string", default: "ratequeue" },
+      "leader-ttl": { type: "string", default: "3s" },
+      "snapshot-every": { type: "string", default: "500ms" },
+      "redis-loss": { type: "string", default: "stop" },
     },
     strict: true,
   });
@@ -44,7 +62,12 @@ async function main(argv: string[]): Promise<number> {
   }
   const log = createLogger(level);
   const resources = values.config === undefined ? [] : loadConfig(values.config).resources;
-  const server = await startServer({ host: values.host, port, resources, log });
+  const group = groupOptions(values, port);
+  if (typeof group === "string") {
+    console.error(group);
+    return 2;
+  }
+  const server = await startServer({ host: values.host, port, resources, log, group });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info("signal", { signal });
@@ -54,6 +77,25 @@ async function main(argv: string[]): Promise<number> {
     process.once("SIGINT", () => stop("SIGINT"));
   });
   return 0;
+}
+
+/** The Redis group flags, undefined without Redis, or a message saying which flag is wrong. */
+function groupOptions(values: Record<string, unknown>, port: number): GroupOptions | undefined | string {
+  const redisUrl = (values.redis as string | undefined) ?? process.env.RATEQUEUE_REDIS_URL;
+  if (redisUrl === undefined || redisUrl === "") return undefined;
+  if (!/^rediss?:\/\//.test(redisUrl)) return `--redis: must be a redis:// or rediss:// URL, got '${redisUrl}'`;
+  const redisLoss = values["redis-loss"] as string;
+  if (redisLoss !== "stop" && redisLoss !== "continue") return `--redis-loss: must be stop or continue, got '${redisLoss}'`;
+  if (port === 0 && values.advertise === undefined) return "--advertise: required with --port 0 (standbys must name the leader's real address)";
+  const advertise = (values.advertise as string | undefined) ?? `${values.host as string}:${port}`;
+  if (!/^[^\s:]+:\d+$|^\[[^\]]+\]:\d+$/.test(advertise)) return `--advertise: must be HOST:PORT, got '${advertise}'`;
+  const leaderTtlMs = parseDuration("--leader-ttl", values["leader-ttl"]);
+  if (leaderTtlMs < 300) return `--leader-ttl: must be at least 300ms, got '${values["leader-ttl"] as string}'`;
+  const snapshotEveryMs = parseDuration("--snapshot-every", values["snapshot-every"]);
+  if (snapshotEveryMs < 10) return `--snapshot-every: must be at least 10ms, got '${values["snapshot-every"] as string}'`;
+  const prefix = values["redis-prefix"] as string;
+  if (!/^[\w.:-]+$/.test(prefix)) return `--redis-prefix: letters, digits, '.', ':', '_' and '-' only, got '${prefix}'`;
+  return { redisUrl, prefix, advertise, leaderTtlMs, snapshotEveryMs, redisLoss };
 }
 
 main(process.argv.slice(2)).then(

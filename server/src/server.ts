@@ -11,6 +11,7 @@ import { OpenGate } from "./rpc/gate.js";
 import { RpcError } from "./rpc/rpc-error.js";
 import { LeaseRouter } from "./rpc/lease-router.js";
 import { createRateQueueService } from "./rpc/rate-queue-service.js";
+import { RedisGroup, type GroupOptions } from "./store/index.js";
 
 export interface ServerOptions {
   host: string;
@@ -21,6 +22,8 @@ export interface ServerOptions {
   clock?: Clock;
   log?: Logger;
   store?: ResourceStore;
+  /** Join a Redis group: durable config, leader election, snapshots. Without it the node runs alone. */
+  group?: GroupOptions;
 }
 
 export interface RunningServer {
@@ -36,22 +39,42 @@ export interface RunningServer {
 
 /** The health service name clients may check besides the server-wide "". */
 export const healthServiceName = "ratequeue.v1.RateQueueService";
+/** Health service name SERVING on a standby that follows a leader and could take over (readiness). */
+export const standbyHealthServiceName = "ratequeue.v1.Standby";
+/** Health service name SERVING while the node reaches Redis (groups only). */
+export const redisHealthServiceName = "ratequeue.v1.Redis";
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const clock = options.clock ?? systemClock;
   const log = options.log ?? createLogger();
   const router = new LeaseRouter();
+  let health: HealthImplementation | undefined;
+  const group =
+    options.group &&
+    new RedisGroup(options.group, {
+      clock,
+      log,
+      // With Redis, the config file only seeds what Redis does not hold.
+      seed: options.resources ?? [],
+      onStatus: (s) => {
+        const serving = s.serving ? "SERVING" : "NOT_SERVING";
+        health?.setStatus("", serving);
+        health?.setStatus(healthServiceName, serving);
+        health?.setStatus(standbyHealthServiceName, s.standby ? "SERVING" : "NOT_SERVING");
+        health?.setStatus(redisHealthServiceName, s.redis ? "SERVING" : "NOT_SERVING");
+      },
+    });
   const engine = new Engine({
-    clock,
+    clock: group?.engineClock ?? clock,
     newLeaseId: randomUUID,
     onLeaseExpired: (lease) => {
       log.info("lease expired", { resource: lease.resource, lease: lease.id, owner: lease.owner });
       router.expired(lease.id, lease.resource);
     },
   });
-  for (const spec of options.resources ?? []) engine.putResource(spec);
+  if (group === undefined) for (const spec of options.resources ?? []) engine.putResource(spec);
 
-  const gate = new OpenGate();
+  const gate = group?.gate ?? new OpenGate();
   const server = new Server({
     // Workers keep one stream open for hours; keepalives find dead peers.
     "grpc.keepalive_time_ms": 30_000,
@@ -64,9 +87,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   server.addService(grpcServiceDefinition(RateQueueService), rateQueue.implementation);
   server.addService(
     grpcServiceDefinition(AdminService),
-    createAdminService({ engine, log, gate, store: options.store ?? memoryStore }),
+    createAdminService({ engine, log, gate, store: group ?? options.store ?? memoryStore }),
   );
-  const health = new HealthImplementation({ "": "SERVING", [healthServiceName]: "SERVING" });
+  health = new HealthImplementation(
+    group === undefined
+      ? { "": "SERVING", [healthServiceName]: "SERVING" }
+      : { "": "NOT_SERVING", [healthServiceName]: "NOT_SERVING", [standbyHealthServiceName]: "NOT_SERVING", [redisHealthServiceName]: "NOT_SERVING" },
+  );
   health.addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) =>
@@ -75,6 +102,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ),
   );
   log.info("listening", { host: options.host, port, resources: engine.listResources().map((r) => r.name) });
+  group?.start({
+    engine,
+    endSessions: (err) => {
+      for (const session of rateQueue.sessions.values()) session.abort(err);
+    },
+  });
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = 5000): Promise<void> =>
@@ -82,16 +115,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       log.info("shutting down", { graceMs });
       const reason = "the server is shutting down; retry on another node or after it restarts";
       gate.close(reason);
-      health.setStatus("", "NOT_SERVING");
-      health.setStatus(healthServiceName, "NOT_SERVING");
+      health!.setStatus("", "NOT_SERVING");
+      health!.setStatus(healthServiceName, "NOT_SERVING");
       engine.shutdown(reason);
+      // After the engine stopped: a final, exact snapshot, then the lease goes to a standby.
+      const leaving = group?.stop() ?? Promise.resolve();
       const force = setTimeout(() => server.forceShutdown(), graceMs);
       // Open sessions never end by themselves: end them now.
       for (const session of rateQueue.sessions.values()) session.abort(new RpcError(status.UNAVAILABLE, reason));
       server.tryShutdown(() => {
         clearTimeout(force);
-        log.info("stopped");
-        resolve();
+        void leaving.then(() => {
+          log.info("stopped");
+          resolve();
+        });
       });
     }));
 

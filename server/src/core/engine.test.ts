@@ -437,6 +437,16 @@ describe("Engine: lifecycle", () => {
     expect(times).toEqual([1100, 1200, 1300]);
   });
 
+  it("a restore reopens an engine that was shut down (a leader that regains its lease)", () => {
+    const { acq, engine } = setup(spec({ concurrency: 2 }));
+    acq();
+    engine.shutdown("lost the leadership lease");
+    expect(acq().result?.ok).toBe(false);
+    engine.restore(engine.snapshot());
+    expect(engine.leaseCount()).toBe(1);
+    expect(acq().result?.ok).toBe(true);
+  });
+
   it("expires restored leases that are already past their time", () => {
     const { acq, engine } = setup(spec({ leaseTtlMs: 100 }));
     acq();

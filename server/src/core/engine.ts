@@ -434,7 +434,9 @@ export class Engine {
 
   /**
    * Replaces the engine's state with a snapshot. Current waiters fail with
-   * UNAVAILABLE; leases already past their expiry expire at once.
+   * UNAVAILABLE; leases already past their expiry expire at once. A restore
+   * also reopens an engine closed by shutdown(): a node that stopped granting
+   * when it lost its leadership lease resumes from the restored state.
    *
    * `notBefore` makes a new leader conservative after failover. The old
    * leader may have granted more after its last snapshot, up to notBefore
@@ -462,6 +464,7 @@ export class Engine {
     this.expiries.clear();
     this.heldLeases = 0;
     this.tombstones.clear();
+    this.closedMessage = undefined;
     const notBefore = options.notBefore;
     for (const rs of s.resources) {
       const r = new Resource(copySpec(rs.spec), now);

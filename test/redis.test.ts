@@ -1,0 +1,186 @@
+// Durability on Redis: fenced writes, resources that survive a restart of
+// every node, and a lone node that rides out a Redis restart.
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { createAdminClient, createClient } from "@ratequeue/client";
+import { Dimension } from "@ratequeue/client/proto";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { FencedError, RedisStore } from "../server/src/store/index.js";
+import { closeRedis, startNode, startRedis, waitForLog, type RedisInstance } from "./support/redis.js";
+import type { ServerProcess } from "./support/server-process.js";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const leading = (e: Record<string, unknown>) => e.msg === "leading";
+
+let redis: RedisInstance;
+const nodes: ServerProcess[] = [];
+const node = async (...args: Parameters<typeof startNode>) => {
+  const n = await startNode(...args);
+  nodes.push(n);
+  return n;
+};
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterEach(async () => {
+  await Promise.all(nodes.splice(0).map((n) => n.stop("SIGKILL")));
+});
+afterAll(async () => {
+  await closeRedis(redis);
+});
+
+describe("fencing", () => {
+  test("a deposed leader's writes are rejected by the epoch check", async () => {
+    const connect = () => new Redis(redis.port, "127.0.0.1");
+    const [ra, rb] = [connect(), connect()];
+    const a = new RedisStore(ra, "fence");
+    const b = new RedisStore(rb, "fence");
+    try {
+      const wonA = await a.campaign("a", "127.0.0.1:1", 300);
+      if (!("won" in wonA)) throw new Error("a should have won an empty lease");
+      const termA = wonA.won;
+      const lostB = await b.campaign("b", "127.0.0.1:2", 300);
+      expect(lostB).toMatchObject({ leader: { epoch: termA.epoch, address: "127.0.0.1:1" } });
+      const snap = { version: 1 as const, takenAt: 1, resources: [], leases: [] };
+      await a.writeSnapshot(termA, snap);
+
+      // A's lease lapses (A is paused, partitioned...) and B takes over.
+      await sleep(400);
+      await expect(a.writeSnapshot(termA, snap)).rejects.toThrow(FencedError); // lapsed, nobody leads yet
+      const wonB = await b.campaign("b", "127.0.0.1:2", 5000);
+      if (!("won" in wonB)) throw new Error("b should have won the lapsed lease");
+      expect(wonB.won.epoch).toBe(termA.epoch + 1);
+      await b.writeSnapshot(wonB.won, { ...snap, takenAt: 2 });
+
+      // Every late write of A is refused and changes nothing.
+      await expect(a.writeSnapshot(termA, { ...snap, takenAt: 3 })).rejects.toThrow(FencedError);
+      await expect(a.putResource(termA, { name: "x", limits: [], concurrency: 1, lanes: [], defaultLane: "", leaseTtlMs: 1000, maxQueue: 1 })).rejects.toThrow(
+        FencedError,
+      );
+      await expect(a.deleteResource(termA, "x")).rejects.toThrow(FencedError);
+      expect(await a.renew(termA, 5000, Date.now() + 5000)).toBe(false);
+      expect(await a.resign(termA)).toBe(false);
+      const state = await b.load();
+      expect(state.snapshot?.snapshot.takenAt).toBe(2);
+      expect(state.snapshot?.term).toBe(wonB.won.value);
+      expect(state.resources.size).toBe(0);
+      expect((await b.leader())?.address).toBe("127.0.0.1:2");
+    } finally {
+      ra.disconnect();
+      rb.disconnect();
+    }
+  });
+});
+
+describe("durable configuration", () => {
+  test("a restart of every node keeps every resource and its limits; config only seeds", async () => {
+    const prefix = ["--redis-prefix", "restart"];
+    const config = { resources: { seeded: { concurrency: 2 }, kept: { concurrency: 3 } } };
+    const first = [await node(redis.url, { config, args: prefix }), await node(redis.url, { config, args: prefix })];
+    await Promise.race(first.map((n) => waitForLog(n, leading)));
+    const url = first.map((n) => n.url).join(",");
+    const admin = createAdminClient({ url });
+    try {
+      // The first call may reach the standby; the client follows its hint.
+      const put = () =>
+        admin.putResource({
+          name: "added",
+          limits: [{ dimension: Dimension.REQUESTS, amount: 7, period: durationFromMs(2000), burst: 3 }],
+          concurrency: 4,
+          leaseTtl: durationFromMs(9000),
+        });
+      await put().catch(put);
+      await admin.deleteResource("seeded");
+    } finally {
+      admin.close();
+    }
+
+    // Kill every node (no graceful handover) and start a fresh group with the same config.
+    await Promise.all(first.map((n) => n.stop("SIGKILL")));
+    const second = [await node(redis.url, { config, args: prefix }), await node(redis.url, { config, args: prefix })];
+    await Promise.race(second.map((n) => waitForLog(n, leading, 15_000)));
+    const admin2 = createAdminClient({ url: second.map((n) => n.url).join(",") });
+    try {
+      const list = () => admin2.listResources();
+      const resources = await list().catch(list);
+      expect(resources.map((r) => r.name).sort()).toEqual(["added", "kept"]); // a deleted seed stays deleted
+      const added = resources.find((r) => r.name === "added")!;
+      expect(added.concurrency).toBe(4);
+      expect(added.limits).toHaveLength(1);
+      expect(added.limits[0]).toMatchObject({ dimension: Dimension.REQUESTS, amount: 7, burst: 3 });
+      expect(Number(added.limits[0]!.period!.seconds)).toBe(2);
+      expect(Number(added.leaseTtl!.seconds)).toBe(9);
+    } finally {
+      admin2.close();
+    }
+  });
+});
+
+describe("Redis outage on a lone node", () => {
+  test("--redis-loss stop: stops granting, no crash, resumes and writes its state again when Redis returns", async () => {
+    const prefix = "outage-stop";
+    const n = await node(redis.url, { config: { resources: { api: { concurrency: 5 } } }, args: ["--redis-prefix", prefix] });
+    await waitForLog(n, leading);
+    const client = createClient({ url: n.url });
+    try {
+      const held = await client.acquire("api");
+      await redis.client.del(`${prefix}:snapshot`);
+
+      await redis.stop(true); // the data is gone with it (no persistence)
+      await waitForLog(n, (e) => e.msg === "stopped granting", 5000);
+      await expect(client.acquire("api", { timeoutMs: 0 })).rejects.toMatchObject({ code: expect.stringMatching(/UNAVAILABLE|DEADLINE_EXCEEDED/) });
+      await sleep(500);
+      await redis.start();
+
+      // Back: the node leads again from its memory and writes it to the empty Redis.
+      const back = await waitForLog(n, (e) => e.msg === "leading" && e.epoch === 1 && String(e.from).startsWith("memory"), 10_000);
+      expect(back.resources).toEqual(["api"]);
+      const stored = JSON.parse((await waitForKey(`${prefix}:snapshot`))!) as { snapshot: { leases: { id: string }[] } };
+      expect(stored.snapshot.leases.map((l) => l.id)).toContain(held.id);
+      expect(await redis.client.hkeys(`${prefix}:resources`)).toEqual(["api"]);
+      const again = await client.acquire("api", { timeoutMs: 5000 });
+      await again.release();
+      expect(await held.release()).toBe("released"); // the lease survived in memory
+      expect(n.process.exitCode).toBeNull();
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("--redis-loss continue: a single node keeps granting from memory while Redis is down", async () => {
+    const prefix = "outage-continue";
+    const n = await node(redis.url, {
+      config: { resources: { api: { concurrency: 5 } } },
+      args: ["--redis-prefix", prefix, "--redis-loss", "continue"],
+    });
+    await waitForLog(n, leading);
+    const client = createClient({ url: n.url });
+    const admin = createAdminClient({ url: n.url });
+    try {
+      await redis.stop(true);
+      await sleep(1500); // past the 1 s leader TTL
+      const lease = await client.acquire("api", { timeoutMs: 2000 });
+      await lease.release();
+      await expect(admin.putResource({ name: "new", concurrency: 1 })).rejects.toMatchObject({ code: "UNAVAILABLE" });
+      await redis.start();
+      await waitForKey(`${prefix}:snapshot`);
+      expect(await redis.client.hkeys(`${prefix}:resources`)).toEqual(["api"]);
+      await admin.putResource({ name: "new", concurrency: 1 });
+      expect(n.process.exitCode).toBeNull();
+    } finally {
+      admin.close();
+      await client.close();
+    }
+  });
+});
+
+async function waitForKey(key: string, timeoutMs = 10_000): Promise<string | null> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await redis.client.get(key).catch(() => null);
+    if (value !== null) return value;
+    if (Date.now() > deadline) throw new Error(`${key} not written within ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
