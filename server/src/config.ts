@@ -8,10 +8,14 @@ import { Dimension, LaneSchema, LimitSchema, ResourceSchema, type Resource } fro
 import { parse as parseYaml } from "yaml";
 import type { ResourceSpec } from "./core/index.js";
 import { RpcError } from "./rpc/rpc-error.js";
-import { resourceFromProto } from "./rpc/validate.js";
+import { checkNamespace, resourceFromProto } from "./rpc/validate.js";
+import { defaultNamespace, scopeOf } from "./auth/scope.js";
 
 export interface Config {
+  /** Every resource, by engine name: a namespace's resources are qualified ("team-a@r"). */
   resources: ResourceSpec[];
+  /** Namespaces declared under `namespaces:` (besides "default"). */
+  namespaces: string[];
 }
 
 /** A config error names the file, the key and the rule. */
@@ -51,30 +55,56 @@ export function loadConfig(path: string): Config {
   }
 }
 
-/** Validates a parsed config document. */
+/**
+ * Validates a parsed config document. Top-level `resources` belong to the
+ * "default" namespace; `namespaces: { team-a: { resources: {...} } }` puts
+ * resources in other namespaces.
+ */
 export function parseConfig(doc: unknown): Config {
   const root = asObject("config", doc);
   for (const key of Object.keys(root)) {
-    if (key !== "resources") throw new ConfigError(`${key}: unknown key; the config holds 'resources'`);
+    if (key !== "resources" && key !== "namespaces") throw new ConfigError(`${key}: unknown key; the config holds 'resources' and 'namespaces'`);
   }
-  const resources = asObject("resources", root.resources ?? {});
-  return {
-    resources: Object.entries(resources).map(([name, value]) => {
-      try {
-        return resourceFromProto(resourceFromConfig(name, value));
-      } catch (err) {
-        if (err instanceof RpcError) throw new ConfigError(`resources.${name}: ${err.message}`);
-        throw err;
-      }
-    }),
-  };
+  const resources = resourcesFromConfig("resources", root.resources, defaultNamespace);
+  const namespaces: string[] = [];
+  for (const [ns, value] of Object.entries(asObject("namespaces", root.namespaces ?? {}))) {
+    try {
+      checkNamespace(`namespaces.${ns}`, ns);
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
+    const body = asObject(`namespaces.${ns}`, value ?? {});
+    for (const key of Object.keys(body)) {
+      if (key !== "resources") throw new ConfigError(`namespaces.${ns}.${key}: unknown key; a namespace holds 'resources'`);
+    }
+    const more = resourcesFromConfig(`namespaces.${ns}.resources`, body.resources, ns);
+    for (const spec of more) {
+      if (resources.some((r) => r.name === spec.name)) throw new ConfigError(`namespaces.${ns}.resources.${scopeOf(ns).publicName(spec.name)}: declared twice`);
+    }
+    resources.push(...more);
+    if (ns !== defaultNamespace) namespaces.push(ns);
+  }
+  return { resources, namespaces };
+}
+
+function resourcesFromConfig(key: string, value: unknown, namespace: string): ResourceSpec[] {
+  const scope = scopeOf(namespace);
+  return Object.entries(asObject(key, value ?? {})).map(([name, body]) => {
+    try {
+      const spec = resourceFromProto(resourceFromConfig(name, body, key));
+      return { ...spec, name: scope.engineName(spec.name) };
+    } catch (err) {
+      if (err instanceof RpcError) throw new ConfigError(`${key}.${name}: ${err.message}`);
+      throw err;
+    }
+  });
 }
 
 const resourceKeys = new Set(["limits", "concurrency", "lanes", "default_lane", "lease_ttl", "max_queue"]);
 const limitKeys = new Set(["dimension", "amount", "period", "burst"]);
 
-function resourceFromConfig(name: string, value: unknown): Resource {
-  const key = `resources.${name}`;
+function resourceFromConfig(name: string, value: unknown, parent = "resources"): Resource {
+  const key = `${parent}.${name}`;
   const r = asObject(key, value ?? {});
   for (const k of Object.keys(r)) {
     if (!resourceKeys.has(k)) throw new ConfigError(`${key}.${k}: unknown key; expected one of ${[...resourceKeys].join(", ")}`);

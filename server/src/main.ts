@@ -2,6 +2,8 @@
 // The `ratequeue` command.
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig, parseDuration } from "./config.js";
+import { runAdminCommand } from "./cli/admin-commands.js";
+import { securityFlags, securityOptions, securityUsage } from "./cli/serve-flags.js";
 import { createLogger, type LogLevel } from "./log.js";
 import { startServer } from "./server.js";
 import type { GroupOptions } from "./store/index.js";
@@ -27,9 +29,10 @@ Running a group (optional; every node gets the same Redis URL and prefix):
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === "help" || command === "--help" || command === "-h") {
-    console.log(usage);
+    console.log(usage + securityUsage);
     return command === undefined ? 2 : 0;
   }
+  if (command === "keys" || command === "namespaces") return runAdminCommand(command, rest);
   if (command !== "serve") {
     console.error(`unknown command '${command}'\n\n${usage}`);
     return 2;
@@ -41,6 +44,7 @@ async function main(argv: string[]): Promise<number> {
       port: { type: "string", default: "7070" },
       config: { type: "string" },
       "log-level": { type: "string", default: "info" },
+      ...securityFlags,
       redis: { type: "string" },
       advertise: { type: "string" },
       "redis-prefix": { type: "string", default: "ratequeue" },
@@ -61,13 +65,19 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const log = createLogger(level);
-  const resources = values.config === undefined ? [] : loadConfig(values.config).resources;
+  const config = values.config === undefined ? undefined : loadConfig(values.config);
+  const resources = config?.resources ?? [];
+  const security = securityOptions(values, config?.namespaces ?? []);
+  if (typeof security === "string") {
+    console.error(security);
+    return 2;
+  }
   const group = groupOptions(values, port);
   if (typeof group === "string") {
     console.error(group);
     return 2;
   }
-  const server = await startServer({ host: values.host, port, resources, log, group });
+  const server = await startServer({ ...security, host: values.host, port, resources, log, group });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info("signal", { signal });

@@ -1,16 +1,18 @@
 // The server's lifecycle: an engine, the gRPC services around it, health,
 // and graceful shutdown. main.ts parses flags and calls startServer.
 import { randomUUID } from "node:crypto";
-import { Server, ServerCredentials, status } from "@grpc/grpc-js";
+import { Server, status } from "@grpc/grpc-js";
 import { AdminService, RateQueueService, grpcServiceDefinition } from "@ratequeue/client/proto";
 import { HealthImplementation } from "grpc-health-check";
 import { Engine, systemClock, type Clock, type ResourceSpec } from "./core/index.js";
+import { defaultSessionLimits, serverCredentials, setupAuth, type AuthOptions, type SessionLimits, type TlsFiles } from "./auth/index.js";
 import { createLogger, type Logger } from "./log.js";
 import { createAdminService, memoryStore, type ResourceStore } from "./rpc/admin-service.js";
 import { OpenGate } from "./rpc/gate.js";
 import { RpcError } from "./rpc/rpc-error.js";
 import { LeaseRouter } from "./rpc/lease-router.js";
 import { createRateQueueService } from "./rpc/rate-queue-service.js";
+import { limits as validLimits } from "./rpc/validate.js";
 import { RedisGroup, type GroupOptions } from "./store/index.js";
 
 export interface ServerOptions {
@@ -22,6 +24,12 @@ export interface ServerOptions {
   clock?: Clock;
   log?: Logger;
   store?: ResourceStore;
+  /** API keys and namespaces; see auth/setup.ts for when authentication is on. */
+  auth?: AuthOptions;
+  /** Serve TLS (and optionally require client certificates). */
+  tls?: TlsFiles;
+  /** What one client may hold; defaults in auth/quotas.ts. */
+  limits?: Partial<SessionLimits>;
   /** Join a Redis group: durable config, leader election, snapshots. Without it the node runs alone. */
   group?: GroupOptions;
 }
@@ -75,19 +83,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (group === undefined) for (const spec of options.resources ?? []) engine.putResource(spec);
 
   const gate = group?.gate ?? new OpenGate();
+  const auth = await setupAuth(options.host, options.auth ?? {}, log);
+  const limits: SessionLimits = { ...defaultSessionLimits, ...options.limits };
   const server = new Server({
     // Workers keep one stream open for hours; keepalives find dead peers.
     "grpc.keepalive_time_ms": 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.http2.min_ping_interval_without_data_ms": 5_000,
-    "grpc.max_receive_message_length": 1 << 20,
+    "grpc.max_receive_message_length": validLimits.maxMessageBytes,
+    "grpc.max_send_message_length": validLimits.maxMessageBytes,
   });
-  const rateQueue = createRateQueueService({ engine, clock, log, gate, router });
+  const rateQueue = createRateQueueService({ engine, clock, log, gate, router, auth, limits });
   server.addService(grpcServiceDefinition(RateQueueService), rateQueue.implementation);
   server.addService(
     grpcServiceDefinition(AdminService),
-    createAdminService({ engine, log, gate, store: group ?? options.store ?? memoryStore }),
+    createAdminService({ engine, log, gate, auth, store: group ?? options.store ?? memoryStore }),
   );
   health = new HealthImplementation(
     group === undefined
@@ -97,7 +108,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   health.addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${options.host}:${options.port}`, ServerCredentials.createInsecure(), (err, bound) =>
+    server.bindAsync(`${options.host}:${options.port}`, serverCredentials(options.tls), (err, bound) =>
       err ? reject(err) : resolve(bound),
     ),
   );

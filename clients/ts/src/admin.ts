@@ -6,6 +6,14 @@ import { Connection } from "./connection.js";
 import { RateQueueError } from "./errors.js";
 import {
   AdminService,
+  ApiKeyRole,
+  CreateApiKeyRequestSchema,
+  CreateNamespaceRequestSchema,
+  DeleteNamespaceRequestSchema,
+  ListApiKeysRequestSchema,
+  ListNamespacesRequestSchema,
+  RevokeApiKeyRequestSchema,
+  type ApiKey,
   DeleteResourceRequestSchema,
   GetResourceRequestSchema,
   GetResourceStatsRequestSchema,
@@ -27,7 +35,27 @@ export interface AdminClient {
   listResources(): Promise<Resource[]>;
   deleteResource(name: string): Promise<void>;
   getResourceStats(name: string): Promise<ResourceStats>;
+  /** Makes an API key; `key` is its secret, shown only here. Default namespace: the caller's. */
+  createApiKey(options: { namespace?: string; role: ApiKeyRoleName; description?: string }): Promise<{ key: string; apiKey: ApiKey }>;
+  /** Keys without secrets; every namespace the caller may see unless one is named. */
+  listApiKeys(namespace?: string): Promise<ApiKey[]>;
+  /** Revokes a key by id; it stops working at once. */
+  revokeApiKey(id: string): Promise<void>;
+  /** Root keys: namespaces. */
+  createNamespace(name: string): Promise<{ created: boolean }>;
+  listNamespaces(): Promise<string[]>;
+  deleteNamespace(name: string): Promise<{ revokedKeys: number }>;
   close(): void;
+}
+
+/** An API key's role by name. */
+export type ApiKeyRoleName = "worker" | "admin" | "root";
+
+const roleValues: Record<ApiKeyRoleName, ApiKeyRole> = { worker: ApiKeyRole.WORKER, admin: ApiKeyRole.ADMIN, root: ApiKeyRole.ROOT };
+
+/** The name of an ApiKeyRole value. */
+export function roleName(role: ApiKeyRole): ApiKeyRoleName | "unspecified" {
+  return role === ApiKeyRole.WORKER ? "worker" : role === ApiKeyRole.ADMIN ? "admin" : role === ApiKeyRole.ROOT ? "root" : "unspecified";
 }
 
 /** Creates an admin client (same options and defaults as createClient). */
@@ -36,6 +64,9 @@ export function createAdminClient(options: ClientOptions = {}): AdminClient {
     url: options.url ?? process.env.RATEQUEUE_URL ?? defaultUrl,
     apiKey: options.apiKey ?? process.env.RATEQUEUE_API_KEY,
     caFile: options.caFile,
+    certFile: options.certFile,
+    keyFile: options.keyFile,
+    namespace: options.namespace,
   });
 
   function call<K extends keyof typeof methods>(method: K, request: unknown): Promise<ReturnType<(typeof methods)[K]["responseDeserialize"]>> {
@@ -71,6 +102,27 @@ export function createAdminClient(options: ClientOptions = {}): AdminClient {
     },
     async getResourceStats(name) {
       return (await call("getResourceStats", create(GetResourceStatsRequestSchema, { name }))).stats!;
+    },
+    async createApiKey({ namespace, role, description }) {
+      const value = roleValues[role];
+      if (value === undefined) throw new RateQueueError("INVALID_ARGUMENT", `role: must be worker, admin or root, got '${role}'`);
+      const r = await call("createApiKey", create(CreateApiKeyRequestSchema, { namespace: namespace ?? "", role: value, description: description ?? "" }));
+      return { key: r.key, apiKey: r.apiKey! };
+    },
+    async listApiKeys(namespace) {
+      return (await call("listApiKeys", create(ListApiKeysRequestSchema, { namespace: namespace ?? "" }))).apiKeys;
+    },
+    async revokeApiKey(id) {
+      await call("revokeApiKey", create(RevokeApiKeyRequestSchema, { id }));
+    },
+    async createNamespace(name) {
+      return { created: (await call("createNamespace", create(CreateNamespaceRequestSchema, { name }))).created };
+    },
+    async listNamespaces() {
+      return (await call("listNamespaces", create(ListNamespacesRequestSchema, {}))).namespaces.map((n) => n.name);
+    },
+    async deleteNamespace(name) {
+      return { revokedKeys: (await call("deleteNamespace", create(DeleteNamespaceRequestSchema, { name }))).revokedKeys };
     },
     close: () => connection.close(),
   };

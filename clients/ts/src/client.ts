@@ -18,6 +18,11 @@ export interface ClientOptions {
   apiKey?: string;
   /** CA certificate (PEM file) for https:// URLs signed by a private CA. */
   caFile?: string;
+  /** Client certificate and its key (PEM files), for servers that require client certificates. */
+  certFile?: string;
+  keyFile?: string;
+  /** The namespace to act in; only root keys choose (others act in their key's namespace). */
+  namespace?: string;
 }
 
 export interface AcquireOptions {
@@ -141,6 +146,9 @@ class Client implements RateQueueClient {
       url: options.url ?? process.env.RATEQUEUE_URL ?? defaultUrl,
       apiKey: options.apiKey ?? process.env.RATEQUEUE_API_KEY,
       caFile: options.caFile,
+      certFile: options.certFile,
+      keyFile: options.keyFile,
+      namespace: options.namespace,
     });
     this.session = new Session(this.connection, {
       leaseExpired: (leaseId) => this.forget(leaseId, "the server expired the lease: it was not heartbeated within its TTL"),

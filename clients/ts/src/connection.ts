@@ -12,6 +12,11 @@ export interface ConnectionOptions {
   apiKey?: string;
   /** PEM file of the CA that signed the server's certificate (https:// URLs). */
   caFile?: string;
+  /** PEM client certificate and key, for servers that require one (https:// URLs). */
+  certFile?: string;
+  keyFile?: string;
+  /** The namespace to act in (root keys; others act in their own). */
+  namespace?: string;
 }
 
 export class Connection {
@@ -23,7 +28,9 @@ export class Connection {
   constructor(private readonly options: ConnectionOptions) {
     this.targets = parseTargets(options.url);
     const ca = options.caFile === undefined ? undefined : readFileSync(options.caFile);
-    this.tlsCredentials = credentials.createSsl(ca);
+    const key = options.keyFile === undefined ? undefined : readFileSync(options.keyFile);
+    const cert = options.certFile === undefined ? undefined : readFileSync(options.certFile);
+    this.tlsCredentials = credentials.createSsl(ca, key, cert);
   }
 
   /** The grpc-js client for the node currently believed to lead. */
@@ -46,6 +53,7 @@ export class Connection {
   metadata(): Metadata {
     const md = new Metadata();
     if (this.options.apiKey) md.set("authorization", `Bearer ${this.options.apiKey}`);
+    if (this.options.namespace) md.set("ratequeue-namespace", this.options.namespace);
     return md;
   }
 

@@ -2,8 +2,8 @@
 // "@ratequeue/client/proto".
 export { createClient } from "./client.js";
 export type { AcquireOptions, ClientOptions, Lease, RateQueueClient, ReleaseResult } from "./client.js";
-export { createAdminClient } from "./admin.js";
-export type { AdminClient } from "./admin.js";
+export { createAdminClient, roleName } from "./admin.js";
+export type { AdminClient, ApiKeyRoleName } from "./admin.js";
 export { RateQueueError } from "./errors.js";
 export type { StatusName } from "./errors.js";
 export { parseTargets } from "./address.js";

@@ -363,6 +363,11 @@ export class Engine {
     };
   }
 
+  /** The resource a held lease is on; undefined when no such lease is held. */
+  leaseResource(leaseId: string): string | undefined {
+    return this.leases.get(leaseId)?.res.name;
+  }
+
   /** The request the resource will serve next and what blocks it; undefined when none waits. */
   nextWaiting(name: string): NextWaiting | undefined {
     const r = this.resources.get(name);

@@ -1,7 +1,7 @@
 // AdminService: declare and inspect resources. Changes go through a
 // ResourceStore so that, with Redis, they are acknowledged only once durable.
 import { create } from "@bufbuild/protobuf";
-import { status, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { status, type Metadata, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import {
   DeleteResourceResponseSchema,
   GetResourceResponseSchema,
@@ -13,8 +13,10 @@ import {
   type GetResourceStatsRequest,
   type PutResourceRequest,
 } from "@ratequeue/client/proto";
+import type { Authenticator, Principal } from "../auth/index.js";
 import type { Engine, ResourceSpec } from "../core/index.js";
 import type { Logger } from "../log.js";
+import { createAccessAdmin } from "./access-admin.js";
 import { statsToProto } from "./convert.js";
 import type { Gate } from "./gate.js";
 import { unary } from "./handler.js";
@@ -42,50 +44,68 @@ export interface AdminDeps {
   log: Logger;
   gate: Gate;
   store: ResourceStore;
+  auth: Authenticator;
 }
 
-export function createAdminService({ engine, log, gate, store }: AdminDeps): UntypedServiceImplementation {
+export function createAdminService(deps: AdminDeps): UntypedServiceImplementation {
+  const { engine, log, gate, store, auth } = deps;
   const guard = (): void => {
     const refusal = gate.refusal();
     if (refusal !== undefined) throw refusal;
   };
   const notFound = (name: string) => new RpcError(status.NOT_FOUND, `resource '${name}' not found`);
+  /** The caller, once authenticated; then the gate. */
+  const caller = async (call: { metadata: Metadata; getPeer(): string }): Promise<Principal> => {
+    const principal = await auth.authenticate(call.metadata, call.getPeer());
+    guard();
+    return principal;
+  };
+  /** A resource's spec in the caller's namespace, by its public name. */
+  const specIn = (p: Principal, name: string): ResourceSpec | undefined => engine.getResource(p.scope.engineName(name));
 
   return {
-    putResource: unary(log, "PutResource", async (req: PutResourceRequest) => {
-      guard();
-      const spec = resourceFromProto(req.resource);
+    putResource: unary(log, "PutResource", async (req: PutResourceRequest, call) => {
+      const p = await caller(call);
+      auth.require(p, "admin", "PutResource");
+      const publicSpec = resourceFromProto(req.resource);
+      const spec = { ...publicSpec, name: p.scope.engineName(publicSpec.name) };
       await store.put(spec);
       const { created } = engine.putResource(spec);
       log.info("resource stored", { resource: spec.name, created });
-      return create(PutResourceResponseSchema, { resource: resourceToProto(spec), created });
+      return create(PutResourceResponseSchema, { resource: resourceToProto(publicSpec), created });
     }),
-    getResource: unary(log, "GetResource", (req: GetResourceRequest) => {
-      guard();
-      const spec = engine.getResource(checkName("name", req.name));
+    getResource: unary(log, "GetResource", async (req: GetResourceRequest, call) => {
+      const p = await caller(call);
+      const spec = specIn(p, checkName("name", req.name));
       if (spec === undefined) throw notFound(req.name);
-      return create(GetResourceResponseSchema, { resource: resourceToProto(spec) });
+      return create(GetResourceResponseSchema, { resource: resourceToProto({ ...spec, name: req.name }) });
     }),
-    listResources: unary(log, "ListResources", () => {
-      guard();
-      return create(ListResourcesResponseSchema, { resources: engine.listResources().map(resourceToProto) });
+    listResources: unary(log, "ListResources", async (_req, call) => {
+      const { scope } = await caller(call);
+      const resources = engine
+        .listResources()
+        .filter((spec) => scope.owns(spec.name))
+        .map((spec) => resourceToProto({ ...spec, name: scope.publicName(spec.name) }));
+      return create(ListResourcesResponseSchema, { resources });
     }),
-    deleteResource: unary(log, "DeleteResource", async (req: DeleteResourceRequest) => {
-      guard();
-      const name = checkName("name", req.name);
-      if (engine.getResource(name) === undefined) throw notFound(name);
+    deleteResource: unary(log, "DeleteResource", async (req: DeleteResourceRequest, call) => {
+      const p = await caller(call);
+      auth.require(p, "admin", "DeleteResource");
+      const name = p.scope.engineName(checkName("name", req.name));
+      if (engine.getResource(name) === undefined) throw notFound(req.name);
       await store.delete(name);
       engine.deleteResource(name);
       log.info("resource deleted", { resource: name });
       return create(DeleteResourceResponseSchema, {});
     }),
-    getResourceStats: unary(log, "GetResourceStats", (req: GetResourceStatsRequest) => {
-      guard();
-      const name = checkName("name", req.name);
+    getResourceStats: unary(log, "GetResourceStats", async (req: GetResourceStatsRequest, call) => {
+      const p = await caller(call);
+      const name = p.scope.engineName(checkName("name", req.name));
       const spec = engine.getResource(name);
       const stats = engine.stats(name);
-      if (spec === undefined || stats === undefined) throw notFound(name);
-      return create(GetResourceStatsResponseSchema, { stats: statsToProto(stats, spec) });
+      if (spec === undefined || stats === undefined) throw notFound(req.name);
+      return create(GetResourceStatsResponseSchema, { stats: statsToProto(stats, spec, p.scope) });
     }),
+    ...createAccessAdmin({ engine, log, auth, caller }),
   };
 }

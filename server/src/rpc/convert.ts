@@ -16,15 +16,16 @@ import {
   type ReleaseResponse,
   type ResourceStats,
 } from "@ratequeue/client/proto";
+import type { Scope } from "../auth/scope.js";
 import type * as core from "../core/index.js";
 import { resourceToProto } from "./validate.js";
 
-export function grantToProto(grant: core.Grant): AcquireResponse {
+export function grantToProto(grant: core.Grant, scope?: Scope): AcquireResponse {
   const { lease } = grant;
   return create(AcquireResponseSchema, {
     lease: create(LeaseSchema, {
       leaseId: lease.id,
-      resource: lease.resource,
+      resource: scope === undefined ? lease.resource : scope.publicName(lease.resource),
       load: lease.load,
       expireTime: timestampFromMs(lease.expiresAt),
       ttl: durationFromMs(lease.ttlMs),
@@ -58,10 +59,10 @@ export function heartbeatToProto(results: core.HeartbeatResult[]): HeartbeatResp
   });
 }
 
-export function statsToProto(stats: core.ResourceStats, spec: core.ResourceSpec): ResourceStats {
+export function statsToProto(stats: core.ResourceStats, spec: core.ResourceSpec, scope?: Scope): ResourceStats {
   const resource = resourceToProto(spec);
   return create(ResourceStatsSchema, {
-    name: stats.name,
+    name: scope === undefined ? stats.name : scope.publicName(stats.name),
     leasesInFlight: stats.leasesInFlight,
     lanes: stats.lanes.map((l) => create(LaneStatsSchema, { ...l, grants: BigInt(l.grants) })),
     limits: stats.limits.map((l, i) =>

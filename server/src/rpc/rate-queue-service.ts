@@ -2,11 +2,12 @@
 import { randomUUID } from "node:crypto";
 import { status, type ServerDuplexStream, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { AcquireRequest, AcquireResponse, SessionRequest, SessionResponse } from "@ratequeue/client/proto";
+import { Counter, type Principal } from "../auth/index.js";
 import type { Ticket } from "../core/index.js";
 import { grantToProto, heartbeatToProto, releaseToProto } from "./convert.js";
-import { serviceError, unary } from "./handler.js";
+import { reportError, serviceError, unary } from "./handler.js";
 import { RpcError, statusOf } from "./rpc-error.js";
-import { WorkerSession, type SessionDeps } from "./session.js";
+import { heartbeatIn, WorkerSession, type SessionDeps } from "./session.js";
 import { acquireFromProto, heartbeatFromProto, releaseFromProto } from "./validate.js";
 
 /** Owner recorded on leases granted by unary Acquire (no session holds them). */
@@ -19,65 +20,122 @@ export interface RateQueueServiceHandle {
 }
 
 export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandle {
-  const { engine, clock, log, gate, router } = deps;
+  const { engine, clock, log, gate, router, auth, limits } = deps;
   const sessions = new Map<string, WorkerSession>();
+  /** Open sessions and waiting unary acquires, per key. */
+  const sessionsPerKey = new Counter();
+  const unaryWaitingPerKey = new Counter();
 
   const guard = (): void => {
     const refusal = gate.refusal();
     if (refusal !== undefined) throw refusal;
   };
 
-  const acquire = (call: ServerUnaryCall<AcquireRequest, AcquireResponse>) =>
+  const acquire = (call: ServerUnaryCall<AcquireRequest, AcquireResponse>, principal: Principal) =>
     new Promise<AcquireResponse>((resolve, reject) => {
       guard();
       const callDeadline = deadlineMs(call.getDeadline());
       const input = acquireFromProto(call.request, clock.now(), unaryOwner, callDeadline);
+      if (call.cancelled) return reject(new RpcError(status.CANCELLED, "the call was cancelled"));
+      const { keyId, scope } = principal;
+      if (unaryWaitingPerKey.get(keyId) >= limits.maxQueuedPerSession) {
+        throw new RpcError(status.RESOURCE_EXHAUSTED, `${limits.maxQueuedPerSession} unary acquires of this key already wait, the most allowed`);
+      }
+      input.resource = scope.engineName(input.resource);
       let ticket: Ticket | null = null;
+      let unsubscribe = (): void => {};
       const onCancelled = (): void => {
         if (ticket !== null) engine.cancel(ticket);
       };
       ticket = engine.acquire(input, (result) => {
         call.removeListener("cancelled", onCancelled);
+        if (ticket !== null) {
+          unaryWaitingPerKey.add(keyId, -1);
+          unsubscribe();
+        }
         if (!result.ok) {
-          reject(new RpcError(statusOf(result.failure.code), result.failure.message));
+          reject(new RpcError(statusOf(result.failure.code), scope.publicMessage(result.failure.message)));
         } else if (call.cancelled) {
           // The caller left as the grant was made: nobody can use the lease.
           engine.release(result.grant.lease.id);
         } else {
-          resolve(grantToProto(result.grant));
+          resolve(grantToProto(result.grant, scope));
         }
       });
-      if (ticket !== null) call.once("cancelled", onCancelled);
+      if (ticket !== null) {
+        const waiting = ticket;
+        unaryWaitingPerKey.add(keyId, 1);
+        call.once("cancelled", onCancelled);
+        // A revoked key's waiting acquire ends at once.
+        unsubscribe = auth.onRevoked(keyId, (err) => {
+          reject(err);
+          engine.cancel(waiting);
+        });
+      }
     });
+
+  /** Whether the caller may act on a lease: unknown ones, or ones in its namespace. */
+  const owns = (principal: Principal, leaseId: string): boolean => {
+    const resource = engine.leaseResource(leaseId);
+    return resource === undefined || principal.scope.owns(resource);
+  };
 
   const implementation: UntypedServiceImplementation = {
     session: (call: ServerDuplexStream<SessionRequest, SessionResponse>) => {
-      const refusal = gate.refusal();
-      if (refusal !== undefined) {
-        call.emit("error", serviceError(refusal));
-        return;
-      }
-      const id = randomUUID();
-      const session = new WorkerSession(id, call, deps);
-      sessions.set(id, session);
-      const forget = (): void => void sessions.delete(id);
-      call.on("end", forget);
-      call.on("cancelled", forget);
-      call.on("error", forget);
-      call.on("close", forget);
+      auth.authenticate(call.metadata, call.getPeer()).then(
+        (principal) => openSession(call, principal),
+        (err: unknown) => call.emit("error", serviceError(reportError(log, "Session", err))),
+      );
     },
-    acquire: unary(log, "Acquire", (_req, call: ServerUnaryCall<AcquireRequest, AcquireResponse>) => acquire(call)),
-    release: unary(log, "Release", (req) => {
+    acquire: unary(log, "Acquire", async (_req, call: ServerUnaryCall<AcquireRequest, AcquireResponse>) =>
+      acquire(call, await auth.authenticate(call.metadata, call.getPeer())),
+    ),
+    release: unary(log, "Release", async (req, call) => {
+      const principal = await auth.authenticate(call.metadata, call.getPeer());
       guard();
       const { leaseId, actualLoad } = releaseFromProto(req as Parameters<typeof releaseFromProto>[0]);
+      if (!owns(principal, leaseId)) return releaseToProto("unknown");
       router.detach(leaseId);
       return releaseToProto(engine.release(leaseId, actualLoad));
     }),
-    heartbeat: unary(log, "Heartbeat", (req) => {
+    heartbeat: unary(log, "Heartbeat", async (req, call) => {
+      const principal = await auth.authenticate(call.metadata, call.getPeer());
       guard();
-      return heartbeatToProto(engine.heartbeat(heartbeatFromProto(req as Parameters<typeof heartbeatFromProto>[0])));
+      return heartbeatToProto(heartbeatIn(engine, principal, heartbeatFromProto(req as Parameters<typeof heartbeatFromProto>[0])));
     }),
   };
+
+  function openSession(call: ServerDuplexStream<SessionRequest, SessionResponse>, principal: Principal): void {
+    if (call.cancelled) return;
+    const refusal = gate.refusal();
+    if (refusal !== undefined) {
+      call.emit("error", serviceError(refusal));
+      return;
+    }
+    const { keyId } = principal;
+    if (sessionsPerKey.get(keyId) >= limits.maxSessionsPerKey) {
+      const what = auth.enabled ? "this API key" : "this server (authentication is off)";
+      call.emit("error", serviceError(new RpcError(status.RESOURCE_EXHAUSTED, `${limits.maxSessionsPerKey} sessions of ${what} are open, the most allowed; close some first`)));
+      return;
+    }
+    const id = randomUUID();
+    const session = new WorkerSession(id, call, deps, principal);
+    sessions.set(id, session);
+    sessionsPerKey.add(keyId, 1);
+    const unsubscribe = auth.onRevoked(keyId, (err) => session.abort(err));
+    let forgotten = false;
+    const forget = (): void => {
+      if (forgotten) return;
+      forgotten = true;
+      sessions.delete(id);
+      sessionsPerKey.add(keyId, -1);
+      unsubscribe();
+    };
+    call.on("end", forget);
+    call.on("cancelled", forget);
+    call.on("error", forget);
+    call.on("close", forget);
+  }
   return { implementation, sessions };
 }
 

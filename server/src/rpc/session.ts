@@ -9,7 +9,8 @@ import {
   type SessionRequest,
   type SessionResponse,
 } from "@ratequeue/client/proto";
-import type { AcquireResult, Clock, Engine, Ticket } from "../core/index.js";
+import type { Authenticator, Principal, SessionLimits } from "../auth/index.js";
+import type { AcquireResult, Clock, Engine, HeartbeatResult, Ticket } from "../core/index.js";
 import type { Logger } from "../log.js";
 import { grantToProto, heartbeatToProto, releaseToProto } from "./convert.js";
 import type { Gate } from "./gate.js";
@@ -24,6 +25,8 @@ export interface SessionDeps {
   log: Logger;
   gate: Gate;
   router: LeaseRouter;
+  auth: Authenticator;
+  limits: SessionLimits;
 }
 
 type Call = ServerDuplexStream<SessionRequest, SessionResponse>;
@@ -40,6 +43,8 @@ export class WorkerSession implements LeaseHolder {
     readonly id: string,
     private readonly call: Call,
     private readonly deps: SessionDeps,
+    /** The caller; every resource and lease it names is looked up in its namespace. */
+    private readonly principal: Principal,
   ) {
     call.on("data", (req: SessionRequest) => this.handle(req));
     call.on("end", () => {
@@ -52,7 +57,8 @@ export class WorkerSession implements LeaseHolder {
 
   notifyExpired(leaseId: string, resource: string): void {
     this.leases.delete(leaseId);
-    this.send(0n, { case: "leaseExpired", value: create(LeaseExpiredSchema, { leaseId, resource }) });
+    const name = this.principal.scope.publicName(resource);
+    this.send(0n, { case: "leaseExpired", value: create(LeaseExpiredSchema, { leaseId, resource: name }) });
   }
 
   /** Ends the stream with a status (shutdown, revoked credentials). */
@@ -79,20 +85,28 @@ export class WorkerSession implements LeaseHolder {
             throw new RpcError(status.INVALID_ARGUMENT, `request_id: ${id} is already waiting on this session; use a new id per message`);
           }
           const input = acquireFromProto(req.kind.value, clock.now(), this.id);
+          const { limits } = this.deps;
+          if (this.waiting.size >= limits.maxQueuedPerSession) {
+            throw new RpcError(status.RESOURCE_EXHAUSTED, `session: ${this.waiting.size} acquires already wait on this session, the most allowed; wait for answers or open fewer`);
+          }
+          if (this.leases.size >= limits.maxLeasesPerSession) {
+            throw new RpcError(status.RESOURCE_EXHAUSTED, `session: this session holds ${this.leases.size} leases, the most allowed; release some first`);
+          }
+          input.resource = this.principal.scope.engineName(input.resource);
           const ticket = engine.acquire(input, (result) => this.decided(id, result));
           if (ticket !== null) this.waiting.set(id, ticket);
           return;
         }
         case "release": {
           const { leaseId, actualLoad } = releaseFromProto(req.kind.value);
-          const outcome = engine.release(leaseId, actualLoad);
+          const outcome = this.owns(leaseId) ? engine.release(leaseId, actualLoad) : "unknown";
           this.leases.delete(leaseId);
           router.detach(leaseId);
           this.send(id, { case: "released", value: releaseToProto(outcome) });
           return;
         }
         case "heartbeat": {
-          const results = engine.heartbeat(heartbeatFromProto(req.kind.value));
+          const results = heartbeatIn(engine, this.principal, heartbeatFromProto(req.kind.value));
           for (const r of results) {
             if (!r.held) continue;
             this.leases.add(r.leaseId);
@@ -121,7 +135,8 @@ export class WorkerSession implements LeaseHolder {
     this.waiting.delete(id);
     if (!result.ok) {
       const code = statusOf(result.failure.code);
-      this.send(id, { case: "failure", value: create(FailureSchema, { code, message: result.failure.message }) });
+      const message = this.principal.scope.publicMessage(result.failure.message);
+      this.send(id, { case: "failure", value: create(FailureSchema, { code, message }) });
       return;
     }
     const lease = result.grant.lease;
@@ -132,7 +147,13 @@ export class WorkerSession implements LeaseHolder {
     }
     this.leases.add(lease.id);
     this.deps.router.attach(lease.id, this);
-    this.send(id, { case: "granted", value: grantToProto(result.grant) });
+    this.send(id, { case: "granted", value: grantToProto(result.grant, this.principal.scope) });
+  }
+
+  /** Whether the caller may act on a lease: unknown ones, or ones in its namespace. */
+  private owns(leaseId: string): boolean {
+    const resource = this.deps.engine.leaseResource(leaseId);
+    return resource === undefined || this.principal.scope.owns(resource);
   }
 
   private send(requestId: bigint, kind: SessionResponse["kind"]): void {
@@ -149,4 +170,19 @@ export class WorkerSession implements LeaseHolder {
     for (const leaseId of this.leases) this.deps.router.detach(leaseId, this);
     this.leases.clear();
   }
+}
+
+/**
+ * Heartbeats the leases of the caller's namespace; leases of other
+ * namespaces come back not held, as if unknown, and are left untouched.
+ */
+export function heartbeatIn(engine: Engine, principal: Principal, leaseIds: string[]): HeartbeatResult[] {
+  const foreign = (id: string) => {
+    const resource = engine.leaseResource(id);
+    return resource !== undefined && !principal.scope.owns(resource);
+  };
+  if (!leaseIds.some(foreign)) return engine.heartbeat(leaseIds);
+  const mine = engine.heartbeat(leaseIds.filter((id) => !foreign(id)));
+  let i = 0;
+  return leaseIds.map((leaseId) => (foreign(leaseId) ? { leaseId, held: false } : mine[i++]!));
 }

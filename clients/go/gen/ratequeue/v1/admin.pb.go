@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -73,6 +74,63 @@ func (x Dimension) Number() protoreflect.EnumNumber {
 // Deprecated: Use Dimension.Descriptor instead.
 func (Dimension) EnumDescriptor() ([]byte, []int) {
 	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+// ApiKeyRole is what a key may do.
+type ApiKeyRole int32
+
+const (
+	// Not used.
+	ApiKeyRole_API_KEY_ROLE_UNSPECIFIED ApiKeyRole = 0
+	// Acquire, release, heartbeat; read the namespace's resources and stats.
+	ApiKeyRole_API_KEY_ROLE_WORKER ApiKeyRole = 1
+	// A worker's rights, and change the namespace's resources and keys.
+	ApiKeyRole_API_KEY_ROLE_ADMIN ApiKeyRole = 2
+	// Everything, in every namespace, namespaces included.
+	ApiKeyRole_API_KEY_ROLE_ROOT ApiKeyRole = 3
+)
+
+// Enum value maps for ApiKeyRole.
+var (
+	ApiKeyRole_name = map[int32]string{
+		0: "API_KEY_ROLE_UNSPECIFIED",
+		1: "API_KEY_ROLE_WORKER",
+		2: "API_KEY_ROLE_ADMIN",
+		3: "API_KEY_ROLE_ROOT",
+	}
+	ApiKeyRole_value = map[string]int32{
+		"API_KEY_ROLE_UNSPECIFIED": 0,
+		"API_KEY_ROLE_WORKER":      1,
+		"API_KEY_ROLE_ADMIN":       2,
+		"API_KEY_ROLE_ROOT":        3,
+	}
+)
+
+func (x ApiKeyRole) Enum() *ApiKeyRole {
+	p := new(ApiKeyRole)
+	*p = x
+	return p
+}
+
+func (x ApiKeyRole) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ApiKeyRole) Descriptor() protoreflect.EnumDescriptor {
+	return file_ratequeue_v1_admin_proto_enumTypes[1].Descriptor()
+}
+
+func (ApiKeyRole) Type() protoreflect.EnumType {
+	return &file_ratequeue_v1_admin_proto_enumTypes[1]
+}
+
+func (x ApiKeyRole) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ApiKeyRole.Descriptor instead.
+func (ApiKeyRole) EnumDescriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{1}
 }
 
 // Limit is one rate limit: at most burst + t * amount / period units in any
@@ -1058,11 +1116,712 @@ func (x *GetResourceStatsResponse) GetStats() *ResourceStats {
 	return nil
 }
 
+// Namespace is a tenant: a set of resources and the keys that may use them.
+type Namespace struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The namespace's name: 1 to 63 lowercase letters, digits, '_' or '-',
+	// starting with a letter or digit. "default" always exists.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Namespace) Reset() {
+	*x = Namespace{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Namespace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Namespace) ProtoMessage() {}
+
+func (x *Namespace) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Namespace.ProtoReflect.Descriptor instead.
+func (*Namespace) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Namespace) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// CreateNamespaceRequest names a namespace to create.
+type CreateNamespaceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new namespace's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNamespaceRequest) Reset() {
+	*x = CreateNamespaceRequest{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNamespaceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNamespaceRequest) ProtoMessage() {}
+
+func (x *CreateNamespaceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNamespaceRequest.ProtoReflect.Descriptor instead.
+func (*CreateNamespaceRequest) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CreateNamespaceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// CreateNamespaceResponse returns the namespace.
+type CreateNamespaceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The namespace.
+	Namespace *Namespace `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// True when the namespace did not exist before.
+	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNamespaceResponse) Reset() {
+	*x = CreateNamespaceResponse{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNamespaceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNamespaceResponse) ProtoMessage() {}
+
+func (x *CreateNamespaceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNamespaceResponse.ProtoReflect.Descriptor instead.
+func (*CreateNamespaceResponse) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CreateNamespaceResponse) GetNamespace() *Namespace {
+	if x != nil {
+		return x.Namespace
+	}
+	return nil
+}
+
+func (x *CreateNamespaceResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+// ListNamespacesRequest lists namespaces.
+type ListNamespacesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNamespacesRequest) Reset() {
+	*x = ListNamespacesRequest{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNamespacesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNamespacesRequest) ProtoMessage() {}
+
+func (x *ListNamespacesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNamespacesRequest.ProtoReflect.Descriptor instead.
+func (*ListNamespacesRequest) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+// ListNamespacesResponse holds every namespace.
+type ListNamespacesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The namespaces, ordered by name.
+	Namespaces    []*Namespace `protobuf:"bytes,1,rep,name=namespaces,proto3" json:"namespaces,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNamespacesResponse) Reset() {
+	*x = ListNamespacesResponse{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNamespacesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNamespacesResponse) ProtoMessage() {}
+
+func (x *ListNamespacesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNamespacesResponse.ProtoReflect.Descriptor instead.
+func (*ListNamespacesResponse) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListNamespacesResponse) GetNamespaces() []*Namespace {
+	if x != nil {
+		return x.Namespaces
+	}
+	return nil
+}
+
+// DeleteNamespaceRequest names a namespace to delete.
+type DeleteNamespaceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The namespace's name; "default" cannot be deleted.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteNamespaceRequest) Reset() {
+	*x = DeleteNamespaceRequest{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteNamespaceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteNamespaceRequest) ProtoMessage() {}
+
+func (x *DeleteNamespaceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteNamespaceRequest.ProtoReflect.Descriptor instead.
+func (*DeleteNamespaceRequest) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DeleteNamespaceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// DeleteNamespaceResponse confirms a deletion.
+type DeleteNamespaceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many keys of the namespace were revoked.
+	RevokedKeys   uint32 `protobuf:"varint,1,opt,name=revoked_keys,json=revokedKeys,proto3" json:"revoked_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteNamespaceResponse) Reset() {
+	*x = DeleteNamespaceResponse{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteNamespaceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteNamespaceResponse) ProtoMessage() {}
+
+func (x *DeleteNamespaceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteNamespaceResponse.ProtoReflect.Descriptor instead.
+func (*DeleteNamespaceResponse) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DeleteNamespaceResponse) GetRevokedKeys() uint32 {
+	if x != nil {
+		return x.RevokedKeys
+	}
+	return 0
+}
+
+// ApiKey describes a key; it never holds the secret.
+type ApiKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key's public id, the part after "rq_" up to the next "_"; revoke
+	// and list name keys by it.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The namespace the key acts in.
+	Namespace string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// What the key may do.
+	Role ApiKeyRole `protobuf:"varint,3,opt,name=role,proto3,enum=ratequeue.v1.ApiKeyRole" json:"role,omitempty"`
+	// A note for people, at most 256 characters.
+	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// When the key was created.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApiKey) Reset() {
+	*x = ApiKey{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApiKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApiKey) ProtoMessage() {}
+
+func (x *ApiKey) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
+func (*ApiKey) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ApiKey) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ApiKey) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ApiKey) GetRole() ApiKeyRole {
+	if x != nil {
+		return x.Role
+	}
+	return ApiKeyRole_API_KEY_ROLE_UNSPECIFIED
+}
+
+func (x *ApiKey) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *ApiKey) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// CreateApiKeyRequest asks for a new key.
+type CreateApiKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key's namespace. Empty means the caller's namespace.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// The key's role; must be set.
+	Role ApiKeyRole `protobuf:"varint,2,opt,name=role,proto3,enum=ratequeue.v1.ApiKeyRole" json:"role,omitempty"`
+	// A note for people, at most 256 characters without control characters.
+	Description   string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateApiKeyRequest) Reset() {
+	*x = CreateApiKeyRequest{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateApiKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateApiKeyRequest) ProtoMessage() {}
+
+func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CreateApiKeyRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *CreateApiKeyRequest) GetRole() ApiKeyRole {
+	if x != nil {
+		return x.Role
+	}
+	return ApiKeyRole_API_KEY_ROLE_UNSPECIFIED
+}
+
+func (x *CreateApiKeyRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// CreateApiKeyResponse returns the new key and its secret.
+type CreateApiKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key's description.
+	ApiKey *ApiKey `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	// The key itself, "rq_<id>_<secret>": send it as "authorization: Bearer
+	// <key>". It is shown only here; the server keeps only its hash.
+	Key           string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateApiKeyResponse) Reset() {
+	*x = CreateApiKeyResponse{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateApiKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateApiKeyResponse) ProtoMessage() {}
+
+func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
+func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CreateApiKeyResponse) GetApiKey() *ApiKey {
+	if x != nil {
+		return x.ApiKey
+	}
+	return nil
+}
+
+func (x *CreateApiKeyResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// ListApiKeysRequest lists keys.
+type ListApiKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only keys of this namespace. Empty means every key the caller may see.
+	Namespace     string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApiKeysRequest) Reset() {
+	*x = ListApiKeysRequest{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApiKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApiKeysRequest) ProtoMessage() {}
+
+func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListApiKeysRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+// ListApiKeysResponse holds keys without their secrets.
+type ListApiKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The keys, ordered by namespace and id.
+	ApiKeys       []*ApiKey `protobuf:"bytes,1,rep,name=api_keys,json=apiKeys,proto3" json:"api_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApiKeysResponse) Reset() {
+	*x = ListApiKeysResponse{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApiKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApiKeysResponse) ProtoMessage() {}
+
+func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
+	if x != nil {
+		return x.ApiKeys
+	}
+	return nil
+}
+
+// RevokeApiKeyRequest names a key to revoke.
+type RevokeApiKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key's public id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeApiKeyRequest) Reset() {
+	*x = RevokeApiKeyRequest{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeApiKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeApiKeyRequest) ProtoMessage() {}
+
+func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
+func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RevokeApiKeyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// RevokeApiKeyResponse confirms a revocation.
+type RevokeApiKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeApiKeyResponse) Reset() {
+	*x = RevokeApiKeyResponse{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeApiKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeApiKeyResponse) ProtoMessage() {}
+
+func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
+func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
 var File_ratequeue_v1_admin_proto protoreflect.FileDescriptor
 
 const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18ratequeue/v1/admin.proto\x12\fratequeue.v1\x1a\x1egoogle/protobuf/duration.proto\"\x9f\x01\n" +
+	"\x18ratequeue/v1/admin.proto\x12\fratequeue.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n" +
 	"\x05Limit\x125\n" +
 	"\tdimension\x18\x01 \x01(\x0e2\x17.ratequeue.v1.DimensionR\tdimension\x12\x16\n" +
 	"\x06amount\x18\x02 \x01(\x01R\x06amount\x121\n" +
@@ -1126,17 +1885,66 @@ const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	"\bwait_p99\x18\f \x01(\v2\x19.google.protobuf.DurationR\awaitP99\x124\n" +
 	"\bwait_max\x18\r \x01(\v2\x19.google.protobuf.DurationR\awaitMax\"M\n" +
 	"\x18GetResourceStatsResponse\x121\n" +
-	"\x05stats\x18\x01 \x01(\v2\x1b.ratequeue.v1.ResourceStatsR\x05stats*R\n" +
+	"\x05stats\x18\x01 \x01(\v2\x1b.ratequeue.v1.ResourceStatsR\x05stats\"\x1f\n" +
+	"\tNamespace\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\",\n" +
+	"\x16CreateNamespaceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"j\n" +
+	"\x17CreateNamespaceResponse\x125\n" +
+	"\tnamespace\x18\x01 \x01(\v2\x17.ratequeue.v1.NamespaceR\tnamespace\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\x17\n" +
+	"\x15ListNamespacesRequest\"Q\n" +
+	"\x16ListNamespacesResponse\x127\n" +
+	"\n" +
+	"namespaces\x18\x01 \x03(\v2\x17.ratequeue.v1.NamespaceR\n" +
+	"namespaces\",\n" +
+	"\x16DeleteNamespaceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"<\n" +
+	"\x17DeleteNamespaceResponse\x12!\n" +
+	"\frevoked_keys\x18\x01 \x01(\rR\vrevokedKeys\"\xc3\x01\n" +
+	"\x06ApiKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12,\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x18.ratequeue.v1.ApiKeyRoleR\x04role\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"\x83\x01\n" +
+	"\x13CreateApiKeyRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12,\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x18.ratequeue.v1.ApiKeyRoleR\x04role\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\"W\n" +
+	"\x14CreateApiKeyResponse\x12-\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x14.ratequeue.v1.ApiKeyR\x06apiKey\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"2\n" +
+	"\x12ListApiKeysRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"F\n" +
+	"\x13ListApiKeysResponse\x12/\n" +
+	"\bapi_keys\x18\x01 \x03(\v2\x14.ratequeue.v1.ApiKeyR\aapiKeys\"%\n" +
+	"\x13RevokeApiKeyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
+	"\x14RevokeApiKeyResponse*R\n" +
 	"\tDimension\x12\x19\n" +
 	"\x15DIMENSION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12DIMENSION_REQUESTS\x10\x01\x12\x12\n" +
-	"\x0eDIMENSION_LOAD\x10\x022\xd0\x03\n" +
+	"\x0eDIMENSION_LOAD\x10\x02*r\n" +
+	"\n" +
+	"ApiKeyRole\x12\x1c\n" +
+	"\x18API_KEY_ROLE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13API_KEY_ROLE_WORKER\x10\x01\x12\x16\n" +
+	"\x12API_KEY_ROLE_ADMIN\x10\x02\x12\x15\n" +
+	"\x11API_KEY_ROLE_ROOT\x10\x032\xef\a\n" +
 	"\fAdminService\x12R\n" +
 	"\vPutResource\x12 .ratequeue.v1.PutResourceRequest\x1a!.ratequeue.v1.PutResourceResponse\x12R\n" +
 	"\vGetResource\x12 .ratequeue.v1.GetResourceRequest\x1a!.ratequeue.v1.GetResourceResponse\x12X\n" +
 	"\rListResources\x12\".ratequeue.v1.ListResourcesRequest\x1a#.ratequeue.v1.ListResourcesResponse\x12[\n" +
 	"\x0eDeleteResource\x12#.ratequeue.v1.DeleteResourceRequest\x1a$.ratequeue.v1.DeleteResourceResponse\x12a\n" +
-	"\x10GetResourceStats\x12%.ratequeue.v1.GetResourceStatsRequest\x1a&.ratequeue.v1.GetResourceStatsResponseB\xb7\x01\n" +
+	"\x10GetResourceStats\x12%.ratequeue.v1.GetResourceStatsRequest\x1a&.ratequeue.v1.GetResourceStatsResponse\x12^\n" +
+	"\x0fCreateNamespace\x12$.ratequeue.v1.CreateNamespaceRequest\x1a%.ratequeue.v1.CreateNamespaceResponse\x12[\n" +
+	"\x0eListNamespaces\x12#.ratequeue.v1.ListNamespacesRequest\x1a$.ratequeue.v1.ListNamespacesResponse\x12^\n" +
+	"\x0fDeleteNamespace\x12$.ratequeue.v1.DeleteNamespaceRequest\x1a%.ratequeue.v1.DeleteNamespaceResponse\x12U\n" +
+	"\fCreateApiKey\x12!.ratequeue.v1.CreateApiKeyRequest\x1a\".ratequeue.v1.CreateApiKeyResponse\x12R\n" +
+	"\vListApiKeys\x12 .ratequeue.v1.ListApiKeysRequest\x1a!.ratequeue.v1.ListApiKeysResponse\x12U\n" +
+	"\fRevokeApiKey\x12!.ratequeue.v1.RevokeApiKeyRequest\x1a\".ratequeue.v1.RevokeApiKeyResponseB\xb7\x01\n" +
 	"\x10com.ratequeue.v1B\n" +
 	"AdminProtoP\x01ZFgithub.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1;ratequeuev1\xa2\x02\x03RXX\xaa\x02\fRatequeue.V1\xca\x02\fRatequeue\\V1\xe2\x02\x18Ratequeue\\V1\\GPBMetadata\xea\x02\rRatequeue::V1b\x06proto3"
 
@@ -1152,61 +1960,96 @@ func file_ratequeue_v1_admin_proto_rawDescGZIP() []byte {
 	return file_ratequeue_v1_admin_proto_rawDescData
 }
 
-var file_ratequeue_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ratequeue_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_ratequeue_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_ratequeue_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_ratequeue_v1_admin_proto_goTypes = []any{
 	(Dimension)(0),                   // 0: ratequeue.v1.Dimension
-	(*Limit)(nil),                    // 1: ratequeue.v1.Limit
-	(*Lane)(nil),                     // 2: ratequeue.v1.Lane
-	(*Resource)(nil),                 // 3: ratequeue.v1.Resource
-	(*PutResourceRequest)(nil),       // 4: ratequeue.v1.PutResourceRequest
-	(*PutResourceResponse)(nil),      // 5: ratequeue.v1.PutResourceResponse
-	(*GetResourceRequest)(nil),       // 6: ratequeue.v1.GetResourceRequest
-	(*GetResourceResponse)(nil),      // 7: ratequeue.v1.GetResourceResponse
-	(*ListResourcesRequest)(nil),     // 8: ratequeue.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),    // 9: ratequeue.v1.ListResourcesResponse
-	(*DeleteResourceRequest)(nil),    // 10: ratequeue.v1.DeleteResourceRequest
-	(*DeleteResourceResponse)(nil),   // 11: ratequeue.v1.DeleteResourceResponse
-	(*GetResourceStatsRequest)(nil),  // 12: ratequeue.v1.GetResourceStatsRequest
-	(*LaneStats)(nil),                // 13: ratequeue.v1.LaneStats
-	(*LimitStats)(nil),               // 14: ratequeue.v1.LimitStats
-	(*ResourceStats)(nil),            // 15: ratequeue.v1.ResourceStats
-	(*GetResourceStatsResponse)(nil), // 16: ratequeue.v1.GetResourceStatsResponse
-	(*durationpb.Duration)(nil),      // 17: google.protobuf.Duration
+	(ApiKeyRole)(0),                  // 1: ratequeue.v1.ApiKeyRole
+	(*Limit)(nil),                    // 2: ratequeue.v1.Limit
+	(*Lane)(nil),                     // 3: ratequeue.v1.Lane
+	(*Resource)(nil),                 // 4: ratequeue.v1.Resource
+	(*PutResourceRequest)(nil),       // 5: ratequeue.v1.PutResourceRequest
+	(*PutResourceResponse)(nil),      // 6: ratequeue.v1.PutResourceResponse
+	(*GetResourceRequest)(nil),       // 7: ratequeue.v1.GetResourceRequest
+	(*GetResourceResponse)(nil),      // 8: ratequeue.v1.GetResourceResponse
+	(*ListResourcesRequest)(nil),     // 9: ratequeue.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),    // 10: ratequeue.v1.ListResourcesResponse
+	(*DeleteResourceRequest)(nil),    // 11: ratequeue.v1.DeleteResourceRequest
+	(*DeleteResourceResponse)(nil),   // 12: ratequeue.v1.DeleteResourceResponse
+	(*GetResourceStatsRequest)(nil),  // 13: ratequeue.v1.GetResourceStatsRequest
+	(*LaneStats)(nil),                // 14: ratequeue.v1.LaneStats
+	(*LimitStats)(nil),               // 15: ratequeue.v1.LimitStats
+	(*ResourceStats)(nil),            // 16: ratequeue.v1.ResourceStats
+	(*GetResourceStatsResponse)(nil), // 17: ratequeue.v1.GetResourceStatsResponse
+	(*Namespace)(nil),                // 18: ratequeue.v1.Namespace
+	(*CreateNamespaceRequest)(nil),   // 19: ratequeue.v1.CreateNamespaceRequest
+	(*CreateNamespaceResponse)(nil),  // 20: ratequeue.v1.CreateNamespaceResponse
+	(*ListNamespacesRequest)(nil),    // 21: ratequeue.v1.ListNamespacesRequest
+	(*ListNamespacesResponse)(nil),   // 22: ratequeue.v1.ListNamespacesResponse
+	(*DeleteNamespaceRequest)(nil),   // 23: ratequeue.v1.DeleteNamespaceRequest
+	(*DeleteNamespaceResponse)(nil),  // 24: ratequeue.v1.DeleteNamespaceResponse
+	(*ApiKey)(nil),                   // 25: ratequeue.v1.ApiKey
+	(*CreateApiKeyRequest)(nil),      // 26: ratequeue.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),     // 27: ratequeue.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),       // 28: ratequeue.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),      // 29: ratequeue.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),      // 30: ratequeue.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),     // 31: ratequeue.v1.RevokeApiKeyResponse
+	(*durationpb.Duration)(nil),      // 32: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
 }
 var file_ratequeue_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: ratequeue.v1.Limit.dimension:type_name -> ratequeue.v1.Dimension
-	17, // 1: ratequeue.v1.Limit.period:type_name -> google.protobuf.Duration
-	1,  // 2: ratequeue.v1.Resource.limits:type_name -> ratequeue.v1.Limit
-	2,  // 3: ratequeue.v1.Resource.lanes:type_name -> ratequeue.v1.Lane
-	17, // 4: ratequeue.v1.Resource.lease_ttl:type_name -> google.protobuf.Duration
-	3,  // 5: ratequeue.v1.PutResourceRequest.resource:type_name -> ratequeue.v1.Resource
-	3,  // 6: ratequeue.v1.PutResourceResponse.resource:type_name -> ratequeue.v1.Resource
-	3,  // 7: ratequeue.v1.GetResourceResponse.resource:type_name -> ratequeue.v1.Resource
-	3,  // 8: ratequeue.v1.ListResourcesResponse.resources:type_name -> ratequeue.v1.Resource
-	1,  // 9: ratequeue.v1.LimitStats.limit:type_name -> ratequeue.v1.Limit
-	13, // 10: ratequeue.v1.ResourceStats.lanes:type_name -> ratequeue.v1.LaneStats
-	14, // 11: ratequeue.v1.ResourceStats.limits:type_name -> ratequeue.v1.LimitStats
-	17, // 12: ratequeue.v1.ResourceStats.wait_p50:type_name -> google.protobuf.Duration
-	17, // 13: ratequeue.v1.ResourceStats.wait_p90:type_name -> google.protobuf.Duration
-	17, // 14: ratequeue.v1.ResourceStats.wait_p99:type_name -> google.protobuf.Duration
-	17, // 15: ratequeue.v1.ResourceStats.wait_max:type_name -> google.protobuf.Duration
-	15, // 16: ratequeue.v1.GetResourceStatsResponse.stats:type_name -> ratequeue.v1.ResourceStats
-	4,  // 17: ratequeue.v1.AdminService.PutResource:input_type -> ratequeue.v1.PutResourceRequest
-	6,  // 18: ratequeue.v1.AdminService.GetResource:input_type -> ratequeue.v1.GetResourceRequest
-	8,  // 19: ratequeue.v1.AdminService.ListResources:input_type -> ratequeue.v1.ListResourcesRequest
-	10, // 20: ratequeue.v1.AdminService.DeleteResource:input_type -> ratequeue.v1.DeleteResourceRequest
-	12, // 21: ratequeue.v1.AdminService.GetResourceStats:input_type -> ratequeue.v1.GetResourceStatsRequest
-	5,  // 22: ratequeue.v1.AdminService.PutResource:output_type -> ratequeue.v1.PutResourceResponse
-	7,  // 23: ratequeue.v1.AdminService.GetResource:output_type -> ratequeue.v1.GetResourceResponse
-	9,  // 24: ratequeue.v1.AdminService.ListResources:output_type -> ratequeue.v1.ListResourcesResponse
-	11, // 25: ratequeue.v1.AdminService.DeleteResource:output_type -> ratequeue.v1.DeleteResourceResponse
-	16, // 26: ratequeue.v1.AdminService.GetResourceStats:output_type -> ratequeue.v1.GetResourceStatsResponse
-	22, // [22:27] is the sub-list for method output_type
-	17, // [17:22] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	32, // 1: ratequeue.v1.Limit.period:type_name -> google.protobuf.Duration
+	2,  // 2: ratequeue.v1.Resource.limits:type_name -> ratequeue.v1.Limit
+	3,  // 3: ratequeue.v1.Resource.lanes:type_name -> ratequeue.v1.Lane
+	32, // 4: ratequeue.v1.Resource.lease_ttl:type_name -> google.protobuf.Duration
+	4,  // 5: ratequeue.v1.PutResourceRequest.resource:type_name -> ratequeue.v1.Resource
+	4,  // 6: ratequeue.v1.PutResourceResponse.resource:type_name -> ratequeue.v1.Resource
+	4,  // 7: ratequeue.v1.GetResourceResponse.resource:type_name -> ratequeue.v1.Resource
+	4,  // 8: ratequeue.v1.ListResourcesResponse.resources:type_name -> ratequeue.v1.Resource
+	2,  // 9: ratequeue.v1.LimitStats.limit:type_name -> ratequeue.v1.Limit
+	14, // 10: ratequeue.v1.ResourceStats.lanes:type_name -> ratequeue.v1.LaneStats
+	15, // 11: ratequeue.v1.ResourceStats.limits:type_name -> ratequeue.v1.LimitStats
+	32, // 12: ratequeue.v1.ResourceStats.wait_p50:type_name -> google.protobuf.Duration
+	32, // 13: ratequeue.v1.ResourceStats.wait_p90:type_name -> google.protobuf.Duration
+	32, // 14: ratequeue.v1.ResourceStats.wait_p99:type_name -> google.protobuf.Duration
+	32, // 15: ratequeue.v1.ResourceStats.wait_max:type_name -> google.protobuf.Duration
+	16, // 16: ratequeue.v1.GetResourceStatsResponse.stats:type_name -> ratequeue.v1.ResourceStats
+	18, // 17: ratequeue.v1.CreateNamespaceResponse.namespace:type_name -> ratequeue.v1.Namespace
+	18, // 18: ratequeue.v1.ListNamespacesResponse.namespaces:type_name -> ratequeue.v1.Namespace
+	1,  // 19: ratequeue.v1.ApiKey.role:type_name -> ratequeue.v1.ApiKeyRole
+	33, // 20: ratequeue.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 21: ratequeue.v1.CreateApiKeyRequest.role:type_name -> ratequeue.v1.ApiKeyRole
+	25, // 22: ratequeue.v1.CreateApiKeyResponse.api_key:type_name -> ratequeue.v1.ApiKey
+	25, // 23: ratequeue.v1.ListApiKeysResponse.api_keys:type_name -> ratequeue.v1.ApiKey
+	5,  // 24: ratequeue.v1.AdminService.PutResource:input_type -> ratequeue.v1.PutResourceRequest
+	7,  // 25: ratequeue.v1.AdminService.GetResource:input_type -> ratequeue.v1.GetResourceRequest
+	9,  // 26: ratequeue.v1.AdminService.ListResources:input_type -> ratequeue.v1.ListResourcesRequest
+	11, // 27: ratequeue.v1.AdminService.DeleteResource:input_type -> ratequeue.v1.DeleteResourceRequest
+	13, // 28: ratequeue.v1.AdminService.GetResourceStats:input_type -> ratequeue.v1.GetResourceStatsRequest
+	19, // 29: ratequeue.v1.AdminService.CreateNamespace:input_type -> ratequeue.v1.CreateNamespaceRequest
+	21, // 30: ratequeue.v1.AdminService.ListNamespaces:input_type -> ratequeue.v1.ListNamespacesRequest
+	23, // 31: ratequeue.v1.AdminService.DeleteNamespace:input_type -> ratequeue.v1.DeleteNamespaceRequest
+	26, // 32: ratequeue.v1.AdminService.CreateApiKey:input_type -> ratequeue.v1.CreateApiKeyRequest
+	28, // 33: ratequeue.v1.AdminService.ListApiKeys:input_type -> ratequeue.v1.ListApiKeysRequest
+	30, // 34: ratequeue.v1.AdminService.RevokeApiKey:input_type -> ratequeue.v1.RevokeApiKeyRequest
+	6,  // 35: ratequeue.v1.AdminService.PutResource:output_type -> ratequeue.v1.PutResourceResponse
+	8,  // 36: ratequeue.v1.AdminService.GetResource:output_type -> ratequeue.v1.GetResourceResponse
+	10, // 37: ratequeue.v1.AdminService.ListResources:output_type -> ratequeue.v1.ListResourcesResponse
+	12, // 38: ratequeue.v1.AdminService.DeleteResource:output_type -> ratequeue.v1.DeleteResourceResponse
+	17, // 39: ratequeue.v1.AdminService.GetResourceStats:output_type -> ratequeue.v1.GetResourceStatsResponse
+	20, // 40: ratequeue.v1.AdminService.CreateNamespace:output_type -> ratequeue.v1.CreateNamespaceResponse
+	22, // 41: ratequeue.v1.AdminService.ListNamespaces:output_type -> ratequeue.v1.ListNamespacesResponse
+	24, // 42: ratequeue.v1.AdminService.DeleteNamespace:output_type -> ratequeue.v1.DeleteNamespaceResponse
+	27, // 43: ratequeue.v1.AdminService.CreateApiKey:output_type -> ratequeue.v1.CreateApiKeyResponse
+	29, // 44: ratequeue.v1.AdminService.ListApiKeys:output_type -> ratequeue.v1.ListApiKeysResponse
+	31, // 45: ratequeue.v1.AdminService.RevokeApiKey:output_type -> ratequeue.v1.RevokeApiKeyResponse
+	35, // [35:46] is the sub-list for method output_type
+	24, // [24:35] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_ratequeue_v1_admin_proto_init() }
@@ -1219,8 +2062,8 @@ func file_ratequeue_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ratequeue_v1_admin_proto_rawDesc), len(file_ratequeue_v1_admin_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   16,
+			NumEnums:      2,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -4,15 +4,15 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Duration } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file ratequeue/v1/admin.proto.
  */
 export const file_ratequeue_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChhyYXRlcXVldWUvdjEvYWRtaW4ucHJvdG8SDHJhdGVxdWV1ZS52MSJ9CgVMaW1pdBIqCglkaW1lbnNpb24YASABKA4yFy5yYXRlcXVldWUudjEuRGltZW5zaW9uEg4KBmFtb3VudBgCIAEoARIpCgZwZXJpb2QYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDQoFYnVyc3QYBCABKAEiJAoETGFuZRIMCgRuYW1lGAEgASgJEg4KBndlaWdodBgCIAEoDSLMAQoIUmVzb3VyY2USDAoEbmFtZRgBIAEoCRIjCgZsaW1pdHMYAiADKAsyEy5yYXRlcXVldWUudjEuTGltaXQSEwoLY29uY3VycmVuY3kYAyABKA0SIQoFbGFuZXMYBCADKAsyEi5yYXRlcXVldWUudjEuTGFuZRIUCgxkZWZhdWx0X2xhbmUYBSABKAkSLAoJbGVhc2VfdHRsGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCW1heF9xdWV1ZRgHIAEoDSI+ChJQdXRSZXNvdXJjZVJlcXVlc3QSKAoIcmVzb3VyY2UYASABKAsyFi5yYXRlcXVldWUudjEuUmVzb3VyY2UiUAoTUHV0UmVzb3VyY2VSZXNwb25zZRIoCghyZXNvdXJjZRgBIAEoCzIWLnJhdGVxdWV1ZS52MS5SZXNvdXJjZRIPCgdjcmVhdGVkGAIgASgIIiIKEkdldFJlc291cmNlUmVxdWVzdBIMCgRuYW1lGAEgASgJIj8KE0dldFJlc291cmNlUmVzcG9uc2USKAoIcmVzb3VyY2UYASABKAsyFi5yYXRlcXVldWUudjEuUmVzb3VyY2UiFgoUTGlzdFJlc291cmNlc1JlcXVlc3QiQgoVTGlzdFJlc291cmNlc1Jlc3BvbnNlEikKCXJlc291cmNlcxgBIAMoCzIWLnJhdGVxdWV1ZS52MS5SZXNvdXJjZSIlChVEZWxldGVSZXNvdXJjZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIYChZEZWxldGVSZXNvdXJjZVJlc3BvbnNlIicKF0dldFJlc291cmNlU3RhdHNSZXF1ZXN0EgwKBG5hbWUYASABKAkiZAoJTGFuZVN0YXRzEgwKBG5hbWUYASABKAkSDgoGd2VpZ2h0GAIgASgNEhMKC3F1ZXVlX2RlcHRoGAMgASgNEg4KBmdyYW50cxgEIAEoBBIUCgxsb2FkX2dyYW50ZWQYBSABKAEiWAoKTGltaXRTdGF0cxIiCgVsaW1pdBgBIAEoCzITLnJhdGVxdWV1ZS52MS5MaW1pdBIRCglhdmFpbGFibGUYAiABKAESEwoLdXRpbGlzYXRpb24YAyABKAEinwMKDVJlc291cmNlU3RhdHMSDAoEbmFtZRgBIAEoCRIYChBsZWFzZXNfaW5fZmxpZ2h0GAIgASgNEiYKBWxhbmVzGAMgAygLMhcucmF0ZXF1ZXVlLnYxLkxhbmVTdGF0cxIoCgZsaW1pdHMYBCADKAsyGC5yYXRlcXVldWUudjEuTGltaXRTdGF0cxIOCgZncmFudHMYBSABKAQSEgoKcmVqZWN0aW9ucxgGIAEoBBIQCgh0aW1lb3V0cxgHIAEoBBIVCg1jYW5jZWxsYXRpb25zGAggASgEEhMKC2V4cGlyYXRpb25zGAkgASgEEisKCHdhaXRfcDUwGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKCHdhaXRfcDkwGAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKCHdhaXRfcDk5GAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKCHdhaXRfbWF4GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIkYKGEdldFJlc291cmNlU3RhdHNSZXNwb25zZRIqCgVzdGF0cxgBIAEoCzIbLnJhdGVxdWV1ZS52MS5SZXNvdXJjZVN0YXRzKlIKCURpbWVuc2lvbhIZChVESU1FTlNJT05fVU5TUEVDSUZJRUQQABIWChJESU1FTlNJT05fUkVRVUVTVFMQARISCg5ESU1FTlNJT05fTE9BRBACMtADCgxBZG1pblNlcnZpY2USUgoLUHV0UmVzb3VyY2USIC5yYXRlcXVldWUudjEuUHV0UmVzb3VyY2VSZXF1ZXN0GiEucmF0ZXF1ZXVlLnYxLlB1dFJlc291cmNlUmVzcG9uc2USUgoLR2V0UmVzb3VyY2USIC5yYXRlcXVldWUudjEuR2V0UmVzb3VyY2VSZXF1ZXN0GiEucmF0ZXF1ZXVlLnYxLkdldFJlc291cmNlUmVzcG9uc2USWAoNTGlzdFJlc291cmNlcxIiLnJhdGVxdWV1ZS52MS5MaXN0UmVzb3VyY2VzUmVxdWVzdBojLnJhdGVxdWV1ZS52MS5MaXN0UmVzb3VyY2VzUmVzcG9uc2USWwoORGVsZXRlUmVzb3VyY2USIy5yYXRlcXVldWUudjEuRGVsZXRlUmVzb3VyY2VSZXF1ZXN0GiQucmF0ZXF1ZXVlLnYxLkRlbGV0ZVJlc291cmNlUmVzcG9uc2USYQoQR2V0UmVzb3VyY2VTdGF0cxIlLnJhdGVxdWV1ZS52MS5HZXRSZXNvdXJjZVN0YXRzUmVxdWVzdBomLnJhdGVxdWV1ZS52MS5HZXRSZXNvdXJjZVN0YXRzUmVzcG9uc2VCtwEKEGNvbS5yYXRlcXVldWUudjFCCkFkbWluUHJvdG9QAVpGZ2l0aHViLmNvbS9yYXRlcXVldWUvcmF0ZXF1ZXVlL2NsaWVudHMvZ28vZ2VuL3JhdGVxdWV1ZS92MTtyYXRlcXVldWV2MaICA1JYWKoCDFJhdGVxdWV1ZS5WMcoCDFJhdGVxdWV1ZVxWMeICGFJhdGVxdWV1ZVxWMVxHUEJNZXRhZGF0YeoCDVJhdGVxdWV1ZTo6VjFiBnByb3RvMw", [file_google_protobuf_duration]);
+  fileDesc("ChhyYXRlcXVldWUvdjEvYWRtaW4ucHJvdG8SDHJhdGVxdWV1ZS52MSJ9CgVMaW1pdBIqCglkaW1lbnNpb24YASABKA4yFy5yYXRlcXVldWUudjEuRGltZW5zaW9uEg4KBmFtb3VudBgCIAEoARIpCgZwZXJpb2QYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDQoFYnVyc3QYBCABKAEiJAoETGFuZRIMCgRuYW1lGAEgASgJEg4KBndlaWdodBgCIAEoDSLMAQoIUmVzb3VyY2USDAoEbmFtZRgBIAEoCRIjCgZsaW1pdHMYAiADKAsyEy5yYXRlcXVldWUudjEuTGltaXQSEwoLY29uY3VycmVuY3kYAyABKA0SIQoFbGFuZXMYBCADKAsyEi5yYXRlcXVldWUudjEuTGFuZRIUCgxkZWZhdWx0X2xhbmUYBSABKAkSLAoJbGVhc2VfdHRsGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCW1heF9xdWV1ZRgHIAEoDSI+ChJQdXRSZXNvdXJjZVJlcXVlc3QSKAoIcmVzb3VyY2UYASABKAsyFi5yYXRlcXVldWUudjEuUmVzb3VyY2UiUAoTUHV0UmVzb3VyY2VSZXNwb25zZRIoCghyZXNvdXJjZRgBIAEoCzIWLnJhdGVxdWV1ZS52MS5SZXNvdXJjZRIPCgdjcmVhdGVkGAIgASgIIiIKEkdldFJlc291cmNlUmVxdWVzdBIMCgRuYW1lGAEgASgJIj8KE0dldFJlc291cmNlUmVzcG9uc2USKAoIcmVzb3VyY2UYASABKAsyFi5yYXRlcXVldWUudjEuUmVzb3VyY2UiFgoUTGlzdFJlc291cmNlc1JlcXVlc3QiQgoVTGlzdFJlc291cmNlc1Jlc3BvbnNlEikKCXJlc291cmNlcxgBIAMoCzIWLnJhdGVxdWV1ZS52MS5SZXNvdXJjZSIlChVEZWxldGVSZXNvdXJjZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIYChZEZWxldGVSZXNvdXJjZVJlc3BvbnNlIicKF0dldFJlc291cmNlU3RhdHNSZXF1ZXN0EgwKBG5hbWUYASABKAkiZAoJTGFuZVN0YXRzEgwKBG5hbWUYASABKAkSDgoGd2VpZ2h0GAIgASgNEhMKC3F1ZXVlX2RlcHRoGAMgASgNEg4KBmdyYW50cxgEIAEoBBIUCgxsb2FkX2dyYW50ZWQYBSABKAEiWAoKTGltaXRTdGF0cxIiCgVsaW1pdBgBIAEoCzITLnJhdGVxdWV1ZS52MS5MaW1pdBIRCglhdmFpbGFibGUYAiABKAESEwoLdXRpbGlzYXRpb24YAyABKAEinwMKDVJlc291cmNlU3RhdHMSDAoEbmFtZRgBIAEoCRIYChBsZWFzZXNfaW5fZmxpZ2h0GAIgASgNEiYKBWxhbmVzGAMgAygLMhcucmF0ZXF1ZXVlLnYxLkxhbmVTdGF0cxIoCgZsaW1pdHMYBCADKAsyGC5yYXRlcXVldWUudjEuTGltaXRTdGF0cxIOCgZncmFudHMYBSABKAQSEgoKcmVqZWN0aW9ucxgGIAEoBBIQCgh0aW1lb3V0cxgHIAEoBBIVCg1jYW5jZWxsYXRpb25zGAggASgEEhMKC2V4cGlyYXRpb25zGAkgASgEEisKCHdhaXRfcDUwGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKCHdhaXRfcDkwGAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKCHdhaXRfcDk5GAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKCHdhaXRfbWF4GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIkYKGEdldFJlc291cmNlU3RhdHNSZXNwb25zZRIqCgVzdGF0cxgBIAEoCzIbLnJhdGVxdWV1ZS52MS5SZXNvdXJjZVN0YXRzIhkKCU5hbWVzcGFjZRIMCgRuYW1lGAEgASgJIiYKFkNyZWF0ZU5hbWVzcGFjZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSJWChdDcmVhdGVOYW1lc3BhY2VSZXNwb25zZRIqCgluYW1lc3BhY2UYASABKAsyFy5yYXRlcXVldWUudjEuTmFtZXNwYWNlEg8KB2NyZWF0ZWQYAiABKAgiFwoVTGlzdE5hbWVzcGFjZXNSZXF1ZXN0IkUKFkxpc3ROYW1lc3BhY2VzUmVzcG9uc2USKwoKbmFtZXNwYWNlcxgBIAMoCzIXLnJhdGVxdWV1ZS52MS5OYW1lc3BhY2UiJgoWRGVsZXRlTmFtZXNwYWNlUmVxdWVzdBIMCgRuYW1lGAEgASgJIi8KF0RlbGV0ZU5hbWVzcGFjZVJlc3BvbnNlEhQKDHJldm9rZWRfa2V5cxgBIAEoDSKVAQoGQXBpS2V5EgoKAmlkGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRImCgRyb2xlGAMgASgOMhgucmF0ZXF1ZXVlLnYxLkFwaUtleVJvbGUSEwoLZGVzY3JpcHRpb24YBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImUKE0NyZWF0ZUFwaUtleVJlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEiYKBHJvbGUYAiABKA4yGC5yYXRlcXVldWUudjEuQXBpS2V5Um9sZRITCgtkZXNjcmlwdGlvbhgDIAEoCSJKChRDcmVhdGVBcGlLZXlSZXNwb25zZRIlCgdhcGlfa2V5GAEgASgLMhQucmF0ZXF1ZXVlLnYxLkFwaUtleRILCgNrZXkYAiABKAkiJwoSTGlzdEFwaUtleXNSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCSI9ChNMaXN0QXBpS2V5c1Jlc3BvbnNlEiYKCGFwaV9rZXlzGAEgAygLMhQucmF0ZXF1ZXVlLnYxLkFwaUtleSIhChNSZXZva2VBcGlLZXlSZXF1ZXN0EgoKAmlkGAEgASgJIhYKFFJldm9rZUFwaUtleVJlc3BvbnNlKlIKCURpbWVuc2lvbhIZChVESU1FTlNJT05fVU5TUEVDSUZJRUQQABIWChJESU1FTlNJT05fUkVRVUVTVFMQARISCg5ESU1FTlNJT05fTE9BRBACKnIKCkFwaUtleVJvbGUSHAoYQVBJX0tFWV9ST0xFX1VOU1BFQ0lGSUVEEAASFwoTQVBJX0tFWV9ST0xFX1dPUktFUhABEhYKEkFQSV9LRVlfUk9MRV9BRE1JThACEhUKEUFQSV9LRVlfUk9MRV9ST09UEAMy7wcKDEFkbWluU2VydmljZRJSCgtQdXRSZXNvdXJjZRIgLnJhdGVxdWV1ZS52MS5QdXRSZXNvdXJjZVJlcXVlc3QaIS5yYXRlcXVldWUudjEuUHV0UmVzb3VyY2VSZXNwb25zZRJSCgtHZXRSZXNvdXJjZRIgLnJhdGVxdWV1ZS52MS5HZXRSZXNvdXJjZVJlcXVlc3QaIS5yYXRlcXVldWUudjEuR2V0UmVzb3VyY2VSZXNwb25zZRJYCg1MaXN0UmVzb3VyY2VzEiIucmF0ZXF1ZXVlLnYxLkxpc3RSZXNvdXJjZXNSZXF1ZXN0GiMucmF0ZXF1ZXVlLnYxLkxpc3RSZXNvdXJjZXNSZXNwb25zZRJbCg5EZWxldGVSZXNvdXJjZRIjLnJhdGVxdWV1ZS52MS5EZWxldGVSZXNvdXJjZVJlcXVlc3QaJC5yYXRlcXVldWUudjEuRGVsZXRlUmVzb3VyY2VSZXNwb25zZRJhChBHZXRSZXNvdXJjZVN0YXRzEiUucmF0ZXF1ZXVlLnYxLkdldFJlc291cmNlU3RhdHNSZXF1ZXN0GiYucmF0ZXF1ZXVlLnYxLkdldFJlc291cmNlU3RhdHNSZXNwb25zZRJeCg9DcmVhdGVOYW1lc3BhY2USJC5yYXRlcXVldWUudjEuQ3JlYXRlTmFtZXNwYWNlUmVxdWVzdBolLnJhdGVxdWV1ZS52MS5DcmVhdGVOYW1lc3BhY2VSZXNwb25zZRJbCg5MaXN0TmFtZXNwYWNlcxIjLnJhdGVxdWV1ZS52MS5MaXN0TmFtZXNwYWNlc1JlcXVlc3QaJC5yYXRlcXVldWUudjEuTGlzdE5hbWVzcGFjZXNSZXNwb25zZRJeCg9EZWxldGVOYW1lc3BhY2USJC5yYXRlcXVldWUudjEuRGVsZXRlTmFtZXNwYWNlUmVxdWVzdBolLnJhdGVxdWV1ZS52MS5EZWxldGVOYW1lc3BhY2VSZXNwb25zZRJVCgxDcmVhdGVBcGlLZXkSIS5yYXRlcXVldWUudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBoiLnJhdGVxdWV1ZS52MS5DcmVhdGVBcGlLZXlSZXNwb25zZRJSCgtMaXN0QXBpS2V5cxIgLnJhdGVxdWV1ZS52MS5MaXN0QXBpS2V5c1JlcXVlc3QaIS5yYXRlcXVldWUudjEuTGlzdEFwaUtleXNSZXNwb25zZRJVCgxSZXZva2VBcGlLZXkSIS5yYXRlcXVldWUudjEuUmV2b2tlQXBpS2V5UmVxdWVzdBoiLnJhdGVxdWV1ZS52MS5SZXZva2VBcGlLZXlSZXNwb25zZUK3AQoQY29tLnJhdGVxdWV1ZS52MUIKQWRtaW5Qcm90b1ABWkZnaXRodWIuY29tL3JhdGVxdWV1ZS9yYXRlcXVldWUvY2xpZW50cy9nby9nZW4vcmF0ZXF1ZXVlL3YxO3JhdGVxdWV1ZXYxogIDUlhYqgIMUmF0ZXF1ZXVlLlYxygIMUmF0ZXF1ZXVlXFYx4gIYUmF0ZXF1ZXVlXFYxXEdQQk1ldGFkYXRh6gINUmF0ZXF1ZXVlOjpWMWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Limit is one rate limit: at most burst + t * amount / period units in any
@@ -546,6 +546,347 @@ export const GetResourceStatsResponseSchema: GenMessage<GetResourceStatsResponse
   messageDesc(file_ratequeue_v1_admin, 15);
 
 /**
+ * Namespace is a tenant: a set of resources and the keys that may use them.
+ *
+ * @generated from message ratequeue.v1.Namespace
+ */
+export type Namespace = Message<"ratequeue.v1.Namespace"> & {
+  /**
+   * The namespace's name: 1 to 63 lowercase letters, digits, '_' or '-',
+   * starting with a letter or digit. "default" always exists.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message ratequeue.v1.Namespace.
+ * Use `create(NamespaceSchema)` to create a new message.
+ */
+export const NamespaceSchema: GenMessage<Namespace> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 16);
+
+/**
+ * CreateNamespaceRequest names a namespace to create.
+ *
+ * @generated from message ratequeue.v1.CreateNamespaceRequest
+ */
+export type CreateNamespaceRequest = Message<"ratequeue.v1.CreateNamespaceRequest"> & {
+  /**
+   * The new namespace's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message ratequeue.v1.CreateNamespaceRequest.
+ * Use `create(CreateNamespaceRequestSchema)` to create a new message.
+ */
+export const CreateNamespaceRequestSchema: GenMessage<CreateNamespaceRequest> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 17);
+
+/**
+ * CreateNamespaceResponse returns the namespace.
+ *
+ * @generated from message ratequeue.v1.CreateNamespaceResponse
+ */
+export type CreateNamespaceResponse = Message<"ratequeue.v1.CreateNamespaceResponse"> & {
+  /**
+   * The namespace.
+   *
+   * @generated from field: ratequeue.v1.Namespace namespace = 1;
+   */
+  namespace?: Namespace | undefined;
+
+  /**
+   * True when the namespace did not exist before.
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message ratequeue.v1.CreateNamespaceResponse.
+ * Use `create(CreateNamespaceResponseSchema)` to create a new message.
+ */
+export const CreateNamespaceResponseSchema: GenMessage<CreateNamespaceResponse> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 18);
+
+/**
+ * ListNamespacesRequest lists namespaces.
+ *
+ * @generated from message ratequeue.v1.ListNamespacesRequest
+ */
+export type ListNamespacesRequest = Message<"ratequeue.v1.ListNamespacesRequest"> & {
+};
+
+/**
+ * Describes the message ratequeue.v1.ListNamespacesRequest.
+ * Use `create(ListNamespacesRequestSchema)` to create a new message.
+ */
+export const ListNamespacesRequestSchema: GenMessage<ListNamespacesRequest> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 19);
+
+/**
+ * ListNamespacesResponse holds every namespace.
+ *
+ * @generated from message ratequeue.v1.ListNamespacesResponse
+ */
+export type ListNamespacesResponse = Message<"ratequeue.v1.ListNamespacesResponse"> & {
+  /**
+   * The namespaces, ordered by name.
+   *
+   * @generated from field: repeated ratequeue.v1.Namespace namespaces = 1;
+   */
+  namespaces: Namespace[];
+};
+
+/**
+ * Describes the message ratequeue.v1.ListNamespacesResponse.
+ * Use `create(ListNamespacesResponseSchema)` to create a new message.
+ */
+export const ListNamespacesResponseSchema: GenMessage<ListNamespacesResponse> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 20);
+
+/**
+ * DeleteNamespaceRequest names a namespace to delete.
+ *
+ * @generated from message ratequeue.v1.DeleteNamespaceRequest
+ */
+export type DeleteNamespaceRequest = Message<"ratequeue.v1.DeleteNamespaceRequest"> & {
+  /**
+   * The namespace's name; "default" cannot be deleted.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message ratequeue.v1.DeleteNamespaceRequest.
+ * Use `create(DeleteNamespaceRequestSchema)` to create a new message.
+ */
+export const DeleteNamespaceRequestSchema: GenMessage<DeleteNamespaceRequest> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 21);
+
+/**
+ * DeleteNamespaceResponse confirms a deletion.
+ *
+ * @generated from message ratequeue.v1.DeleteNamespaceResponse
+ */
+export type DeleteNamespaceResponse = Message<"ratequeue.v1.DeleteNamespaceResponse"> & {
+  /**
+   * How many keys of the namespace were revoked.
+   *
+   * @generated from field: uint32 revoked_keys = 1;
+   */
+  revokedKeys: number;
+};
+
+/**
+ * Describes the message ratequeue.v1.DeleteNamespaceResponse.
+ * Use `create(DeleteNamespaceResponseSchema)` to create a new message.
+ */
+export const DeleteNamespaceResponseSchema: GenMessage<DeleteNamespaceResponse> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 22);
+
+/**
+ * ApiKey describes a key; it never holds the secret.
+ *
+ * @generated from message ratequeue.v1.ApiKey
+ */
+export type ApiKey = Message<"ratequeue.v1.ApiKey"> & {
+  /**
+   * The key's public id, the part after "rq_" up to the next "_"; revoke
+   * and list name keys by it.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The namespace the key acts in.
+   *
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+
+  /**
+   * What the key may do.
+   *
+   * @generated from field: ratequeue.v1.ApiKeyRole role = 3;
+   */
+  role: ApiKeyRole;
+
+  /**
+   * A note for people, at most 256 characters.
+   *
+   * @generated from field: string description = 4;
+   */
+  description: string;
+
+  /**
+   * When the key was created.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 5;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ratequeue.v1.ApiKey.
+ * Use `create(ApiKeySchema)` to create a new message.
+ */
+export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 23);
+
+/**
+ * CreateApiKeyRequest asks for a new key.
+ *
+ * @generated from message ratequeue.v1.CreateApiKeyRequest
+ */
+export type CreateApiKeyRequest = Message<"ratequeue.v1.CreateApiKeyRequest"> & {
+  /**
+   * The key's namespace. Empty means the caller's namespace.
+   *
+   * @generated from field: string namespace = 1;
+   */
+  namespace: string;
+
+  /**
+   * The key's role; must be set.
+   *
+   * @generated from field: ratequeue.v1.ApiKeyRole role = 2;
+   */
+  role: ApiKeyRole;
+
+  /**
+   * A note for people, at most 256 characters without control characters.
+   *
+   * @generated from field: string description = 3;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message ratequeue.v1.CreateApiKeyRequest.
+ * Use `create(CreateApiKeyRequestSchema)` to create a new message.
+ */
+export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 24);
+
+/**
+ * CreateApiKeyResponse returns the new key and its secret.
+ *
+ * @generated from message ratequeue.v1.CreateApiKeyResponse
+ */
+export type CreateApiKeyResponse = Message<"ratequeue.v1.CreateApiKeyResponse"> & {
+  /**
+   * The key's description.
+   *
+   * @generated from field: ratequeue.v1.ApiKey api_key = 1;
+   */
+  apiKey?: ApiKey | undefined;
+
+  /**
+   * The key itself, "rq_<id>_<secret>": send it as "authorization: Bearer
+   * <key>". It is shown only here; the server keeps only its hash.
+   *
+   * @generated from field: string key = 2;
+   */
+  key: string;
+};
+
+/**
+ * Describes the message ratequeue.v1.CreateApiKeyResponse.
+ * Use `create(CreateApiKeyResponseSchema)` to create a new message.
+ */
+export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 25);
+
+/**
+ * ListApiKeysRequest lists keys.
+ *
+ * @generated from message ratequeue.v1.ListApiKeysRequest
+ */
+export type ListApiKeysRequest = Message<"ratequeue.v1.ListApiKeysRequest"> & {
+  /**
+   * Only keys of this namespace. Empty means every key the caller may see.
+   *
+   * @generated from field: string namespace = 1;
+   */
+  namespace: string;
+};
+
+/**
+ * Describes the message ratequeue.v1.ListApiKeysRequest.
+ * Use `create(ListApiKeysRequestSchema)` to create a new message.
+ */
+export const ListApiKeysRequestSchema: GenMessage<ListApiKeysRequest> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 26);
+
+/**
+ * ListApiKeysResponse holds keys without their secrets.
+ *
+ * @generated from message ratequeue.v1.ListApiKeysResponse
+ */
+export type ListApiKeysResponse = Message<"ratequeue.v1.ListApiKeysResponse"> & {
+  /**
+   * The keys, ordered by namespace and id.
+   *
+   * @generated from field: repeated ratequeue.v1.ApiKey api_keys = 1;
+   */
+  apiKeys: ApiKey[];
+};
+
+/**
+ * Describes the message ratequeue.v1.ListApiKeysResponse.
+ * Use `create(ListApiKeysResponseSchema)` to create a new message.
+ */
+export const ListApiKeysResponseSchema: GenMessage<ListApiKeysResponse> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 27);
+
+/**
+ * RevokeApiKeyRequest names a key to revoke.
+ *
+ * @generated from message ratequeue.v1.RevokeApiKeyRequest
+ */
+export type RevokeApiKeyRequest = Message<"ratequeue.v1.RevokeApiKeyRequest"> & {
+  /**
+   * The key's public id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message ratequeue.v1.RevokeApiKeyRequest.
+ * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
+ */
+export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 28);
+
+/**
+ * RevokeApiKeyResponse confirms a revocation.
+ *
+ * @generated from message ratequeue.v1.RevokeApiKeyResponse
+ */
+export type RevokeApiKeyResponse = Message<"ratequeue.v1.RevokeApiKeyResponse"> & {
+};
+
+/**
+ * Describes the message ratequeue.v1.RevokeApiKeyResponse.
+ * Use `create(RevokeApiKeyResponseSchema)` to create a new message.
+ */
+export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 29);
+
+/**
  * Dimension is what a rate limit counts.
  *
  * @generated from enum ratequeue.v1.Dimension
@@ -580,9 +921,57 @@ export const DimensionSchema: GenEnum<Dimension> = /*@__PURE__*/
   enumDesc(file_ratequeue_v1_admin, 0);
 
 /**
- * AdminService declares resources and reads their statistics. Changes take
- * effect at once: waiting requests are re-evaluated and held leases keep
- * counting against the new limits.
+ * ApiKeyRole is what a key may do.
+ *
+ * @generated from enum ratequeue.v1.ApiKeyRole
+ */
+export enum ApiKeyRole {
+  /**
+   * Not used.
+   *
+   * @generated from enum value: API_KEY_ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Acquire, release, heartbeat; read the namespace's resources and stats.
+   *
+   * @generated from enum value: API_KEY_ROLE_WORKER = 1;
+   */
+  WORKER = 1,
+
+  /**
+   * A worker's rights, and change the namespace's resources and keys.
+   *
+   * @generated from enum value: API_KEY_ROLE_ADMIN = 2;
+   */
+  ADMIN = 2,
+
+  /**
+   * Everything, in every namespace, namespaces included.
+   *
+   * @generated from enum value: API_KEY_ROLE_ROOT = 3;
+   */
+  ROOT = 3,
+}
+
+/**
+ * Describes the enum ratequeue.v1.ApiKeyRole.
+ */
+export const ApiKeyRoleSchema: GenEnum<ApiKeyRole> = /*@__PURE__*/
+  enumDesc(file_ratequeue_v1_admin, 1);
+
+/**
+ * AdminService declares resources and reads their statistics, and manages
+ * namespaces and API keys. Changes take effect at once: waiting requests are
+ * re-evaluated and held leases keep counting against the new limits.
+ *
+ * When the server has a root key, every call of every service carries
+ * "authorization: Bearer <key>" metadata. A key acts in its own namespace; a
+ * root key acts in the namespace named by "ratequeue-namespace" metadata
+ * ("default" without it). Worker keys may read resources and statistics;
+ * admin keys may also change resources and keys of their namespace; root
+ * keys may do everything, namespaces included.
  *
  * @generated from service ratequeue.v1.AdminService
  */
@@ -637,6 +1026,73 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetResourceStatsRequestSchema;
     output: typeof GetResourceStatsResponseSchema;
+  },
+  /**
+   * CreateNamespace creates a namespace. Root keys only.
+   *
+   * @generated from rpc ratequeue.v1.AdminService.CreateNamespace
+   */
+  createNamespace: {
+    methodKind: "unary";
+    input: typeof CreateNamespaceRequestSchema;
+    output: typeof CreateNamespaceResponseSchema;
+  },
+  /**
+   * ListNamespaces returns every namespace, ordered by name. Root keys only.
+   *
+   * @generated from rpc ratequeue.v1.AdminService.ListNamespaces
+   */
+  listNamespaces: {
+    methodKind: "unary";
+    input: typeof ListNamespacesRequestSchema;
+    output: typeof ListNamespacesResponseSchema;
+  },
+  /**
+   * DeleteNamespace deletes an empty namespace and revokes its keys. Root
+   * keys only; a namespace that still holds resources fails with
+   * FAILED_PRECONDITION.
+   *
+   * @generated from rpc ratequeue.v1.AdminService.DeleteNamespace
+   */
+  deleteNamespace: {
+    methodKind: "unary";
+    input: typeof DeleteNamespaceRequestSchema;
+    output: typeof DeleteNamespaceResponseSchema;
+  },
+  /**
+   * CreateApiKey makes a new key and returns its secret, the only time the
+   * secret is ever shown. Admin keys create worker and admin keys of their
+   * own namespace; root keys create keys of any namespace (creating the
+   * namespace when it does not exist yet) and root keys.
+   *
+   * @generated from rpc ratequeue.v1.AdminService.CreateApiKey
+   */
+  createApiKey: {
+    methodKind: "unary";
+    input: typeof CreateApiKeyRequestSchema;
+    output: typeof CreateApiKeyResponseSchema;
+  },
+  /**
+   * ListApiKeys returns keys without their secrets, ordered by namespace and
+   * id: an admin key sees its namespace's keys, a root key every key.
+   *
+   * @generated from rpc ratequeue.v1.AdminService.ListApiKeys
+   */
+  listApiKeys: {
+    methodKind: "unary";
+    input: typeof ListApiKeysRequestSchema;
+    output: typeof ListApiKeysResponseSchema;
+  },
+  /**
+   * RevokeApiKey deletes a key. It stops working at once: calls with it fail
+   * with UNAUTHENTICATED and its open Session streams end with that status.
+   *
+   * @generated from rpc ratequeue.v1.AdminService.RevokeApiKey
+   */
+  revokeApiKey: {
+    methodKind: "unary";
+    input: typeof RevokeApiKeyRequestSchema;
+    output: typeof RevokeApiKeyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ratequeue_v1_admin, 0);

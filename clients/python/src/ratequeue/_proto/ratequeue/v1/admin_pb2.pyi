@@ -81,7 +81,7 @@ class PutResourceResponse(_message.Message):
     CREATED_FIELD_NUMBER: _ClassVar[int]
     resource: Resource
     created: bool
-    def __init__(self, resource: _Optional[_Union[Resource, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    def __init__(self, resource: _Optional[_Union[Resource, _Mapping]] = ..., created: bool = ...) -> None: ...
 
 class GetResourceRequest(_message.Message):
     __slots__ = ("name",)
@@ -199,7 +199,7 @@ class CreateNamespaceResponse(_message.Message):
     CREATED_FIELD_NUMBER: _ClassVar[int]
     namespace: Namespace
     created: bool
-    def __init__(self, namespace: _Optional[_Union[Namespace, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    def __init__(self, namespace: _Optional[_Union[Namespace, _Mapping]] = ..., created: bool = ...) -> None: ...
 
 class ListNamespacesRequest(_message.Message):
     __slots__ = ()

@@ -5,7 +5,7 @@ import warnings
 
 from . import admin_pb2 as ratequeue_dot_v1_dot_admin__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.80.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class AdminServiceStub:
+class AdminServiceStub(object):
     """AdminService declares resources and reads their statistics, and manages
     namespaces and API keys. Changes take effect at once: waiting requests are
     re-evaluated and held leases keep counting against the new limits.
@@ -101,7 +101,7 @@ class AdminServiceStub:
                 _registered_method=True)
 
 
-class AdminServiceServicer:
+class AdminServiceServicer(object):
     """AdminService declares resources and reads their statistics, and manages
     namespaces and API keys. Changes take effect at once: waiting requests are
     re-evaluated and held leases keep counting against the new limits.
@@ -265,7 +265,7 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class AdminService:
+class AdminService(object):
     """AdminService declares resources and reads their statistics, and manages
     namespaces and API keys. Changes take effect at once: waiting requests are
     re-evaluated and held leases keep counting against the new limits.

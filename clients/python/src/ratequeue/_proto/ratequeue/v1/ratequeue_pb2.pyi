@@ -92,7 +92,7 @@ class LeaseState(_message.Message):
     lease_id: str
     held: bool
     expire_time: _timestamp_pb2.Timestamp
-    def __init__(self, lease_id: _Optional[str] = ..., held: _Optional[bool] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, lease_id: _Optional[str] = ..., held: bool = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("leases",)

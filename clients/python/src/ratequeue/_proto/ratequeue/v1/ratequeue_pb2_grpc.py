@@ -5,7 +5,7 @@ import warnings
 
 from . import ratequeue_pb2 as ratequeue_dot_v1_dot_ratequeue__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.80.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class RateQueueServiceStub:
+class RateQueueServiceStub(object):
     """RateQueueService is what workers call before they spend a shared budget.
     A worker process normally keeps one Session stream open and multiplexes all
     of its acquires on it; the unary RPCs do the same work for callers that
@@ -60,7 +60,7 @@ class RateQueueServiceStub:
                 _registered_method=True)
 
 
-class RateQueueServiceServicer:
+class RateQueueServiceServicer(object):
     """RateQueueService is what workers call before they spend a shared budget.
     A worker process normally keeps one Session stream open and multiplexes all
     of its acquires on it; the unary RPCs do the same work for callers that
@@ -134,7 +134,7 @@ def add_RateQueueServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class RateQueueService:
+class RateQueueService(object):
     """RateQueueService is what workers call before they spend a shared budget.
     A worker process normally keeps one Session stream open and multiplexes all
     of its acquires on it; the unary RPCs do the same work for callers that
