@@ -8,7 +8,8 @@ export PATH="$TOOLS/bin:$ROOT/node_modules/.bin:$PATH"
 
 PROTOC_GEN_GO_VERSION=v1.36.11
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.1
-GRPCIO_TOOLS_VERSION=1.85.1
+# 1.80.1: the newest whose stubs still run on Python 3.9 (grpcio 1.80, protobuf 6).
+GRPCIO_TOOLS_VERSION=1.80.1
 
 ensure_node_modules() {
   [ -x "$ROOT/node_modules/.bin/buf" ] || (cd "$ROOT" && npm ci --no-audit --no-fund)
@@ -25,6 +26,6 @@ ensure_venv() {
     python3 -m venv "$TOOLS/venv"
     "$TOOLS/venv/bin/pip" install --quiet --upgrade pip
   fi
-  "$TOOLS/venv/bin/python" -c "import grpc_tools" 2>/dev/null ||
-    "$TOOLS/venv/bin/pip" install --quiet "grpcio-tools==$GRPCIO_TOOLS_VERSION"
+  [ "$("$TOOLS/venv/bin/python" -c 'import importlib.metadata as m; print(m.version("grpcio-tools"))' 2>/dev/null)" = "$GRPCIO_TOOLS_VERSION" ] ||
+    "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "grpcio-tools==$GRPCIO_TOOLS_VERSION"
 }
