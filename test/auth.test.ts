@@ -3,9 +3,6 @@
 // revealing what exists elsewhere; a revoked key is refused at once, also on
 // an open stream; failed authentication is slowed per peer, never for others.
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
 import { createAdminClient, createClient, RateQueueError } from "@ratequeue/client";
@@ -33,16 +30,13 @@ import {
   type ResourceStats,
 } from "@ratequeue/client/proto";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { rootKeyFile as writeRootKeyFile } from "./support/keys.js";
 import { adminMethods, RawClient, rqMethods, type Outcome } from "./support/raw-grpc.js";
 import { serverMain, startServerProcess, type ServerProcess } from "./support/server-process.js";
 
 const rootKey = "test-root-key-0123456789abcdefghijklmnop";
 
-export function rootKeyFile(key = rootKey): string {
-  const file = join(mkdtempSync(join(tmpdir(), "ratequeue-key-")), "root.key");
-  writeFileSync(file, key + "\n");
-  return file;
-}
+const rootKeyFile = (key = rootKey) => writeRootKeyFile(key);
 
 const config = {
   namespaces: {
@@ -238,7 +232,7 @@ test("repeated failed authentication from a peer is slowed; a valid key is never
     bad.close();
     good.close();
   } finally {
-    await own.stop();
+    await own.stop("SIGKILL");
   }
 });
 
