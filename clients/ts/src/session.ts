@@ -156,7 +156,9 @@ export class Session {
     this.connection.moveOn(err);
     // Nothing waits and nothing is held: reconnect lazily on the next request.
     if (this.outstanding.size === 0 && !this.events.holdsLeases()) return;
-    const delay = Math.min(5000, 50 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    // At most ~1 s apart: during a failover the new leader should be found
+    // within a second of taking over, not after a long backoff.
+    const delay = Math.min(1000, 50 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
     this.attempt++;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;

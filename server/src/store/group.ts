@@ -117,6 +117,8 @@ export class RedisGroup implements ResourceStore {
   private tickTimer: TimerId | undefined;
   private snapshotTimer: TimerId | undefined;
   private writingSnapshot = false;
+  /** Fires at the gate's deadline so a lapse is noticed (logged, health) even when idle. */
+  private lapseTimer: TimerId | undefined;
   private readonly token = randomUUID();
 
   constructor(
@@ -180,6 +182,7 @@ export class RedisGroup implements ResourceStore {
     if (this.stopped) return;
     this.stopped = true;
     if (this.tickTimer !== undefined) this.deps.clock.clearTimer(this.tickTimer);
+    if (this.lapseTimer !== undefined) this.deps.clock.clearTimer(this.lapseTimer);
     if (this.snapshotTimer !== undefined) this.deps.clock.clearTimer(this.snapshotTimer);
     const term = this.term;
     const wasGranting = this.granting;
@@ -259,7 +262,7 @@ export class RedisGroup implements ResourceStore {
     }
     const until = this.deadline(sentAt);
     if (this.granting) {
-      this.gate.lead(until);
+      this.extend(until);
       return;
     }
     // We hold the lease but do not grant: the takeover did not finish, or the
@@ -382,8 +385,15 @@ export class RedisGroup implements ResourceStore {
   private startGranting(until: number): void {
     this.granting = true;
     this.leaderHint = this.options.advertise;
-    this.gate.lead(until);
+    this.extend(until);
     this.report();
+  }
+
+  private extend(until: number): void {
+    const { clock } = this.deps;
+    this.gate.lead(until);
+    if (this.lapseTimer !== undefined) clock.clearTimer(this.lapseTimer);
+    this.lapseTimer = Number.isFinite(until) ? clock.setTimer(until, () => this.gate.isOpen()) : undefined;
   }
 
   /** Our term is over (Redis refused a fenced write or the renewal). */
