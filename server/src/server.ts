@@ -13,6 +13,7 @@ import { RpcError } from "./rpc/rpc-error.js";
 import { LeaseRouter } from "./rpc/lease-router.js";
 import { createRateQueueService } from "./rpc/rate-queue-service.js";
 import { limits as validLimits } from "./rpc/validate.js";
+import { tolerantDefinition } from "./rpc/malformed.js";
 import { RedisGroup, type GroupOptions } from "./store/index.js";
 
 export interface ServerOptions {
@@ -95,9 +96,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     "grpc.max_send_message_length": validLimits.maxMessageBytes,
   });
   const rateQueue = createRateQueueService({ engine, clock, log, gate, router, auth, limits });
-  server.addService(grpcServiceDefinition(RateQueueService), rateQueue.implementation);
+  server.addService(tolerantDefinition(grpcServiceDefinition(RateQueueService)), rateQueue.implementation);
   server.addService(
-    grpcServiceDefinition(AdminService),
+    tolerantDefinition(grpcServiceDefinition(AdminService)),
     createAdminService({ engine, log, gate, auth, store: group ?? options.store ?? memoryStore }),
   );
   health = new HealthImplementation(

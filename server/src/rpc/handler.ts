@@ -2,6 +2,7 @@
 // function and maps whatever it throws to a gRPC status.
 import { Metadata, type sendUnaryData, type ServerErrorResponse, type ServerUnaryCall } from "@grpc/grpc-js";
 import type { Logger } from "../log.js";
+import { malformedError } from "./malformed.js";
 import { RpcError, toRpcError } from "./rpc-error.js";
 
 /** The grpc-js error object for an RpcError, with its trailers. */
@@ -25,6 +26,8 @@ export function unary<I, O>(log: Logger, method: string, fn: (request: I, call: 
   return (call: ServerUnaryCall<I, O>, callback: sendUnaryData<O>): void => {
     let result: O | Promise<O>;
     try {
+      const bad = malformedError(call.request);
+      if (bad !== undefined) throw bad;
       result = fn(call.request, call);
     } catch (err) {
       callback(serviceError(reportError(log, method, err)));

@@ -16,6 +16,7 @@ import { grantToProto, heartbeatToProto, releaseToProto } from "./convert.js";
 import type { Gate } from "./gate.js";
 import { serviceError, reportError } from "./handler.js";
 import type { LeaseHolder, LeaseRouter } from "./lease-router.js";
+import { malformedError } from "./malformed.js";
 import { RpcError, statusOf } from "./rpc-error.js";
 import { acquireFromProto, heartbeatFromProto, releaseFromProto } from "./validate.js";
 
@@ -70,6 +71,11 @@ export class WorkerSession implements LeaseHolder {
 
   private handle(req: SessionRequest): void {
     if (this.closed) return;
+    const bad = malformedError(req);
+    if (bad !== undefined) {
+      this.abort(bad);
+      return;
+    }
     const id = req.requestId;
     try {
       const refusal = this.deps.gate.refusal();
