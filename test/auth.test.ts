@@ -338,3 +338,26 @@ describe("first start", () => {
     expect(s.err).toContain("at least 32 characters");
   });
 });
+
+test.each<[string, keyof typeof adminMethods, object]>([
+  ["name", "createNamespace", create(CreateNamespaceRequestSchema, { name: "" })],
+  ["name", "createNamespace", create(CreateNamespaceRequestSchema, { name: "Upper" })],
+  ["name", "createNamespace", create(CreateNamespaceRequestSchema, { name: "x".repeat(64) })],
+  ["name", "createNamespace", create(CreateNamespaceRequestSchema, { name: "a@b" })],
+  ["name", "deleteNamespace", create(DeleteNamespaceRequestSchema, { name: "default" })],
+  ["namespace", "createApiKey", create(CreateApiKeyRequestSchema, { namespace: "Bad!", role: ApiKeyRole.WORKER })],
+  ["role", "createApiKey", create(CreateApiKeyRequestSchema, { role: ApiKeyRole.UNSPECIFIED })],
+  ["role", "createApiKey", create(CreateApiKeyRequestSchema, { role: 42 as ApiKeyRole })],
+  ["description", "createApiKey", create(CreateApiKeyRequestSchema, { role: ApiKeyRole.WORKER, description: "d".repeat(257) })],
+  ["description", "createApiKey", create(CreateApiKeyRequestSchema, { role: ApiKeyRole.WORKER, description: "a\nb" })],
+  ["namespace", "listApiKeys", create(ListApiKeysRequestSchema, { namespace: "NO" })],
+  ["id", "revokeApiKey", create(RevokeApiKeyRequestSchema, { id: "" })],
+  ["id", "revokeApiKey", create(RevokeApiKeyRequestSchema, { id: "Not-An-Id" })],
+])("bad %s on %s: INVALID_ARGUMENT naming the field (case %#)", async (field, method, request) => {
+  const out = await raw(rootKey).call(adminMethods[method] as never, request);
+  expect(out.ok).toBe(false);
+  if (!out.ok) {
+    expect(status[out.code]).toBe("INVALID_ARGUMENT");
+    expect(out.message.startsWith(`${field}:`), out.message).toBe(true);
+  }
+});
