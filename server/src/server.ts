@@ -113,7 +113,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       err ? reject(err) : resolve(bound),
     ),
   );
-  log.info("listening", { host: options.host, port, resources: engine.listResources().map((r) => r.name) });
+  log.info("listening", {
+    host: options.host,
+    port,
+    resources: engine.listResources().map((r) => r.name),
+    auth: auth.enabled ? "on" : "off",
+    tls: options.tls === undefined ? "off" : options.tls.clientCaFile === undefined ? "on" : "on, client certificates required",
+  });
   group?.start({
     engine,
     endSessions: (err) => {

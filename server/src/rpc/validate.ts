@@ -62,6 +62,16 @@ export const limits = {
   maxMessageBytes: 1 << 20,
 } as const;
 
+// Further rules checked on the Session stream (session.ts):
+//   request_id          not 0 (reserved for notices), and not the id of an
+//                       acquire still waiting on the same session;
+//   acquire_request_id  not 0; an unknown or decided id is ignored;
+//   kind                one of acquire, release, heartbeat, cancel;
+//   the body            a valid protobuf message, else the stream ends with
+//                       INVALID_ARGUMENT (unary calls answer it).
+// Per-client limits (RESOURCE_EXHAUSTED) are flags of `serve`; see
+// auth/quotas.ts for their defaults.
+
 export const defaults = {
   load: 1,
   priority: 10,
