@@ -1,13 +1,16 @@
 // Durability on Redis: fenced writes, resources that survive a restart of
 // every node, and a lone node that rides out a Redis restart.
+import { join } from "node:path";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
 import { createAdminClient, createClient } from "@ratequeue/client";
 import { Dimension } from "@ratequeue/client/proto";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { FencedError, RedisStore } from "../server/src/store/index.js";
 import { closeRedis, startNode, startRedis, waitForLog, type RedisInstance } from "./support/redis.js";
-import type { ServerProcess } from "./support/server-process.js";
+import { repoRoot, type ServerProcess } from "./support/server-process.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const leading = (e: Record<string, unknown>) => e.msg === "leading";
@@ -113,6 +116,71 @@ describe("durable configuration", () => {
       expect(Number(added.leaseTtl!.seconds)).toBe(9);
     } finally {
       admin2.close();
+    }
+  });
+});
+
+/** The standard health service's status of `service` on a node. */
+async function healthOf(n: ServerProcess, service: string): Promise<string> {
+  const definition = protoLoader.loadSync(join(repoRoot, "node_modules/grpc-health-check/proto/health/v1/health.proto"), { enums: String });
+  const pkg = grpc.loadPackageDefinition(definition) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const health = new pkg.grpc.health.v1.Health(`127.0.0.1:${n.port}`, grpc.credentials.createInsecure());
+  try {
+    return await new Promise<string>((resolve, reject) =>
+      health.Check({ service }, (e: Error | null, r: { status: string }) => (e ? reject(e) : resolve(r.status))),
+    );
+  } finally {
+    health.close();
+  }
+}
+
+describe("a group of two", () => {
+  test("the standby refuses with the leader's address; health; a graceful handover keeps held leases", async () => {
+    const args = ["--redis-prefix", "handover"];
+    const config = { resources: { api: { concurrency: 2, lease_ttl: "5s" } } };
+    const a = await node(redis.url, { config, args });
+    await waitForLog(a, leading);
+    const b = await node(redis.url, { config, args });
+    await waitForLog(b, (e) => e.msg === "standing by");
+
+    expect(await healthOf(a, "")).toBe("SERVING");
+    expect(await healthOf(b, "")).toBe("NOT_SERVING");
+    expect(await healthOf(b, "ratequeue.v1.Standby")).toBe("SERVING");
+    expect(await healthOf(b, "ratequeue.v1.Redis")).toBe("SERVING");
+
+    // A worker call to the standby: UNAVAILABLE naming the leader in the trailer.
+    const raw = new grpc.Client(`127.0.0.1:${b.port}`, grpc.credentials.createInsecure());
+    const refused = await new Promise<grpc.ServiceError>((resolve) =>
+      raw.makeUnaryRequest(
+        "/ratequeue.v1.RateQueueService/Heartbeat",
+        (x: Buffer) => x,
+        (x: Buffer) => x,
+        Buffer.alloc(0),
+        (err) => resolve(err!),
+      ),
+    );
+    raw.close();
+    expect(refused.code).toBe(grpc.status.UNAVAILABLE);
+    expect(refused.metadata.get("ratequeue-leader")).toEqual([`127.0.0.1:${a.port}`]);
+
+    // The client is given the standby first and finds the leader by the hint.
+    const client = createClient({ url: `${b.url},${a.url}` });
+    try {
+      const held = await client.acquire("api", { timeoutMs: 5000 });
+      const stoppedAt = Date.now();
+      expect(await a.stop("SIGTERM")).toBe(0); // final snapshot, then resigns
+      const took = await waitForLog(b, leading, 5000);
+      expect(took.from).toBe("final snapshot");
+      expect(took.leases).toBe(1);
+      console.log(`graceful handover: ${Date.parse(took.time as string) - stoppedAt} ms`);
+      expect(await healthOf(b, "")).toBe("SERVING");
+      // The lease was re-attached on the new leader by heartbeat and is still held there.
+      await sleep(300);
+      expect(held.signal.aborted).toBe(false);
+      expect(await held.release()).toBe("released");
+      await (await client.acquire("api", { timeoutMs: 5000 })).release();
+    } finally {
+      await client.close();
     }
   });
 });

@@ -51,8 +51,8 @@ export class LeaderGate implements Gate {
 
   constructor(
     private readonly now: () => number,
-    /** Called once each time the deadline passes while the gate was open. */
-    private readonly onLapse: () => void,
+    /** Called once each time the deadline passes while the gate was open, with that deadline. */
+    private readonly onLapse: (deadline: number) => void,
   ) {}
 
   /** Opens the gate until `until` (Infinity: until told otherwise). */
@@ -80,10 +80,11 @@ export class LeaderGate implements Gate {
   isOpen(): boolean {
     if (this.until === -Infinity) return false;
     if (this.now() < this.until) return true;
+    const deadline = this.until;
     this.until = -Infinity;
     this.reason = "this node stopped granting: its leadership lease could have lapsed; retry on another node";
     this.leader = undefined;
-    this.onLapse();
+    this.onLapse(deadline);
     return false;
   }
 

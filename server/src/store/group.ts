@@ -131,7 +131,7 @@ export class RedisGroup implements ResourceStore {
     this.margin = Math.max(50, Math.round(this.ttl / 10));
     this.gate = new LeaderGate(
       () => clock.now(),
-      () => this.stopGranting("the leadership lease could have lapsed (no renewal confirmed in time)"),
+      (deadline) => this.stopGranting("the leadership lease could have lapsed (no renewal confirmed in time)", undefined, deadline),
     );
     this.engineClock = {
       now: () => clock.now(),
@@ -307,7 +307,7 @@ export class RedisGroup implements ResourceStore {
     const now = clock.now();
     const plan = this.plan(term, stored, now);
     // Still granting from memory (--redis-loss continue): nothing to install.
-    if (!(plan.from === "memory" && this.granting)) engine.restore(plan.snapshot, { notBefore: plan.notBefore });
+    if (!(plan.from.startsWith("memory") && this.granting)) engine.restore(plan.snapshot, { notBefore: plan.notBefore });
     this.memoryTerm = term;
     if (plan.rewriteResources) for (const spec of engine.listResources()) await this.store.putResource(term, spec);
     const added = await this.store.seed(term, this.deps.seed.filter((s) => !stored.resources.has(s.name)));
@@ -409,11 +409,12 @@ export class RedisGroup implements ResourceStore {
    * acquires elsewhere) and fails the remaining waiters. Leases and limit
    * state stay in memory.
    */
-  private stopGranting(reason: string, leader?: string): void {
+  private stopGranting(reason: string, leader?: string, deadline?: number): void {
     this.gate.follow(`${reason}; retry`, leader);
     if (!this.granting) return;
     this.granting = false;
-    this.deps.log.warn("stopped granting", { reason, epoch: this.term?.epoch ?? this.memoryTerm?.epoch });
+    // `deadline`: the instant after which this node granted nothing (the log line may come later on a busy node).
+    this.deps.log.warn("stopped granting", { reason, epoch: this.term?.epoch ?? this.memoryTerm?.epoch, deadline });
     const err = new RpcError(status.UNAVAILABLE, `${reason}; retry`, leader === undefined ? {} : { [leaderMetadataKey]: leader });
     this.server?.endSessions(err);
     this.engine().shutdown(`${reason}; retry`);
