@@ -75,6 +75,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
   const engine = new Engine({
     clock: group?.engineClock ?? clock,
+    // A leader grants nothing past its lease deadline, whatever triggers the grant.
+    grantDeadline: group && (() => group.gate.deadline()),
     newLeaseId: randomUUID,
     onLeaseExpired: (lease) => {
       log.info("lease expired", { resource: lease.resource, lease: lease.id, owner: lease.owner });

@@ -447,6 +447,38 @@ describe("Engine: lifecycle", () => {
     expect(acq().result?.ok).toBe(true);
   });
 
+  it("suspend grants nothing, not even when a cancel frees the head of the queue; shutdown then fails the rest", () => {
+    const { acq, engine, granted } = setup(spec({ concurrency: 1 }));
+    acq();
+    const first = acq();
+    const second = acq();
+    engine.suspend("lost the leadership lease");
+    expect(acq().result).toEqual({ ok: false, failure: { code: "UNAVAILABLE", message: "lost the leadership lease" } });
+    engine.cancel(first.ticket!);
+    engine.release(granted[0]!.id);
+    expect(second.result).toBeUndefined();
+    expect(granted.length).toBe(1);
+    engine.shutdown("lost the leadership lease");
+    expect(second.result?.ok).toBe(false);
+  });
+
+  it("grants nothing at or after grantDeadline, whatever triggers the grant", () => {
+    const clock = new SimulatedClock(0);
+    let deadline = 100;
+    const engine = new Engine({ clock, grantDeadline: () => deadline });
+    engine.putResource(spec({ concurrency: 1 }));
+    const req = { resource: "api", load: 1, priority: 10, lane: "", owner: "w" };
+    const got: string[] = [];
+    engine.acquire(req, (r) => r.ok && got.push(r.grant.lease.id));
+    engine.acquire(req, (r) => got.push(r.ok ? "granted" : r.failure.code));
+    clock.advance(100);
+    expect(engine.release(got[0]!)).toBe("released"); // frees the slot at the deadline: no grant
+    expect(got.length).toBe(1);
+    deadline = Infinity;
+    engine.restore(engine.snapshot()); // reopening re-evaluates; the waiter failed UNAVAILABLE
+    expect(got[1]).toBe("UNAVAILABLE");
+  });
+
   it("expires restored leases that are already past their time", () => {
     const { acq, engine } = setup(spec({ leaseTtlMs: 100 }));
     acq();

@@ -41,6 +41,11 @@ export interface EngineOptions {
   tombstoneCapacity?: number;
   /** Receives exceptions thrown by callbacks; the default rethrows them asynchronously. */
   onCallbackError?: (err: unknown) => void;
+  /**
+   * The engine grants nothing at or after this time (a group leader's lease
+   * deadline, checked on every grant whatever triggered it). Default: never.
+   */
+  grantDeadline?: () => Millis;
 }
 
 const FAILED_AT_ONCE = null;
@@ -125,12 +130,14 @@ export class Engine {
   private waitingTotal = 0;
   private heldLeases = 0;
   private closedMessage: string | undefined;
+  private readonly grantDeadline: () => Millis;
   private readonly dirtyList: Resource[] = [];
 
   /** Creates an engine with no resources. */
   constructor(options: EngineOptions) {
     this.clock = options.clock;
     this.onLeaseExpired = options.onLeaseExpired;
+    this.grantDeadline = options.grantDeadline ?? (() => Infinity);
     if (options.newLeaseId !== undefined) this.newLeaseId = options.newLeaseId;
     else {
       // A random prefix per engine keeps ids unique across restarts and
@@ -413,6 +420,18 @@ export class Engine {
     this.flush();
   }
 
+  /**
+   * Stops granting at once without failing anyone: new acquires fail
+   * UNAVAILABLE with `message`, waiters stay queued (and are never granted)
+   * until cancelled or until shutdown() fails them. A leader that loses its
+   * lease suspends first, so that worker streams can withdraw their waiters
+   * (clients re-send them to the new leader) without a withdrawal granting
+   * the next waiter. restore() reopens a suspended engine.
+   */
+  suspend(message: string): void {
+    this.closedMessage = message;
+  }
+
   /** The engine's state as plain JSON values (waiters excluded). */
   snapshot(): EngineSnapshot {
     const now = this.clock.now();
@@ -585,6 +604,8 @@ export class Engine {
    * blocked by concurrency waits for a release or expiry instead.
    */
   private pump(r: Resource, now: Millis): void {
+    // Suspended, shut down, or past the leader's deadline: grants nothing.
+    if (this.closedMessage !== undefined || now >= this.grantDeadline()) return;
     while (r.waiting > 0) {
       if (!this.roomFor(r)) return;
       const lane = this.chooseLane(r);

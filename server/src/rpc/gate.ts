@@ -88,6 +88,11 @@ export class LeaderGate implements Gate {
     return false;
   }
 
+  /** Until when this node may grant: -Infinity when closed (for Engine's grantDeadline). */
+  deadline(): number {
+    return this.until;
+  }
+
   /** The leader's address as last known (undefined while electing). */
   leaderHint(): string | undefined {
     return this.leader;

@@ -261,7 +261,9 @@ export class RedisGroup implements ResourceStore {
       return;
     }
     const until = this.deadline(sentAt);
-    if (this.granting) {
+    // isOpen() notices a deadline that passed while the renewal was in flight
+    // (the engine may have held grants back at it): then reopen from memory.
+    if (this.granting && this.gate.isOpen()) {
       this.extend(until);
       return;
     }
@@ -416,6 +418,9 @@ export class RedisGroup implements ResourceStore {
     // `deadline`: the instant after which this node granted nothing (the log line may come later on a busy node).
     this.deps.log.warn("stopped granting", { reason, epoch: this.term?.epoch ?? this.memoryTerm?.epoch, deadline });
     const err = new RpcError(status.UNAVAILABLE, `${reason}; retry`, leader === undefined ? {} : { [leaderMetadataKey]: leader });
+    // Suspend first: ending a stream withdraws its waiters, and a withdrawal
+    // must not grant the next waiter. Then fail what still waits (unary calls).
+    this.engine().suspend(`${reason}; retry`);
     this.server?.endSessions(err);
     this.engine().shutdown(`${reason}; retry`);
     this.report();
