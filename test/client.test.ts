@@ -142,3 +142,27 @@ test("after a server restart the client learns its lease is gone and reconnects 
     await again.stop();
   }
 });
+
+test("an acquire waiting when its server shuts down is sent again to the server that takes over", async () => {
+  const own = await startServerProcess({ config });
+  const c = createClient({ url: own.url });
+  clients.push(c);
+  await c.acquire("one");
+  const waiting = c.acquire("one", { timeoutMs: 20_000 });
+  await expect.poll(async () => {
+    const a = createAdminClient({ url: own.url });
+    const depth = (await a.getResourceStats("one")).lanes[0]!.queueDepth;
+    a.close();
+    return depth;
+  }).toBe(1);
+  expect(await own.stop("SIGTERM")).toBe(0);
+  // The waiter was answered UNAVAILABLE by the departing server; the client
+  // keeps it and sends it again once a server answers on the address.
+  const next = await startServerProcess({ config, port: own.port });
+  try {
+    const lease = await waiting;
+    expect(await lease.release()).toBe("released");
+  } finally {
+    await next.stop();
+  }
+});

@@ -3,7 +3,7 @@
 // session reconnects with backoff (following a standby's leader hint),
 // re-sends what was outstanding and heartbeats its leases to keep them.
 import { create } from "@bufbuild/protobuf";
-import type { ClientDuplexStream, ServiceError } from "@grpc/grpc-js";
+import { status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import type { Connection } from "./connection.js";
 import { isRetryable, RateQueueError } from "./errors.js";
 import {
@@ -132,6 +132,12 @@ export class Session {
         const value = create(ReleaseRequestSchema, { leaseId: response.kind.value.lease.leaseId });
         this.request({ case: "release", value }).answer.catch(() => {});
       }
+      return;
+    }
+    if (response.kind.case === "failure" && response.kind.value.code === status.UNAVAILABLE) {
+      // This node is going away (shutting down, or no longer the leader): keep
+      // the request and reconnect, which sends it again to whoever serves next.
+      this.stream?.cancel();
       return;
     }
     this.outstanding.delete(response.requestId);
