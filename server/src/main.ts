@@ -32,6 +32,10 @@ async function main(argv: string[]): Promise<number> {
     console.log(usage + securityUsage);
     return command === undefined ? 2 : 0;
   }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    console.log(usage + securityUsage);
+    return 0;
+  }
   if (command === "keys" || command === "namespaces") return runAdminCommand(command, rest);
   if (command !== "serve") {
     console.error(`unknown command '${command}'\n\n${usage}`);
