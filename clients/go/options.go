@@ -25,7 +25,7 @@ func defaultConfig() config {
 	return config{
 		reconnectTimeout: 30 * time.Second,
 		initialBackoff:   50 * time.Millisecond,
-		maxBackoff:       3 * time.Second,
+		maxBackoff:       time.Second,
 		probeTimeout:     10 * time.Second,
 	}
 }
@@ -51,7 +51,9 @@ func WithReconnectTimeout(d time.Duration) Option {
 }
 
 // WithBackoff sets the first and the longest pause between reconnect
-// attempts. The defaults are 50 ms and 3 s.
+// attempts. The defaults are 50 ms and 1 s: short enough that a server
+// taking over (after a failover or a graceful shutdown) is found within
+// about a second.
 func WithBackoff(initial, max time.Duration) Option {
 	return func(c *config) { c.initialBackoff, c.maxBackoff = initial, max }
 }

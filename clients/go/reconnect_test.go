@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -250,5 +251,66 @@ func TestAuthErrors(t *testing.T) {
 	var e *ratequeue.Error
 	if !errors.As(err, &e) || e.GRPCStatus().Message() == "" {
 		t.Errorf("no status message on %v", err)
+	}
+}
+
+// A server shutting down gracefully answers every waiting acquire
+// UNAVAILABLE and ends the sessions. The client keeps the acquire and sends
+// it again to the server that takes over on the same address, which grants
+// it; the caller never sees the error.
+func TestWaitingAcquireRidesThroughGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	const config = `
+resources:
+  one:
+    concurrency: 1
+    lease_ttl: 30s
+`
+	own, err := testserver.Start(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Stop()
+	c := dial(t, own.Addr)
+	acquire(t, c, "one") // the only slot; the server that takes over knows nothing of it
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	waiting := waitAcquire(ctx, c, "one")
+	eventually(t, 5*time.Second, "one queued request", func() bool { return queueDepth(stats(t, c, "one")) == 1 })
+
+	if err := own.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if code := own.ExitCode(); code != 0 {
+		t.Fatalf("the server exited %d on SIGTERM, want 0:\n%s", code, own.Logs())
+	}
+	select {
+	case a := <-waiting:
+		t.Fatalf("the waiting acquire returned while no server was up: %v", a.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	_, port, _ := net.SplitHostPort(own.Addr)
+	p, _ := strconv.Atoi(port)
+	next, err := testserver.StartOn(config, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := next.Stop(); err != nil || next.ExitCode() != 0 {
+			t.Errorf("the second server: %v, exit %d", err, next.ExitCode())
+		}
+	}()
+	started := time.Now()
+	a := recv(t, waiting, 10*time.Second)
+	if a.err != nil {
+		t.Fatalf("the waiting acquire: %v", a.err)
+	}
+	if d := time.Since(started); d > 3*time.Second {
+		t.Errorf("granted %v after the new server started; want about a second at most", d)
+	}
+	if err := a.lease.Release(context.Background()); err != nil {
+		t.Fatalf("Release on the new server: %v", err)
 	}
 }

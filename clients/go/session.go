@@ -6,19 +6,26 @@ package ratequeue
 // reconnect re-sends all of them on the new stream: waiting acquires queue
 // again and releases are retried (both are harmless to repeat). Leases are
 // heartbeated by heartbeatLoop, and all at once after a reconnect, which
-// re-attaches them to the new session.
+// re-attaches them to the new session. A request answered UNAVAILABLE comes
+// from a node that is going away (shutting down, or no longer the leader):
+// its op stays registered and the session is dropped, so the request goes
+// again to whoever serves next.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1"
 )
@@ -30,7 +37,15 @@ type session struct {
 	ep       endpoint
 	sendMu   sync.Mutex
 	received bool // an answer came after the probe; only run reads it
+	// departing: the server answered a request UNAVAILABLE, so it is going
+	// away; only run reads it.
+	departing bool
 }
+
+// departureGrace is how long a departing server may take to end the
+// session itself (its status may name the next leader) before the client
+// drops it.
+const departureGrace = 250 * time.Millisecond
 
 func (s *session) send(req *pb.SessionRequest) error {
 	s.sendMu.Lock()
@@ -145,13 +160,30 @@ func (c *Client) attach(s *session) {
 		pending = append(pending, o)
 	}
 	c.mu.Unlock()
+	// In the order they were made, acquires with what is left of their timeout.
+	slices.SortFunc(pending, func(a, b *op) int {
+		return cmp.Compare(a.req.GetRequestId(), b.req.GetRequestId())
+	})
 	for _, o := range pending {
-		if s.send(o.req) != nil {
+		if s.send(resendable(o)) != nil {
 			return // run notices the broken stream and reconnects
 		}
 	}
 	c.heartbeat(true)
 	c.wakeHeartbeats()
+}
+
+// resendable returns o's request to send again: an acquire carries what is
+// left of its timeout.
+func resendable(o *op) *pb.SessionRequest {
+	a := o.req.GetAcquire()
+	if a == nil || a.GetTimeout() == nil {
+		return o.req
+	}
+	left := max(0, time.Until(o.since.Add(a.GetTimeout().AsDuration())))
+	req := proto.Clone(o.req).(*pb.SessionRequest)
+	req.GetAcquire().Timeout = durationpb.New(left)
+	return req
 }
 
 // run receives on the open session and reconnects when it breaks.
@@ -177,7 +209,9 @@ func (c *Client) run(s *session) {
 		if code := status.Code(err); terminal(code) {
 			c.failOps(func(*op) bool { return true }, fromError(err))
 		}
-		if s.received {
+		// A departing server keeps the backoff growing: a node that answers
+		// UNAVAILABLE yet stays up is not retried in a tight loop.
+		if s.received && !s.departing {
 			backoff = c.cfg.initialBackoff
 		}
 		if leader != "" && leader != s.ep.target {
@@ -203,8 +237,16 @@ func (c *Client) run(s *session) {
 	}
 }
 
-// receive dispatches the session's answers until the stream breaks.
+// receive dispatches the session's answers until the stream breaks. When
+// the server answers a request UNAVAILABLE it is going away: the session is
+// dropped shortly after, if the server has not ended it by then.
 func (c *Client) receive(s *session) error {
+	var grace *time.Timer
+	defer func() {
+		if grace != nil {
+			grace.Stop()
+		}
+	}()
 	for {
 		resp, err := s.stream.Recv()
 		if err != nil {
@@ -214,7 +256,10 @@ func (c *Client) receive(s *session) error {
 			return err
 		}
 		s.received = true
-		c.dispatch(resp)
+		if c.dispatch(resp) && !s.departing {
+			s.departing = true
+			grace = time.AfterFunc(departureGrace, s.cancel)
+		}
 	}
 }
 
@@ -310,15 +355,22 @@ func (c *Client) abandon(id uint64) bool {
 	return true
 }
 
-// dispatch hands an answer to its op.
-func (c *Client) dispatch(resp *pb.SessionResponse) {
+// dispatch hands an answer to its op. It reports true when the answer is
+// UNAVAILABLE for a registered op: the server is going away (shutting down
+// or no longer the leader), and the op stays registered to be sent again on
+// the next session.
+func (c *Client) dispatch(resp *pb.SessionResponse) (departing bool) {
 	if e := resp.GetLeaseExpired(); e != nil {
 		c.lose(e.GetLeaseId())
-		return
+		return false
 	}
 	id := resp.GetRequestId()
 	c.mu.Lock()
 	o, ok := c.ops[id]
+	if ok && resp.GetFailure() != nil && codes.Code(resp.GetFailure().GetCode()) == codes.Unavailable {
+		c.mu.Unlock()
+		return true
+	}
 	delete(c.ops, id)
 	_, orphan := c.orphans[id]
 	delete(c.orphans, id)
@@ -332,6 +384,7 @@ func (c *Client) dispatch(resp *pb.SessionResponse) {
 			c.releaseID(l.GetLeaseId())
 		}
 	}
+	return false
 }
 
 // releaseID sends a release nobody waits for.

@@ -13,6 +13,7 @@ import pytest
 
 import ratequeue
 import ratequeue.aio as rq
+from conftest import Admin, start_server
 from ratequeue._proto.ratequeue.v1 import ratequeue_pb2_grpc
 
 
@@ -172,3 +173,47 @@ def test_reconnect_reattaches_leases_and_resends_waits(server, admin):
         asyncio.run(main())
     finally:
         proxy.close()
+
+
+ONE_SLOT_CONFIG = """\
+resources:
+  one:
+    concurrency: 1
+    lease_ttl: 30s
+"""
+
+
+def test_waiting_acquire_rides_through_a_graceful_shutdown(tmp_path):
+    """A server shutting down answers the waiting acquire UNAVAILABLE; the
+    client keeps it and sends it again to the server that comes up next."""
+    cfg = tmp_path / "ratequeue.yaml"
+    cfg.write_text(ONE_SLOT_CONFIG)
+    own = start_server(cfg)
+    servers = [own]
+    admin = Admin(own.target)
+    client = rq.Client(own.url)
+
+    async def main():
+        held = await client.acquire_lease("one")
+        waiter = asyncio.ensure_future(client.acquire_lease("one", timeout=20))
+        assert await asyncio.to_thread(admin.wait_for, lambda: admin.queue_depth("one") == 1)
+        assert await asyncio.to_thread(own.stop) == 0, "".join(own.log[-20:])
+        await asyncio.sleep(0.3)
+        # The departing server answered the waiter UNAVAILABLE: it must not surface.
+        assert not waiter.done(), waiter.exception() if waiter.done() else None
+        nxt = await asyncio.to_thread(start_server, cfg, port=own.port)
+        servers.append(nxt)
+        started = time.monotonic()
+        lease = await asyncio.wait_for(waiter, 10)
+        assert lease.resource == "one"
+        assert time.monotonic() - started < 3, "the new server should be found within about a second"
+        assert await client.release(lease) == "RELEASED"
+        await client.release(held)  # unknown to the new server: harmless
+        await client.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        admin.channel.close()
+        for s in servers:
+            assert s.stop() == 0, "".join(s.log[-20:])

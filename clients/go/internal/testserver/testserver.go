@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,6 +59,12 @@ func ServerJS() (string, error) {
 // Start starts a server on a free port of 127.0.0.1 with the given YAML
 // configuration and waits until it listens.
 func Start(configYAML string) (*Server, error) {
+	return StartOn(configYAML, 0)
+}
+
+// StartOn is Start on the given port of 127.0.0.1 (0: a free one), for
+// example the port of a server that was stopped, to stand in for it.
+func StartOn(configYAML string, port int) (*Server, error) {
 	js, err := ServerJS()
 	if err != nil {
 		return nil, err
@@ -72,7 +79,7 @@ func Start(configYAML string) (*Server, error) {
 		return nil, err
 	}
 	f.Close()
-	cmd := exec.Command("node", js, "serve", "--host", "127.0.0.1", "--port", "0", "--config", f.Name())
+	cmd := exec.Command("node", js, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--config", f.Name())
 	cmd.Stderr = os.Stderr
 	DieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
@@ -83,7 +90,7 @@ func Start(configYAML string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cmd: cmd, done: make(chan struct{})}
-	port := make(chan int, 1)
+	bound := make(chan int, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -98,7 +105,7 @@ func Start(configYAML string) (*Server, error) {
 			}
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" && rec.Port > 0 {
 				select {
-				case port <- rec.Port:
+				case bound <- rec.Port:
 				default:
 				}
 			}
@@ -110,7 +117,7 @@ func Start(configYAML string) (*Server, error) {
 		close(s.done)
 	}()
 	select {
-	case p := <-port:
+	case p := <-bound:
 		s.Addr = fmt.Sprintf("127.0.0.1:%d", p)
 		return s, nil
 	case <-s.done:
@@ -142,6 +149,17 @@ func (s *Server) Stop() error {
 		_ = s.cmd.Process.Kill()
 		<-s.done
 		return errors.New("server did not stop within 10s of SIGTERM; killed")
+	}
+}
+
+// ExitCode returns the process's exit status once it has exited (after
+// Stop), or -1 while it runs or when a signal ended it.
+func (s *Server) ExitCode() int {
+	select {
+	case <-s.done:
+		return s.cmd.ProcessState.ExitCode()
+	default:
+		return -1
 	}
 }
 

@@ -64,7 +64,9 @@ class ClientConfig:
         reconnect_timeout: Seconds a waiting acquire (or a release) tolerates
             having no connection before it fails with ``Unavailable``.
         initial_backoff: First pause between reconnect attempts, seconds.
-        max_backoff: Longest pause between reconnect attempts, seconds.
+        max_backoff: Longest pause between reconnect attempts, seconds. It
+            stays short so that a node taking over (after a failover or a
+            graceful shutdown) is found within about a second.
         root_certificates: PEM bytes to trust for ``https://`` servers;
             ``None`` uses the system roots.
     """
@@ -73,7 +75,7 @@ class ClientConfig:
     api_key: Optional[str] = None
     reconnect_timeout: float = 30.0
     initial_backoff: float = 0.05
-    max_backoff: float = 3.0
+    max_backoff: float = 1.0
     root_certificates: Optional[bytes] = field(default=None, repr=False)
 
     @staticmethod

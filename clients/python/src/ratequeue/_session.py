@@ -10,6 +10,9 @@ process on one ``RateQueueService.Session`` stream and keeps that stream up:
   ``ratequeue-leader`` hint first, else the next server of the list),
   re-sends the waiting acquires with their remaining timeouts and heartbeats
   every held lease to re-attach it;
+- a request answered UNAVAILABLE comes from a node that is going away (it
+  is shutting down, or lost the leadership): the request is kept, the stream
+  dropped, and the request sent again to whoever serves next;
 - a cancelled waiter sends a cancel, and a grant that arrives for a waiter
   that has gone is released at once.
 
@@ -47,6 +50,9 @@ _FATAL = frozenset(
     }
 )
 _TICK = 0.05  # seconds between housekeeping rounds (heartbeats, local timeouts)
+# After a node answered UNAVAILABLE (it is going away), how long to wait for
+# it to end the stream itself, which may name the next leader in a trailer.
+_DEPARTURE_GRACE = 0.25
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
@@ -123,6 +129,7 @@ class Session:
         self._demand: Optional[asyncio.Event] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._closed = False
+        self._departing = False  # the open stream's node said it is going away
 
     # ------------------------------------------------------------------ API
 
@@ -331,6 +338,7 @@ class Session:
                 await self._demand.wait()
             ep = self._redirect or self._endpoints[self._ep_index % len(self._endpoints)]
             err: Optional[grpc.aio.AioRpcError] = None
+            self._departing = False
             try:
                 await self._serve(ep)
                 self._last_error = f"{ep}: the server ended the session"
@@ -342,7 +350,10 @@ class Session:
             except Exception as e:  # noqa: BLE001 - keep the session alive
                 log.exception("ratequeue: session stream to %s failed", ep)
                 self._last_error = f"{ep}: {e!r}"
-            was_healthy = self._healthy
+            # The node answered a request UNAVAILABLE: it is shutting down or
+            # handing over, and the request was kept to be sent again.
+            departing = self._departing
+            was_healthy = self._healthy and not departing
             self._disconnect()
             if was_healthy:
                 backoff = self.config.initial_backoff
@@ -352,6 +363,17 @@ class Session:
                 self._redirect = Endpoint(leader, ep.tls)
                 if not was_healthy:
                     await asyncio.sleep(min(backoff, 0.05))
+                continue
+            if departing:
+                # The node is going away: keep what waits, try the next
+                # server (or this one again once it is back) after a pause.
+                # The pause stays short so that a node taking over is found
+                # within about a second.
+                self._redirect = None
+                self._ep_index += 1
+                log.info("ratequeue: %s is going away (%s); reconnecting", ep, self._last_error)
+                await asyncio.sleep(self._pause(backoff))
+                backoff = min(backoff * 2, self.config.max_backoff)
                 continue
             if err is not None and err.code() in _FATAL:
                 failure = error_from_rpc(err)
@@ -365,11 +387,19 @@ class Session:
                     self._redirect = None
                 else:
                     self._ep_index += 1
-                log.debug("ratequeue: %s; retrying in %.2fs", self._last_error, backoff)
-                await asyncio.sleep(backoff * random.uniform(0.7, 1.3))
+                pause = self._pause(backoff)
+                log.debug("ratequeue: %s; retrying in %.2fs", self._last_error, pause)
+                await asyncio.sleep(pause)
                 backoff = min(backoff * 2, self.config.max_backoff)
 
+    def _pause(self, backoff: float) -> float:
+        """A reconnect pause: the backoff, capped, with jitter (0.5 to 1 times)."""
+        return min(backoff, self.config.max_backoff) * random.uniform(0.5, 1.0)
+
     async def _serve(self, ep: Endpoint) -> None:
+        """Runs one stream until it ends. Sets ``_departing`` when the node
+        answered a request UNAVAILABLE (it is going away) and drops the
+        stream shortly after."""
         stub = pb_grpc.RateQueueServiceStub(self._channel(ep))
         call = stub.Session(metadata=self._metadata)
         queue: asyncio.Queue = asyncio.Queue()
@@ -385,14 +415,28 @@ class Session:
                 else:
                     self._send_op(op)
             self._heartbeat(list(self._leases.values()))
+            departing_at: Optional[float] = None
             while True:
-                resp = await call.read()
+                if departing_at is None:
+                    resp = await call.read()
+                else:
+                    # Give the node a moment to end the stream itself (its
+                    # status may name the next leader), then drop it.
+                    left = departing_at + _DEPARTURE_GRACE - self._loop.time()
+                    if left <= 0:
+                        return
+                    try:
+                        resp = await asyncio.wait_for(call.read(), left)
+                    except asyncio.TimeoutError:
+                        return
                 if resp is grpc.aio.EOF:
                     return
                 if not self._healthy:
                     self._healthy = True
                     self._disconnected_since = None
-                self._dispatch(resp)
+                if not self._dispatch(resp) and departing_at is None:
+                    self._departing = True
+                    departing_at = self._loop.time()
         finally:
             self._queue = None
             writer.cancel()
@@ -427,16 +471,27 @@ class Session:
             h.next_beat = now + max(h.lease.ttl / 3.0, _TICK)
         self._add_op("heartbeat", pb.HeartbeatRequest(lease_ids=[h.lease.lease_id for h in held]))
 
-    def _dispatch(self, resp) -> None:
+    def _dispatch(self, resp) -> bool:
+        """Hands an answer to its waiter. Returns False when the answer says
+        the node is going away: the request stays, to be sent again."""
         kind = resp.WhichOneof("kind")
         if kind == "lease_expired":
             self._lost(resp.lease_expired.lease_id, "expired at the server")
-            return
+            return True
+        if (
+            kind == "failure"
+            and resp.failure.code == grpc.StatusCode.UNAVAILABLE.value[0]
+            and resp.request_id in self._ops
+        ):
+            # This node is shutting down or no longer leads: keep the request
+            # and reconnect, which sends it again to whoever serves next.
+            self._last_error = f"UNAVAILABLE: {resp.failure.message}"
+            return False
         op = self._ops.pop(resp.request_id, None)
         if op is None:
             if kind == "granted":  # its waiter left before the grant arrived
                 self._give_back(self._lease_from(resp.granted))
-            return
+            return True
         if kind == "failure":
             err = error_for(resp.failure.code, resp.failure.message)
             if op.kind == "acquire":
@@ -459,6 +514,7 @@ class Session:
         else:
             log.warning("ratequeue: unexpected %s answer to a %s", kind, op.kind)
             self._resolve(op, None)
+        return True
 
     @staticmethod
     def _lease_from(granted) -> Lease:
