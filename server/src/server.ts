@@ -65,6 +65,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       log,
       // With Redis, the config file only seeds what Redis does not hold.
       seed: options.resources ?? [],
+      namespaces: options.auth?.namespaces,
       onStatus: (s) => {
         const serving = s.serving ? "SERVING" : "NOT_SERVING";
         health?.setStatus("", serving);
@@ -86,7 +87,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (group === undefined) for (const spec of options.resources ?? []) engine.putResource(spec);
 
   const gate = group?.gate ?? new OpenGate();
-  const auth = await setupAuth(options.host, options.auth ?? {}, log);
+  // In a group, keys live in Redis; the config's namespaces are added by each new leader.
+  const authOptions: AuthOptions = group ? { ...options.auth, store: group.keyStore, namespaces: [], group: true } : (options.auth ?? {});
+  const auth = await setupAuth(options.host, authOptions, log);
   const limits: SessionLimits = { ...defaultSessionLimits, ...options.limits };
   const server = new Server({
     // Workers keep one stream open for hours; keepalives find dead peers.
@@ -127,6 +130,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     endSessions: (err) => {
       for (const session of rateQueue.sessions.values()) session.abort(err);
     },
+    reloadKeys: () => auth.reload(),
   });
 
   let stopping: Promise<void> | undefined;

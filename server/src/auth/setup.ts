@@ -19,6 +19,8 @@ export interface AuthOptions {
   /** Namespaces declared in the config file. */
   namespaces?: string[];
   throttle?: ThrottleOptions;
+  /** Keys are shared by a Redis group (store is its RedisKeyStore): a root key is never generated. */
+  group?: boolean;
   /** Where a generated root key is shown (once). Default: stderr. */
   showKey?: (line: string) => void;
 }
@@ -56,6 +58,15 @@ export async function setupAuth(host: string, options: AuthOptions, log: Logger)
       fix: "set RATEQUEUE_ROOT_KEY or --root-key-file to require API keys",
     });
     return auth;
+  }
+  // In a group no root key is generated: a node is not yet leader at start,
+  // so it could not store one, and two nodes starting together would each
+  // print a different key. Redis holds no root key here (else auth is on), so
+  // the operator gives one, the same on every node.
+  if (options.group === true) {
+    throw new Error(
+      `binding ${host} with --redis and no root key: set RATEQUEUE_ROOT_KEY or --root-key-file (the same key on every node of the group), or pass --insecure; a group never generates a root key`,
+    );
   }
   const key = await auth.bootstrapRootKey();
   const show = options.showKey ?? ((line: string) => process.stderr.write(line + "\n"));

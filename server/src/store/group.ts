@@ -34,6 +34,12 @@
 // the node campaigns again; if no other node led meanwhile (the epoch moved
 // by exactly one, or the last snapshot is its own), its memory is the truth
 // and it resumes from it and writes it back; otherwise it restores from Redis.
+//
+// API keys and namespaces (keyStore) are written through the same fenced
+// write as resources. A new leader adds the config file's namespaces and
+// reloads every key before it opens the gate, so a key the old leader
+// revoked is refused from the first call; standbys reload on each poll so
+// they know new keys and can answer them with the leader hint.
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
@@ -42,6 +48,7 @@ import type { Logger } from "../log.js";
 import type { ResourceStore } from "../rpc/admin-service.js";
 import { LeaderGate, leaderMetadataKey } from "../rpc/gate.js";
 import { RpcError } from "../rpc/rpc-error.js";
+import { RedisKeyStore } from "./redis-key-store.js";
 import { FencedError, RedisStore, type StoredState, type Term } from "./redis-store.js";
 
 export type RedisLoss = "stop" | "continue";
@@ -76,6 +83,8 @@ export interface GroupDeps {
   log: Logger;
   /** Resources from the config file: seeded into Redis when Redis never held them. */
   seed: ResourceSpec[];
+  /** Namespaces from the config file: added by every new leader (as a lone node creates them at every start). */
+  namespaces?: string[];
   onStatus(status: GroupStatus): void;
 }
 
@@ -84,6 +93,8 @@ export interface GroupServer {
   engine: Engine;
   /** Ends every open worker stream with `err` (clients reconnect and follow the hint). */
   endSessions(err: RpcError): void;
+  /** Replaces the API keys in memory with keyStore's (Authenticator.reload: ends the streams of vanished keys). */
+  reloadKeys?(): Promise<void>;
 }
 
 const emptySnapshot = (now: number): EngineSnapshot => ({ version: 1, takenAt: now, resources: [], leases: [] });
@@ -98,6 +109,8 @@ export class RedisGroup implements ResourceStore {
   readonly gate: LeaderGate;
   /** The clock to build the engine with: every engine timer first checks the lease deadline. */
   readonly engineClock: Clock;
+  /** API keys and namespaces, durable and fenced like resources. */
+  readonly keyStore: RedisKeyStore;
   private readonly redis: Redis;
   private readonly store: RedisStore;
   private readonly ttl: number;
@@ -120,6 +133,9 @@ export class RedisGroup implements ResourceStore {
   /** Fires at the gate's deadline so a lapse is noticed (logged, health) even when idle. */
   private lapseTimer: TimerId | undefined;
   private readonly token = randomUUID();
+  /** Key reloads run one at a time, in order: a stale load never lands after a newer one. */
+  private keysReload: Promise<void> = Promise.resolve();
+  private keysRefreshing = false;
 
   constructor(
     private readonly options: GroupOptions,
@@ -155,6 +171,7 @@ export class RedisGroup implements ResourceStore {
     // ioredis emits 'error' on every failed reconnect; an unhandled one would crash the process.
     this.redis.on("error", (err: Error) => this.redisFailed(err));
     this.store = new RedisStore(this.redis, options.prefix);
+    this.keyStore = new RedisKeyStore(this.store, (fn) => this.write(fn), deps.log);
   }
 
   /** Starts campaigning. */
@@ -296,6 +313,7 @@ export class RedisGroup implements ResourceStore {
     this.leaderHint = address;
     this.gate.follow(`this node is a standby; the leader is ${address}`, address);
     this.report();
+    this.refreshKeys();
     // Poll again just after the current lease would lapse, at least every TTL/3.
     return Math.max(10, Math.min(Math.round(this.ttl / 3), ttlMs + 10));
   }
@@ -305,6 +323,10 @@ export class RedisGroup implements ResourceStore {
     const { clock, log } = this.deps;
     const engine = this.engine();
     const stored = await this.store.load();
+    if (this.stopped || this.term !== term) return;
+    // Keys first: once our epoch is set no other write lands, so this load is final.
+    if (this.deps.namespaces?.length) await this.store.putNamespaces(term, this.deps.namespaces);
+    await this.reloadKeys();
     if (this.stopped || this.term !== term) return;
     const now = clock.now();
     const plan = this.plan(term, stored, now);
@@ -361,6 +383,23 @@ export class RedisGroup implements ResourceStore {
     const granted = stored.snapshot !== undefined || stored.reservation !== undefined;
     const notBefore = granted ? Math.max(stored.reservation?.until ?? 0, now) : undefined;
     return { snapshot, notBefore, from: stored.snapshot === undefined ? "config" : "snapshot", rewriteResources: false };
+  }
+
+  private reloadKeys(): Promise<void> {
+    const reload = this.server?.reloadKeys;
+    if (reload === undefined) return Promise.resolve();
+    const next = this.keysReload.then(() => reload());
+    this.keysReload = next.catch(() => {});
+    return next;
+  }
+
+  /** A standby's refresh of its keys; failures only wait for the next poll. */
+  private refreshKeys(): void {
+    if (this.keysRefreshing || this.server?.reloadKeys === undefined) return;
+    this.keysRefreshing = true;
+    this.reloadKeys()
+      .catch((err: unknown) => this.deps.log.debug("could not refresh API keys from Redis", { error: String((err as Error)?.message ?? err) }))
+      .finally(() => (this.keysRefreshing = false));
   }
 
   private snapshotTick(): void {

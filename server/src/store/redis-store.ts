@@ -7,6 +7,8 @@
 //   <p>:seeded       set: names the config file has ever seeded (a deleted one stays deleted)
 //   <p>:snapshot     JSON StoredSnapshot: the engine's state, written by the leader
 //   <p>:reservation  JSON Reservation: how far the last leader may have granted
+//   <p>:keys         hash: API key id -> KeyRecord JSON (the key's SHA-256, never the key)
+//   <p>:namespaces   set: namespace names
 //
 // Every write a leader makes runs in one Lua script that first checks that
 // the lease still holds this leader's exact value and that the epoch counter
@@ -14,6 +16,7 @@
 // throws FencedError. A deposed leader's late write therefore cannot land.
 // Reads need no fencing: only a leader reads, right after winning the lease.
 import type { Redis } from "ioredis";
+import type { KeyRecord } from "../auth/keys.js";
 import type { EngineSnapshot, ResourceSpec } from "../core/index.js";
 
 /** One leadership term: what this node wrote into the lease key when it won. */
@@ -110,6 +113,20 @@ return 1`,
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 return 1`,
   },
+  // KEYS[3] = a set; ARGV[3..] = members.
+  rqSadd: {
+    numberOfKeys: 3,
+    lua: `${fence}
+for i = 3, #ARGV do redis.call('SADD', KEYS[3], ARGV[i]) end
+return 1`,
+  },
+  // KEYS[3] = a set; ARGV[3] = member.
+  rqSrem: {
+    numberOfKeys: 3,
+    lua: `${fence}
+redis.call('SREM', KEYS[3], ARGV[3])
+return 1`,
+  },
   // KEYS[3] = resources; ARGV[3] = name.
   rqHdel: {
     numberOfKeys: 3,
@@ -143,7 +160,7 @@ type ScriptCall = (...args: (string | number)[]) => Promise<Reply>;
  * the caller (the leader loop, an admin RPC) decides what a failure means.
  */
 export class RedisStore {
-  readonly keys: Record<"leader" | "epoch" | "resources" | "seeded" | "snapshot" | "reservation", string>;
+  readonly keys: Record<"leader" | "epoch" | "resources" | "seeded" | "snapshot" | "reservation" | "apiKeys" | "namespaces", string>;
 
   constructor(
     readonly redis: Redis,
@@ -156,6 +173,8 @@ export class RedisStore {
       seeded: `${prefix}:seeded`,
       snapshot: `${prefix}:snapshot`,
       reservation: `${prefix}:reservation`,
+      apiKeys: `${prefix}:keys`,
+      namespaces: `${prefix}:namespaces`,
     };
     for (const [name, def] of Object.entries(scripts)) {
       // defineCommand runs EVALSHA and falls back to EVAL after a Redis restart (NOSCRIPT).
@@ -223,6 +242,41 @@ export class RedisStore {
     const added = await this.script("rqSeed")(this.keys.leader, this.keys.epoch, this.keys.resources, this.keys.seeded, term.value, term.epoch, ...args);
     if (added === 0) throw new FencedError("seed resources");
     return added as string[];
+  }
+
+  // API keys and namespaces: the same fenced scripts as resources. Errors
+  // name the key's public id at most, never its record (which holds the hash).
+
+  async putKey(term: Term, record: KeyRecord): Promise<void> {
+    const ok = await this.script("rqHset")(this.keys.leader, this.keys.epoch, this.keys.apiKeys, term.value, term.epoch, record.id, JSON.stringify(record));
+    if (ok !== 1) throw new FencedError(`store API key '${record.id}'`);
+  }
+
+  async deleteKey(term: Term, id: string): Promise<void> {
+    const ok = await this.script("rqHdel")(this.keys.leader, this.keys.epoch, this.keys.apiKeys, term.value, term.epoch, id);
+    if (ok !== 1) throw new FencedError(`revoke API key '${id}'`);
+  }
+
+  /** Adds namespaces (none: only checks the fence). */
+  async putNamespaces(term: Term, names: string[]): Promise<void> {
+    const ok = await this.script("rqSadd")(this.keys.leader, this.keys.epoch, this.keys.namespaces, term.value, term.epoch, ...names);
+    if (ok !== 1) throw new FencedError(`store namespaces ${names.map((n) => `'${n}'`).join(", ")}`);
+  }
+
+  async deleteNamespace(term: Term, name: string): Promise<void> {
+    const ok = await this.script("rqSrem")(this.keys.leader, this.keys.epoch, this.keys.namespaces, term.value, term.epoch, name);
+    if (ok !== 1) throw new FencedError(`delete namespace '${name}'`);
+  }
+
+  /** Every stored API key record and namespace, exactly as written. */
+  async loadKeys(): Promise<{ keys: KeyRecord[]; namespaces: string[] }> {
+    // One MULTI: keys and namespaces from the same instant.
+    const replies = await this.redis.multi().hgetall(this.keys.apiKeys).smembers(this.keys.namespaces).exec();
+    if (replies === null) throw new Error("Redis aborted the transaction reading API keys");
+    for (const [err] of replies) if (err) throw err;
+    const records = replies[0]![1] as Record<string, string>;
+    const namespaces = replies[1]![1] as string[];
+    return { keys: Object.values(records).map((json) => JSON.parse(json) as KeyRecord), namespaces };
   }
 
   /** Everything a new leader needs. */
