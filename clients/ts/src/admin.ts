@@ -1,8 +1,7 @@
 // AdminService over grpc-js with promises: declare resources, read stats.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceError } from "@grpc/grpc-js";
-import { defaultUrl } from "./address.js";
-import { Connection } from "./connection.js";
+import { Connection, type ClientOptions } from "./connection.js";
 import { RateQueueError } from "./errors.js";
 import {
   AdminService,
@@ -24,7 +23,6 @@ import {
   type ResourceSchema,
   type ResourceStats,
 } from "./proto.js";
-import type { ClientOptions } from "./client.js";
 
 const methods = grpcServiceDefinition(AdminService);
 
@@ -60,14 +58,7 @@ export function roleName(role: ApiKeyRole): ApiKeyRoleName | "unspecified" {
 
 /** Creates an admin client (same options and defaults as createClient). */
 export function createAdminClient(options: ClientOptions = {}): AdminClient {
-  const connection = new Connection({
-    url: options.url ?? process.env.RATEQUEUE_URL ?? defaultUrl,
-    apiKey: options.apiKey ?? process.env.RATEQUEUE_API_KEY,
-    caFile: options.caFile,
-    certFile: options.certFile,
-    keyFile: options.keyFile,
-    namespace: options.namespace,
-  });
+  const connection = new Connection(options);
 
   function call<K extends keyof typeof methods>(method: K, request: unknown): Promise<ReturnType<(typeof methods)[K]["responseDeserialize"]>> {
     const m = methods[method]!;

@@ -1,29 +1,12 @@
 // The public client: acquire a lease, use it, release it.
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { defaultUrl } from "./address.js";
-import { Connection } from "./connection.js";
+import { Connection, type ClientOptions } from "./connection.js";
 import { RateQueueError } from "./errors.js";
 import { AcquireRequestSchema, HeartbeatRequestSchema, ReleaseOutcome, ReleaseRequestSchema } from "./proto.js";
 import { Session } from "./session.js";
 
-export interface ClientOptions {
-  /**
-   * Server address: `http://host:7070`, `https://host:7070`, `host:port`, or
-   * a comma-separated list of a group's nodes. Default: RATEQUEUE_URL, else
-   * http://127.0.0.1:7070.
-   */
-  url?: string;
-  /** API key sent as a bearer token. Default: RATEQUEUE_API_KEY. */
-  apiKey?: string;
-  /** CA certificate (PEM file) for https:// URLs signed by a private CA. */
-  caFile?: string;
-  /** Client certificate and its key (PEM files), for servers that require client certificates. */
-  certFile?: string;
-  keyFile?: string;
-  /** The namespace to act in; only root keys choose (others act in their key's namespace). */
-  namespace?: string;
-}
+export type { ClientOptions };
 
 export interface AcquireOptions {
   /** What the call costs on load limits (tokens, bytes). Default 1. */
@@ -142,14 +125,7 @@ class Client implements RateQueueClient {
   private heartbeatsInFlight = 0;
 
   constructor(options: ClientOptions) {
-    this.connection = new Connection({
-      url: options.url ?? process.env.RATEQUEUE_URL ?? defaultUrl,
-      apiKey: options.apiKey ?? process.env.RATEQUEUE_API_KEY,
-      caFile: options.caFile,
-      certFile: options.certFile,
-      keyFile: options.keyFile,
-      namespace: options.namespace,
-    });
+    this.connection = new Connection(options);
     this.session = new Session(this.connection, {
       leaseExpired: (leaseId) => this.forget(leaseId, "the server expired the lease: it was not heartbeated within its TTL"),
       reconnected: () => this.heartbeat(),

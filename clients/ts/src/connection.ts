@@ -2,20 +2,27 @@
 // API key, and following a standby's hint to the leader.
 import { readFileSync } from "node:fs";
 import { Client, credentials, Metadata, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
-import { parseTargets, type Target } from "./address.js";
+import { defaultUrl, parseTargets, type Target } from "./address.js";
 
 /** Trailing metadata key with which a standby names the leader. */
 export const leaderMetadataKey = "ratequeue-leader";
 
-export interface ConnectionOptions {
-  url: string;
+/** How to reach ratequeue; shared by createClient and createAdminClient. */
+export interface ClientOptions {
+  /**
+   * Server address: `http://host:7070`, `https://host:7070`, `host:port`, or
+   * a comma-separated list of a group's nodes. Default: RATEQUEUE_URL, else
+   * http://127.0.0.1:7070.
+   */
+  url?: string;
+  /** API key sent as a bearer token. Default: RATEQUEUE_API_KEY. */
   apiKey?: string;
-  /** PEM file of the CA that signed the server's certificate (https:// URLs). */
+  /** CA certificate (PEM file) for https:// URLs signed by a private CA. */
   caFile?: string;
-  /** PEM client certificate and key, for servers that require one (https:// URLs). */
+  /** Client certificate and its key (PEM files), for servers that require client certificates. */
   certFile?: string;
   keyFile?: string;
-  /** The namespace to act in (root keys; others act in their own). */
+  /** The namespace to act in; only root keys choose (others act in their key's namespace). */
   namespace?: string;
 }
 
@@ -25,8 +32,11 @@ export class Connection {
   private readonly clients = new Map<string, Client>();
   private readonly tlsCredentials: ChannelCredentials;
 
-  constructor(private readonly options: ConnectionOptions) {
-    this.targets = parseTargets(options.url);
+  private readonly apiKey: string | undefined;
+
+  constructor(private readonly options: ClientOptions) {
+    this.targets = parseTargets(options.url ?? process.env.RATEQUEUE_URL ?? defaultUrl);
+    this.apiKey = options.apiKey ?? process.env.RATEQUEUE_API_KEY;
     const ca = options.caFile === undefined ? undefined : readFileSync(options.caFile);
     const key = options.keyFile === undefined ? undefined : readFileSync(options.keyFile);
     const cert = options.certFile === undefined ? undefined : readFileSync(options.certFile);
@@ -52,7 +62,7 @@ export class Connection {
   /** Metadata for every call: the API key, when there is one. */
   metadata(): Metadata {
     const md = new Metadata();
-    if (this.options.apiKey) md.set("authorization", `Bearer ${this.options.apiKey}`);
+    if (this.apiKey) md.set("authorization", `Bearer ${this.apiKey}`);
     if (this.options.namespace) md.set("ratequeue-namespace", this.options.namespace);
     return md;
   }
