@@ -7,7 +7,7 @@ import type { Ticket } from "../core/index.js";
 import { grantToProto, heartbeatToProto, releaseToProto } from "./convert.js";
 import { reportError, serviceError, unary } from "./handler.js";
 import { RpcError, statusOf } from "./rpc-error.js";
-import { heartbeatIn, WorkerSession, type SessionDeps } from "./session.js";
+import { heartbeatIn, ownsLease, WorkerSession, type SessionDeps } from "./session.js";
 import { acquireFromProto, heartbeatFromProto, releaseFromProto } from "./validate.js";
 
 /** Owner recorded on leases granted by unary Acquire (no session holds them). */
@@ -74,12 +74,6 @@ export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandl
       }
     });
 
-  /** Whether the caller may act on a lease: unknown ones, or ones in its namespace. */
-  const owns = (principal: Principal, leaseId: string): boolean => {
-    const resource = engine.leaseResource(leaseId);
-    return resource === undefined || principal.scope.owns(resource);
-  };
-
   const implementation: UntypedServiceImplementation = {
     session: (call: ServerDuplexStream<SessionRequest, SessionResponse>) => {
       auth.authenticate(call.metadata, call.getPeer()).then(
@@ -94,7 +88,7 @@ export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandl
       const principal = await auth.authenticate(call.metadata, call.getPeer());
       guard();
       const { leaseId, actualLoad } = releaseFromProto(req as Parameters<typeof releaseFromProto>[0]);
-      if (!owns(principal, leaseId)) return releaseToProto("unknown");
+      if (!ownsLease(engine, principal, leaseId)) return releaseToProto("unknown");
       router.detach(leaseId);
       return releaseToProto(engine.release(leaseId, actualLoad));
     }),

@@ -105,7 +105,7 @@ export class WorkerSession implements LeaseHolder {
         }
         case "release": {
           const { leaseId, actualLoad } = releaseFromProto(req.kind.value);
-          const outcome = this.owns(leaseId) ? engine.release(leaseId, actualLoad) : "unknown";
+          const outcome = ownsLease(engine, this.principal, leaseId) ? engine.release(leaseId, actualLoad) : "unknown";
           this.leases.delete(leaseId);
           router.detach(leaseId);
           this.send(id, { case: "released", value: releaseToProto(outcome) });
@@ -156,12 +156,6 @@ export class WorkerSession implements LeaseHolder {
     this.send(id, { case: "granted", value: grantToProto(result.grant, this.principal.scope) });
   }
 
-  /** Whether the caller may act on a lease: unknown ones, or ones in its namespace. */
-  private owns(leaseId: string): boolean {
-    const resource = this.deps.engine.leaseResource(leaseId);
-    return resource === undefined || this.principal.scope.owns(resource);
-  }
-
   private send(requestId: bigint, kind: SessionResponse["kind"]): void {
     if (this.closed) return;
     this.call.write(create(SessionResponseSchema, { requestId, kind }));
@@ -183,12 +177,18 @@ export class WorkerSession implements LeaseHolder {
  * namespaces come back not held, as if unknown, and are left untouched.
  */
 export function heartbeatIn(engine: Engine, principal: Principal, leaseIds: string[]): HeartbeatResult[] {
-  const foreign = (id: string) => {
-    const resource = engine.leaseResource(id);
-    return resource !== undefined && !principal.scope.owns(resource);
-  };
+  const foreign = (id: string) => !ownsLease(engine, principal, id);
   if (!leaseIds.some(foreign)) return engine.heartbeat(leaseIds);
   const mine = engine.heartbeat(leaseIds.filter((id) => !foreign(id)));
   let i = 0;
   return leaseIds.map((leaseId) => (foreign(leaseId) ? { leaseId, held: false } : mine[i++]!));
+}
+
+/**
+ * Whether the caller may act on a lease: one of its namespace, or one the
+ * engine does not know (which then answers "unknown" as for anyone).
+ */
+export function ownsLease(engine: Engine, principal: Principal, leaseId: string): boolean {
+  const resource = engine.leaseResource(leaseId);
+  return resource === undefined || principal.scope.owns(resource);
 }
