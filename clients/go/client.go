@@ -129,11 +129,13 @@ func (c *Client) Close() error {
 // Conn returns a connection for the generated service clients, for example
 // pb.NewAdminServiceClient(c.Conn()). Its calls carry the API key and go to
 // the server the session uses; a call a standby refuses is retried once on
-// the leader it names.
+// the leader it names. A unary call's error is an *Error.
 func (c *Client) Conn() grpc.ClientConnInterface { return connProxy{c} }
 
-// Admin returns a client of the AdminService (resources and their
-// statistics) on Conn. Its errors are plain gRPC status errors.
+// Admin returns a client of the AdminService (resources, their statistics,
+// API keys and namespaces) on Conn. Like the client's own, its errors are
+// *Error values that match the sentinel errors with errors.Is, and
+// status.Code gives their gRPC code.
 func (c *Client) Admin() pb.AdminServiceClient { return pb.NewAdminServiceClient(c.Conn()) }
 
 // connFor returns the connection to ep, creating it on first use.
@@ -243,7 +245,7 @@ func (p connProxy) Invoke(ctx context.Context, method string, args, reply any, o
 			p.c.follow(ep, leader)
 			continue
 		}
-		return err
+		return fromError(err)
 	}
 }
 

@@ -2,19 +2,12 @@ package ratequeue_test
 
 import (
 	"context"
-	"errors"
 	"net"
 	"strconv"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-
 	ratequeue "github.com/ratequeue/ratequeue/clients/go"
-	pb "github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1"
 	"github.com/ratequeue/ratequeue/clients/go/internal/testserver"
 )
 
@@ -106,54 +99,14 @@ func TestUnavailableAfterReconnectTimeout(t *testing.T) {
 	p.Resume()
 }
 
-// standby is a server that refuses everything with UNAVAILABLE and names
-// the leader in the trailing metadata, as a ratequeue standby does.
-type standby struct {
-	pb.UnimplementedRateQueueServiceServer
-	pb.UnimplementedAdminServiceServer
-	leader string
-}
-
-func (s standby) refuse(ctx context.Context) error {
-	_ = grpc.SetTrailer(ctx, metadata.Pairs("ratequeue-leader", s.leader))
-	return status.Error(codes.Unavailable, "this server is a standby")
-}
-
-func (s standby) Session(stream grpc.BidiStreamingServer[pb.SessionRequest, pb.SessionResponse]) error {
-	return s.refuse(stream.Context())
-}
-
-func (s standby) GetResourceStats(ctx context.Context, _ *pb.GetResourceStatsRequest) (*pb.GetResourceStatsResponse, error) {
-	return nil, s.refuse(ctx)
-}
-
-// serve runs a gRPC server on a free port until the test ends.
-func serve(t *testing.T, register func(*grpc.Server), opts ...grpc.ServerOption) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer(opts...)
-	register(s)
-	go s.Serve(ln)
-	t.Cleanup(s.Stop)
-	return ln.Addr().String()
-}
-
-// The client follows a standby's pointer to the leader, and skips dead
-// servers in its list.
-func TestFailover(t *testing.T) {
+// A dead server in the list is skipped: the client tries the next one.
+// (Following a standby to the leader, and failover, are in
+// failover_test.go, against a real group.)
+func TestDeadServerSkipped(t *testing.T) {
 	t.Parallel()
-	sb := standby{leader: srv.Addr}
-	sbAddr := serve(t, func(s *grpc.Server) {
-		pb.RegisterRateQueueServiceServer(s, sb)
-		pb.RegisterAdminServiceServer(s, sb)
-	})
 	for _, addr := range []string{
-		sbAddr,                                   // a standby only: follow its pointer
-		"http://" + freeAddr(t) + "," + srv.Addr, // a dead server first: try the next
-		freeAddr(t) + ",http://" + sbAddr,        // dead, then a standby
+		"http://" + freeAddr(t) + "," + srv.Addr,
+		freeAddr(t) + "," + freeAddr(t) + ",http://" + srv.Addr,
 	} {
 		t.Run(addr, func(t *testing.T) {
 			c := dial(t, addr)
@@ -166,91 +119,6 @@ func TestFailover(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-	}
-	// Admin calls that reach a standby follow it too.
-	t.Run("admin", func(t *testing.T) {
-		c := dial(t, srv.Addr)
-		_ = c
-		sbc := dial(t, sbAddr)
-		if _, err := sbc.Admin().GetResourceStats(context.Background(), &pb.GetResourceStatsRequest{Name: "boot"}); err != nil {
-			t.Fatalf("GetResourceStats through a standby: %v", err)
-		}
-	})
-}
-
-// authServer is a fake ratequeue server that checks API keys: none is
-// UNAUTHENTICATED, "good" may do anything, any other PERMISSION_DENIED.
-type authServer struct {
-	pb.UnimplementedRateQueueServiceServer
-}
-
-func checkKey(ctx context.Context) error {
-	md, _ := metadata.FromIncomingContext(ctx)
-	switch v := md.Get("authorization"); {
-	case len(v) == 0:
-		return status.Error(codes.Unauthenticated, "send authorization: Bearer <api key>")
-	case v[0] != "Bearer good":
-		return status.Error(codes.PermissionDenied, "this API key may not use ratequeue")
-	}
-	return nil
-}
-
-func (authServer) Session(stream grpc.BidiStreamingServer[pb.SessionRequest, pb.SessionResponse]) error {
-	for {
-		req, err := stream.Recv()
-		if err != nil {
-			return nil
-		}
-		resp := &pb.SessionResponse{RequestId: req.GetRequestId()}
-		switch {
-		case req.GetHeartbeat() != nil:
-			resp.Kind = &pb.SessionResponse_Heartbeat{Heartbeat: &pb.HeartbeatResponse{}}
-		case req.GetAcquire() != nil:
-			resp.Kind = &pb.SessionResponse_Failure{Failure: &pb.Failure{Code: int32(codes.PermissionDenied), Message: "this key may not acquire " + req.GetAcquire().GetResource()}}
-		default:
-			continue
-		}
-		if err := stream.Send(resp); err != nil {
-			return err
-		}
-	}
-}
-
-func TestAuthErrors(t *testing.T) {
-	// Not parallel: it sets environment variables.
-	addr := serve(t, func(s *grpc.Server) { pb.RegisterRateQueueServiceServer(s, authServer{}) },
-		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-			if err := checkKey(ss.Context()); err != nil {
-				return err
-			}
-			return handler(srv, ss)
-		}))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-
-	t.Setenv("RATEQUEUE_API_KEY", "")
-	_, err := ratequeue.Dial(ctx, addr)
-	isErr(t, err, ratequeue.ErrUnauthenticated)
-	if status.Code(err) != codes.Unauthenticated {
-		t.Errorf("status code %v", status.Code(err))
-	}
-	_, err = ratequeue.Dial(ctx, addr, ratequeue.WithAPIKey("bad"))
-	isErr(t, err, ratequeue.ErrPermissionDenied)
-
-	// The key comes from RATEQUEUE_API_KEY by default, the address from
-	// RATEQUEUE_URL.
-	t.Setenv("RATEQUEUE_API_KEY", "good")
-	t.Setenv("RATEQUEUE_URL", "http://"+addr)
-	c, err := ratequeue.Dial(ctx, "")
-	if err != nil {
-		t.Fatalf("Dial with the key from the environment: %v", err)
-	}
-	defer c.Close()
-	_, err = c.Acquire(ctx, "anything")
-	isErr(t, err, ratequeue.ErrPermissionDenied)
-	var e *ratequeue.Error
-	if !errors.As(err, &e) || e.GRPCStatus().Message() == "" {
-		t.Errorf("no status message on %v", err)
 	}
 }
 

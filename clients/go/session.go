@@ -280,8 +280,13 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // expireOps fails the ops that have had no connection for longer than the
-// reconnect timeout.
+// reconnect timeout, and every op when the server refused the session for
+// good (a revoked API key, say): waiting cannot help them.
 func (c *Client) expireOps(cause error) {
+	if terminal(status.Code(cause)) {
+		c.failOps(func(*op) bool { return true }, fromError(cause))
+		return
+	}
 	c.mu.Lock()
 	down := c.downAt
 	c.mu.Unlock()
@@ -290,9 +295,6 @@ func (c *Client) expireOps(cause error) {
 	}
 	limit := time.Now().Add(-c.cfg.reconnectTimeout)
 	err := newError(codes.Unavailable, "no ratequeue server reachable for "+c.cfg.reconnectTimeout.String()+": "+errString(cause))
-	if terminal(status.Code(cause)) {
-		err = fromError(cause).(*Error)
-	}
 	c.failOps(func(o *op) bool { return o.since.Before(limit) && down.Before(limit) }, err)
 }
 

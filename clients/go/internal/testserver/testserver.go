@@ -56,30 +56,54 @@ func ServerJS() (string, error) {
 	}
 }
 
+// Options says how to start a server.
+type Options struct {
+	// Config is the YAML configuration ("" for none).
+	Config string
+	// Port is the port of 127.0.0.1 to listen on (0: a free one).
+	Port int
+	// Env is added to the test process's environment, as "NAME=value".
+	Env []string
+	// Args are added to the serve command line, for example TLS or Redis
+	// flags.
+	Args []string
+}
+
 // Start starts a server on a free port of 127.0.0.1 with the given YAML
 // configuration and waits until it listens.
 func Start(configYAML string) (*Server, error) {
-	return StartOn(configYAML, 0)
+	return StartWith(Options{Config: configYAML})
 }
 
 // StartOn is Start on the given port of 127.0.0.1 (0: a free one), for
 // example the port of a server that was stopped, to stand in for it.
 func StartOn(configYAML string, port int) (*Server, error) {
+	return StartWith(Options{Config: configYAML, Port: port})
+}
+
+// StartWith starts a server as o says and waits until it listens.
+func StartWith(o Options) (*Server, error) {
 	js, err := ServerJS()
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp("", "ratequeue-go-test-*.yaml")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(f.Name()) // the server reads it at start
-	if _, err := f.WriteString(configYAML); err != nil {
+	args := []string{js, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(o.Port)}
+	if o.Config != "" {
+		f, err := os.CreateTemp("", "ratequeue-go-test-*.yaml")
+		if err != nil {
+			return nil, err
+		}
+		defer os.Remove(f.Name()) // the server reads it at start
+		if _, err := f.WriteString(o.Config); err != nil {
+			f.Close()
+			return nil, err
+		}
 		f.Close()
-		return nil, err
+		args = append(args, "--config", f.Name())
 	}
-	f.Close()
-	cmd := exec.Command("node", js, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--config", f.Name())
+	args = append(args, o.Args...)
+	cmd := exec.Command("node", args...)
+	cmd.Env = append(os.Environ(), o.Env...)
 	cmd.Stderr = os.Stderr
 	DieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
@@ -149,6 +173,43 @@ func (s *Server) Stop() error {
 		_ = s.cmd.Process.Kill()
 		<-s.done
 		return errors.New("server did not stop within 10s of SIGTERM; killed")
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to exit.
+func (s *Server) Kill() {
+	if s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+// WaitLog waits until the server has logged a line whose msg is msg (one
+// logged before the call counts).
+func (s *Server) WaitLog(msg string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		s.mu.Lock()
+		for _, line := range s.logs {
+			var rec struct {
+				Msg string `json:"msg"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == msg {
+				s.mu.Unlock()
+				return nil
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.done:
+			return fmt.Errorf("the server exited before logging %q:\n%s", msg, s.Logs())
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the server did not log %q within %v:\n%s", msg, timeout, s.Logs())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
