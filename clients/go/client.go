@@ -3,6 +3,8 @@ package ratequeue
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"os"
 	"sync"
 	"time"
@@ -64,6 +66,16 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	}
 	if !cfg.apiKeySet {
 		cfg.apiKey = os.Getenv("RATEQUEUE_API_KEY")
+	}
+	if !cfg.caFileSet && cfg.tls == nil {
+		cfg.caFile = os.Getenv("RATEQUEUE_CA_FILE")
+	}
+	if cfg.caFile != "" {
+		tc, err := withCAFile(cfg.tls, cfg.caFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.tls = tc
 	}
 	if addr == "" {
 		addr = os.Getenv("RATEQUEUE_URL")
@@ -137,6 +149,25 @@ func (c *Client) Conn() grpc.ClientConnInterface { return connProxy{c} }
 // *Error values that match the sentinel errors with errors.Is, and
 // status.Code gives their gRPC code.
 func (c *Client) Admin() pb.AdminServiceClient { return pb.NewAdminServiceClient(c.Conn()) }
+
+// withCAFile returns a copy of base (or a new configuration) that trusts the
+// CA certificates in the PEM file at path.
+func withCAFile(base *tls.Config, path string) (*tls.Config, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("ratequeue: CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("ratequeue: CA file %s holds no PEM certificate", path)
+	}
+	cfg := &tls.Config{}
+	if base != nil {
+		cfg = base.Clone()
+	}
+	cfg.RootCAs = pool
+	return cfg, nil
+}
 
 // connFor returns the connection to ep, creating it on first use.
 func (c *Client) connFor(ep endpoint) (*grpc.ClientConn, error) {

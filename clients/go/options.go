@@ -14,6 +14,8 @@ type config struct {
 	apiKey           string
 	apiKeySet        bool
 	tls              *tls.Config
+	caFile           string
+	caFileSet        bool
 	dialOptions      []grpc.DialOption
 	reconnectTimeout time.Duration
 	initialBackoff   time.Duration
@@ -38,9 +40,20 @@ func WithAPIKey(key string) Option {
 }
 
 // WithTLSConfig sets the TLS configuration for https:// addresses. The
-// default trusts the system roots.
+// default trusts the system roots. For a server whose certificate a private
+// CA signed, WithCAFile is simpler.
 func WithTLSConfig(cfg *tls.Config) Option {
 	return func(c *config) { c.tls = cfg }
+}
+
+// WithCAFile trusts the CA certificates in the PEM file at path, instead of
+// the system roots, for https:// addresses. Combined with WithTLSConfig it
+// replaces that configuration's RootCAs. Dial reads the file and fails when
+// it holds no certificate. Without this option the file comes from the
+// RATEQUEUE_CA_FILE environment variable, unless WithTLSConfig is given; an
+// empty path trusts the system roots.
+func WithCAFile(path string) Option {
+	return func(c *config) { c.caFile, c.caFileSet = path, true }
 }
 
 // WithReconnectTimeout sets how long a waiting acquire or a release
