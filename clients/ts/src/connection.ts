@@ -17,7 +17,7 @@ export interface ClientOptions {
   url?: string;
   /** API key sent as a bearer token. Default: RATEQUEUE_API_KEY. */
   apiKey?: string;
-  /** CA certificate (PEM file) for https:// URLs signed by a private CA. */
+  /** CA certificate (PEM file) for https:// URLs signed by a private CA. Default: RATEQUEUE_CA_FILE. */
   caFile?: string;
   /** Client certificate and its key (PEM files), for servers that require client certificates. */
   certFile?: string;
@@ -37,7 +37,8 @@ export class Connection {
   constructor(private readonly options: ClientOptions) {
     this.targets = parseTargets(options.url ?? process.env.RATEQUEUE_URL ?? defaultUrl);
     this.apiKey = options.apiKey ?? process.env.RATEQUEUE_API_KEY;
-    const ca = options.caFile === undefined ? undefined : readFileSync(options.caFile);
+    const caFile = options.caFile ?? process.env.RATEQUEUE_CA_FILE;
+    const ca = caFile === undefined ? undefined : readFileSync(caFile);
     const key = options.keyFile === undefined ? undefined : readFileSync(options.keyFile);
     const cert = options.certFile === undefined ? undefined : readFileSync(options.certFile);
     this.tlsCredentials = credentials.createSsl(ca, key, cert);
