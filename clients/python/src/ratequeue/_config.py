@@ -68,7 +68,18 @@ class ClientConfig:
             stays short so that a node taking over (after a failover or a
             graceful shutdown) is found within about a second.
         root_certificates: PEM bytes to trust for ``https://`` servers;
-            ``None`` uses the system roots.
+            ``None`` uses ``ca_file``, else the system roots.
+        ca_file: Path of a PEM file of CA certificates to trust for
+            ``https://`` servers, the usual way to trust a private CA.
+            Defaults to the ``RATEQUEUE_CA_FILE`` environment variable
+            (unless ``root_certificates`` is given).
+        cert_file: Path of a PEM client certificate (chain), for servers
+            started with ``--tls-client-ca``; give ``key_file`` with it.
+        key_file: Path of the PEM private key of ``cert_file``.
+        namespace: The namespace to act in, sent as ``ratequeue-namespace``
+            metadata. Only a root key may choose one; any other key acts in
+            its own namespace and naming another one is refused with
+            ``PermissionDenied``. ``None``: the key's namespace.
     """
 
     url: str = ""
@@ -77,15 +88,41 @@ class ClientConfig:
     initial_backoff: float = 0.05
     max_backoff: float = 1.0
     root_certificates: Optional[bytes] = field(default=None, repr=False)
+    ca_file: Optional[str] = None
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+    namespace: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.root_certificates is not None and self.ca_file:
+            raise ValueError("give root_certificates or ca_file, not both")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("a client certificate needs both cert_file and key_file")
 
     @staticmethod
     def resolve(url: Optional[str] = None, api_key: Optional[str] = None, **options) -> "ClientConfig":
-        """Fills ``url`` and ``api_key`` from the environment when not given."""
+        """Fills ``url``, ``api_key`` and ``ca_file`` from the environment when not given."""
+        if options.get("ca_file") is None and options.get("root_certificates") is None:
+            options["ca_file"] = os.environ.get("RATEQUEUE_CA_FILE") or None
         return ClientConfig(
             url=url or os.environ.get("RATEQUEUE_URL") or DEFAULT_URL,
             api_key=api_key if api_key is not None else (os.environ.get("RATEQUEUE_API_KEY") or None),
             **options,
         )
+
+    def channel_credentials(self) -> "grpc.ChannelCredentials":
+        """TLS credentials for ``https://`` servers; reads the files now."""
+        import grpc
+
+        def read(path: Optional[str]) -> Optional[bytes]:
+            if not path:
+                return None
+            with open(os.path.expanduser(path), "rb") as f:
+                return f.read()
+
+        roots = self.root_certificates if self.root_certificates is not None else read(self.ca_file)
+        return grpc.ssl_channel_credentials(
+            root_certificates=roots, private_key=read(self.key_file), certificate_chain=read(self.cert_file))
 
     @property
     def endpoints(self) -> Tuple[Endpoint, ...]:

@@ -104,8 +104,7 @@ def _ensure_loop() -> asyncio.AbstractEventLoop:
 def session_for(config: ClientConfig) -> Session:
     """The process's session for a configuration (one stream per config)."""
     _ensure_loop()
-    key = (config.url, config.api_key, config.reconnect_timeout, config.initial_backoff,
-           config.max_backoff, config.root_certificates)
+    key = config  # a frozen dataclass: equal configurations share a session
     with _lock:
         s = _sessions.get(key)
         if s is None or s._closed:

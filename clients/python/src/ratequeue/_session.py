@@ -49,6 +49,8 @@ _FATAL = frozenset(
         grpc.StatusCode.INVALID_ARGUMENT,
     }
 )
+# Of those, the ones that refuse the key itself: held leases are lost.
+_REFUSED_KEY = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 _TICK = 0.05  # seconds between housekeeping rounds (heartbeats, local timeouts)
 # After a node answered UNAVAILABLE (it is going away), how long to wait for
 # it to end the stream itself, which may name the next leader in a trailer.
@@ -69,7 +71,9 @@ class Lease:
     estimate given at acquire (for example with the tokens really used).
     ``grant_time`` is when the server granted it, on the server's clock.
     ``lost`` turns true when the server reports the lease expired (it was not
-    heartbeated in time, for example while the process was frozen).
+    heartbeated in time, for example while the process was frozen), or when
+    the server refuses the API key (it was revoked): the slot then stays
+    taken at the server until its TTL, but cannot be heartbeated.
     """
 
     lease_id: str
@@ -114,7 +118,17 @@ class Session:
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
         self._endpoints: List[Endpoint] = list(config.endpoints)
-        self._metadata = (("authorization", f"Bearer {config.api_key}"),) if config.api_key else ()
+        metadata = []
+        if config.api_key:
+            metadata.append(("authorization", f"Bearer {config.api_key}"))
+        if config.namespace:
+            metadata.append(("ratequeue-namespace", config.namespace))
+        self._metadata = tuple(metadata)
+        # Read the certificate files now, in the caller's thread, so that a
+        # missing file fails the first call instead of every reconnect.
+        self._tls_credentials = (
+            config.channel_credentials() if any(ep.tls for ep in self._endpoints) else None
+        )
         self._ep_index = 0
         self._redirect: Optional[Endpoint] = None
         self._channels: Dict[Endpoint, grpc.aio.Channel] = {}
@@ -323,8 +337,9 @@ class Session:
         ch = self._channels.get(ep)
         if ch is None:
             if ep.tls:
-                creds = grpc.ssl_channel_credentials(root_certificates=self.config.root_certificates)
-                ch = grpc.aio.secure_channel(ep.target, creds, options=_CHANNEL_OPTIONS)
+                if self._tls_credentials is None:  # a leader hint may name a TLS node
+                    self._tls_credentials = self.config.channel_credentials()
+                ch = grpc.aio.secure_channel(ep.target, self._tls_credentials, options=_CHANNEL_OPTIONS)
             else:
                 ch = grpc.aio.insecure_channel(ep.target, options=_CHANNEL_OPTIONS)
             self._channels[ep] = ch
@@ -381,6 +396,12 @@ class Session:
                     if op.kind == "acquire":
                         del self._ops[op.rid]
                         self._fail(op, failure)
+                if err.code() in _REFUSED_KEY:
+                    # The key was revoked (or is not allowed here): its leases
+                    # can never be heartbeated again; the server expires them
+                    # at their TTL. Stop re-attaching them.
+                    for lease_id in list(self._leases):
+                        self._lost(lease_id, f"the API key was refused ({err.code().name})")
             if not was_healthy:
                 # This server did not answer: try the next one after a pause.
                 if self._redirect is not None:
