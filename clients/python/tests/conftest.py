@@ -1,7 +1,11 @@
-"""Fixtures: a real ratequeue server process, and admin helpers.
+"""Fixtures: real ratequeue server processes, a private redis-server, and
+admin helpers.
 
 The server is the built one (``npm run build`` first); the session fixture
 starts it on a free port with a temporary config and stops it with SIGTERM.
+Tests that need their own server (keys, TLS, a Redis group) start it with
+:func:`start_server`; :func:`start_redis` runs a private redis-server
+(``REDIS_SERVER`` or the one on ``PATH``) on a free port.
 """
 
 from __future__ import annotations
@@ -10,14 +14,17 @@ import itertools
 import json
 import os
 import queue
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import grpc
 import pytest
@@ -58,6 +65,33 @@ class ServerProcess:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def entries(self) -> List[dict]:
+        """The JSON log lines printed so far."""
+        out = []
+        for line in list(self.log):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def wait_for_log(self, msg: str, timeout: float = 10.0, after: int = 0) -> dict:
+        """The first log entry with this ``msg`` (from entry index ``after`` on)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for entry in self.entries()[after:]:
+                if entry.get("msg") == msg:
+                    return entry
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {msg!r} log line within {timeout}s:\n" + "".join(self.log[-10:]))
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL, and wait for the exit."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -69,13 +103,30 @@ class ServerProcess:
         return self.proc.returncode
 
 
-def start_server(config_path: Path, *, port: int = 0) -> ServerProcess:
-    """Starts ``node server/dist/main.js serve`` and waits for its "listening" line."""
+def free_port() -> int:
+    """A free loopback port (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(config_path: Optional[Path], *, port: int = 0, args: Sequence[str] = (),
+                 env: Optional[Dict[str, str]] = None) -> ServerProcess:
+    """Starts ``node server/dist/main.js serve`` and waits for its "listening" line.
+
+    ``args`` are further flags (``--tls-cert``, ``--redis``...); ``env`` is
+    added to the environment (``RATEQUEUE_ROOT_KEY``...).
+    """
     if not SERVER_JS.exists():
         raise RuntimeError(f"{SERVER_JS} is missing: run `npm run build` at the repository root first")
+    cmd = ["node", str(SERVER_JS), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if config_path is not None:
+        cmd += ["--config", str(config_path)]
+    server_env = {k: v for k, v in os.environ.items() if not k.startswith("RATEQUEUE_")}
+    server_env.update(env or {})
     proc = subprocess.Popen(
-        ["node", str(SERVER_JS), "serve", "--host", "127.0.0.1", "--port", str(port), "--config", str(config_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(SERVER_JS.parent),
+        cmd + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=str(SERVER_JS.parent), env=server_env,
     )
     lines: "queue.Queue[Optional[str]]" = queue.Queue()
     log: List[str] = []
@@ -115,14 +166,80 @@ def server(tmp_path_factory) -> Iterator[ServerProcess]:
     assert code == 0, "the server did not shut down cleanly on SIGTERM:\n" + "".join(srv.log[-20:])
 
 
+class RedisProcess:
+    """A private redis-server on a free loopback port, saving nothing."""
+
+    def __init__(self) -> None:
+        binary = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
+        if not binary:
+            pytest.fail("redis-server not found: install it or set REDIS_SERVER to its path")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="ratequeue-redis-")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out: List[str] = []
+        deadline = time.monotonic() + 10
+        for line in self.proc.stdout:
+            out.append(line)
+            if "Ready to accept connections" in line:
+                break
+            if time.monotonic() > deadline:
+                break
+        else:
+            raise RuntimeError("redis-server exited:\n" + "".join(out))
+        if "Ready to accept connections" not in out[-1]:
+            self.proc.kill()
+            raise RuntimeError("redis-server not ready within 10 s:\n" + "".join(out))
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisProcess]:
+    r = RedisProcess()
+    yield r
+    r.stop()
+
+
 class Admin:
-    """A thin sync AdminService client for the tests."""
+    """A thin sync AdminService client for the tests.
+
+    ``api_key`` and ``namespace`` go in every call's metadata; ``credentials``
+    makes a TLS channel.
+    """
 
     _names = itertools.count(1)
 
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.insecure_channel(target)
-        self.stub = admin_pb2_grpc.AdminServiceStub(self.channel)
+    def __init__(self, target: str, *, api_key: Optional[str] = None, namespace: Optional[str] = None,
+                 credentials: Optional[grpc.ChannelCredentials] = None) -> None:
+        self.channel = (grpc.secure_channel(target, credentials) if credentials is not None
+                        else grpc.insecure_channel(target))
+        md = []
+        if api_key:
+            md.append(("authorization", f"Bearer {api_key}"))
+        if namespace:
+            md.append(("ratequeue-namespace", namespace))
+        self.stub = admin_pb2_grpc.AdminServiceStub(_with_metadata(self.channel, tuple(md)))
+
+    def create_key(self, role: str = "worker", namespace: str = "") -> "admin_pb2.CreateApiKeyResponse":
+        """Creates an API key (``worker``, ``admin`` or ``root``); ``.key`` is its secret."""
+        value = admin_pb2.ApiKeyRole.Value(f"API_KEY_ROLE_{role.upper()}")
+        return self.stub.CreateApiKey(admin_pb2.CreateApiKeyRequest(namespace=namespace, role=value,
+                                                                    description="python client tests"), timeout=10)
+
+    def revoke_key(self, key_id: str) -> None:
+        self.stub.RevokeApiKey(admin_pb2.RevokeApiKeyRequest(id=key_id), timeout=10)
 
     def put(self, name: Optional[str] = None, *, rate: Optional[float] = None, burst: float = 0,
             period: float = 1.0, load_rate: Optional[float] = None, load_burst: float = 0,
@@ -156,6 +273,20 @@ class Admin:
                 return True
             time.sleep(interval)
         return predicate()
+
+
+class _Metadata(grpc.UnaryUnaryClientInterceptor):
+    def __init__(self, md: tuple) -> None:
+        self.md = md
+
+    def intercept_unary_unary(self, continuation, details, request):
+        if self.md:
+            details = details._replace(metadata=tuple(details.metadata or ()) + self.md)
+        return continuation(details, request)
+
+
+def _with_metadata(channel: grpc.Channel, md: tuple) -> grpc.Channel:
+    return grpc.intercept_channel(channel, _Metadata(md)) if md else channel
 
 
 def _dur(seconds: float) -> duration_pb2.Duration:
