@@ -1,4 +1,6 @@
-"""Auth metadata, standby redirects, server lists and reconnect + re-attach."""
+"""Server lists, reconnect + re-attach, a graceful restart, and a real
+Redis group of two nodes: the standby's redirect, the leader's SIGKILL and
+its graceful SIGTERM hand-over."""
 
 from __future__ import annotations
 
@@ -6,79 +8,13 @@ import asyncio
 import socket
 import threading
 import time
-from concurrent import futures
 
 import grpc
 import pytest
 
 import ratequeue
 import ratequeue.aio as rq
-from conftest import Admin, start_server
-from ratequeue._proto.ratequeue.v1 import ratequeue_pb2_grpc
-
-
-class _FakeServicer(ratequeue_pb2_grpc.RateQueueServiceServicer):
-    """Answers the session like an auth-checking server, or a standby node."""
-
-    def __init__(self, leader=None):
-        self.leader = leader
-        self.seen_auth = []
-
-    def Session(self, request_iterator, context):
-        auth = dict(context.invocation_metadata()).get("authorization")
-        self.seen_auth.append(auth)
-        if self.leader is not None:
-            context.set_trailing_metadata((("ratequeue-leader", self.leader),))
-            context.abort(grpc.StatusCode.UNAVAILABLE, "this node is a standby")
-        if auth is None:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing api key: send authorization: Bearer <key>")
-        context.abort(grpc.StatusCode.PERMISSION_DENIED, "this api key may not use the resource")
-
-
-@pytest.fixture
-def fake():
-    servicers = []
-    servers = []
-
-    def start(**kw):
-        servicer = _FakeServicer(**kw)
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        ratequeue_pb2_grpc.add_RateQueueServiceServicer_to_server(servicer, server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        servicers.append(servicer)
-        servers.append(server)
-        return servicer, f"127.0.0.1:{port}"
-
-    yield start
-    for s in servers:
-        s.stop(0)
-
-
-def test_unauthenticated_and_permission_denied(fake, monkeypatch):
-    monkeypatch.delenv("RATEQUEUE_API_KEY", raising=False)
-    servicer, target = fake()
-    with pytest.raises(ratequeue.Unauthenticated) as e:
-        with ratequeue.acquire("openai-gpt4", url=target, timeout=5):
-            pass
-    assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
-    assert "api key" in e.value.message
-    monkeypatch.setenv("RATEQUEUE_API_KEY", "sk-wrong")
-    with pytest.raises(ratequeue.PermissionDenied) as e:
-        with ratequeue.acquire("openai-gpt4", url=target, timeout=5):
-            pass
-    assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
-    assert servicer.seen_auth[0] is None
-    assert servicer.seen_auth[-1] == "Bearer sk-wrong"
-
-
-def test_standby_redirects_to_the_leader(fake, server, admin, monkeypatch):
-    monkeypatch.delenv("RATEQUEUE_URL", raising=False)
-    standby, target = fake(leader=server.target)
-    name = admin.put(concurrency=1)
-    with ratequeue.acquire(name, url=f"http://{target}", api_key="k1", timeout=5) as lease:
-        assert lease.resource == name
-    assert standby.seen_auth and standby.seen_auth[0] == "Bearer k1"
+from conftest import Admin, free_port, start_server
 
 
 def test_server_list_skips_a_dead_server(server, admin):
@@ -217,3 +153,109 @@ def test_waiting_acquire_rides_through_a_graceful_shutdown(tmp_path):
         admin.channel.close()
         for s in servers:
             assert s.stop() == 0, "".join(s.log[-20:])
+
+
+# ---------------------------------------------------------------- a group
+
+GROUP_CONFIG = """\
+resources:
+  one:
+    concurrency: 1
+    lease_ttl: 5s
+"""
+# Long enough that the lease outlives the leader TTL (1 s) plus the client's
+# reconnect (about a second), short enough to wait out in the test: a
+# restored lease keeps the expiry it had in the snapshot.
+LEASE_TTL = 5.0
+
+
+def _start_node(cfg, redis_url: str):
+    port = free_port()
+    return start_server(cfg, port=port, args=["--redis", redis_url, "--advertise", f"127.0.0.1:{port}",
+                                              "--leader-ttl", "1s"])
+
+
+def _start_group(tmp_path, redis_url: str):
+    """Two nodes on one private Redis: the first leads, the second stands by."""
+    cfg = tmp_path / "ratequeue.yaml"
+    cfg.write_text(GROUP_CONFIG)
+    a = _start_node(cfg, redis_url)
+    nodes = [a]
+    try:
+        a.wait_for_log("leading")
+        b = _start_node(cfg, redis_url)
+        nodes.append(b)
+        b.wait_for_log("standing by")
+    except BaseException:
+        for n in nodes:
+            n.kill()
+        raise
+    return a, b
+
+
+def _stats_or_none(admin: Admin, name: str):
+    try:
+        return admin.stats(name)
+    except grpc.RpcError:  # a standby answers UNAVAILABLE
+        return None
+
+
+def _depth(stats) -> int:
+    return sum(lane.queue_depth for lane in stats.lanes)
+
+
+def _ride_through_failover(tmp_path, redis_url: str, *, kill: bool) -> None:
+    a, b = _start_group(tmp_path, redis_url)
+    admin_a, admin_b = Admin(a.target), Admin(b.target)
+    # The standby first: the client follows its leader hint to A.
+    client = rq.Client(f"{b.url},{a.url}")
+
+    async def main():
+        held = await client.acquire_lease("one", timeout=5)
+        waiter = asyncio.ensure_future(client.acquire_lease("one", timeout=30))
+        assert await asyncio.to_thread(admin_a.wait_for, lambda: _depth(admin_a.stats("one")) == 1)
+        await asyncio.sleep(0.7)  # a leader snapshot (every 500 ms) holds the lease
+        gone_at = time.monotonic()
+        if kill:
+            await asyncio.to_thread(a.kill)
+        else:
+            assert await asyncio.to_thread(a.stop) == 0, "".join(a.log[-20:])
+        took = await asyncio.to_thread(b.wait_for_log, "leading", 5.0)
+        assert took.get("from") == ("snapshot" if kill else "final snapshot"), took
+        led = time.monotonic() - gone_at
+        # The client found the new leader by itself: the held lease is
+        # re-attached and the waiting acquire re-sent there.
+        assert await asyncio.to_thread(admin_b.wait_for, lambda: (
+            (s := _stats_or_none(admin_b, "one")) is not None and s.leases_in_flight == 1 and _depth(s) == 1), 10)
+        assert not waiter.done(), waiter.exception() if waiter.done() else None
+        # Past the TTL since the old leader went: only heartbeats to the new
+        # leader keep the lease.
+        await asyncio.sleep(max(gone_at + LEASE_TTL + 0.5 - time.monotonic(), 0))
+        stats = admin_b.stats("one")
+        assert not held.lost
+        assert stats.leases_in_flight == 1 and stats.expirations == 0 and _depth(stats) == 1
+        grants = stats.grants
+        assert await client.release(held) == "RELEASED"
+        lease = await asyncio.wait_for(waiter, 5)
+        assert lease.resource == "one"
+        assert admin_b.stats("one").grants == grants + 1  # granted by the new leader
+        assert await client.release(lease) == "RELEASED"
+        await client.close()
+        return led
+
+    try:
+        led = asyncio.run(main())
+        print(f"{'SIGKILL' if kill else 'SIGTERM'}: the standby led {led:.2f}s after the leader went")
+    finally:
+        admin_a.channel.close()
+        admin_b.channel.close()
+        a.kill()
+        b.kill()
+
+
+def test_sigkill_of_the_leader_the_waiting_acquire_and_held_lease_move_to_the_new_leader(tmp_path, redis_server):
+    _ride_through_failover(tmp_path, redis_server.url, kill=True)
+
+
+def test_graceful_handover_the_waiting_acquire_and_held_lease_move_to_the_new_leader(tmp_path, redis_server):
+    _ride_through_failover(tmp_path, redis_server.url, kill=False)
