@@ -437,6 +437,20 @@ describe("Engine: lifecycle", () => {
     expect(times).toEqual([1100, 1200, 1300]);
   });
 
+  it("a restore with leaseGraceFrom gives every restored lease a full TTL from then to be re-attached", () => {
+    const { acq, engine, granted } = setup(spec({ leaseTtlMs: 2000 }), 0);
+    acq(); // expires at 2000 on the old leader
+    const snap = engine.snapshot();
+    const clock2 = new SimulatedClock(1800); // the new leader takes over just before that
+    const expired: string[] = [];
+    const other = new Engine({ clock: clock2, onLeaseExpired: (l) => expired.push(l.id) });
+    other.restore(snap, { leaseGraceFrom: 1800 });
+    clock2.advance(1000); // past the old expiry: still held
+    expect(other.heartbeat([granted[0]!.id])[0]).toMatchObject({ held: true, expiresAt: 4800 });
+    clock2.advance(2001); // a worker that never comes back loses it one TTL after the last heartbeat
+    expect(expired).toEqual([granted[0]!.id]);
+  });
+
   it("a restore reopens an engine that was shut down (a leader that regains its lease)", () => {
     const { acq, engine } = setup(spec({ concurrency: 2 }));
     acq();

@@ -514,7 +514,8 @@ export class Engine {
     for (const l of s.leases) {
       const r = this.resources.get(l.resource);
       if (r === undefined) continue;
-      const rec = new LeaseRecord(l.id, r, l.load, l.owner, l.grantedAt, l.expiresAt, l.ttlMs);
+      const graceEnd = options.leaseGraceFrom === undefined ? l.expiresAt : options.leaseGraceFrom + l.ttlMs;
+      const rec = new LeaseRecord(l.id, r, l.load, l.owner, l.grantedAt, Math.max(l.expiresAt, graceEnd), l.ttlMs);
       this.leases.set(l.id, rec);
       this.expiries.push(rec);
       this.heldLeases++;

@@ -41,4 +41,9 @@ export interface RestoreOptions {
    * spent at `notBefore`. See Engine.restore for why this is enough.
    */
   notBefore?: Millis;
+  /**
+   * Nobody could heartbeat while no node led: every restored lease lives at
+   * least one TTL from this time, so workers have a full TTL to re-attach.
+   */
+  leaseGraceFrom?: Millis;
 }

@@ -331,7 +331,7 @@ export class RedisGroup implements ResourceStore {
     const now = clock.now();
     const plan = this.plan(term, stored, now);
     // Still granting from memory (--redis-loss continue): nothing to install.
-    if (!(plan.from.startsWith("memory") && this.granting)) engine.restore(plan.snapshot, { notBefore: plan.notBefore });
+    if (!(plan.from.startsWith("memory") && this.granting)) engine.restore(plan.snapshot, { notBefore: plan.notBefore, leaseGraceFrom: now });
     this.memoryTerm = term;
     if (plan.rewriteResources) for (const spec of engine.listResources()) await this.store.putResource(term, spec);
     const added = await this.store.seed(term, this.deps.seed.filter((s) => !stored.resources.has(s.name)));
