@@ -2,6 +2,7 @@
 // cancellation, releases, reconnect with lease re-attach.
 import { createAdminClient, createClient, RateQueueError, type RateQueueClient } from "@ratequeue/client";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { startProxy } from "./support/redis.js";
 import { startServerProcess, type ServerProcess } from "./support/server-process.js";
 
 const config = {
@@ -164,5 +165,29 @@ test("an acquire waiting when its server shuts down is sent again to the server 
     expect(await lease.release()).toBe("released");
   } finally {
     await next.stop();
+  }
+});
+
+test("an acquire sent again after a reconnect asks only for the time it has left", async () => {
+  // Through a proxy that drops the connection: the server stays, the client's
+  // first lease stays held, and the re-sent acquire waits again for it.
+  const proxy = await startProxy(server.port);
+  const c = createClient({ url: `127.0.0.1:${proxy.port}` });
+  clients.push(c);
+  const held = await c.acquire("one");
+  const started = Date.now();
+  const waiting = failure(c.acquire("one", { timeoutMs: 3000 }));
+  await new Promise((r) => setTimeout(r, 1000));
+  proxy.reset();
+  try {
+    const err = await waiting;
+    expect(err.code).toBe("DEADLINE_EXCEEDED");
+    const elapsed = Date.now() - started;
+    // Answered by the server at the original deadline, not a full timeout after the re-send.
+    expect(elapsed).toBeGreaterThanOrEqual(2900);
+    expect(elapsed).toBeLessThan(3900);
+    expect(await held.release()).toBe("released");
+  } finally {
+    await proxy.close();
   }
 });

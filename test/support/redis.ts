@@ -95,6 +95,8 @@ export interface TcpProxy {
   cut(): void;
   /** Heals the partition: held bytes flow on. */
   heal(): void;
+  /** Drops every open connection at once (new ones go through). */
+  reset(): void;
   close(): Promise<void>;
 }
 
@@ -129,6 +131,12 @@ export async function startProxy(targetPort: number): Promise<TcpProxy> {
     url: `redis://127.0.0.1:${port}/0`,
     cut() {
       cut = true;
+    },
+    reset() {
+      for (const pair of pairs) {
+        pair.a.destroy();
+        pair.b.destroy();
+      }
     },
     heal() {
       cut = false;

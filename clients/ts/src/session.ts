@@ -3,6 +3,7 @@
 // session reconnects with backoff (following a standby's leader hint),
 // re-sends what was outstanding and heartbeats its leases to keep them.
 import { create } from "@bufbuild/protobuf";
+import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import { status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import type { Connection } from "./connection.js";
 import { isRetryable, RateQueueError } from "./errors.js";
@@ -22,6 +23,8 @@ const sessionMethod = grpcServiceDefinition(RateQueueService).session;
 interface Outstanding {
   /** The message, kept to send again after a reconnect. */
   request: SessionRequest;
+  /** An acquire's deadline (epoch ms): a re-sent acquire asks only for the time left. */
+  deadline?: number;
   resolve(response: SessionResponse): void;
   reject(err: RateQueueError): void;
 }
@@ -56,8 +59,10 @@ export class Session {
     if (this.closed) throw new RateQueueError("CANCELLED", "the client is closed");
     const id = this.nextId++;
     const request = create(SessionRequestSchema, { requestId: id, kind });
+    const timeout = kind.case === "acquire" ? kind.value.timeout : undefined;
+    const deadline = timeout === undefined ? undefined : Date.now() + durationMs(timeout);
     const answer = new Promise<SessionResponse>((resolve, reject) => {
-      this.outstanding.set(id, { request, resolve, reject });
+      this.outstanding.set(id, { request, deadline, resolve, reject });
     });
     this.write(request);
     return { id, answer };
@@ -116,7 +121,13 @@ export class Session {
     stream.on("error", (err: ServiceError) => this.dropped(stream, err));
     stream.on("end", () => this.dropped(stream));
     // Re-send what the previous stream left unanswered, in order.
-    for (const pending of this.outstanding.values()) stream.write(pending.request);
+    for (const pending of this.outstanding.values()) {
+      const { request, deadline } = pending;
+      if (deadline !== undefined && request.kind.case === "acquire") {
+        request.kind.value.timeout = durationFromMs(Math.max(0, deadline - Date.now()));
+      }
+      stream.write(request);
+    }
     return stream;
   }
 
