@@ -157,6 +157,17 @@ func TestAuthErrors(t *testing.T) {
 			// Without naming it, another namespace's resource does not exist.
 			_, err = c.Acquire(ctx, "secret-b")
 			isCode(t, err, ratequeue.ErrNotFound, codes.NotFound)
+			// WithNamespace names it on every call, the session included: refused.
+			isCode(t, dialErr(t, own.Addr, ratequeue.WithAPIKey(key), ratequeue.WithNamespace("team-b")), ratequeue.ErrPermissionDenied, codes.PermissionDenied)
+		}
+		// The root key acquires in team-b through its session with WithNamespace.
+		rootB := dial(t, own.Addr, ratequeue.WithAPIKey(rootKey), ratequeue.WithNamespace("team-b"))
+		lease, err := rootB.Acquire(ctx, "secret-b")
+		if err != nil {
+			t.Fatalf("Acquire in team-b with the root key and WithNamespace: %v", err)
+		}
+		if err := lease.Release(ctx); err != nil {
+			t.Fatalf("Release: %v", err)
 		}
 	})
 

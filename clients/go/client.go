@@ -210,10 +210,13 @@ func (c *Client) connFor(ep endpoint) (*grpc.ClientConn, error) {
 }
 
 func (c *Client) withAuth(ctx context.Context) context.Context {
-	if c.cfg.apiKey == "" {
-		return ctx
+	if c.cfg.apiKey != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.cfg.apiKey)
 	}
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.cfg.apiKey)
+	if c.cfg.namespace != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "ratequeue-namespace", c.cfg.namespace)
+	}
+	return ctx
 }
 
 func (c *Client) unaryAuth(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {

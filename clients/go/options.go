@@ -13,6 +13,7 @@ type Option func(*config)
 type config struct {
 	apiKey           string
 	apiKeySet        bool
+	namespace        string
 	tls              *tls.Config
 	caFile           string
 	caFileSet        bool
@@ -37,6 +38,14 @@ func defaultConfig() config {
 // environment variable.
 func WithAPIKey(key string) Option {
 	return func(c *config) { c.apiKey, c.apiKeySet = key, true }
+}
+
+// WithNamespace makes every call act in namespace ns by sending
+// "ratequeue-namespace: <ns>" metadata. Only root keys may choose; other
+// keys act in their own namespace and are refused another one with
+// ErrPermissionDenied.
+func WithNamespace(ns string) Option {
+	return func(c *config) { c.namespace = ns }
 }
 
 // WithTLSConfig sets the TLS configuration for https:// addresses. The
