@@ -15,7 +15,7 @@ import {
   RateQueueService,
   ReleaseRequestSchema,
   SessionRequestSchema,
-} from "@ratequeue/client/proto";
+} from "@ratequeue/proto";
 
 const { port, mode, inflight, durationMs, resource } = JSON.parse(process.argv[2]);
 const acquireRequest = create(AcquireRequestSchema, { resource });

@@ -3,7 +3,7 @@
 // HTTP/2 with the gRPC protocol. It measures the other candidate library.
 import http2 from "node:http2";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { RateQueueService } from "@ratequeue/client/proto";
+import { RateQueueService } from "@ratequeue/proto";
 import { answer, granted, heartbeat, released } from "./echo-answers.js";
 
 const handler = connectNodeAdapter({

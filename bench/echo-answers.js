@@ -9,7 +9,7 @@ import {
   ReleaseOutcome,
   ReleaseResponseSchema,
   SessionResponseSchema,
-} from "@ratequeue/client/proto";
+} from "@ratequeue/proto";
 
 let n = 0;
 export const granted = () =>

@@ -3,7 +3,7 @@
 // message at once with a canned reply, with no engine behind it. The
 // difference between this and the real server is ratequeue's own cost.
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { grpcServiceDefinition, RateQueueService } from "@ratequeue/client/proto";
+import { grpcServiceDefinition, RateQueueService } from "@ratequeue/proto";
 import { answer, granted, heartbeat, released } from "./echo-answers.js";
 
 const server = new Server();

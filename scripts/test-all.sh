@@ -19,8 +19,8 @@ echo "$REDIS_SERVER ($("$REDIS_SERVER" --version | cut -d' ' -f3))"
 
 step "contract: buf lint, and regeneration changes nothing"
 bash scripts/generate.sh
-if [ -d .git ] && [ -n "$(git status --porcelain -- clients/ts/src/gen clients/go/gen clients/python/src/ratequeue/_proto)" ]; then
-  git status --porcelain -- clients/ts/src/gen clients/go/gen clients/python/src/ratequeue/_proto
+if [ -d .git ] && [ -n "$(git status --porcelain -- proto/ts/src/gen clients/go/gen clients/python/src/ratequeue/_proto)" ]; then
+  git status --porcelain -- proto/ts/src/gen clients/go/gen clients/python/src/ratequeue/_proto
   echo "generated code is stale: run 'npm run generate' and commit the result" >&2
   exit 1
 fi

@@ -28,7 +28,7 @@ import {
   type ListResourcesResponse,
   type ReleaseResponse,
   type ResourceStats,
-} from "@ratequeue/client/proto";
+} from "@ratequeue/proto";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { rootKeyFile as writeRootKeyFile } from "./support/keys.js";
 import { adminMethods, RawClient, rqMethods, type Outcome } from "./support/raw-grpc.js";

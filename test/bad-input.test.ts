@@ -15,7 +15,7 @@ import {
   ReleaseRequestSchema,
   type AcquireRequest,
   type Resource,
-} from "@ratequeue/client/proto";
+} from "@ratequeue/proto";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { adminMethods, RawClient, rqMethods } from "./support/raw-grpc.js";
 import { startServerProcess, type ServerProcess } from "./support/server-process.js";

@@ -4,7 +4,7 @@
 import { create } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
 import { createAdminClient, createClient } from "@ratequeue/client";
-import { AcquireRequestSchema } from "@ratequeue/client/proto";
+import { AcquireRequestSchema } from "@ratequeue/proto";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { rootKeyFile } from "./support/keys.js";
 import { RawClient, type RawSession } from "./support/raw-grpc.js";

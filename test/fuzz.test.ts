@@ -15,7 +15,7 @@ import {
   SessionCancelSchema,
   type SessionRequest,
   type SessionResponse,
-} from "@ratequeue/client/proto";
+} from "@ratequeue/proto";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { adminMethods, RawClient, rqMethods } from "./support/raw-grpc.js";
 import { startServerProcess, type ServerProcess } from "./support/server-process.js";

@@ -4,7 +4,7 @@
 import { spawn } from "node:child_process";
 import { status } from "@grpc/grpc-js";
 import { createAdminClient, createClient, RateQueueError } from "@ratequeue/client";
-import { HeartbeatRequestSchema } from "@ratequeue/client/proto";
+import { HeartbeatRequestSchema } from "@ratequeue/proto";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { generateKey } from "../server/src/auth/keys.js";

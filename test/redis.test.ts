@@ -5,7 +5,7 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { createAdminClient, createClient } from "@ratequeue/client";
-import { Dimension } from "@ratequeue/client/proto";
+import { Dimension } from "@ratequeue/proto";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { FencedError, RedisStore } from "../server/src/store/index.js";

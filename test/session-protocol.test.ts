@@ -12,7 +12,7 @@ import {
   SessionRequestSchema,
   type SessionRequest,
   type SessionResponse,
-} from "@ratequeue/client/proto";
+} from "@ratequeue/proto";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { startServerProcess, type ServerProcess } from "./support/server-process.js";
 

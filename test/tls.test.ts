@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { credentials, status } from "@grpc/grpc-js";
 import { createAdminClient, createClient } from "@ratequeue/client";
-import { ListResourcesRequestSchema } from "@ratequeue/client/proto";
+import { ListResourcesRequestSchema } from "@ratequeue/proto";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { adminMethods, RawClient } from "./support/raw-grpc.js";
 import { startServerProcess, type ServerProcess } from "./support/server-process.js";

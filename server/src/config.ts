@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Dimension, LaneSchema, LimitSchema, ResourceSchema, type Resource } from "@ratequeue/client/proto";
+import { Dimension, LaneSchema, LimitSchema, ResourceSchema, type Resource } from "@ratequeue/proto";
 import { parse as parseYaml } from "yaml";
 import type { ResourceSpec } from "./core/index.js";
 import { RpcError } from "./rpc/rpc-error.js";

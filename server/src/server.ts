@@ -2,7 +2,7 @@
 // and graceful shutdown. main.ts parses flags and calls startServer.
 import { randomUUID } from "node:crypto";
 import { Server, status } from "@grpc/grpc-js";
-import { AdminService, RateQueueService, grpcServiceDefinition } from "@ratequeue/client/proto";
+import { AdminService, RateQueueService, grpcServiceDefinition } from "@ratequeue/proto";
 import { HealthImplementation } from "grpc-health-check";
 import { Engine, systemClock, type Clock, type ResourceSpec } from "./core/index.js";
 import { defaultSessionLimits, serverCredentials, setupAuth, type AuthOptions, type SessionLimits, type TlsFiles } from "./auth/index.js";

@@ -2,7 +2,7 @@
 // the friendly client refuses to: out-of-range fields, raw bytes, odd metadata.
 import { create, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { Client, credentials, Metadata, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
-import { AdminService, RateQueueService, grpcServiceDefinition, SessionRequestSchema, type SessionResponse } from "@ratequeue/client/proto";
+import { AdminService, RateQueueService, grpcServiceDefinition, SessionRequestSchema, type SessionResponse } from "@ratequeue/proto";
 
 export const rqMethods = grpcServiceDefinition(RateQueueService);
 export const adminMethods = grpcServiceDefinition(AdminService);

@@ -22,7 +22,7 @@ import {
   type Resource,
   type ResourceSchema,
   type ResourceStats,
-} from "./proto.js";
+} from "@ratequeue/proto";
 
 const methods = grpcServiceDefinition(AdminService);
 

@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Connection, type ClientOptions } from "./connection.js";
 import { RateQueueError } from "./errors.js";
-import { AcquireRequestSchema, HeartbeatRequestSchema, ReleaseOutcome, ReleaseRequestSchema } from "./proto.js";
+import { AcquireRequestSchema, HeartbeatRequestSchema, ReleaseOutcome, ReleaseRequestSchema } from "@ratequeue/proto";
 import { Session } from "./session.js";
 
 export type { ClientOptions };

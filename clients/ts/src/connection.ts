@@ -2,10 +2,8 @@
 // API key, and following a standby's hint to the leader.
 import { readFileSync } from "node:fs";
 import { Client, credentials, Metadata, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
+import { authorizationMetadataKey, leaderMetadataKey, namespaceMetadataKey } from "@ratequeue/proto";
 import { defaultUrl, parseTargets, type Target } from "./address.js";
-
-/** Trailing metadata key with which a standby names the leader. */
-export const leaderMetadataKey = "ratequeue-leader";
 
 /** How to reach ratequeue; shared by createClient and createAdminClient. */
 export interface ClientOptions {
@@ -63,8 +61,8 @@ export class Connection {
   /** Metadata for every call: the API key, when there is one. */
   metadata(): Metadata {
     const md = new Metadata();
-    if (this.apiKey) md.set("authorization", `Bearer ${this.apiKey}`);
-    if (this.options.namespace) md.set("ratequeue-namespace", this.options.namespace);
+    if (this.apiKey) md.set(authorizationMetadataKey, `Bearer ${this.apiKey}`);
+    if (this.options.namespace) md.set(namespaceMetadataKey, this.options.namespace);
     return md;
   }
 

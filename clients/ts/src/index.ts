@@ -1,5 +1,5 @@
-// The public surface of @ratequeue/client. The generated contract is at
-// "@ratequeue/client/proto".
+// The public surface of @ratequeue/client. The generated contract is the
+// package @ratequeue/proto.
 export { createClient } from "./client.js";
 export type { AcquireOptions, ClientOptions, Lease, RateQueueClient, ReleaseResult } from "./client.js";
 export { createAdminClient, roleName } from "./admin.js";

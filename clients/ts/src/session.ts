@@ -15,7 +15,7 @@ import {
   SessionRequestSchema,
   type SessionRequest,
   type SessionResponse,
-} from "./proto.js";
+} from "@ratequeue/proto";
 
 const sessionMethod = grpcServiceDefinition(RateQueueService).session;
 

@@ -2,6 +2,7 @@
 // memory, and the namespace it acts in. Also the key and namespace changes
 // behind the admin RPCs, made durable through a KeyStore first.
 import { status, type Metadata } from "@grpc/grpc-js";
+import { authorizationMetadataKey, namespaceMetadataKey } from "@ratequeue/proto";
 import type { Logger } from "../log.js";
 import { RpcError } from "../rpc/rpc-error.js";
 import { checkNamespace } from "../rpc/validate.js";
@@ -9,9 +10,6 @@ import type { KeyStore } from "./key-store.js";
 import { generateKey, hashKey, keyId, matches, type KeyRecord, type Role } from "./keys.js";
 import { defaultNamespace, scopeOf, type Scope } from "./scope.js";
 import { FailureThrottle, peerAddress, type ThrottleOptions } from "./throttle.js";
-
-/** Metadata with which a root key (or anyone, with auth off) picks a namespace. */
-export const namespaceMetadataKey = "ratequeue-namespace";
 
 /** Id of the root key given by RATEQUEUE_ROOT_KEY or --root-key-file. */
 export const configuredRootId = "root";
@@ -103,7 +101,7 @@ export class Authenticator {
     const asked = metadata.get(namespaceMetadataKey)[0];
     const requested = typeof asked === "string" && asked !== "" ? asked : undefined;
     if (!this.on) return this.principal("anonymous", "root", requested ?? defaultNamespace);
-    const record = this.check(metadata.get("authorization")[0]);
+    const record = this.check(metadata.get(authorizationMetadataKey)[0]);
     if (typeof record === "string") {
       const address = peerAddress(peer);
       await this.throttle.delay(address, this.throttle.failed(address));

@@ -1,5 +1,5 @@
 // Authentication, tenants and per-client limits.
-export { Authenticator, configuredRootId, namespaceMetadataKey } from "./authenticator.js";
+export { Authenticator, configuredRootId } from "./authenticator.js";
 export type { AuthenticatorOptions, Principal } from "./authenticator.js";
 export { MemoryKeyStore } from "./key-store.js";
 export type { KeyStore } from "./key-store.js";

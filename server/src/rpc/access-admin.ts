@@ -19,7 +19,7 @@ import {
   type DeleteNamespaceRequest,
   type ListApiKeysRequest,
   type RevokeApiKeyRequest,
-} from "@ratequeue/client/proto";
+} from "@ratequeue/proto";
 import { configuredRootId, defaultNamespace, scopeOf, type Authenticator, type KeyRecord, type Principal, type Role } from "../auth/index.js";
 import type { Engine } from "../core/index.js";
 import type { Logger } from "../log.js";

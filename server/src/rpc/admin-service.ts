@@ -12,7 +12,7 @@ import {
   type GetResourceRequest,
   type GetResourceStatsRequest,
   type PutResourceRequest,
-} from "@ratequeue/client/proto";
+} from "@ratequeue/proto";
 import type { Authenticator, Principal } from "../auth/index.js";
 import type { Engine, ResourceSpec } from "../core/index.js";
 import type { Logger } from "../log.js";

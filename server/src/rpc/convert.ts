@@ -15,7 +15,7 @@ import {
   type HeartbeatResponse,
   type ReleaseResponse,
   type ResourceStats,
-} from "@ratequeue/client/proto";
+} from "@ratequeue/proto";
 import type { Scope } from "../auth/scope.js";
 import type * as core from "../core/index.js";
 import { resourceToProto } from "./validate.js";

@@ -1,4 +1,5 @@
 import { status } from "@grpc/grpc-js";
+import { leaderMetadataKey } from "@ratequeue/proto";
 import { RpcError } from "./rpc-error.js";
 
 /**
@@ -10,9 +11,6 @@ export interface Gate {
   /** Undefined when work may proceed; otherwise the error to answer with. */
   refusal(): RpcError | undefined;
 }
-
-/** Trailing metadata key that names the leader's address on UNAVAILABLE. */
-export const leaderMetadataKey = "ratequeue-leader";
 
 /** A gate that is open until closed (the embedded single-node default). */
 export class OpenGate implements Gate {

@@ -1,7 +1,7 @@
 // RateQueueService: the worker-facing RPCs, mapped onto the engine.
 import { randomUUID } from "node:crypto";
 import { status, type ServerDuplexStream, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
-import type { AcquireRequest, AcquireResponse, SessionRequest, SessionResponse } from "@ratequeue/client/proto";
+import type { AcquireRequest, AcquireResponse, SessionRequest, SessionResponse } from "@ratequeue/proto";
 import { Counter, type Principal } from "../auth/index.js";
 import type { Ticket } from "../core/index.js";
 import { grantToProto, heartbeatToProto, releaseToProto } from "./convert.js";

@@ -8,7 +8,7 @@ import {
   SessionResponseSchema,
   type SessionRequest,
   type SessionResponse,
-} from "@ratequeue/client/proto";
+} from "@ratequeue/proto";
 import type { Authenticator, Principal, SessionLimits } from "../auth/index.js";
 import type { AcquireResult, Clock, Engine, HeartbeatResult, Ticket } from "../core/index.js";
 import type { Logger } from "../log.js";

@@ -13,7 +13,7 @@ import {
   type HeartbeatRequest,
   type ReleaseRequest,
   type Resource,
-} from "@ratequeue/client/proto";
+} from "@ratequeue/proto";
 import type { AcquireRequest as CoreAcquire, LimitSpec, ResourceSpec } from "../core/index.js";
 import { invalidField } from "./rpc-error.js";
 

@@ -1,6 +1,7 @@
 import { status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { LeaderGate, leaderMetadataKey } from "../rpc/gate.js";
+import { leaderMetadataKey } from "@ratequeue/proto";
+import { LeaderGate } from "../rpc/gate.js";
 
 describe("LeaderGate", () => {
   it("is open until its deadline; the first check past it closes the gate and reports the lapse once", () => {

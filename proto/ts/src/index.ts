@@ -1,8 +1,9 @@
 /**
  * The ratequeue.v1 contract for TypeScript: the generated messages and
- * services, and the adapter that turns a protobuf-es service descriptor into
- * a grpc-js service definition. The server and this client share it, so one
- * code generator (protoc-gen-es) serves both ends.
+ * services, the metadata names of the session protocol, and the adapter that
+ * turns a protobuf-es service descriptor into a grpc-js service definition.
+ * The server and the TypeScript client both depend on this package, so one
+ * code generator (protoc-gen-es) serves both ends and neither owns the contract.
  */
 import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
@@ -10,6 +11,15 @@ import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
 
 export * from "./gen/ratequeue/v1/ratequeue_pb.js";
 export * from "./gen/ratequeue/v1/admin_pb.js";
+
+// Metadata names of the protocol (proto/ratequeue/v1/ratequeue.proto, "Session protocol").
+
+/** Request metadata carrying the API key as `Bearer <key>`. */
+export const authorizationMetadataKey = "authorization";
+/** Request metadata with which a root key picks the namespace to act in. */
+export const namespaceMetadataKey = "ratequeue-namespace";
+/** Trailing metadata with which a node that cannot serve (a standby) names the leader's host:port. */
+export const leaderMetadataKey = "ratequeue-leader";
 
 /** The grpc-js definition of one protobuf-es service, keyed by method local name. */
 export type GrpcServiceDefinition<S extends GenServiceMethods> = {
