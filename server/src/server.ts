@@ -4,17 +4,17 @@ import { randomUUID } from "node:crypto";
 import { Server, status } from "@grpc/grpc-js";
 import { AdminService, RateQueueService, grpcServiceDefinition } from "@ratequeue/proto";
 import { HealthImplementation } from "grpc-health-check";
-import { Engine, systemClock, type Clock, type ResourceSpec } from "./core/index.js";
 import { defaultSessionLimits, serverCredentials, setupAuth, type AuthOptions, type SessionLimits, type TlsFiles } from "./auth/index.js";
+import { Engine, systemClock, type Clock, type ResourceSpec } from "./core/index.js";
+import { RpcError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
 import { createAdminService, memoryStore, type ResourceStore } from "./rpc/admin-service.js";
 import { OpenGate } from "./rpc/gate.js";
-import { RpcError } from "./rpc/rpc-error.js";
 import { LeaseRouter } from "./rpc/lease-router.js";
-import { createRateQueueService } from "./rpc/rate-queue-service.js";
-import { limits as validLimits } from "./rpc/validate.js";
 import { tolerantDefinition } from "./rpc/malformed.js";
+import { createRateQueueService } from "./rpc/rate-queue-service.js";
 import { RedisGroup, type GroupOptions } from "./store/index.js";
+import { limits as validLimits } from "./validate/fields.js";
 
 export interface ServerOptions {
   host: string;

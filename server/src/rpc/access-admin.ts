@@ -22,10 +22,10 @@ import {
 } from "@ratequeue/proto";
 import { configuredRootId, defaultNamespace, scopeOf, type Authenticator, type KeyRecord, type Principal, type Role } from "../auth/index.js";
 import type { Engine } from "../core/index.js";
+import { invalidField, RpcError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { checkDescription, checkNamespace } from "../validate/fields.js";
 import { unary } from "./handler.js";
-import { invalidField, RpcError } from "./rpc-error.js";
-import { checkDescription, checkNamespace } from "./validate.js";
 
 export interface AccessAdminDeps {
   engine: Engine;

@@ -15,13 +15,14 @@ import {
 } from "@ratequeue/proto";
 import type { Authenticator, Principal } from "../auth/index.js";
 import type { Engine, ResourceSpec } from "../core/index.js";
+import { RpcError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { checkName } from "../validate/fields.js";
+import { resourceFromProto } from "../validate/requests.js";
 import { createAccessAdmin } from "./access-admin.js";
-import { statsToProto } from "./convert.js";
+import { resourceToProto, statsToProto } from "./convert.js";
 import type { Gate } from "./gate.js";
 import { unary } from "./handler.js";
-import { RpcError } from "./rpc-error.js";
-import { checkName, resourceFromProto, resourceToProto } from "./validate.js";
 
 /**
  * Where resource definitions are made durable before the engine applies

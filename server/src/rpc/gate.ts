@@ -1,6 +1,6 @@
 import { status } from "@grpc/grpc-js";
 import { leaderMetadataKey } from "@ratequeue/proto";
-import { RpcError } from "./rpc-error.js";
+import { RpcError } from "../errors.js";
 
 /**
  * Decides whether this node may take work now. A lone node is open until it

@@ -4,11 +4,11 @@ import { status, type ServerDuplexStream, type ServerUnaryCall, type UntypedServ
 import type { AcquireRequest, AcquireResponse, SessionRequest, SessionResponse } from "@ratequeue/proto";
 import { Counter, type Principal } from "../auth/index.js";
 import type { Ticket } from "../core/index.js";
-import { grantToProto, heartbeatToProto, releaseToProto } from "./convert.js";
+import { RpcError } from "../errors.js";
+import { acquireFromProto, heartbeatFromProto, releaseFromProto } from "../validate/requests.js";
+import { grantToProto, heartbeatToProto, releaseToProto, statusOf } from "./convert.js";
 import { reportError, serviceError, unary } from "./handler.js";
-import { RpcError, statusOf } from "./rpc-error.js";
 import { heartbeatIn, ownsLease, WorkerSession, type SessionDeps } from "./session.js";
-import { acquireFromProto, heartbeatFromProto, releaseFromProto } from "./validate.js";
 
 /** Owner recorded on leases granted by unary Acquire (no session holds them). */
 const unaryOwner = "unary";

@@ -47,8 +47,8 @@ import type { Clock, Engine, EngineSnapshot, ResourceSnapshot, ResourceSpec, Tim
 import type { Logger } from "../log.js";
 import type { ResourceStore } from "../rpc/admin-service.js";
 import { leaderMetadataKey } from "@ratequeue/proto";
+import { RpcError } from "../errors.js";
 import { LeaderGate } from "../rpc/gate.js";
-import { RpcError } from "../rpc/rpc-error.js";
 import { RedisKeyStore } from "./redis-key-store.js";
 import { FencedError, RedisStore, type StoredState, type Term } from "./redis-store.js";
 
