@@ -8,12 +8,11 @@ import { defaultSessionLimits, serverCredentials, setupAuth, type AuthOptions, t
 import { Engine, systemClock, type Clock, type ResourceSpec } from "./core/index.js";
 import { RpcError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
-import { createAdminService, memoryStore, type ResourceStore } from "./rpc/admin-service.js";
-import { OpenGate } from "./rpc/gate.js";
+import { createAdminService } from "./rpc/admin-service.js";
 import { LeaseRouter } from "./rpc/lease-router.js";
 import { tolerantDefinition } from "./rpc/malformed.js";
 import { createRateQueueService } from "./rpc/rate-queue-service.js";
-import { RedisGroup, type GroupOptions } from "./store/index.js";
+import { memoryResourceStore, OpenGate, RedisGroup, type GroupOptions, type ResourceStore } from "./store/index.js";
 import { limits as validLimits } from "./validate/fields.js";
 
 export interface ServerOptions {
@@ -104,7 +103,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   server.addService(tolerantDefinition(grpcServiceDefinition(RateQueueService)), rateQueue.implementation);
   server.addService(
     tolerantDefinition(grpcServiceDefinition(AdminService)),
-    createAdminService({ engine, log, gate, auth, store: group ?? options.store ?? memoryStore }),
+    createAdminService({ engine, log, gate, auth, store: group ?? options.store ?? memoryResourceStore }),
   );
   health = new HealthImplementation(
     group === undefined

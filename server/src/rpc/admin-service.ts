@@ -17,28 +17,12 @@ import type { Authenticator, Principal } from "../auth/index.js";
 import type { Engine, ResourceSpec } from "../core/index.js";
 import { RpcError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { Gate, ResourceStore } from "../store/index.js";
 import { checkName } from "../validate/fields.js";
 import { resourceFromProto } from "../validate/requests.js";
 import { createAccessAdmin } from "./access-admin.js";
 import { resourceToProto, statsToProto } from "./convert.js";
-import type { Gate } from "./gate.js";
 import { unary } from "./handler.js";
-
-/**
- * Where resource definitions are made durable before the engine applies
- * them. The embedded default keeps them in memory only (a no-op store).
- */
-export interface ResourceStore {
-  /** Resolves once the definition is durable. */
-  put(spec: ResourceSpec): Promise<void>;
-  /** Resolves once the deletion is durable. */
-  delete(name: string): Promise<void>;
-}
-
-export const memoryStore: ResourceStore = {
-  put: async () => {},
-  delete: async () => {},
-};
 
 export interface AdminDeps {
   engine: Engine;

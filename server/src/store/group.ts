@@ -43,14 +43,14 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
-import type { Clock, Engine, EngineSnapshot, ResourceSnapshot, ResourceSpec, TimerId } from "../core/index.js";
-import type { Logger } from "../log.js";
-import type { ResourceStore } from "../rpc/admin-service.js";
 import { leaderMetadataKey } from "@ratequeue/proto";
+import type { Clock, Engine, EngineSnapshot, ResourceSnapshot, ResourceSpec, TimerId } from "../core/index.js";
 import { RpcError } from "../errors.js";
-import { LeaderGate } from "../rpc/gate.js";
+import type { Logger } from "../log.js";
+import { LeaderGate } from "./leader-gate.js";
 import { RedisKeyStore } from "./redis-key-store.js";
 import { FencedError, RedisStore, type StoredState, type Term } from "./redis-store.js";
+import type { ResourceStore } from "./resource-store.js";
 
 export type RedisLoss = "stop" | "continue";
 
@@ -154,7 +154,7 @@ export class RedisGroup implements ResourceStore {
       now: () => clock.now(),
       setTimer: (at, fn) =>
         clock.setTimer(at, () => {
-          this.gate.isOpen(); // A late timer past the deadline fences before the engine grants.
+          this.gate.checkDeadline(); // A late timer past the deadline fences before the engine grants.
           fn();
         }),
       clearTimer: (id) => clock.clearTimer(id),
@@ -279,9 +279,9 @@ export class RedisGroup implements ResourceStore {
       return;
     }
     const until = this.deadline(sentAt);
-    // isOpen() notices a deadline that passed while the renewal was in flight
+    // checkDeadline() notices a deadline that passed while the renewal was in flight
     // (the engine may have held grants back at it): then reopen from memory.
-    if (this.granting && this.gate.isOpen()) {
+    if (this.granting && this.gate.checkDeadline()) {
       this.extend(until);
       return;
     }
@@ -407,7 +407,7 @@ export class RedisGroup implements ResourceStore {
     const { clock } = this.deps;
     this.snapshotTimer = clock.setTimer(clock.now() + this.options.snapshotEveryMs, () => this.snapshotTick());
     const term = this.term;
-    if (this.stopped || term === undefined || !this.granting || this.writingSnapshot || !this.gate.isOpen()) return;
+    if (this.stopped || term === undefined || !this.granting || this.writingSnapshot || !this.gate.checkDeadline()) return;
     this.writingSnapshot = true;
     this.store
       .writeSnapshot(term, this.engine().snapshot())
@@ -435,7 +435,7 @@ export class RedisGroup implements ResourceStore {
     const { clock } = this.deps;
     this.gate.lead(until);
     if (this.lapseTimer !== undefined) clock.clearTimer(this.lapseTimer);
-    this.lapseTimer = Number.isFinite(until) ? clock.setTimer(until, () => this.gate.isOpen()) : undefined;
+    this.lapseTimer = Number.isFinite(until) ? clock.setTimer(until, () => this.gate.checkDeadline()) : undefined;
   }
 
   /** Our term is over (Redis refused a fenced write or the renewal). */
@@ -487,7 +487,7 @@ export class RedisGroup implements ResourceStore {
   }
 
   private report(): void {
-    const serving = this.granting && this.gate.isOpen();
+    const serving = this.granting && this.gate.checkDeadline();
     this.deps.onStatus({ serving, standby: !serving && this.redisUp && this.leaderHint !== undefined, redis: this.redisUp });
   }
 
