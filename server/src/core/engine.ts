@@ -46,7 +46,14 @@ export interface EngineOptions {
   newLeaseId?: () => string;
   /** How many ended lease ids are remembered to tell "already released"/"expired" from "unknown". Default 100 000. */
   tombstoneCapacity?: number;
-  /** Receives exceptions thrown by callbacks; the default rethrows them asynchronously. */
+  /**
+   * Receives exceptions thrown by callbacks (onResult, onLeaseExpired). The
+   * default rethrows them asynchronously, so the engine call that delivered
+   * them returns as usual. When this function throws, the engine call (or
+   * the timer) that delivered the callback throws that error, once every
+   * other pending callback is delivered: tests pass `(err) => { throw err; }`
+   * so that an assertion failing inside a callback fails the test at once.
+   */
   onCallbackError?: (err: unknown) => void;
   /**
    * The engine grants nothing at or after this time (a group leader's lease
@@ -584,9 +591,14 @@ export class Engine {
     this.outbox.push(fn, arg);
   }
 
-  /** Delivers posted callbacks in order. Re-entrant calls drain the same queue. */
+  /**
+   * Delivers posted callbacks in order. Re-entrant calls drain the same
+   * queue. An error onCallbackError throws is held until the queue is empty
+   * and then thrown, so the engine is consistent when the caller sees it.
+   */
   private flush(): void {
     const q = this.outbox;
+    let thrown: { error: unknown } | undefined;
     while (this.outHead < q.length) {
       const fn = q[this.outHead] as (a: unknown) => void;
       const arg = q[this.outHead + 1];
@@ -596,10 +608,15 @@ export class Engine {
       try {
         fn(arg);
       } catch (err) {
-        this.onCallbackError(err);
+        try {
+          this.onCallbackError(err);
+        } catch (error) {
+          thrown ??= { error };
+        }
       }
     }
     q.length = 0;
     this.outHead = 0;
+    if (thrown !== undefined) throw thrown.error;
   }
 }
