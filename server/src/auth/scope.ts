@@ -8,7 +8,7 @@
 export const defaultNamespace = "default";
 
 /** Separates a namespace from a resource name in engine names. */
-export const separator = "@";
+const separator = "@";
 
 /** One namespace's view of the engine's resource names. */
 export class Scope {

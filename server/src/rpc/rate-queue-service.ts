@@ -139,5 +139,3 @@ function deadlineMs(deadline: Date | number): number | undefined {
   const ms = deadline instanceof Date ? deadline.getTime() : deadline;
   return Number.isFinite(ms) ? ms : undefined;
 }
-
-export { status };
