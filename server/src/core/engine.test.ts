@@ -558,6 +558,27 @@ describe("Engine: re-entrant callbacks", () => {
     expect(inner).toBeNull();
   });
 
+  it("a callback error that onCallbackError throws surfaces after every other callback is delivered", () => {
+    const engine = newEngine({ clock: new SimulatedClock() });
+    engine.putResource(spec({ concurrency: 1 }));
+    const base = { resource: "api", load: 1, priority: 10, lane: "", owner: "w" };
+    const log: string[] = [];
+    engine.acquire(base, () => {});
+    engine.acquire(base, () => {
+      log.push("first");
+      throw new Error("boom");
+    });
+    engine.acquire(base, (r) => log.push(r.ok ? "second" : `second:${r.failure.code}`));
+    expect(() => engine.deleteResource("api")).toThrow("boom");
+    // Both waiters were answered, and the engine is consistent and usable.
+    expect(log).toEqual(["first", "second:NOT_FOUND"]);
+    expect(engine.waiterCount()).toBe(0);
+    expect(engine.leaseCount()).toBe(0);
+    engine.putResource(spec());
+    expect(engine.acquire(base, (r) => log.push(r.ok ? "granted" : "refused"))).toBeNull();
+    expect(log.at(-1)).toBe("granted");
+  });
+
   it("keeps stats: wait percentiles over recent grants", () => {
     const { acq, clock, engine } = setup(spec({ limits: [rps(10, 1)] }));
     for (let i = 0; i < 11; i++) acq();
