@@ -7,8 +7,9 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Dimension, LaneSchema, LimitSchema, ResourceSchema, type Resource } from "@ratequeue/proto";
 import { isMap, isScalar, LineCounter, parseDocument, visit } from "yaml";
 import type { ResourceSpec } from "./core/index.js";
-import { RpcError } from "./rpc/rpc-error.js";
-import { checkNamespace, resourceFromProto } from "./rpc/validate.js";
+import { RpcError } from "./errors.js";
+import { checkNamespace } from "./validate/fields.js";
+import { resourceFromProto } from "./validate/requests.js";
 import { defaultNamespace, scopeOf } from "./auth/scope.js";
 
 export interface Config {
