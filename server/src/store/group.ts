@@ -364,7 +364,7 @@ export class RedisGroup implements ResourceStore {
       epoch: term.epoch,
       from: planSources[plan.kind],
       notBefore: notBeforeOf(plan),
-      resources: engine.listResources().map((r) => r.name),
+      resources: engine.listResources().length,
       leases: engine.leaseCount(),
     });
     this.startGranting(this.deadline(sentAt));
