@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+
+	"github.com/ratequeue/ratequeue/clients/go/internal/protocol"
 )
 
 // Option configures a Client; pass options to Dial.
@@ -26,9 +28,9 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		reconnectTimeout: 30 * time.Second,
-		initialBackoff:   50 * time.Millisecond,
-		maxBackoff:       time.Second,
+		reconnectTimeout: protocol.ReconnectTimeout,
+		initialBackoff:   protocol.InitialBackoff,
+		maxBackoff:       protocol.MaxBackoff,
 		probeTimeout:     10 * time.Second,
 	}
 }
