@@ -81,24 +81,6 @@ func TestLeaseLostWhileCutOff(t *testing.T) {
 	isErr(t, err, ratequeue.ErrLeaseExpired)
 }
 
-// With no server reachable for the reconnect timeout, a waiting acquire
-// fails with ErrUnavailable.
-func TestUnavailableAfterReconnectTimeout(t *testing.T) {
-	t.Parallel()
-	admin := dial(t, "")
-	name := put(t, admin, resource(t, 5*time.Second, 1))
-	p := proxy(t, srv.Addr)
-	c := dial(t, p.Addr, ratequeue.WithReconnectTimeout(500*time.Millisecond), ratequeue.WithBackoff(20*time.Millisecond, 100*time.Millisecond))
-	held := acquire(t, c, name)
-	defer held.Release(context.Background())
-	ch := waitAcquire(context.Background(), c, name)
-	eventually(t, 5*time.Second, "one queued request", func() bool { return queueDepth(stats(t, admin, name)) == 1 })
-	p.Pause()
-	a := recv(t, ch, 5*time.Second)
-	isErr(t, a.err, ratequeue.ErrUnavailable)
-	p.Resume()
-}
-
 // A dead server in the list is skipped: the client tries the next one.
 // (Following a standby to the leader, and failover, are in
 // failover_test.go, against a real group.)

@@ -246,18 +246,8 @@ func (c *Client) run(s *session) {
 // when the client closes.
 func (c *Client) reconnect(backoff *time.Duration) *session {
 	for {
-		for {
-			c.mu.Lock()
-			park := c.refusal != nil && len(c.ops) == 0
-			c.mu.Unlock()
-			if !park {
-				break
-			}
-			select {
-			case <-c.wantConn:
-			case <-c.ctx.Done():
-				return nil
-			}
+		if !c.awaitOp() {
+			return nil
 		}
 		// The pause runs between attempts: time spent parked counts.
 		c.mu.Lock()
@@ -266,10 +256,16 @@ func (c *Client) reconnect(backoff *time.Duration) *session {
 		if !c.sleep(pause) {
 			return nil
 		}
-		*backoff = min(*backoff*2, c.cfg.maxBackoff)
 		c.mu.Lock()
-		c.attemptAt = time.Now()
+		idle := c.refusal != nil && len(c.ops) == 0 // the op ended during the pause
+		if !idle {
+			c.attemptAt = time.Now()
+		}
 		c.mu.Unlock()
+		if idle {
+			continue
+		}
+		*backoff = min(*backoff*2, c.cfg.maxBackoff)
 		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.probeTimeout)
 		next, err := c.connect(ctx)
 		cancel()
@@ -280,6 +276,24 @@ func (c *Client) reconnect(backoff *time.Duration) *session {
 			return next
 		}
 		c.ended(err)
+	}
+}
+
+// awaitOp returns at once unless the key was refused, and then when there
+// is an op to connect for. It reports false when the client closes.
+func (c *Client) awaitOp() bool {
+	for {
+		c.mu.Lock()
+		park := c.refusal != nil && len(c.ops) == 0
+		c.mu.Unlock()
+		if !park {
+			return true
+		}
+		select {
+		case <-c.wantConn:
+		case <-c.ctx.Done():
+			return false
+		}
 	}
 }
 
