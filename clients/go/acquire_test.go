@@ -111,7 +111,50 @@ func TestDeadlineTimesOut(t *testing.T) {
 	if took < 300*time.Millisecond || took > 2*time.Second {
 		t.Errorf("Acquire returned after %v, want 300ms (and not much more)", took)
 	}
+	// The server enforces the timeout it was sent: it decides, and counts a
+	// timeout, not a cancellation racing it.
 	eventually(t, 5*time.Second, "an empty queue", func() bool { return queueDepth(stats(t, c, name)) == 0 })
+	if s := stats(t, c, name); s.GetTimeouts() != 1 || s.GetCancellations() != 0 {
+		t.Errorf("the server counted %d timeouts and %d cancellations, want 1 and 0", s.GetTimeouts(), s.GetCancellations())
+	}
+}
+
+// A context whose deadline has already passed makes one attempt, like the
+// protocol's timeout of zero: a free slot is granted, and otherwise the
+// server answers at once.
+func TestPassedDeadlineMakesOneAttempt(t *testing.T) {
+	t.Parallel()
+	c := dial(t, "")
+	r := resource(t, 10*time.Second, 1)
+	r.MaxQueue = 1
+	name := put(t, c, r)
+	passed, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+
+	held, err := c.Acquire(passed, name)
+	if err != nil {
+		t.Fatalf("Acquire of a free slot with a passed deadline: %v", err)
+	}
+	start := time.Now()
+	_, err = c.Acquire(passed, name)
+	isCode(t, err, ratequeue.ErrTimeout, codes.DeadlineExceeded)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the attempt took %v, want at once", d)
+	}
+	if s := stats(t, c, name); s.GetTimeouts() != 1 {
+		t.Errorf("the server counted %d timeouts, want 1: it decided", s.GetTimeouts())
+	}
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer wcancel()
+	waiting := waitAcquire(wctx, c, name)
+	eventually(t, 5*time.Second, "one queued request", func() bool { return queueDepth(stats(t, c, name)) == 1 })
+	_, err = c.Acquire(passed, name)
+	isCode(t, err, ratequeue.ErrQueueFull, codes.ResourceExhausted)
+	wcancel()
+	isErr(t, recv(t, waiting, 5*time.Second).err, context.Canceled)
+	if err := held.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Each sentinel error for its cause, against the real server.

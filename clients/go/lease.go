@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1"
+	"github.com/ratequeue/ratequeue/clients/go/internal/protocol"
 )
 
 // defaultTTL is the lease TTL assumed when the server names none.
@@ -64,25 +65,42 @@ func (l *Lease) Lost() <-chan struct{} { return l.lost }
 func (l *Lease) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
 
 // Acquire waits for a lease on resource. It honours ctx: the deadline is
-// sent to the server as the request's timeout, and when ctx ends the
-// request is withdrawn from the queue and Acquire returns an error matching
-// ErrTimeout (deadline) or context.Canceled. When the server refused the
-// API key and no session has succeeded since, a deadline that passes
-// without an answer returns that refusal (ErrUnauthenticated or
-// ErrPermissionDenied) instead: a timeout never hides the real reason.
-// Other failures match ErrNotFound, ErrInvalid, ErrQueueFull,
-// ErrUnavailable or ErrClosed.
+// sent to the server as the request's timeout, and when ctx ends the wait
+// ends at once, with an error matching ErrTimeout (deadline) or
+// context.Canceled; a cancelled request is withdrawn from the queue, and
+// the server ends one whose deadline passed. A deadline that has already
+// passed makes one attempt, as a timeout of zero does: the server grants a
+// free slot or answers at once (Acquire waits for that answer at most
+// protocol.TimeoutSlack, 2 s).
+//
+// When the server refused the API key and no session has succeeded since,
+// a deadline that passes without an answer returns that refusal
+// (ErrUnauthenticated or ErrPermissionDenied) instead: a timeout never
+// hides the real reason. Other failures match ErrNotFound, ErrInvalid,
+// ErrQueueFull, ErrUnavailable or ErrClosed.
 func (c *Client) Acquire(ctx context.Context, resource string, opts ...AcquireOption) (*Lease, error) {
 	var o acquireOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if ctx.Err() != nil {
-		return nil, c.ctxError(ctx, "acquire "+resource)
-	}
+	what := "acquire " + resource
 	req := &pb.AcquireRequest{Resource: resource, Load: o.load, Priority: o.priority, Lane: o.lane}
-	if dl, ok := ctx.Deadline(); ok {
-		req.Timeout = durationpb.New(max(0, time.Until(dl)))
+	wait := ctx // ends the wait
+	switch err := ctx.Err(); {
+	case err == nil:
+		if dl, ok := ctx.Deadline(); ok {
+			req.Timeout = durationpb.New(max(0, time.Until(dl)))
+		}
+	case errors.Is(err, context.DeadlineExceeded):
+		if r := c.refused(); r != nil {
+			return nil, r
+		}
+		req.Timeout = durationpb.New(0)
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(context.WithoutCancel(ctx), protocol.TimeoutSlack)
+		defer cancel()
+	default:
+		return nil, ctxError(ctx, what)
 	}
 	type answer struct {
 		resp *pb.SessionResponse
@@ -97,14 +115,17 @@ func (c *Client) Acquire(ctx context.Context, resource string, opts ...AcquireOp
 	var a answer
 	select {
 	case a = <-ch:
-	case <-ctx.Done():
-		if c.abandon(id) {
-			return nil, c.ctxError(ctx, "acquire "+resource)
+	case <-wait.Done():
+		// At the deadline it was sent the server ends the wait itself, and
+		// counts a timeout: a cancel would only race it.
+		serverEnds := wait == ctx && errors.Is(ctx.Err(), context.DeadlineExceeded)
+		if c.abandon(id, !serverEnds) {
+			return nil, c.ctxError(ctx, what)
 		}
 		a = <-ch
 		if l := a.resp.GetGranted().GetLease(); l != nil {
 			c.releaseID(l.GetLeaseId(), l.GetTtl().AsDuration())
-			return nil, c.ctxError(ctx, "acquire "+resource)
+			return nil, c.ctxError(ctx, what)
 		}
 	}
 	if a.err != nil {
@@ -119,20 +140,24 @@ func (c *Client) Acquire(ctx context.Context, resource string, opts ...AcquireOp
 	}
 	g := a.resp.GetGranted()
 	if g.GetLease() == nil {
-		return nil, newError(codes.Internal, fmt.Sprintf("acquire %s: unexpected answer %v", resource, a.resp))
+		return nil, newError(codes.Internal, fmt.Sprintf("%s: unexpected answer %v", what, a.resp))
 	}
 	return c.hold(g), nil
+}
+
+// refused returns the remembered key refusal, or nil.
+func (c *Client) refused() *Error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refusal
 }
 
 // ctxError is the error of an acquire whose ctx ended without an answer:
 // the remembered key refusal when the deadline passed, else ctxError's.
 func (c *Client) ctxError(ctx context.Context, what string) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		c.mu.Lock()
-		refusal := c.refusal
-		c.mu.Unlock()
-		if refusal != nil {
-			return refusal
+		if r := c.refused(); r != nil {
+			return r
 		}
 	}
 	return ctxError(ctx, what)

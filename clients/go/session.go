@@ -494,9 +494,11 @@ func (c *Client) registerLocked(req *pb.SessionRequest, until time.Time, done fu
 	return o
 }
 
-// abandon withdraws a waiting acquire. It reports false when the acquire
-// was already answered (its done has run or is about to).
-func (c *Client) abandon(id uint64) bool {
+// abandon stops waiting for an acquire and, when cancel is set, withdraws
+// it from the server's queue. A grant that crosses is released. It reports
+// false when the acquire was already answered (its done has run or is
+// about to).
+func (c *Client) abandon(id uint64, cancel bool) bool {
 	c.mu.Lock()
 	if _, ok := c.ops[id]; !ok {
 		c.mu.Unlock()
@@ -510,7 +512,7 @@ func (c *Client) abandon(id uint64) bool {
 	}
 	cancelID := c.nextID
 	c.mu.Unlock()
-	if s != nil {
+	if s != nil && cancel {
 		_ = s.send(&pb.SessionRequest{RequestId: cancelID, Kind: &pb.SessionRequest_Cancel{Cancel: &pb.SessionCancel{AcquireRequestId: id}}})
 	}
 	return true
