@@ -121,7 +121,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   log.info("listening", {
     host: options.host,
     port,
-    resources: engine.listResources().map((r) => r.name),
+    resources: engine.listResources().length,
     auth: auth.enabled ? "on" : "off",
     tls: options.tls === undefined ? "off" : options.tls.clientCaFile === undefined ? "on" : "on, client certificates required",
   });
