@@ -26,7 +26,9 @@ func proxy(t *testing.T, target string) *testserver.Proxy {
 // TTL runs out.
 func TestReconnectReattaches(t *testing.T) {
 	t.Parallel()
-	const ttl = 1500 * time.Millisecond
+	// Long enough that the cut-off (a poll and a reconnect) fits well within
+	// one TTL on a loaded machine.
+	const ttl = 3 * time.Second
 	admin := dial(t, "")
 	name := put(t, admin, resource(t, ttl, 1))
 	p := proxy(t, srv.Addr)

@@ -97,7 +97,7 @@ func notLost(t *testing.T, when string, leases ...*ratequeue.Lease) {
 // in several messages.
 func TestHeartbeatsOfManyLeases(t *testing.T) {
 	t.Parallel()
-	const n, ttl = 2500, 2 * time.Second
+	const n, ttl = 2500, 3 * time.Second
 	admin := dial(t, "")
 	name := put(t, admin, resource(t, ttl, 0))
 	p := proxy(t, srv.Addr)
@@ -131,9 +131,9 @@ func TestHeartbeatsOfManyLeases(t *testing.T) {
 // client reconnects by itself to heartbeat them.
 func TestSessionLimitFailsWaitingKeepsLeases(t *testing.T) {
 	t.Parallel()
-	const ttl = 6 * time.Second
+	const ttl = 10 * time.Second
 	own, err := testserver.StartWith(testserver.Options{
-		Config: "resources:\n  one:\n    concurrency: 1\n    lease_ttl: 6s\n  two: {}\n",
+		Config: "resources:\n  one:\n    concurrency: 1\n    lease_ttl: 10s\n  two: {}\n",
 		Args:   []string{"--max-sessions-per-key", "1"},
 	})
 	if err != nil {
