@@ -85,11 +85,11 @@ const (
 	Fail
 )
 
-// OnStreamEnd classifies a stream's final status code. An end without a
-// status counts as codes.Unavailable.
+// OnStreamEnd classifies a stream's final status code; codes.OK stands for
+// an end without an error status.
 func OnStreamEnd(c codes.Code) StreamEnd {
 	switch c {
-	case codes.Unavailable, codes.Canceled, codes.DeadlineExceeded, codes.Aborted, codes.Internal, codes.Unknown:
+	case codes.OK, codes.Unavailable, codes.Canceled, codes.DeadlineExceeded, codes.Aborted, codes.Internal, codes.Unknown:
 		return Retry
 	case codes.Unauthenticated, codes.PermissionDenied:
 		return KeyRefused

@@ -10,10 +10,10 @@ import (
 // The stream-end table of the proto's "The stream ending", code by code.
 func TestOnStreamEnd(t *testing.T) {
 	want := map[codes.Code]StreamEnd{
-		codes.Unavailable: Retry, codes.Canceled: Retry, codes.DeadlineExceeded: Retry,
+		codes.OK: Retry, codes.Unavailable: Retry, codes.Canceled: Retry, codes.DeadlineExceeded: Retry,
 		codes.Aborted: Retry, codes.Internal: Retry, codes.Unknown: Retry,
 		codes.Unauthenticated: KeyRefused, codes.PermissionDenied: KeyRefused,
-		codes.OK: Fail, codes.InvalidArgument: Fail, codes.NotFound: Fail, codes.AlreadyExists: Fail,
+		codes.InvalidArgument: Fail, codes.NotFound: Fail, codes.AlreadyExists: Fail,
 		codes.ResourceExhausted: Fail, codes.FailedPrecondition: Fail, codes.OutOfRange: Fail,
 		codes.Unimplemented: Fail, codes.DataLoss: Fail,
 	}
