@@ -130,6 +130,9 @@ func TestFailover(t *testing.T) {
 			if a.err != nil {
 				t.Fatalf("the waiting acquire: %v", a.err)
 			}
+			if a.lease.GrantTime().Before(stopped) {
+				t.Errorf("the waiting acquire was granted at %v, before the leader stopped at %v: not by the new leader", a.lease.GrantTime(), stopped)
+			}
 			t.Logf("the standby led %v after the %s; the waiting acquire was granted %v after it",
 				led.Round(time.Millisecond), tc.name, time.Since(stopped).Round(time.Millisecond))
 			if n := stats(t, c, "one").GetLeasesInFlight(); n != 1 {
