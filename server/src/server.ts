@@ -1,6 +1,5 @@
 // The server's lifecycle: an engine, the gRPC services around it, health,
 // and graceful shutdown. main.ts parses flags and calls startServer.
-import { randomUUID } from "node:crypto";
 import { Server, status } from "@grpc/grpc-js";
 import { AdminService, RateQueueService } from "@ratequeue/proto";
 import { HealthImplementation } from "grpc-health-check";
@@ -77,7 +76,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     clock: group?.engineClock ?? clock,
     // A leader grants nothing past its lease deadline, whatever triggers the grant.
     grantDeadline: group && (() => group.gate.deadline()),
-    newLeaseId: randomUUID,
     onLeaseExpired: (lease) => {
       log.info("lease expired", { resource: lease.resource, lease: lease.id, owner: lease.owner });
       router.expired(lease.id, lease.resource);

@@ -56,10 +56,10 @@ export function neverFits(r: Resource, load: number): string | undefined {
   return undefined;
 }
 
-/** True while the concurrency cap allows one more lease. */
-export function hasRoom(r: Resource): boolean {
+/** True while the concurrency cap allows one more lease: held leases and unknown ones (after a takeover) count. */
+export function hasRoom(r: Resource, now: Millis): boolean {
   const cap = r.spec.concurrency;
-  return cap <= 0 || r.inFlight < cap;
+  return cap <= 0 || r.inFlight + r.unknownAt(now) < cap;
 }
 
 /** The time from which every limit admits `load` (<= now: it fits now). */

@@ -7,6 +7,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { SimulatedClock } from "./clock.js";
 import { Engine } from "./engine.js";
+import type { EngineSnapshot } from "./snapshot.js";
 import type { LimitSpec, ResourceSpec, Ticket } from "./types.js";
 
 const NAMES = ["r0", "r1"];
@@ -332,5 +333,115 @@ describe("Engine properties", () => {
       clock.advance(5000);
     });
     expect(() => fc.assert(inExpiry, { seed: 1 })).toThrow(/Counterexample: \[1000\]/);
+  });
+});
+
+/**
+ * A leader (A) dies and a new one (B) takes over from A's last snapshot,
+ * knowing only that A granted nothing after `notBefore`. Workers hold leases
+ * of both; they release them, heartbeat them (to A before the crash, to B
+ * after), or let them lapse. Whatever happens, the leases held at once never
+ * exceed the cap, counting every lease from its grant until its release or
+ * its expiry at the leader that last extended it, and the request limits'
+ * windows hold over A's and B's grants together.
+ */
+describe("Engine properties across a takeover", () => {
+  const failoverOp = fc.oneof(
+    { weight: 5, arbitrary: fc.record({ kind: fc.constant("acquire" as const), deadline: fc.option(fc.integer({ min: 0, max: 3000 })) }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant("release" as const), pick: fc.nat() }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant("heartbeat" as const), picks: fc.array(fc.nat(), { maxLength: 4 }) }) },
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant("advance" as const), ms: fc.integer({ min: 0, max: 1500 }) }) },
+  );
+  const failoverShape = fc.record({
+    concurrency: fc.integer({ min: 1, max: 4 }),
+    limits: fc.array(
+      fc.record({
+        dimension: fc.constant("requests" as const),
+        amount: fc.constantFrom(1, 3, 10),
+        periodMs: fc.constantFrom(250, 1000),
+        burst: fc.integer({ min: 1, max: 6 }),
+      }),
+      { maxLength: 1 },
+    ),
+    leaseTtlMs: fc.integer({ min: 200, max: 3000 }),
+  });
+
+  it("never lets more leases be held at once than the cap, nor grants beyond a limit", () => {
+    fc.assert(
+      fc.property(
+        failoverShape,
+        fc.array(failoverOp, { minLength: 1, maxLength: 60 }),
+        fc.array(failoverOp, { minLength: 1, maxLength: 60 }),
+        fc.array(failoverOp, { minLength: 0, maxLength: 60 }),
+        fc.integer({ min: 0, max: 2000 }),
+        (shape, beforeSnapshot, afterSnapshot, afterTakeover, gapMs) => {
+          const spec: ResourceSpec = { name: "r", ...shape, lanes: [{ name: "l", weight: 1 }], defaultLane: "l", maxQueue: 50 };
+          /** What the workers hold: each lease until released, or until it expired at the leader that last extended it. */
+          const held = new Map<string, { expiresAt: number }>();
+          const log: Charge[] = [];
+          const stillHeld = (now: number) => [...held.values()].filter((h) => h.expiresAt > now).length;
+          let leader: { engine: Engine; clock: SimulatedClock };
+          const start = (at: number) => {
+            const clock = new SimulatedClock(at);
+            const engine = new Engine({ clock, onCallbackError: rethrow });
+            return { engine, clock };
+          };
+          const apply = (op: typeof failoverOp extends fc.Arbitrary<infer O> ? O : never) => {
+            const { engine, clock } = leader;
+            const now = clock.now();
+            switch (op.kind) {
+              case "acquire":
+                engine.acquire(
+                  { resource: "r", load: 1, priority: 0, lane: "", owner: "w", ...(op.deadline === null ? {} : { deadline: now + op.deadline }) },
+                  (r) => {
+                    if (!r.ok) return;
+                    const t = clock.now();
+                    expect(stillHeld(t)).toBeLessThan(spec.concurrency);
+                    held.set(r.grant.lease.id, { expiresAt: r.grant.lease.expiresAt });
+                    log.push({ t, epoch: 1, grant: true, units: spec.limits.map(() => 1) });
+                  },
+                );
+                break;
+              case "release": {
+                const ids = [...held.keys()];
+                if (ids.length === 0) break;
+                const id = ids[op.pick % ids.length]!;
+                held.delete(id);
+                engine.release(id);
+                break;
+              }
+              case "heartbeat": {
+                const ids = [...held.keys()];
+                if (ids.length === 0) break;
+                const chosen = op.picks.map((p) => ids[p % ids.length]!);
+                engine.heartbeat(chosen, { owner: "w", mayAdopt: () => true }).forEach((r) => {
+                  // Held here: its expiry moved. Not held: the worker is told it lost the lease, but may
+                  // still be using it until the expiry its last leader gave it, which therefore stands.
+                  if (r.held) held.get(r.leaseId)!.expiresAt = r.expiresAt!;
+                });
+                break;
+              }
+              case "advance":
+                clock.advance(op.ms);
+                break;
+            }
+          };
+
+          leader = start(1_000_000);
+          leader.engine.putResource(spec);
+          beforeSnapshot.forEach(apply);
+          const snapshot = JSON.parse(JSON.stringify(leader.engine.snapshot())) as EngineSnapshot;
+          afterSnapshot.forEach(apply);
+          // A dies now: it grants nothing after this instant. B takes over gapMs later.
+          const notBefore = leader.clock.now();
+          leader = start(notBefore + gapMs);
+          leader.engine.restore(snapshot, { notBefore, leaseGraceFrom: leader.clock.now() });
+          afterTakeover.forEach(apply);
+          apply({ kind: "advance", ms: 2 * shape.leaseTtlMs });
+          checkWindows(log, spec, 1, 0);
+        },
+      ),
+      { numRuns: 1000 },
+    );
   });
 });

@@ -427,7 +427,11 @@ describe("Engine: lifecycle", () => {
     const clock2 = new SimulatedClock(100);
     const other = newEngine({ clock: clock2 });
     other.restore(snap);
-    expect(other.snapshot()).toEqual(engine.snapshot());
+    // The same state; only the lease ids each engine would issue next differ.
+    const { issued: otherIssued, ...restored } = other.snapshot();
+    const { issued, ...original } = engine.snapshot();
+    expect(restored).toEqual(original);
+    expect(otherIssued?.prefix).not.toBe(issued?.prefix);
     expect(other.leaseCount()).toBe(2);
     expect(other.release(granted[0]!.id)).toBe("released");
     expect(other.stats("api")).toEqual({ ...engine.stats("api"), leasesInFlight: 1, waitP50Ms: 0, waitP90Ms: 0, waitP99Ms: 0, waitMaxMs: 0 });
@@ -459,6 +463,122 @@ describe("Engine: lifecycle", () => {
     expect(other.heartbeat([granted[0]!.id])[0]).toMatchObject({ held: true, expiresAt: 4800 });
     clock2.advance(2001); // a worker that never comes back loses it one TTL after the last heartbeat
     expect(expired).toEqual([granted[0]!.id]);
+  });
+
+  describe("leases the old leader granted after its last snapshot", () => {
+    /** An old leader with a cap of 3: the snapshot at t=0 knows one lease; two more are granted after it. */
+    function takeover(s: ResourceSpec = spec({ concurrency: 3, leaseTtlMs: 2000 })) {
+      const old = setup(s, 0);
+      old.acq();
+      const snap = JSON.parse(JSON.stringify(old.engine.snapshot()));
+      old.clock.advance(100);
+      old.acq();
+      old.acq();
+      const [known, ...unseen] = old.granted.map((l) => l.id);
+      // The old leader dies; the new one takes over at 500 knowing it stopped by 500.
+      const clock = new SimulatedClock(500);
+      const engine = newEngine({ clock });
+      engine.restore(snap, { notBefore: 500, leaseGraceFrom: 500 });
+      const granted: string[] = [];
+      const acq = () => engine.acquire({ resource: "api", load: 1, priority: 10, lane: "", owner: "new" }, (r) => r.ok && granted.push(r.grant.lease.id));
+      const reattach = { owner: "w", mayAdopt: () => true };
+      return { engine, clock, known: known!, unseen, granted, acq, reattach };
+    }
+
+    it("count against the cap: the new leader grants nothing while the cap could be full", () => {
+      const { engine, clock, granted, acq } = takeover();
+      expect(engine.leaseCount()).toBe(1);
+      expect(engine.unknownLeaseCount()).toBe(2);
+      acq();
+      clock.advanceTo(2499); // until notBefore + TTL, every unknown lease may still be held
+      expect(granted).toEqual([]);
+      clock.advance(1); // by 2500 each has expired at the old leader
+      expect(granted).toHaveLength(1);
+      expect(engine.unknownLeaseCount()).toBe(0);
+    });
+
+    it("are re-attached by their holders' heartbeats in place of the unknown ones, and their release frees the slot", () => {
+      const { engine, known, unseen, granted, acq, reattach } = takeover();
+      const beats = engine.heartbeat([known, ...unseen, "junk-lease.nope"], reattach);
+      expect(beats.map((b) => b.held)).toEqual([true, true, true, false]);
+      expect(engine.leaseCount()).toBe(3);
+      expect(engine.unknownLeaseCount()).toBe(0);
+      acq();
+      expect(granted).toEqual([]); // the cap is full of real leases now
+      expect(engine.release(unseen[0]!, 1000)).toBe("released"); // an adopted lease reconciles nothing
+      expect(granted).toHaveLength(1);
+    });
+
+    it("a lease re-attached after it may have expired at the old leader takes no unknown one's place", () => {
+      // Its holder, cut off, may still use it while the old leader gave its slot to a lease still unknown here.
+      const { engine, clock, unseen, reattach } = takeover(spec({ concurrency: 3, leaseTtlMs: 2000 }));
+      clock.advanceTo(2000); // the snapshot's time (0) + TTL: the unseen leases may have expired there
+      expect(engine.heartbeat([unseen[0]!], reattach)[0]!.held).toBe(true);
+      expect(engine.unknownLeaseCount()).toBe(2);
+      expect(engine.leaseCount()).toBe(2);
+    });
+
+    it("are re-attached only by a caller allowed the resource; an id the old leader did not issue takes a slot, never frees one", () => {
+      const { engine, unseen } = takeover();
+      expect(engine.heartbeat(unseen, { owner: "w", mayAdopt: () => false }).map((b) => b.held)).toEqual([false, false]);
+      expect(engine.heartbeat(unseen).map((b) => b.held)).toEqual([false, false]);
+      const forged = unseen[0]!.replace(/^[^-]*/, "0123456789abcdef");
+      expect(engine.heartbeat([forged], { owner: "w", mayAdopt: () => true })[0]!.held).toBe(true);
+      expect(engine.leaseCount()).toBe(2);
+      expect(engine.unknownLeaseCount()).toBe(2);
+    });
+
+    it("a restored lease released before its holder re-attached it keeps its slot until the window ends", () => {
+      // Its holder may have released it at the old leader, which then granted the slot again.
+      const { engine, clock, known, granted, acq } = takeover(spec({ concurrency: 1, leaseTtlMs: 2000 }));
+      expect(engine.unknownLeaseCount()).toBe(0); // the cap is full of the known lease
+      expect(engine.release(known)).toBe("released");
+      acq();
+      clock.advanceTo(2499);
+      expect(granted).toEqual([]);
+      clock.advance(1);
+      expect(granted).toHaveLength(1);
+    });
+
+    it("a known lease that could have expired at the old leader counts its slot as unknown too", () => {
+      // Snapshot expiry 100 ms after it: not heartbeated, it expired there and the slot was granted again.
+      const old = setup(spec({ concurrency: 1, leaseTtlMs: 100 }), 0);
+      old.acq();
+      const snap = old.engine.snapshot();
+      const engine = newEngine({ clock: new SimulatedClock(500) });
+      engine.restore(snap, { notBefore: 500, leaseGraceFrom: 500 });
+      expect(engine.leaseCount()).toBe(1);
+      expect(engine.unknownLeaseCount()).toBe(1);
+    });
+
+    it("are at most what a request limit could have granted since the snapshot", () => {
+      // 2 per second, no burst left at the snapshot: at most one grant in the 500 ms before notBefore.
+      const old = setup(spec({ concurrency: 10, leaseTtlMs: 2000, limits: [rps(2, 2)] }), 0);
+      old.acq();
+      old.acq();
+      const snap = old.engine.snapshot();
+      const engine = newEngine({ clock: new SimulatedClock(500) });
+      engine.restore(snap, { notBefore: 500 });
+      expect(engine.leaseCount()).toBe(2);
+      expect(engine.unknownLeaseCount()).toBe(1);
+    });
+
+    it("survive a second takeover in the snapshot, and an exact snapshot adds none", () => {
+      const { engine, clock } = takeover();
+      const snap = JSON.parse(JSON.stringify(engine.snapshot()));
+      const third = newEngine({ clock: new SimulatedClock(clock.now()) });
+      third.restore(snap); // a graceful handover: exact, yet the carried unknown leases still count
+      expect(third.unknownLeaseCount()).toBe(2);
+      const idle = setup(spec({ concurrency: 3 }), 0);
+      const fresh = newEngine({ clock: new SimulatedClock(0) });
+      fresh.restore(idle.engine.snapshot());
+      expect(fresh.unknownLeaseCount()).toBe(0);
+    });
+
+    it("do not exist without a cap", () => {
+      const { engine } = takeover(spec({ leaseTtlMs: 2000 }));
+      expect(engine.unknownLeaseCount()).toBe(0);
+    });
   });
 
   it("a restore reopens an engine that was shut down (a leader that regains its lease)", () => {

@@ -17,9 +17,9 @@ import { Gcra } from "./gcra.js";
 import { IndexedHeap } from "./indexed-heap.js";
 import { chargeLane, chooseLane, joinLane, resetVirtualTime } from "./lane-scheduling.js";
 import { LazyTimer } from "./lazy-timer.js";
-import { LeaseTable } from "./lease-table.js";
+import { LeaseTable, parseLeaseId } from "./lease-table.js";
 import { copySpec, Lane, Resource, Waiter } from "./resource.js";
-import { restoreResource, snapshotResource, type EngineSnapshot, type RestoreOptions } from "./snapshot.js";
+import { restoreResource, snapshotResource, unknownLeases, type EngineSnapshot, type RestoreOptions } from "./snapshot.js";
 import { resourceStats } from "./stats.js";
 import type {
   AcquireRequest,
@@ -99,6 +99,10 @@ export class Engine {
   private waitingTotal = 0;
   private closedMessage: string | undefined;
   private readonly dirtyList: Resource[] = [];
+  /** After a takeover, the resources with unknown leases, by tag: a heartbeat of an unknown lease may re-attach it. */
+  private unknownByTag = new Map<string, Resource>();
+  /** The restored snapshot's lease id prefix and last serial (see EngineSnapshot.issued). */
+  private restoredIssued: { prefix: string; serial: number } | undefined;
 
   /** Creates an engine with no resources. */
   constructor(options: EngineOptions) {
@@ -206,7 +210,7 @@ export class Engine {
     }
     const res = r as Resource;
     const lane = req.lane === "" ? res.defaultLane : (res.laneByName.get(req.lane) as Lane);
-    if (res.waiting === 0 && hasRoom(res) && readyAt(res, req.load, now) <= now) {
+    if (res.waiting === 0 && hasRoom(res, now) && readyAt(res, req.load, now) <= now) {
       // Fast path: an empty queue would serve this request first anyway
       // (and with no waiter, every finish tag is already reset).
       this.grant(res, lane, req.load, req.owner, now, onResult, now);
@@ -266,7 +270,9 @@ export class Engine {
     }
     this.leases.release(rec);
     const r = rec.res;
-    if (actualLoad !== undefined && actualLoad !== rec.load) {
+    // Maybe released at the old leader already: its slot stays counted until the takeover's window ends.
+    if (rec.unconfirmed && r.unknownUntil > now) r.unknownLeases++;
+    if (actualLoad !== undefined && actualLoad !== rec.load && !rec.adopted) {
       const delta = actualLoad - rec.load;
       for (const g of r.limits) if (g.spec.dimension === "load") g.adjust(delta);
     }
@@ -275,13 +281,29 @@ export class Engine {
     return "released";
   }
 
-  /** Extends each held lease to now + its resource's lease TTL; others come back held: false. */
-  heartbeat(leaseIds: string[]): HeartbeatResult[] {
+  /**
+   * Extends each held lease to now + its resource's lease TTL; others come
+   * back held: false.
+   *
+   * After a takeover, a lease this engine does not know may be one that the
+   * previous leader granted after its last snapshot, and its holder is
+   * re-attaching it. When the id names a resource (its tag) still in the
+   * takeover's window (see restore), and `reattach.mayAdopt` allows that
+   * resource for the caller, the lease is adopted: it becomes held here by
+   * `reattach.owner` and counts like any other, so its holder keeps it (it
+   * is not reported lost). It takes the place of one unknown lease only when
+   * it was certainly held at the old leader at the takeover (granted after
+   * the snapshot, not yet expired there); otherwise it may have expired there
+   * and its slot been granted again, and the unknown leases still count. A
+   * forged id can only matter for a resource of the caller's own namespace.
+   */
+  heartbeat(leaseIds: string[], reattach?: { owner: string; mayAdopt(resource: string): boolean }): HeartbeatResult[] {
     const now = this.clock.now();
     this.settle(now);
     const out: HeartbeatResult[] = [];
     for (const id of leaseIds) {
-      const rec = this.leases.get(id);
+      let rec = this.leases.get(id);
+      if (rec === undefined && reattach !== undefined) rec = this.adopt(id, reattach, now);
       if (rec === undefined) {
         out.push({ leaseId: id, held: false });
         continue;
@@ -318,7 +340,7 @@ export class Engine {
       load: w.load,
       priority: w.priority,
       waitingSinceMs: w.enqueuedAt,
-      blockedBy: hasRoom(r) ? "rate" : "concurrency",
+      blockedBy: hasRoom(r, this.clock.now()) ? "rate" : "concurrency",
       readyAt: readyAt(r, w.load, this.clock.now()),
     };
   }
@@ -364,9 +386,11 @@ export class Engine {
 
   /** The engine's state as plain JSON values (waiters excluded). */
   snapshot(): EngineSnapshot {
-    const resources = [...this.resources.keys()].sort().map((name) => snapshotResource(this.resources.get(name) as Resource));
+    const now = this.clock.now();
+    const resources = [...this.resources.keys()].sort().map((name) => snapshotResource(this.resources.get(name) as Resource, now));
     const leases = [...this.leases.values()].map((rec) => rec.toLease());
-    return { version: 1, takenAt: this.clock.now(), resources, leases };
+    const issued = this.leases.issued();
+    return { version: 1, takenAt: now, resources, leases, ...(issued && { issued }) };
   }
 
   /**
@@ -386,8 +410,17 @@ export class Engine {
    * (GCRA updates are monotone in TAT), so the old and new grants together
    * form one GCRA-conforming sequence and the window bound
    * burst + t*amount/period holds across the handover. The price is at most
-   * one burst of under-use. Concurrency is not covered: leases granted after
-   * the snapshot are unknown here.
+   * one burst of under-use.
+   *
+   * The concurrency cap is kept the same way: leases granted after the
+   * snapshot are unknown here, so each capped resource counts as many
+   * unknown leases as the old leader could have granted and held (see
+   * unknownLeases in snapshot.ts) until every lease of the old leader has
+   * certainly expired there (notBefore + lease TTL); a holder that
+   * re-attaches one by heartbeat keeps it as a held lease of this engine
+   * (see heartbeat), and a restored lease released before its holder
+   * re-attached it keeps its slot counted (see release). The price is
+   * under-use of the slots that were in fact free, for at most one lease TTL.
    */
   restore(s: EngineSnapshot, options: RestoreOptions = {}): void {
     const now = this.clock.now();
@@ -404,18 +437,61 @@ export class Engine {
       restoreResource(r, rs, now, options.notBefore);
       this.resources.set(r.name, r);
     }
+    // Nobody could heartbeat before the takeover, nor before the old leader stopped.
+    const graceFrom = options.leaseGraceFrom === undefined ? undefined : Math.max(options.leaseGraceFrom, options.notBefore ?? -Infinity);
+    const expiredKnown = new Map<Resource, number>();
     for (const l of s.leases) {
       const r = this.resources.get(l.resource);
       if (r === undefined) continue;
-      const graceEnd = options.leaseGraceFrom === undefined ? l.expiresAt : options.leaseGraceFrom + l.ttlMs;
+      const graceEnd = graceFrom === undefined ? l.expiresAt : graceFrom + l.ttlMs;
       this.leases.restore(l, r, Math.max(l.expiresAt, graceEnd));
+      if (options.notBefore !== undefined && l.expiresAt <= options.notBefore) expiredKnown.set(r, (expiredKnown.get(r) ?? 0) + 1);
     }
+    this.unknownByTag = new Map();
+    for (const rs of s.resources) {
+      const r = this.resources.get(rs.spec.name);
+      if (r === undefined) continue;
+      const unknown = unknownLeases(r, rs, s.takenAt, r.inFlight, expiredKnown.get(r) ?? 0, now, options.notBefore);
+      r.unknownLeases = unknown.count;
+      r.unknownUntil = unknown.until;
+      r.unknownStillHeldUntil = s.takenAt + Math.min(rs.spec.leaseTtlMs, r.spec.leaseTtlMs);
+      if (unknown.until > now) this.unknownByTag.set(r.tag, r);
+    }
+    this.restoredIssued = options.notBefore === undefined ? undefined : s.issued;
     this.expiryTimer.armBy(this.leases.nextExpiry());
     this.settle(now);
     this.flush();
   }
 
+  /** Unknown leases assumed held after a takeover, across resources (see restore). */
+  unknownLeaseCount(): number {
+    const now = this.clock.now();
+    let n = 0;
+    for (const r of this.unknownByTag.values()) n += r.unknownAt(now);
+    return n;
+  }
+
   // ------------------------------------------------------------- internals
+
+  /** Re-attaches an unknown lease of a previous leader (see heartbeat), or undefined. */
+  private adopt(id: string, reattach: { owner: string; mayAdopt(resource: string): boolean }, now: Millis) {
+    if (this.unknownByTag.size === 0) return undefined;
+    const issued = parseLeaseId(id);
+    const r = issued === undefined ? undefined : this.unknownByTag.get(issued.tag);
+    if (r === undefined || r.deleted || now >= r.unknownUntil || !reattach.mayAdopt(r.name)) return undefined;
+    // Granted by the old leader after its snapshot and not yet expired there
+    // whatever its heartbeats: it was held there at the takeover, so it is one
+    // of the unknown leases. Any other lease is one more held lease: its holder
+    // may have been cut off from the old leader, which then expired it and
+    // granted its slot again, to a lease that is still unknown here.
+    const old = this.restoredIssued;
+    if (old !== undefined && issued!.prefix === old.prefix && issued!.serial > old.serial && now < r.unknownStillHeldUntil && r.unknownLeases > 0) {
+      r.unknownLeases--;
+    }
+    const rec = this.leases.adopt(id, r, reattach.owner, now);
+    this.expiryTimer.armBy(rec.expiresAt);
+    return rec;
+  }
 
   private newResource(spec: ResourceSpec, now: Millis): Resource {
     const r: Resource = new Resource(spec, now, new LazyTimer(this.clock, () => this.rateTimerFired(r)));
@@ -432,7 +508,11 @@ export class Engine {
     // Suspended, shut down, or past the leader's deadline: grants nothing.
     if (this.closedMessage !== undefined || now >= this.grantDeadline()) return;
     while (r.waiting > 0) {
-      if (!hasRoom(r)) return;
+      if (!hasRoom(r, now)) {
+        // Unknown leases of a previous leader block until they have certainly expired.
+        if (r.unknownAt(now) > 0) r.rateTimer.armBy(r.unknownUntil);
+        return;
+      }
       const lane = chooseLane(r);
       const w = lane.queue.peek() as Waiter;
       const at = readyAt(r, w.load, now);

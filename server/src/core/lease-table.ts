@@ -5,12 +5,43 @@ import type { Resource } from "./resource.js";
 import { type Ended, Tombstones } from "./tombstones.js";
 import type { Lease, Millis, ReleaseOutcome } from "./types.js";
 
+/** Separates a lease id made by the default generator from its resource's tag. */
+const tagSeparator = ".";
+
+/** Where a default generator (of any engine) issued a lease id: its prefix, serial and resource tag. */
+export interface IssuedId {
+  prefix: string;
+  serial: number;
+  tag: string;
+}
+
+/** The parts of a lease id made by a default generator, or undefined for any other id. */
+export function parseLeaseId(id: string): IssuedId | undefined {
+  const match = /^([0-9a-z]+)-([0-9a-z]+)\.([0-9a-z]+)$/.exec(id);
+  if (match === null) return undefined;
+  const serial = parseInt(match[2]!, 36);
+  return Number.isSafeInteger(serial) ? { prefix: match[1]!, serial, tag: match[3]! } : undefined;
+}
+
 /** A held lease. */
 export class LeaseRecord {
   /** Position in the expiry heap. */
   index = -1;
   /** The table's serial number of an id it made itself; -1 otherwise. */
   serial = -1;
+  /**
+   * Granted by a previous leader and re-attached here by its holder's
+   * heartbeat (Engine.heartbeat): its load is unknown, so its release
+   * reconciles nothing.
+   */
+  adopted = false;
+  /**
+   * Restored from a snapshot and not heartbeated here since. Its holder may
+   * have released it at the previous leader already (a release sent again
+   * after a reconnect), so releasing it here must not free its slot while a
+   * takeover's unknown leases are counted (Engine.release).
+   */
+  unconfirmed = false;
 
   constructor(
     readonly id: string,
@@ -52,28 +83,39 @@ export class LeaseTable {
     },
   );
   private readonly tombstones: Tombstones;
-  private readonly newLeaseId: () => string;
-  /** The default id generator's prefix; its ids carry a serial the tombstones index by. */
+  private readonly newLeaseId: (r: Resource) => string;
+  /** The default id generator's prefix and "-"; its ids carry a serial the tombstones index by. */
   private readonly idPrefix: string | undefined;
   private serial = 0;
 
   /**
    * @param newLeaseId makes lease ids (unique for the server's lifetime);
-   *   undefined: a random prefix per table and a serial.
+   *   undefined: a random prefix per table, a serial and the resource's tag
+   *   (only such ids can be re-attached to a new leader that did not know them).
    * @param tombstoneCapacity how many ended leases to remember.
    */
   constructor(newLeaseId: (() => string) | undefined, tombstoneCapacity: number) {
     this.tombstones = new Tombstones(tombstoneCapacity);
-    if (newLeaseId !== undefined) this.newLeaseId = newLeaseId;
-    else {
-      // A random prefix per engine keeps ids unique across restarts and
-      // failover without reading any external state.
-      const prefix = Math.floor(Math.random() * 36 ** 8)
+    if (newLeaseId !== undefined) {
+      this.newLeaseId = () => newLeaseId();
+      return;
+    }
+    // A random prefix per engine keeps ids unique across restarts and
+    // failover without reading any external state. The resource's tag ends
+    // the id: a new leader that does not know the lease can still tell its
+    // resource when the holder re-attaches it.
+    const random8 = () =>
+      Math.floor(Math.random() * 36 ** 8)
         .toString(36)
         .padStart(8, "0");
-      this.idPrefix = prefix + "-";
-      this.newLeaseId = () => prefix + "-" + this.serial.toString(36);
-    }
+    const prefix = random8() + random8();
+    this.idPrefix = prefix + "-";
+    this.newLeaseId = (r) => prefix + "-" + this.serial.toString(36) + tagSeparator + r.tag;
+  }
+
+  /** The default generator's prefix and the last serial it issued; undefined with a custom generator. */
+  issued(): { prefix: string; serial: number } | undefined {
+    return this.idPrefix === undefined ? undefined : { prefix: this.idPrefix.slice(0, -1), serial: this.serial };
   }
 
   /** Leases held. */
@@ -100,7 +142,7 @@ export class LeaseTable {
   grant(r: Resource, load: number, owner: string, now: Millis): LeaseRecord {
     const ttl = r.spec.leaseTtlMs;
     const serial = ++this.serial;
-    const rec = new LeaseRecord(this.newLeaseId(), r, load, owner, now, now + ttl, ttl);
+    const rec = new LeaseRecord(this.newLeaseId(r), r, load, owner, now, now + ttl, ttl);
     if (this.idPrefix !== undefined) rec.serial = serial;
     this.hold(rec);
     return rec;
@@ -108,11 +150,26 @@ export class LeaseTable {
 
   /** Holds a lease from a snapshot on `r`, until `expiresAt`. */
   restore(l: Lease, r: Resource, expiresAt: Millis): void {
-    this.hold(new LeaseRecord(l.id, r, l.load, l.owner, l.grantedAt, expiresAt, l.ttlMs));
+    const rec = new LeaseRecord(l.id, r, l.load, l.owner, l.grantedAt, expiresAt, l.ttlMs);
+    rec.unconfirmed = true;
+    this.hold(rec);
+  }
+
+  /**
+   * Holds a lease this table does not know, granted by a previous leader on
+   * `r` and heartbeated by its holder: from `now` for the lease TTL.
+   */
+  adopt(id: string, r: Resource, owner: string, now: Millis): LeaseRecord {
+    const ttl = r.spec.leaseTtlMs;
+    const rec = new LeaseRecord(id, r, 0, owner, now, now + ttl, ttl);
+    rec.adopted = true;
+    this.hold(rec);
+    return rec;
   }
 
   /** Extends a held lease to `now` + its resource's lease TTL. */
   extend(rec: LeaseRecord, now: Millis): void {
+    rec.unconfirmed = false;
     rec.ttlMs = rec.res.spec.leaseTtlMs;
     rec.expiresAt = now + rec.ttlMs;
     this.expiries.update(rec);
@@ -172,7 +229,9 @@ export class LeaseTable {
   private serialOf(id: string): number {
     const p = this.idPrefix;
     if (p === undefined || !id.startsWith(p)) return -1;
-    const n = parseInt(id.slice(p.length), 36);
-    return Number.isSafeInteger(n) && n.toString(36) === id.slice(p.length) ? n : -1;
+    const end = id.indexOf(tagSeparator, p.length);
+    const digits = id.slice(p.length, end < 0 ? undefined : end);
+    const n = parseInt(digits, 36);
+    return Number.isSafeInteger(n) && n.toString(36) === digits ? n : -1;
   }
 }

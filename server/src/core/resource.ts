@@ -85,6 +85,23 @@ export class Resource {
   deleted = false;
   /** Scratch mark while the engine collects resources to re-evaluate. */
   dirty = false;
+  /**
+   * After a takeover: leases a previous leader may have granted here after
+   * its last snapshot, which this engine cannot see. They count against the
+   * concurrency cap until `unknownUntil`: by then each has expired at the
+   * old leader, unless heartbeated, and a heartbeat could only come here.
+   */
+  unknownLeases = 0;
+  unknownUntil: Millis = -Infinity;
+  /**
+   * Until when a lease the old leader granted after the snapshot certainly
+   * has not expired there (the snapshot's time + the lease TTL): heartbeated
+   * here before then, it was held there at the takeover, so re-attaching it
+   * takes the place of one unknown lease.
+   */
+  unknownStillHeldUntil: Millis = -Infinity;
+  /** Names this resource in the ids of its leases, so a new leader can tell an unknown lease's resource. */
+  readonly tag: string;
 
   /** @param rateTimer wakes the queue when its head's limits will admit it. */
   constructor(
@@ -93,6 +110,7 @@ export class Resource {
     readonly rateTimer: LazyTimer,
   ) {
     this.name = spec.name;
+    this.tag = nameTag(spec.name);
     this.spec = spec;
     this.limits = spec.limits.map((l) => new Gcra(l, now));
     this.lanes = spec.lanes.map((l: LaneSpec) => new Lane(l.name, l.weight));
@@ -107,6 +125,11 @@ export class Resource {
       this.waits[this.waitPos] = ms;
       this.waitPos = (this.waitPos + 1) % WAIT_RING;
     }
+  }
+
+  /** The unknown leases still counted at `now` (see unknownLeases). */
+  unknownAt(now: Millis): number {
+    return now < this.unknownUntil ? this.unknownLeases : 0;
   }
 
   /** Every waiter of every lane, in arrival order. */
@@ -128,4 +151,20 @@ export function copySpec(s: ResourceSpec): ResourceSpec {
     leaseTtlMs: s.leaseTtlMs,
     maxQueue: s.maxQueue,
   };
+}
+
+/**
+ * A short, stable tag of a resource name (two 32-bit FNV-1a hashes, base 36).
+ * Two names sharing a tag only make a new leader keep a slot unknown longer:
+ * adopting a lease converts an unknown slot into a held one, never frees one.
+ */
+export function nameTag(name: string): string {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ name.length;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 15);
+  }
+  return (a >>> 0).toString(36) + (b >>> 0).toString(36).padStart(7, "0");
 }

@@ -20,6 +20,8 @@ export interface ResourceSnapshot {
   tats: Millis[];
   counters: CountersSnapshot;
   lanes: { name: string; grants: number; loadGranted: number }[];
+  /** Leases a previous leader may still hold here unseen (Resource.unknownLeases), while they count. */
+  unknownLeases?: { count: number; until: Millis };
 }
 
 /**
@@ -33,6 +35,12 @@ export interface EngineSnapshot {
   resources: ResourceSnapshot[];
   /** Held leases. */
   leases: Lease[];
+  /**
+   * The snapshot's engine made lease ids with this prefix, and had issued
+   * serials up to this one: a lease of that prefix with a later serial was
+   * granted after the snapshot.
+   */
+  issued?: { prefix: string; serial: number };
 }
 
 /** Options of Engine.restore. */
@@ -50,9 +58,11 @@ export interface RestoreOptions {
   leaseGraceFrom?: Millis;
 }
 
-/** The persistent state of one resource. */
-export function snapshotResource(r: Resource): ResourceSnapshot {
+/** The persistent state of one resource at `now`. */
+export function snapshotResource(r: Resource, now: Millis): ResourceSnapshot {
+  const unknown = r.unknownAt(now);
   return {
+    ...(unknown > 0 && { unknownLeases: { count: unknown, until: r.unknownUntil } }),
     spec: copySpec(r.spec),
     tats: r.limits.map((g) => g.tat),
     counters: {
@@ -89,4 +99,50 @@ export function restoreResource(r: Resource, s: ResourceSnapshot, now: Millis, n
       lane.loadGranted = ls.loadGranted;
     }
   }
+}
+
+/**
+ * The leases a new leader must assume held on `r` without knowing them, and
+ * until when it must be careful with the leases it does know.
+ *
+ * A snapshot taken at `takenAt` lists the leases held then (`known` of them
+ * are on `r`); the old leader may have granted more until `notBefore` (when
+ * it had certainly stopped), and those are unknown here until their holders
+ * re-attach them. Their number is at most what each request limit could
+ * grant from `takenAt` to `notBefore` (what it had available at the snapshot
+ * plus what it refilled since), and at most what the cap left beside the
+ * known leases that were still held at the old leader. A known lease may
+ * have expired there before `notBefore` (`expiredKnown` of them could have:
+ * their snapshot expiry is not after `notBefore`) and its slot been granted
+ * again, while its holder, cut off, still uses it and re-attaches it here.
+ * Every lease the old leader granted or extended expires there by
+ * `notBefore` + the lease TTL, unless heartbeated, and a heartbeat can only
+ * come here: that ends the window. Unknown leases a restored snapshot still
+ * carried (a leader that itself took over recently) count too. Without
+ * `notBefore` the snapshot is exact (a graceful handover, or our own memory)
+ * and only carried ones count.
+ */
+export function unknownLeases(
+  r: Resource,
+  s: ResourceSnapshot,
+  takenAt: Millis,
+  known: number,
+  expiredKnown: number,
+  now: Millis,
+  notBefore: Millis | undefined,
+): { count: number; until: Millis } {
+  const carried = s.unknownLeases !== undefined && s.unknownLeases.until > now ? s.unknownLeases : { count: 0, until: -Infinity };
+  const cap = r.spec.concurrency;
+  if (cap <= 0) return { count: 0, until: -Infinity };
+  if (notBefore === undefined) return carried;
+  let granted = Infinity;
+  r.spec.limits.forEach((l, i) => {
+    if (l.dimension !== "requests") return;
+    const interval = l.periodMs / l.amount;
+    const tat = s.tats[i] ?? -Infinity;
+    const available = l.burst - Math.max(0, tat - takenAt) / interval;
+    granted = Math.min(granted, Math.floor(available + Math.max(0, notBefore - takenAt) / interval + 1e-9));
+  });
+  const count = Math.max(0, Math.min(cap - known + expiredKnown, granted)) + carried.count;
+  return { count, until: Math.max(carried.until, notBefore + r.spec.leaseTtlMs) };
 }

@@ -96,7 +96,7 @@ export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandl
     heartbeat: unary(log, "Heartbeat", async (req, call) => {
       const principal = await auth.authenticate(call.metadata, call.getPeer());
       guard();
-      return heartbeatToProto(heartbeatIn(engine, principal, heartbeatFromProto(req)));
+      return heartbeatToProto(heartbeatIn(engine, principal, heartbeatFromProto(req), unaryOwner));
     }),
   };
 

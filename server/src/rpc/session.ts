@@ -112,7 +112,7 @@ export class WorkerSession implements LeaseHolder {
           return;
         }
         case "heartbeat": {
-          const results = heartbeatIn(engine, this.principal, heartbeatFromProto(req.kind.value));
+          const results = heartbeatIn(engine, this.principal, heartbeatFromProto(req.kind.value), this.id);
           for (const r of results) {
             if (!r.held) continue;
             this.leases.add(r.leaseId);
@@ -175,11 +175,14 @@ export class WorkerSession implements LeaseHolder {
 /**
  * Heartbeats the leases of the caller's namespace; leases of other
  * namespaces come back not held, as if unknown, and are left untouched.
+ * After a takeover, an unknown lease of one of the caller's resources is
+ * re-attached to `owner` (Engine.heartbeat).
  */
-export function heartbeatIn(engine: Engine, principal: Principal, leaseIds: string[]): HeartbeatResult[] {
+export function heartbeatIn(engine: Engine, principal: Principal, leaseIds: string[], owner: string): HeartbeatResult[] {
+  const reattach = { owner, mayAdopt: (resource: string) => principal.scope.owns(resource) };
   const foreign = (id: string) => !ownsLease(engine, principal, id);
-  if (!leaseIds.some(foreign)) return engine.heartbeat(leaseIds);
-  const mine = engine.heartbeat(leaseIds.filter((id) => !foreign(id)));
+  if (!leaseIds.some(foreign)) return engine.heartbeat(leaseIds, reattach);
+  const mine = engine.heartbeat(leaseIds.filter((id) => !foreign(id)), reattach);
   let i = 0;
   return leaseIds.map((leaseId) => (foreign(leaseId) ? { leaseId, held: false } : mine[i++]!));
 }

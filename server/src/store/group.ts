@@ -18,13 +18,13 @@
 // One reservation per renewal (batch), never one per grant.
 //
 // Leases. The snapshot (every --snapshot-every, default 500 ms) carries held
-// leases; workers re-attach them to the new leader by heartbeat. A lease
-// granted after the last snapshot is unknown to the new leader (its holder
-// sees held:false), so for at most one snapshot interval the concurrency cap
-// can be undercounted by the leases granted in that interval. Rate limits
-// are never undercounted. A graceful shutdown writes a final snapshot after it
-// stopped granting and resigns, so a planned handover loses nothing and
-// costs no burst.
+// leases; workers re-attach them to the new leader by heartbeat. Leases
+// granted after the last snapshot are unknown to the new leader: restoring
+// with notBefore counts them against each concurrency cap until they have
+// certainly expired at the old leader, and a holder's heartbeat re-attaches
+// one (Engine.restore, Engine.heartbeat). A graceful shutdown writes a final
+// snapshot after it stopped granting and resigns, so a planned handover
+// loses nothing and costs no burst.
 //
 // Redis loss ("--redis-loss"). `stop` (default): the leader cannot renew, so
 // it stops granting when its lease could have lapsed (it cannot know whether
@@ -366,6 +366,7 @@ export class RedisGroup implements ResourceStore {
       notBefore: notBeforeOf(plan),
       resources: engine.listResources().length,
       leases: engine.leaseCount(),
+      unknownLeases: engine.unknownLeaseCount(),
     });
     this.startGranting(this.deadline(sentAt));
   }
