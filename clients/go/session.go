@@ -324,8 +324,13 @@ func (c *Client) ended(err error) {
 			l.markLost()
 		}
 	default:
-		// Leases are kept: the next stream heartbeats them.
-		c.failOps(func(*op) bool { return true }, fromError(err))
+		// Waiting acquires fail; releases are sent again and leases kept:
+		// the next stream carries them.
+		c.failOps(func(o *op) bool { return o.req.GetRelease() == nil }, fromError(err))
+		c.mu.Lock()
+		c.lastErr = err
+		c.armExpiryLocked()
+		c.mu.Unlock()
 	}
 }
 

@@ -236,16 +236,18 @@ export class Session {
     this.healthy = false;
     const end = err === undefined ? "retry" : streamEnd(err.code);
     this.lastError = err === undefined ? "the server ended the stream" : `${status[err.code] ?? err.code}: ${err.details}`;
-    if (end !== "retry") {
+    if (end === "refused") {
+      // The key is refused: no reconnect can help until a new request asks
+      // for one, and nobody can heartbeat the leases with this key.
       const failure = RateQueueError.fromCode(err!.code, err!.details);
       this.failOutstanding(() => true, failure);
-      if (end === "refused") {
-        // The key is refused: no reconnect can help until a new request asks
-        // for one, and nobody can heartbeat the leases with this key.
-        this.refusedWith = failure;
-        this.events.refused(failure);
-        return;
-      }
+      this.refusedWith = failure;
+      this.events.refused(failure);
+      return;
+    }
+    if (end === "final") {
+      // What waits cannot be granted by reconnecting; releases are sent again.
+      this.failOutstanding((p) => p.request.kind.case !== "release", RateQueueError.fromCode(err!.code, err!.details));
     } else {
       this.connection.moveOn(err);
     }

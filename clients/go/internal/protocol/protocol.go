@@ -80,8 +80,9 @@ const (
 	// code, held leases are lost, and the client connects again only for a
 	// new operation. The refusal is remembered until a stream succeeds.
 	KeyRefused
-	// Fail: waiting operations fail with the code; held leases are kept and
-	// the client reconnects with backoff to heartbeat them.
+	// Fail: waiting acquires fail with the code; unanswered releases and held
+	// leases are kept and the client reconnects with backoff to send and
+	// heartbeat them.
 	Fail
 )
 

@@ -70,8 +70,8 @@ const (
 // every waiting operation fails with that code and every held lease is lost
 // (nobody can heartbeat it with this key; the server frees it at its TTL);
 // the client connects again only for a new operation. Any other code: every
-// waiting operation fails with it; held leases are kept and the client
-// reconnects to heartbeat them.
+// waiting acquire fails with it; unanswered releases and held leases are kept
+// and the client reconnects to send and heartbeat them.
 //
 // Re-attaching. On a new stream the client sends, in this order: the waiting
 // acquires, in request-id order, each with a timeout of only what is left of
@@ -81,9 +81,11 @@ const (
 // Without a stream. A waiting acquire survives at most the reconnect timeout
 // (30 s by default) without a working stream, then fails UNAVAILABLE. An
 // acquire's timeout is the server's to enforce: the client gives up on its own
-// only 2 s after the timeout (the server could not be reached), or at once
-// when the caller's own context ends (Go); either way a key refusal seen on
-// the last attempt wins over DEADLINE_EXCEEDED. An
+// only 2 s after the timeout (the server could not be reached), or when the
+// caller's own context ends (Go: at its deadline; a context already past its
+// deadline makes one attempt, timeout 0); either way a key refusal seen on
+// the last attempt wins over DEADLINE_EXCEEDED. An acquire given up at its
+// own deadline sends no cancel: the server ends that wait itself. An
 // unanswered release is sent again after reconnecting until the lease's ttl
 // has passed; by then the server has freed the slot.
 type RateQueueServiceClient interface {
@@ -201,8 +203,8 @@ func (c *rateQueueServiceClient) Heartbeat(ctx context.Context, in *HeartbeatReq
 // every waiting operation fails with that code and every held lease is lost
 // (nobody can heartbeat it with this key; the server frees it at its TTL);
 // the client connects again only for a new operation. Any other code: every
-// waiting operation fails with it; held leases are kept and the client
-// reconnects to heartbeat them.
+// waiting acquire fails with it; unanswered releases and held leases are kept
+// and the client reconnects to send and heartbeat them.
 //
 // Re-attaching. On a new stream the client sends, in this order: the waiting
 // acquires, in request-id order, each with a timeout of only what is left of
@@ -212,9 +214,11 @@ func (c *rateQueueServiceClient) Heartbeat(ctx context.Context, in *HeartbeatReq
 // Without a stream. A waiting acquire survives at most the reconnect timeout
 // (30 s by default) without a working stream, then fails UNAVAILABLE. An
 // acquire's timeout is the server's to enforce: the client gives up on its own
-// only 2 s after the timeout (the server could not be reached), or at once
-// when the caller's own context ends (Go); either way a key refusal seen on
-// the last attempt wins over DEADLINE_EXCEEDED. An
+// only 2 s after the timeout (the server could not be reached), or when the
+// caller's own context ends (Go: at its deadline; a context already past its
+// deadline makes one attempt, timeout 0); either way a key refusal seen on
+// the last attempt wins over DEADLINE_EXCEEDED. An acquire given up at its
+// own deadline sends no cancel: the server ends that wait itself. An
 // unanswered release is sent again after reconnecting until the lease's ttl
 // has passed; by then the server has freed the slot.
 type RateQueueServiceServer interface {

@@ -67,8 +67,8 @@ class RateQueueServiceStub(object):
     every waiting operation fails with that code and every held lease is lost
     (nobody can heartbeat it with this key; the server frees it at its TTL);
     the client connects again only for a new operation. Any other code: every
-    waiting operation fails with it; held leases are kept and the client
-    reconnects to heartbeat them.
+    waiting acquire fails with it; unanswered releases and held leases are kept
+    and the client reconnects to send and heartbeat them.
 
     Re-attaching. On a new stream the client sends, in this order: the waiting
     acquires, in request-id order, each with a timeout of only what is left of
@@ -78,9 +78,11 @@ class RateQueueServiceStub(object):
     Without a stream. A waiting acquire survives at most the reconnect timeout
     (30 s by default) without a working stream, then fails UNAVAILABLE. An
     acquire's timeout is the server's to enforce: the client gives up on its own
-    only 2 s after the timeout (the server could not be reached), or at once
-    when the caller's own context ends (Go); either way a key refusal seen on
-    the last attempt wins over DEADLINE_EXCEEDED. An
+    only 2 s after the timeout (the server could not be reached), or when the
+    caller's own context ends (Go: at its deadline; a context already past its
+    deadline makes one attempt, timeout 0); either way a key refusal seen on
+    the last attempt wins over DEADLINE_EXCEEDED. An acquire given up at its
+    own deadline sends no cancel: the server ends that wait itself. An
     unanswered release is sent again after reconnecting until the lease's ttl
     has passed; by then the server has freed the slot.
     """
@@ -155,8 +157,8 @@ class RateQueueServiceServicer(object):
     every waiting operation fails with that code and every held lease is lost
     (nobody can heartbeat it with this key; the server frees it at its TTL);
     the client connects again only for a new operation. Any other code: every
-    waiting operation fails with it; held leases are kept and the client
-    reconnects to heartbeat them.
+    waiting acquire fails with it; unanswered releases and held leases are kept
+    and the client reconnects to send and heartbeat them.
 
     Re-attaching. On a new stream the client sends, in this order: the waiting
     acquires, in request-id order, each with a timeout of only what is left of
@@ -166,9 +168,11 @@ class RateQueueServiceServicer(object):
     Without a stream. A waiting acquire survives at most the reconnect timeout
     (30 s by default) without a working stream, then fails UNAVAILABLE. An
     acquire's timeout is the server's to enforce: the client gives up on its own
-    only 2 s after the timeout (the server could not be reached), or at once
-    when the caller's own context ends (Go); either way a key refusal seen on
-    the last attempt wins over DEADLINE_EXCEEDED. An
+    only 2 s after the timeout (the server could not be reached), or when the
+    caller's own context ends (Go: at its deadline; a context already past its
+    deadline makes one attempt, timeout 0); either way a key refusal seen on
+    the last attempt wins over DEADLINE_EXCEEDED. An acquire given up at its
+    own deadline sends no cancel: the server ends that wait itself. An
     unanswered release is sent again after reconnecting until the lease's ttl
     has passed; by then the server has freed the slot.
     """
@@ -282,8 +286,8 @@ class RateQueueService(object):
     every waiting operation fails with that code and every held lease is lost
     (nobody can heartbeat it with this key; the server frees it at its TTL);
     the client connects again only for a new operation. Any other code: every
-    waiting operation fails with it; held leases are kept and the client
-    reconnects to heartbeat them.
+    waiting acquire fails with it; unanswered releases and held leases are kept
+    and the client reconnects to send and heartbeat them.
 
     Re-attaching. On a new stream the client sends, in this order: the waiting
     acquires, in request-id order, each with a timeout of only what is left of
@@ -293,9 +297,11 @@ class RateQueueService(object):
     Without a stream. A waiting acquire survives at most the reconnect timeout
     (30 s by default) without a working stream, then fails UNAVAILABLE. An
     acquire's timeout is the server's to enforce: the client gives up on its own
-    only 2 s after the timeout (the server could not be reached), or at once
-    when the caller's own context ends (Go); either way a key refusal seen on
-    the last attempt wins over DEADLINE_EXCEEDED. An
+    only 2 s after the timeout (the server could not be reached), or when the
+    caller's own context ends (Go: at its deadline; a context already past its
+    deadline makes one attempt, timeout 0); either way a key refusal seen on
+    the last attempt wins over DEADLINE_EXCEEDED. An acquire given up at its
+    own deadline sends no cancel: the server ends that wait itself. An
     unanswered release is sent again after reconnecting until the lease's ttl
     has passed; by then the server has freed the slot.
     """
