@@ -84,7 +84,7 @@ def test_fastapi_endpoint(url, admin, monkeypatch):
             return {l.name: l.queue_depth for l in admin.stats(name).lanes}["user-facing"]
 
         wait_for(lambda: user_facing_depth() == 1)
-        ratequeue.Client().release(held)
+        held.release()
         t.join(10)
         assert box["r"].status_code == 200 and box["r"].json()["waited"] > 0
 
@@ -95,7 +95,14 @@ def test_fastapi_endpoint(url, admin, monkeypatch):
             r = http.post("/chat", json={"message": "too late"})
             assert r.status_code == 429 and r.headers["retry-after"] == "1"
         finally:
-            ratequeue.Client().release(held)
+            held.release()
+
+        # A streamed answer takes a lease, which releases itself when the stream ends.
+        grants = admin.stats(name).grants
+        r = http.post("/chat/stream", json={"message": "one two three"})
+        assert r.status_code == 200 and r.text == "ONE\nTWO\nTHREE\n"
+        assert admin.stats(name).grants == grants + 1
+        wait_for(lambda: admin.stats(name).leases_in_flight == 0)
 
         # other errors map to 503 with the server's message
         monkeypatch.setattr(mod, "RESOURCE", "no-such-resource")
