@@ -174,6 +174,7 @@ describe("every RPC across the tenant boundary is refused", () => {
 
 test("a revoked key is refused at once: unary calls, an open stream, a waiting acquire", async () => {
   const admin = createAdminClient({ url: server.url, apiKey: keys["team-a/admin"]!.key });
+  await admin.putResource({ name: "shared", concurrency: 7 });
   const { key, apiKey } = await admin.createApiKey({ role: "worker", description: "to revoke" });
   const worker = createClient({ url: server.url, apiKey: key });
   const lease = await worker.acquire("shared");
@@ -181,11 +182,11 @@ test("a revoked key is refused at once: unary calls, an open stream, a waiting a
   const s = r.session();
   s.send({ requestId: 1n, kind: { case: "heartbeat", value: create(HeartbeatRequestSchema, { leaseIds: [lease.id] }) } });
   expect((await s.answer(1n)).kind.case).toBe("heartbeat");
-  // Fill the resource (concurrency 7 after the test above) and leave one unary acquire waiting.
+  // Fill the resource (concurrency 7) and leave one unary acquire waiting.
   const fill = [];
   for (let i = 0; i < 6; i++) fill.push(await worker.acquire("shared"));
   const waiting = r.call(rqMethods.acquire, create(AcquireRequestSchema, { resource: "shared" }), 20_000);
-  await new Promise((res) => setTimeout(res, 200));
+  await expect.poll(async () => (await admin.getResourceStats("shared")).lanes[0]!.queueDepth).toBe(1);
 
   const started = Date.now();
   await admin.revokeApiKey(apiKey.id);

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"net"
 	"strings"
+
+	"github.com/ratequeue/ratequeue/clients/go/internal/protocol"
 )
 
 // DefaultURL is the address used when Dial is given none and RATEQUEUE_URL
-// is unset.
-const DefaultURL = "http://localhost:7070"
+// is unset: the server's default bind.
+const DefaultURL = protocol.DefaultURL
 
 // endpoint is one server address.
 type endpoint struct {
@@ -47,7 +49,7 @@ func parseURL(url string) ([]endpoint, error) {
 			return nil, fmt.Errorf("ratequeue: address %q: a path is not allowed, give host:port", part)
 		}
 		if _, _, err := net.SplitHostPort(part); err != nil {
-			port := "7070"
+			port := protocol.DefaultPort
 			if tls {
 				port = "443"
 			}

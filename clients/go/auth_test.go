@@ -17,6 +17,7 @@ import (
 
 	ratequeue "github.com/ratequeue/ratequeue/clients/go"
 	pb "github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1"
+	"github.com/ratequeue/ratequeue/clients/go/internal/protocol"
 	"github.com/ratequeue/ratequeue/clients/go/internal/testserver"
 )
 
@@ -143,7 +144,7 @@ func TestAuthErrors(t *testing.T) {
 	})
 
 	t.Run("another namespace", func(t *testing.T) {
-		inB := metadata.AppendToOutgoingContext(ctx, "ratequeue-namespace", "team-b")
+		inB := metadata.AppendToOutgoingContext(ctx, protocol.NamespaceKey, "team-b")
 		// Only a root key picks its namespace.
 		if _, err := root.Admin().GetResourceStats(inB, &pb.GetResourceStatsRequest{Name: "secret-b"}); err != nil {
 			t.Fatalf("GetResourceStats in team-b with the root key: %v", err)
@@ -171,11 +172,12 @@ func TestAuthErrors(t *testing.T) {
 		}
 	})
 
-	// Last: the revoked client's reconnect attempts are failures too.
+	// Last: the revoked client's attempts are failures too.
 	t.Run("revoked key", func(t *testing.T) {
 		a := dial(t, own.Addr, ratequeue.WithAPIKey(admin))
 		key, id := createKey(t, a, pb.ApiKeyRole_API_KEY_ROLE_WORKER)
-		c := dial(t, own.Addr, ratequeue.WithAPIKey(key))
+		p := proxy(t, own.Addr)
+		c := dial(t, p.Addr, ratequeue.WithAPIKey(key))
 		held := acquire(t, c, "one")
 		waiting := waitAcquire(ctx, c, "one")
 		eventually(t, 5*time.Second, "one queued request", func() bool { return queueDepth(stats(t, a, "one")) == 1 })
@@ -184,24 +186,61 @@ func TestAuthErrors(t *testing.T) {
 		if _, err := a.Admin().RevokeApiKey(ctx, &pb.RevokeApiKeyRequest{Id: id}); err != nil {
 			t.Fatalf("RevokeApiKey: %v", err)
 		}
-		// The server ends the key's session with UNAUTHENTICATED, and the
-		// waiting acquire fails with it.
+		// The server ends the key's session with UNAUTHENTICATED: the waiting
+		// acquire fails with it, and the held lease is lost (nobody can
+		// heartbeat it with this key).
 		isCode(t, recv(t, waiting, 5*time.Second).err, ratequeue.ErrUnauthenticated, codes.Unauthenticated)
 		if d := time.Since(revoked); d > 2*time.Second {
 			t.Errorf("the waiting acquire failed %v after the revocation, want at once", d)
 		}
+		select {
+		case <-held.Lost():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the held lease was not reported lost after the key was refused")
+		}
 		eventually(t, 5*time.Second, "an empty queue", func() bool { return queueDepth(stats(t, a, "one")) == 0 })
-		// No new session opens with the key: later calls fail too, soon.
+
+		// The refusal is remembered: an acquire whose deadline passes before
+		// any answer fails with it, not with a timeout, however short the
+		// deadline.
+		for _, d := range []time.Duration{0, time.Millisecond, 20 * time.Millisecond} {
+			for range 3 {
+				actx, acancel := context.WithTimeout(ctx, d)
+				_, err := c.Acquire(actx, "shared")
+				acancel()
+				isCode(t, err, ratequeue.ErrUnauthenticated, codes.Unauthenticated)
+			}
+		}
+
+		// Without a new operation the client does not try the key again.
+		// (Once the connection's own housekeeping, a window update, is done.)
+		var sent int64
+		changed := time.Now()
+		eventually(t, 5*time.Second, "the connection to fall quiet", func() bool {
+			if n := p.Sent(); n != sent {
+				sent, changed = n, time.Now()
+			}
+			return time.Since(changed) > 500*time.Millisecond
+		})
+		time.Sleep(2 * time.Second)
+		if now := p.Sent(); now != sent {
+			t.Errorf("the refused client sent %d bytes while idle, want none: it connects again only for a new operation", now-sent)
+		}
+		// A new operation tries once more, and fails soon.
 		start := time.Now()
 		_, err := c.Acquire(ctx, "shared")
 		isCode(t, err, ratequeue.ErrUnauthenticated, codes.Unauthenticated)
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("an acquire after the revocation failed after %v, want about the reconnect backoff", d)
 		}
+		if p.Sent() == sent {
+			t.Error("the acquire failed without trying the key again")
+		}
+		// Releasing the lost lease is harmless: the server refuses the key.
 		isCode(t, held.Release(ctx), ratequeue.ErrUnauthenticated, codes.Unauthenticated)
 		c.Close()
 		isCode(t, dialErr(t, own.Addr, ratequeue.WithAPIKey(key)), ratequeue.ErrUnauthenticated, codes.Unauthenticated)
-		// Its lease lives on until its TTL.
+		// The lease lives on at the server until its TTL.
 		if n := stats(t, a, "one").GetLeasesInFlight(); n != 1 {
 			t.Errorf("%d leases in flight after the revocation, want 1 (until the TTL)", n)
 		}

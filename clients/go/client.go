@@ -19,11 +19,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1"
+	"github.com/ratequeue/ratequeue/clients/go/internal/protocol"
 )
-
-// leaderKey is the trailing metadata a standby server sends with
-// UNAVAILABLE to name the leader's host:port.
-const leaderKey = "ratequeue-leader"
 
 // Client is a connection to a ratequeue server. It keeps one session stream
 // that all goroutines share, heartbeats held leases in the background, and
@@ -42,12 +39,20 @@ type Client struct {
 	ep      endpoint   // the server in use
 	epIndex int        // ep's index in eps, or -1 for a leader outside the list
 	conns   map[endpoint]*grpc.ClientConn
-	sess    *session // the open session, nil while disconnected
-	downAt  time.Time
+	sess    *session  // the open session, nil while disconnected
+	downAt  time.Time // when the last session ended
 	nextID  uint64
 	ops     map[uint64]*op      // sent, awaiting an answer; re-sent on reconnect
 	orphans map[uint64]struct{} // acquires given up while waiting; release if granted
 	leases  map[string]*Lease   // held leases, heartbeated
+	// refusal is the key refusal (UNAUTHENTICATED, PERMISSION_DENIED) that
+	// ended the last stream or attempt, until a stream succeeds.
+	refusal   *Error
+	wantConn  chan struct{} // a new op while disconnected
+	attemptAt time.Time     // the last connection attempt
+	lastErr   error         // why the last stream or attempt failed
+	expiry    *time.Timer   // fires at expiryAt, the earliest op deadline
+	expiryAt  time.Time
 }
 
 // Dial connects to a ratequeue server and opens the client's session. addr
@@ -88,22 +93,28 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		cfg:     cfg,
-		hbWake:  make(chan struct{}, 1),
-		eps:     eps,
-		ep:      eps[0],
-		conns:   map[endpoint]*grpc.ClientConn{},
-		ops:     map[uint64]*op{},
-		orphans: map[uint64]struct{}{},
-		leases:  map[string]*Lease{},
+		cfg:      cfg,
+		hbWake:   make(chan struct{}, 1),
+		wantConn: make(chan struct{}, 1),
+		eps:      eps,
+		ep:       eps[0],
+		conns:    map[endpoint]*grpc.ClientConn{},
+		ops:      map[uint64]*op{},
+		orphans:  map[uint64]struct{}{},
+		leases:   map[string]*Lease{},
 	}
+	c.expiry = time.AfterFunc(time.Hour, c.expire)
+	c.expiry.Stop()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.attemptAt = time.Now()
 	s, err := c.connect(ctx)
 	if err != nil {
 		c.Close()
 		return nil, fromError(err)
 	}
-	c.attach(s)
+	if !c.attach(s) {
+		return nil, ErrClosed
+	}
 	c.wg.Add(2)
 	go c.run(s)
 	go c.heartbeatLoop()
@@ -129,6 +140,7 @@ func (c *Client) Close() error {
 	}
 	c.failOps(func(*op) bool { return true }, ErrClosed)
 	c.wg.Wait()
+	c.expiry.Stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, cc := range c.conns {
@@ -191,15 +203,20 @@ func (c *Client) connFor(ep endpoint) (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(creds),
 		grpc.WithChainUnaryInterceptor(c.unaryAuth),
 		grpc.WithChainStreamInterceptor(c.streamAuth),
-		// Reconnect as eagerly as the session loop does, not gRPC's default
-		// backoff of up to two minutes.
+		// The session loop paces reconnects (and resets this backoff before
+		// each attempt); between them the connection retries no slower than
+		// the protocol's pause, not gRPC's default of up to two minutes.
 		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: c.cfg.initialBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: c.cfg.maxBackoff},
+			Backoff:           backoff.Config{BaseDelay: c.cfg.initialBackoff, Multiplier: 2, Jitter: 0.2, MaxDelay: c.cfg.maxBackoff},
 			MinConnectTimeout: 5 * time.Second,
 		}),
 		// Notice a silently dead connection (the server's grpc-js does not
 		// police client pings).
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:                protocol.KeepaliveTime,
+			Timeout:             protocol.KeepaliveTimeout,
+			PermitWithoutStream: protocol.KeepalivePermitWithoutStream,
+		}),
 	}
 	cc, err := grpc.NewClient(ep.target, append(opts, c.cfg.dialOptions...)...)
 	if err != nil {
@@ -211,10 +228,10 @@ func (c *Client) connFor(ep endpoint) (*grpc.ClientConn, error) {
 
 func (c *Client) withAuth(ctx context.Context) context.Context {
 	if c.cfg.apiKey != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.cfg.apiKey)
+		ctx = metadata.AppendToOutgoingContext(ctx, protocol.AuthorizationKey, protocol.BearerPrefix+c.cfg.apiKey)
 	}
 	if c.cfg.namespace != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "ratequeue-namespace", c.cfg.namespace)
+		ctx = metadata.AppendToOutgoingContext(ctx, protocol.NamespaceKey, c.cfg.namespace)
 	}
 	return ctx
 }
@@ -257,7 +274,7 @@ func (c *Client) advance() {
 
 // leaderOf returns the leader a standby named in md, or "".
 func leaderOf(md metadata.MD) string {
-	if v := md.Get(leaderKey); len(v) > 0 {
+	if v := md.Get(protocol.LeaderKey); len(v) > 0 {
 		return v[0]
 	}
 	return ""

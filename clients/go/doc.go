@@ -28,14 +28,17 @@
 //
 // The address is a comma-separated list of servers (http://h1:7070,
 // http://h2:7070; https:// means TLS; a bare host:port works too); an empty
-// address means the RATEQUEUE_URL environment variable. The API key defaults
-// to RATEQUEUE_API_KEY.
+// address means the RATEQUEUE_URL environment variable, else DefaultURL. The
+// API key defaults to RATEQUEUE_API_KEY.
 //
-// A Client keeps one session stream that all goroutines share. Held leases
+// A Client keeps one session stream that all goroutines share, and follows
+// the session protocol (proto/ratequeue/v1/ratequeue.proto). Held leases
 // are heartbeated in the background at about a third of their TTL. When the
 // connection breaks, the client reconnects with backoff (to the leader a
 // standby names, or to the next server in the list), re-sends its waiting
-// acquires and heartbeats its leases to keep them.
+// acquires and unanswered releases and heartbeats its leases to keep them.
+// When the server refuses the API key, waiting calls fail with the refusal
+// and held leases are lost (Lease.Lost closes).
 //
 // Errors match sentinel errors with errors.Is (ErrTimeout, ErrNotFound,
 // ErrInvalid, ErrQueueFull, ErrUnauthenticated, ErrPermissionDenied,

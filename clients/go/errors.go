@@ -14,7 +14,8 @@ import (
 // gRPC status (status.FromError and status.Code work on it).
 var (
 	// ErrTimeout: the acquire's deadline passed before a slot was free
-	// (DEADLINE_EXCEEDED), whether the server or the context noticed first.
+	// (DEADLINE_EXCEEDED), whether the server or the context noticed first;
+	// or a release's context ended before its answer.
 	ErrTimeout = errors.New("ratequeue: timed out")
 	// ErrNotFound: no such resource (NOT_FOUND), or a released lease the
 	// server never knew.
@@ -27,10 +28,12 @@ var (
 	// ErrPermissionDenied: the API key may not do this (PERMISSION_DENIED).
 	ErrPermissionDenied = errors.New("ratequeue: permission denied")
 	// ErrUnavailable: no server could be reached, or none for longer than
-	// the reconnect timeout (UNAVAILABLE).
+	// the reconnect timeout (an acquire) or the lease's TTL (a release)
+	// (UNAVAILABLE).
 	ErrUnavailable = errors.New("ratequeue: unavailable")
-	// ErrQueueFull: the resource's queue is full, or the load can never fit
-	// its limits (RESOURCE_EXHAUSTED).
+	// ErrQueueFull: the resource's queue is full, or a per-key or
+	// per-session limit of the server (sessions, waiting acquires, leases)
+	// is reached (RESOURCE_EXHAUSTED).
 	ErrQueueFull = errors.New("ratequeue: queue full")
 	// ErrLeaseExpired: the lease expired before it was released, so its slot
 	// had already been returned.

@@ -9,6 +9,7 @@ package ratequeue_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,12 +44,9 @@ func startNode(t *testing.T, redisURL string) *testserver.Server {
 }
 
 // startGroup starts redis-server, a node that leads and a standby.
-func startGroup(t *testing.T) (leader, standby *testserver.Server) {
+func startGroup(t *testing.T) (r *testserver.Redis, leader, standby *testserver.Server) {
 	t.Helper()
-	if _, err := testserver.RedisBinary(); err != nil {
-		t.Skip("redis-server not found: set REDIS_SERVER or put it on PATH")
-	}
-	r, err := testserver.StartRedis()
+	r, err := testserver.StartRedis() // fails when redis-server is missing
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +59,7 @@ func startGroup(t *testing.T) (leader, standby *testserver.Server) {
 	if err := standby.WaitLog("standing by", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	return leader, standby
+	return r, leader, standby
 }
 
 func TestFailover(t *testing.T) {
@@ -83,7 +81,7 @@ func TestFailover(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			leader, standby := startGroup(t)
+			redis, leader, standby := startGroup(t)
 			// The standby first: the client follows its pointer to the leader.
 			c := dial(t, "http://"+standby.Addr+",http://"+leader.Addr)
 			held := acquire(t, c, "one")
@@ -91,8 +89,14 @@ func TestFailover(t *testing.T) {
 			defer cancel()
 			waiting := waitAcquire(ctx, c, "one")
 			eventually(t, 5*time.Second, "one queued request", func() bool { return queueDepth(stats(t, c, "one")) == 1 })
-			// The leader snapshots its state every 500 ms: let one hold the lease.
-			time.Sleep(1200 * time.Millisecond)
+			// The new leader learns of the lease from the last snapshot.
+			eventually(t, 10*time.Second, "a snapshot holding the lease", func() bool {
+				snap, err := redis.Get("ratequeue:snapshot")
+				if err != nil {
+					t.Fatalf("reading the snapshot: %v", err)
+				}
+				return strings.Contains(snap, held.ID())
+			})
 
 			stopped := time.Now()
 			if err := tc.stop(leader); err != nil {
@@ -125,6 +129,9 @@ func TestFailover(t *testing.T) {
 			a := recv(t, waiting, 10*time.Second)
 			if a.err != nil {
 				t.Fatalf("the waiting acquire: %v", a.err)
+			}
+			if a.lease.GrantTime().Before(stopped) {
+				t.Errorf("the waiting acquire was granted at %v, before the leader stopped at %v: not by the new leader", a.lease.GrantTime(), stopped)
 			}
 			t.Logf("the standby led %v after the %s; the waiting acquire was granted %v after it",
 				led.Round(time.Millisecond), tc.name, time.Since(stopped).Round(time.Millisecond))

@@ -2,6 +2,7 @@ package ratequeue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1"
+	"github.com/ratequeue/ratequeue/clients/go/internal/protocol"
 )
 
 // defaultTTL is the lease TTL assumed when the server names none.
@@ -63,29 +65,49 @@ func (l *Lease) Lost() <-chan struct{} { return l.lost }
 func (l *Lease) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
 
 // Acquire waits for a lease on resource. It honours ctx: the deadline is
-// sent to the server as the request's timeout, and when ctx ends the
-// request is withdrawn from the queue and Acquire returns an error matching
-// ErrTimeout (deadline) or context.Canceled. Other failures match
-// ErrNotFound, ErrInvalid, ErrQueueFull, ErrUnavailable, ErrUnauthenticated,
-// ErrPermissionDenied or ErrClosed.
+// sent to the server as the request's timeout, and when ctx ends the wait
+// ends at once, with an error matching ErrTimeout (deadline) or
+// context.Canceled; a cancelled request is withdrawn from the queue, and
+// the server ends one whose deadline passed. A deadline that has already
+// passed makes one attempt, as a timeout of zero does: the server grants a
+// free slot or answers at once (Acquire waits for that answer at most
+// protocol.TimeoutSlack, 2 s).
+//
+// When the server refused the API key and no session has succeeded since,
+// a deadline that passes without an answer returns that refusal
+// (ErrUnauthenticated or ErrPermissionDenied) instead: a timeout never
+// hides the real reason. Other failures match ErrNotFound, ErrInvalid,
+// ErrQueueFull, ErrUnavailable or ErrClosed.
 func (c *Client) Acquire(ctx context.Context, resource string, opts ...AcquireOption) (*Lease, error) {
 	var o acquireOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if ctx.Err() != nil {
-		return nil, ctxError(ctx, "acquire "+resource)
-	}
+	what := "acquire " + resource
 	req := &pb.AcquireRequest{Resource: resource, Load: o.load, Priority: o.priority, Lane: o.lane}
-	if dl, ok := ctx.Deadline(); ok {
-		req.Timeout = durationpb.New(max(0, time.Until(dl)))
+	wait := ctx // ends the wait
+	switch err := ctx.Err(); {
+	case err == nil:
+		if dl, ok := ctx.Deadline(); ok {
+			req.Timeout = durationpb.New(max(0, time.Until(dl)))
+		}
+	case errors.Is(err, context.DeadlineExceeded):
+		if r := c.refused(); r != nil {
+			return nil, r
+		}
+		req.Timeout = durationpb.New(0)
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(context.WithoutCancel(ctx), protocol.TimeoutSlack)
+		defer cancel()
+	default:
+		return nil, ctxError(ctx, what)
 	}
 	type answer struct {
 		resp *pb.SessionResponse
 		err  error
 	}
 	ch := make(chan answer, 1)
-	id, err := c.start(&pb.SessionRequest{Kind: &pb.SessionRequest_Acquire{Acquire: req}},
+	id, err := c.start(&pb.SessionRequest{Kind: &pb.SessionRequest_Acquire{Acquire: req}}, time.Time{},
 		func(resp *pb.SessionResponse, err error) { ch <- answer{resp, err} })
 	if err != nil {
 		return nil, err
@@ -93,14 +115,17 @@ func (c *Client) Acquire(ctx context.Context, resource string, opts ...AcquireOp
 	var a answer
 	select {
 	case a = <-ch:
-	case <-ctx.Done():
-		if c.abandon(id) {
-			return nil, ctxError(ctx, "acquire "+resource)
+	case <-wait.Done():
+		// At the deadline it was sent the server ends the wait itself, and
+		// counts a timeout: a cancel would only race it.
+		serverEnds := wait == ctx && errors.Is(ctx.Err(), context.DeadlineExceeded)
+		if c.abandon(id, !serverEnds) {
+			return nil, c.ctxError(ctx, what)
 		}
 		a = <-ch
 		if l := a.resp.GetGranted().GetLease(); l != nil {
-			c.releaseID(l.GetLeaseId())
-			return nil, ctxError(ctx, "acquire "+resource)
+			c.releaseID(l.GetLeaseId(), l.GetTtl().AsDuration())
+			return nil, c.ctxError(ctx, what)
 		}
 	}
 	if a.err != nil {
@@ -115,9 +140,27 @@ func (c *Client) Acquire(ctx context.Context, resource string, opts ...AcquireOp
 	}
 	g := a.resp.GetGranted()
 	if g.GetLease() == nil {
-		return nil, newError(codes.Internal, fmt.Sprintf("acquire %s: unexpected answer %v", resource, a.resp))
+		return nil, newError(codes.Internal, fmt.Sprintf("%s: unexpected answer %v", what, a.resp))
 	}
 	return c.hold(g), nil
+}
+
+// refused returns the remembered key refusal, or nil.
+func (c *Client) refused() *Error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refusal
+}
+
+// ctxError is the error of an acquire whose ctx ended without an answer:
+// the remembered key refusal when the deadline passed, else ctxError's.
+func (c *Client) ctxError(ctx context.Context, what string) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if r := c.refused(); r != nil {
+			return r
+		}
+	}
+	return ctxError(ctx, what)
 }
 
 // hold registers a granted lease for heartbeats.
@@ -150,9 +193,11 @@ func (c *Client) hold(g *pb.AcquireResponse) *Lease {
 
 // Release returns the lease's slot; ActualLoad reconciles its load. Releasing
 // a lease again is harmless and returns nil. Release fails with
-// ErrLeaseExpired when the lease had expired first. When ctx has no
-// deadline, Release waits at most the lease's TTL: by then the server has
-// reclaimed the slot anyway.
+// ErrLeaseExpired when the lease had expired first. A release that no
+// server answers is sent again on every new session until the lease's TTL
+// has passed (by then the server has freed the slot anyway), also after ctx
+// ended; Release waits for it until ctx ends, at most that long, and then
+// fails with ErrUnavailable.
 func (l *Lease) Release(ctx context.Context, opts ...ReleaseOption) error {
 	var o releaseOptions
 	for _, opt := range opts {
@@ -167,18 +212,13 @@ func (l *Lease) Release(ctx context.Context, opts ...ReleaseOption) error {
 	c.mu.Lock()
 	delete(c.leases, l.id) // stop heartbeating
 	c.mu.Unlock()
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, l.ttl)
-		defer cancel()
-	}
 	type answer struct {
 		resp *pb.SessionResponse
 		err  error
 	}
 	ch := make(chan answer, 1)
 	req := &pb.ReleaseRequest{LeaseId: l.id, ActualLoad: o.actualLoad}
-	id, err := c.start(&pb.SessionRequest{Kind: &pb.SessionRequest_Release{Release: req}},
+	id, err := c.start(&pb.SessionRequest{Kind: &pb.SessionRequest_Release{Release: req}}, time.Now().Add(l.ttl),
 		func(resp *pb.SessionResponse, err error) { ch <- answer{resp, err} })
 	if err != nil {
 		return err
@@ -187,7 +227,7 @@ func (l *Lease) Release(ctx context.Context, opts ...ReleaseOption) error {
 	select {
 	case a = <-ch:
 	case <-ctx.Done():
-		if c.abandonRelease(id) {
+		if c.detach(id) {
 			return ctxError(ctx, "release "+l.id)
 		}
 		a = <-ch
@@ -207,18 +247,6 @@ func (l *Lease) Release(ctx context.Context, opts ...ReleaseOption) error {
 		return newError(codes.NotFound, fmt.Sprintf("release %s on %q: %s", l.id, l.resource, r.GetMessage()))
 	}
 	return nil
-}
-
-// abandonRelease stops waiting for a release's answer; it reports false
-// when the answer has come.
-func (c *Client) abandonRelease(id uint64) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.ops[id]; !ok {
-		return false
-	}
-	delete(c.ops, id)
-	return true
 }
 
 // Do acquires a lease on resource, runs fn and releases the lease, even

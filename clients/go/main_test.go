@@ -1,13 +1,13 @@
 package ratequeue_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"os"
-	"sort"
+	"slices"
 	"testing"
 	"time"
 
@@ -137,48 +137,55 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-// grantAt is one grant: when, and the units it spent on the checked limit.
+// grantAt is one grant: its server grant time in whole milliseconds (the
+// server's clock has millisecond resolution, so this is exact) and the units
+// it spent on the checked limit.
 type grantAt struct {
-	t     time.Time
-	units float64
+	ms    int64
+	units int64
 }
 
-// checkGCRA checks that in any window [t_i, t_j] of the grants the units
-// spent are at most burst + (t_j - t_i) * rate + tol, and returns the units
-// spent over the capacity of the whole span (utilisation).
-func checkGCRA(t *testing.T, grants []grantAt, rate, burst, tol float64) float64 {
+// gcra is a limit of amount units per periodMs milliseconds with burst.
+type gcra struct{ amount, periodMs, burst int64 }
+
+// check fails the test unless, in every interval between two grants, the
+// units granted are at most burst + length·amount/period: the invariant,
+// checked exactly (in integers: units·period ≤ burst·period + length·amount).
+func (l gcra) check(t *testing.T, grants []grantAt) {
 	t.Helper()
 	if len(grants) < 2 {
 		t.Fatalf("only %d grants", len(grants))
 	}
-	sort.Slice(grants, func(i, j int) bool { return grants[i].t.Before(grants[j].t) })
-	// The server stamps grant times in whole milliseconds.
-	const slack = 2 * time.Millisecond
-	worst := math.Inf(-1)
-	for i := range grants {
-		sum := 0.0
-		for j := i; j < len(grants); j++ {
-			sum += grants[j].units
-			span := grants[j].t.Sub(grants[i].t) + slack
-			allowed := burst + span.Seconds()*rate
-			if excess := sum - allowed; excess > worst {
-				worst = excess
-			}
-			if sum > allowed+tol {
-				t.Fatalf("limit broken: %.1f units granted in %v (grants %d..%d), allowed %.1f (burst %.1f + rate %.1f/s)",
-					sum, span, i, j, allowed, burst, rate)
+	g := slices.Clone(grants)
+	slices.SortFunc(g, func(a, b grantAt) int { return cmp.Compare(a.ms, b.ms) })
+	for i := range g {
+		var units int64
+		for j := i; j < len(g); j++ {
+			units += g[j].units
+			if span := g[j].ms - g[i].ms; units*l.periodMs > l.burst*l.periodMs+span*l.amount {
+				t.Fatalf("limit broken: %d units granted in %d ms (grants %d..%d), allowed %d + %d ms × %d/%d ms",
+					units, span, i, j, l.burst, span, l.amount, l.periodMs)
 			}
 		}
 	}
-	total := 0.0
+}
+
+// use fails the test unless the units granted in the fixed window
+// [fromMs, fromMs+windowMs] are at least 90% of what the limit allows in it,
+// burst + window·amount/period (and at most that).
+func (l gcra) use(t *testing.T, grants []grantAt, fromMs, windowMs int64) {
+	t.Helper()
+	var units int64
 	for _, g := range grants {
-		total += g.units
+		if g.ms >= fromMs && g.ms <= fromMs+windowMs {
+			units += g.units
+		}
 	}
-	span := grants[len(grants)-1].t.Sub(grants[0].t)
-	util := total / (burst + span.Seconds()*rate)
-	t.Logf("%d grants, %.0f units in %v: %.1f%% of the capacity; worst window excess %.2f units",
-		len(grants), total, span.Round(time.Millisecond), 100*util, worst)
-	return util
+	allowed := l.burst + windowMs*l.amount/l.periodMs
+	t.Logf("%d units granted in the %d ms window of %d allowed (%.1f%%)", units, windowMs, allowed, 100*float64(units)/float64(allowed))
+	if units*10 < allowed*9 || units > allowed {
+		t.Errorf("%d units granted in the %d ms window, want at least 90%% of the %d allowed and no more", units, windowMs, allowed)
+	}
 }
 
 // freeAddr returns a 127.0.0.1 address nothing listens on.

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+
+	"github.com/ratequeue/ratequeue/clients/go/internal/protocol"
 )
 
 // Option configures a Client; pass options to Dial.
@@ -26,9 +28,9 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		reconnectTimeout: 30 * time.Second,
-		initialBackoff:   50 * time.Millisecond,
-		maxBackoff:       time.Second,
+		reconnectTimeout: protocol.ReconnectTimeout,
+		initialBackoff:   protocol.InitialBackoff,
+		maxBackoff:       protocol.MaxBackoff,
 		probeTimeout:     10 * time.Second,
 	}
 }
@@ -65,15 +67,19 @@ func WithCAFile(path string) Option {
 	return func(c *config) { c.caFile, c.caFileSet = path, true }
 }
 
-// WithReconnectTimeout sets how long a waiting acquire or a release
-// tolerates having no connection to any server before it fails with
-// ErrUnavailable. The default is 30 s.
+// WithReconnectTimeout sets how long a waiting acquire survives without a
+// working session, counted from when the session went down or from the
+// acquire if that came later, before it fails with ErrUnavailable. The
+// default is 30 s. (An unanswered release is kept until its lease's TTL
+// has passed instead.)
 func WithReconnectTimeout(d time.Duration) Option {
 	return func(c *config) { c.reconnectTimeout = d }
 }
 
 // WithBackoff sets the first and the longest pause between reconnect
-// attempts. The defaults are 50 ms and 1 s: short enough that a server
+// attempts; the pause doubles from the first to the longest, each jittered
+// to 0.5–1 times, and starts again at the first after a session that
+// answered. The defaults are 50 ms and 1 s: short enough that a server
 // taking over (after a failover or a graceful shutdown) is found within
 // about a second.
 func WithBackoff(initial, max time.Duration) Option {

@@ -1,22 +1,24 @@
 package ratequeue
 
-// The session engine. One goroutine (run) owns the stream's receiving side
-// and reconnects; callers register an op (a request awaiting its answer)
-// and send it on the open stream. Ops stay registered until answered, so a
-// reconnect re-sends all of them on the new stream: waiting acquires queue
-// again and releases are retried (both are harmless to repeat). Leases are
-// heartbeated by heartbeatLoop, and all at once after a reconnect, which
-// re-attaches them to the new session. A request answered UNAVAILABLE comes
-// from a node that is going away (shutting down, or no longer the leader):
-// its op stays registered and the session is dropped, so the request goes
-// again to whoever serves next.
+// The session engine, following the session protocol in
+// proto/ratequeue/v1/ratequeue.proto (docs/protocol.md). One goroutine (run)
+// owns the stream's receiving side and reconnects; callers register an op (a
+// request awaiting its answer) and send it on the open stream. Ops stay
+// registered until answered, so a new stream re-sends them: waiting acquires
+// queue again and releases are retried (both are harmless to repeat). Leases
+// are heartbeated by heartbeatLoop, and all at once on a new stream, which
+// re-attaches them to it. A request answered UNAVAILABLE comes from a node
+// that is going away (shutting down, or no longer the leader): its op stays
+// registered and the stream is dropped, so the request goes again to whoever
+// serves next. How the end of a stream affects ops and leases is
+// protocol.OnStreamEnd's table.
 
 import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -28,24 +30,19 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1"
+	"github.com/ratequeue/ratequeue/clients/go/internal/protocol"
 )
 
 // session is one open Session stream.
 type session struct {
-	stream   grpc.BidiStreamingClient[pb.SessionRequest, pb.SessionResponse]
-	cancel   context.CancelFunc
-	ep       endpoint
-	sendMu   sync.Mutex
-	received bool // an answer came after the probe; only run reads it
+	stream grpc.BidiStreamingClient[pb.SessionRequest, pb.SessionResponse]
+	cancel context.CancelFunc
+	ep     endpoint
+	sendMu sync.Mutex
 	// departing: the server answered a request UNAVAILABLE, so it is going
 	// away; only run reads it.
 	departing bool
 }
-
-// departureGrace is how long a departing server may take to end the
-// session itself (its status may name the next leader) before the client
-// drops it.
-const departureGrace = 250 * time.Millisecond
 
 func (s *session) send(req *pb.SessionRequest) error {
 	s.sendMu.Lock()
@@ -57,12 +54,18 @@ func (s *session) send(req *pb.SessionRequest) error {
 type op struct {
 	req   *pb.SessionRequest
 	since time.Time // when it was registered
-	done  func(*pb.SessionResponse, error)
+	// until, for a release, is when the lease's TTL has passed: the release
+	// is sent again on every new stream until then.
+	until time.Time
+	// done receives the answer; nil when nobody waits for it. Guarded by
+	// Client.mu once the op is registered.
+	done func(*pb.SessionResponse, error)
 }
 
 // connect opens a session on the current server, or on the next ones in
 // the list, following standbys' pointers to the leader. It tries each
-// server once.
+// server once, and stops at a status that is not retried: the server
+// refused the session for a reason another server shares.
 func (c *Client) connect(ctx context.Context) (*session, error) {
 	var lastErr error
 	hops := 0
@@ -73,7 +76,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 			return s, nil
 		}
 		lastErr = err
-		if terminal(status.Code(err)) || ctx.Err() != nil {
+		if protocol.OnStreamEnd(status.Code(err)) != protocol.Retry || ctx.Err() != nil {
 			break
 		}
 		if leader != "" && leader != ep.target && hops < 3 {
@@ -84,7 +87,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		}
 		c.advance()
 	}
-	if ctx.Err() != nil && status.Code(lastErr) != codes.Unauthenticated && status.Code(lastErr) != codes.PermissionDenied {
+	if ctx.Err() != nil && protocol.OnStreamEnd(status.Code(lastErr)) == protocol.Retry {
 		return nil, newError(codes.Unavailable, "no ratequeue server answered before the context ended: "+errString(lastErr), ctx.Err())
 	}
 	return nil, lastErr
@@ -97,11 +100,6 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// terminal reports whether a stream error means retrying cannot help.
-func terminal(c codes.Code) bool {
-	return c == codes.Unauthenticated || c == codes.PermissionDenied || c == codes.Unimplemented
-}
-
 // open opens a session on ep and checks it with an empty heartbeat. On
 // failure it returns the leader a standby named, if any.
 func (c *Client) open(ctx context.Context, ep endpoint) (*session, string, error) {
@@ -109,6 +107,9 @@ func (c *Client) open(ctx context.Context, ep endpoint) (*session, string, error
 	if err != nil {
 		return nil, "", err
 	}
+	// The session loop's pause is the protocol's backoff: the connection's
+	// own backoff must not add to it.
+	cc.ResetConnectBackoff()
 	sctx, cancel := context.WithCancel(c.ctx)
 	stop := context.AfterFunc(ctx, cancel)
 	defer stop()
@@ -130,8 +131,7 @@ func (c *Client) open(ctx context.Context, ep endpoint) (*session, string, error
 		var resp *pb.SessionResponse
 		if resp, err = stream.Recv(); err == nil {
 			if resp.GetRequestId() == probe {
-				s := &session{stream: stream, cancel: cancel, ep: ep}
-				return s, "", nil
+				return &session{stream: stream, cancel: cancel, ep: ep}, "", nil
 			}
 			c.dispatch(resp)
 		}
@@ -144,49 +144,66 @@ func (c *Client) open(ctx context.Context, ep endpoint) (*session, string, error
 	return nil, leader, err
 }
 
-// attach makes s the open session, re-sends every registered op on it and
-// heartbeats every held lease.
-func (c *Client) attach(s *session) {
+// attach makes s the open session and re-attaches everything to it, in the
+// protocol's order: the waiting acquires in request-id order, the releases
+// not yet answered, then heartbeats naming every held lease. It reports
+// false when the client has closed.
+func (c *Client) attach(s *session) bool {
+	// Holding s's send lock while s becomes visible keeps a new op, which
+	// callers send themselves, behind the ones re-sent here.
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		s.cancel()
-		return
+		return false
 	}
 	c.sess = s
 	c.downAt = time.Time{}
-	pending := make([]*op, 0, len(c.ops))
-	for _, o := range c.ops {
-		pending = append(pending, o)
-	}
-	c.mu.Unlock()
-	// In the order they were made, acquires with what is left of their timeout.
-	slices.SortFunc(pending, func(a, b *op) int {
-		return cmp.Compare(a.req.GetRequestId(), b.req.GetRequestId())
-	})
-	for _, o := range pending {
-		if s.send(resendable(o)) != nil {
-			return // run notices the broken stream and reconnects
+	c.refusal = nil
+	var acquires, releases []*op
+	for id, o := range c.ops {
+		switch o.req.GetKind().(type) {
+		case *pb.SessionRequest_Acquire:
+			acquires = append(acquires, o)
+		case *pb.SessionRequest_Release:
+			releases = append(releases, o)
+		default:
+			delete(c.ops, id) // a heartbeat: the ones below name every lease
 		}
 	}
-	c.heartbeat(true)
-	c.wakeHeartbeats()
-}
-
-// resendable returns o's request to send again: an acquire carries what is
-// left of its timeout.
-func resendable(o *op) *pb.SessionRequest {
-	a := o.req.GetAcquire()
-	if a == nil || a.GetTimeout() == nil {
-		return o.req
+	beats := c.heartbeatsLocked(func(*Lease) bool { return true })
+	c.mu.Unlock()
+	byID := func(a, b *op) int { return cmp.Compare(a.req.GetRequestId(), b.req.GetRequestId()) }
+	slices.SortFunc(acquires, byID)
+	slices.SortFunc(releases, byID)
+	for _, req := range slices.Concat(resendable(acquires), resendable(releases), beats) {
+		if s.stream.Send(req) != nil {
+			break // run notices the broken stream and reconnects
+		}
 	}
-	left := max(0, time.Until(o.since.Add(a.GetTimeout().AsDuration())))
-	req := proto.Clone(o.req).(*pb.SessionRequest)
-	req.GetAcquire().Timeout = durationpb.New(left)
-	return req
+	c.wakeHeartbeats()
+	return true
 }
 
-// run receives on the open session and reconnects when it breaks.
+// resendable returns the requests of ops to send again: an acquire carries
+// what is left of its timeout.
+func resendable(ops []*op) []*pb.SessionRequest {
+	reqs := make([]*pb.SessionRequest, len(ops))
+	for i, o := range ops {
+		reqs[i] = o.req
+		if a := o.req.GetAcquire(); a != nil && a.GetTimeout() != nil {
+			left := max(0, time.Until(o.since.Add(a.GetTimeout().AsDuration())))
+			req := proto.Clone(o.req).(*pb.SessionRequest)
+			req.GetAcquire().Timeout = durationpb.New(left)
+			reqs[i] = req
+		}
+	}
+	return reqs
+}
+
+// run receives on the open session and reconnects when it ends.
 func (c *Client) run(s *session) {
 	defer c.wg.Done()
 	backoff := c.cfg.initialBackoff
@@ -200,18 +217,17 @@ func (c *Client) run(s *session) {
 			c.downAt = time.Now()
 		}
 		closed := c.closed
-		// Acquires given up on the broken stream are cancelled with it.
+		// Acquires given up on the ended stream are cancelled with it.
 		clear(c.orphans)
 		c.mu.Unlock()
 		if closed {
 			return
 		}
-		if code := status.Code(err); terminal(code) {
-			c.failOps(func(*op) bool { return true }, fromError(err))
-		}
-		// A departing server keeps the backoff growing: a node that answers
-		// UNAVAILABLE yet stays up is not retried in a tight loop.
-		if s.received && !s.departing {
+		c.ended(err)
+		// s answered (its probe at least), so the pause starts again; but a
+		// departing server keeps the backoff growing, so that a node that
+		// answers UNAVAILABLE yet stays up is not retried in a tight loop.
+		if !s.departing {
 			backoff = c.cfg.initialBackoff
 		}
 		if leader != "" && leader != s.ep.target {
@@ -219,26 +235,102 @@ func (c *Client) run(s *session) {
 		} else if len(c.eps) > 1 {
 			c.advance()
 		}
-		for {
-			if !c.sleep(jitter(backoff)) {
-				return
-			}
-			backoff = min(backoff*2, c.cfg.maxBackoff)
-			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.probeTimeout)
-			next, err := c.connect(ctx)
-			cancel()
-			if err == nil {
-				s = next
-				c.attach(s)
-				break
-			}
-			c.expireOps(err)
+		if s = c.reconnect(&backoff); s == nil {
+			return
 		}
 	}
 }
 
-// receive dispatches the session's answers until the stream breaks. When
-// the server answers a request UNAVAILABLE it is going away: the session is
+// reconnect opens a new session, pausing between attempts, and attaches it.
+// After a key refusal it waits for a new op before it tries. It returns nil
+// when the client closes.
+func (c *Client) reconnect(backoff *time.Duration) *session {
+	for {
+		if !c.awaitOp() {
+			return nil
+		}
+		// The pause runs between attempts: time spent parked counts.
+		c.mu.Lock()
+		pause := protocol.Jitter(*backoff) - time.Since(c.attemptAt)
+		c.mu.Unlock()
+		if !c.sleep(pause) {
+			return nil
+		}
+		c.mu.Lock()
+		idle := c.refusal != nil && len(c.ops) == 0 // the op ended during the pause
+		if !idle {
+			c.attemptAt = time.Now()
+		}
+		c.mu.Unlock()
+		if idle {
+			continue
+		}
+		*backoff = min(*backoff*2, c.cfg.maxBackoff)
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.probeTimeout)
+		next, err := c.connect(ctx)
+		cancel()
+		if err == nil {
+			if !c.attach(next) {
+				return nil
+			}
+			return next
+		}
+		c.ended(err)
+	}
+}
+
+// awaitOp returns at once unless the key was refused, and then when there
+// is an op to connect for. It reports false when the client closes.
+func (c *Client) awaitOp() bool {
+	for {
+		c.mu.Lock()
+		park := c.refusal != nil && len(c.ops) == 0
+		c.mu.Unlock()
+		if !park {
+			return true
+		}
+		select {
+		case <-c.wantConn:
+		case <-c.ctx.Done():
+			return false
+		}
+	}
+}
+
+// ended applies the protocol's rule for a stream that ended, or could not
+// be opened, with err.
+func (c *Client) ended(err error) {
+	switch protocol.OnStreamEnd(status.Code(err)) {
+	case protocol.Retry:
+		// Ops wait for the next stream, at most the reconnect timeout.
+		c.mu.Lock()
+		c.lastErr = err
+		c.armExpiryLocked()
+		c.mu.Unlock()
+	case protocol.KeyRefused:
+		// Nobody can heartbeat the leases with this key: they are lost (the
+		// server frees them at their TTL).
+		var e *Error
+		if !errors.As(fromError(err), &e) {
+			e = newError(status.Code(err), err.Error())
+		}
+		c.mu.Lock()
+		c.refusal = e
+		lost := c.leases
+		c.leases = map[string]*Lease{}
+		c.mu.Unlock()
+		c.failOps(func(*op) bool { return true }, e)
+		for _, l := range lost {
+			l.markLost()
+		}
+	default:
+		// Leases are kept: the next stream heartbeats them.
+		c.failOps(func(*op) bool { return true }, fromError(err))
+	}
+}
+
+// receive dispatches the session's answers until the stream ends. When the
+// server answers a request UNAVAILABLE it is going away: the session is
 // dropped shortly after, if the server has not ended it by then.
 func (c *Client) receive(s *session) error {
 	var grace *time.Timer
@@ -255,16 +347,18 @@ func (c *Client) receive(s *session) error {
 			}
 			return err
 		}
-		s.received = true
 		if c.dispatch(resp) && !s.departing {
 			s.departing = true
-			grace = time.AfterFunc(departureGrace, s.cancel)
+			grace = time.AfterFunc(protocol.DepartureGrace, s.cancel)
 		}
 	}
 }
 
 // sleep waits d or until the client closes; it reports whether to go on.
 func (c *Client) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return c.ctx.Err() == nil
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -275,69 +369,136 @@ func (c *Client) sleep(d time.Duration) bool {
 	}
 }
 
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
+// deadlineLocked returns when o fails for want of an answer, or the zero
+// time: a release when its lease's TTL has passed; any other op after the
+// reconnect timeout without a working stream, counted from when the stream
+// went down or from the op if that came later. c.mu is held.
+func (c *Client) deadlineLocked(o *op) time.Time {
+	if !o.until.IsZero() {
+		return o.until
+	}
+	if c.sess != nil || c.downAt.IsZero() {
+		return time.Time{}
+	}
+	return maxTime(c.downAt, o.since).Add(c.cfg.reconnectTimeout)
 }
 
-// expireOps fails the ops that have had no connection for longer than the
-// reconnect timeout, and every op when the server refused the session for
-// good (a revoked API key, say): waiting cannot help them.
-func (c *Client) expireOps(cause error) {
-	if terminal(status.Code(cause)) {
-		c.failOps(func(*op) bool { return true }, fromError(cause))
-		return
+// armExpiryLocked sets the expiry timer to the earliest op deadline. c.mu
+// is held.
+func (c *Client) armExpiryLocked() {
+	var next time.Time
+	for _, o := range c.ops {
+		if d := c.deadlineLocked(o); !d.IsZero() && (next.IsZero() || d.Before(next)) {
+			next = d
+		}
 	}
+	c.expiryAt = next
+	if next.IsZero() {
+		c.expiry.Stop()
+	} else {
+		c.expiry.Reset(time.Until(next))
+	}
+}
+
+// expire fails the ops whose deadline has passed, with ErrUnavailable.
+func (c *Client) expire() {
+	now := time.Now()
 	c.mu.Lock()
-	down := c.downAt
-	c.mu.Unlock()
-	if down.IsZero() {
-		return
+	type failed struct {
+		done func(*pb.SessionResponse, error)
+		err  error
 	}
-	limit := time.Now().Add(-c.cfg.reconnectTimeout)
-	err := newError(codes.Unavailable, "no ratequeue server reachable for "+c.cfg.reconnectTimeout.String()+": "+errString(cause))
-	c.failOps(func(o *op) bool { return o.since.Before(limit) && down.Before(limit) }, err)
+	var fail []failed
+	for id, o := range c.ops {
+		d := c.deadlineLocked(o)
+		if d.IsZero() || d.After(now) {
+			continue
+		}
+		delete(c.ops, id)
+		if o.done == nil {
+			continue
+		}
+		msg := fmt.Sprintf("no ratequeue server reachable for %v: %s", c.cfg.reconnectTimeout, errString(c.lastErr))
+		if r := o.req.GetRelease(); r != nil {
+			msg = fmt.Sprintf("release %s: no ratequeue server answered before the lease's TTL passed; the server has freed the slot by now (%s)", r.GetLeaseId(), errString(c.lastErr))
+		}
+		fail = append(fail, failed{o.done, newError(codes.Unavailable, msg)})
+	}
+	c.armExpiryLocked()
+	c.mu.Unlock()
+	for _, f := range fail {
+		f.done(nil, f.err)
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // failOps fails the registered ops that match.
 func (c *Client) failOps(match func(*op) bool, err error) {
 	c.mu.Lock()
-	var failed []*op
+	var done []func(*pb.SessionResponse, error)
 	for id, o := range c.ops {
 		if match(o) {
-			failed = append(failed, o)
 			delete(c.ops, id)
+			if o.done != nil {
+				done = append(done, o.done)
+			}
 		}
 	}
 	c.mu.Unlock()
-	for _, o := range failed {
-		if o.done != nil {
-			o.done(nil, err)
-		}
+	for _, d := range done {
+		d(nil, err)
 	}
 }
 
 // start registers req as an op and sends it when a session is open (else
-// the next session sends it). done, if not nil, receives the answer.
-func (c *Client) start(req *pb.SessionRequest, done func(*pb.SessionResponse, error)) (uint64, error) {
+// the next session sends it). done, if not nil, receives the answer; until
+// is a release's deadline (zero for other ops).
+func (c *Client) start(req *pb.SessionRequest, until time.Time, done func(*pb.SessionResponse, error)) (uint64, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return 0, ErrClosed
 	}
-	c.nextID++
-	req.RequestId = c.nextID
-	c.ops[req.RequestId] = &op{req: req, since: time.Now(), done: done}
+	o := c.registerLocked(req, until, done)
 	s := c.sess
+	if s == nil {
+		// A client parked after a key refusal connects again for a new op.
+		select {
+		case c.wantConn <- struct{}{}:
+		default:
+		}
+	}
 	c.mu.Unlock()
 	if s != nil {
 		_ = s.send(req) // on failure run reconnects and re-sends
 	}
-	return req.RequestId, nil
+	return o.req.GetRequestId(), nil
 }
 
-// abandon withdraws a waiting acquire. It reports false when the acquire
-// was already answered (its done has run or is about to).
-func (c *Client) abandon(id uint64) bool {
+// registerLocked numbers req and registers it as an op. c.mu is held.
+func (c *Client) registerLocked(req *pb.SessionRequest, until time.Time, done func(*pb.SessionResponse, error)) *op {
+	c.nextID++
+	req.RequestId = c.nextID
+	o := &op{req: req, since: time.Now(), until: until, done: done}
+	c.ops[req.RequestId] = o
+	if d := c.deadlineLocked(o); !d.IsZero() && (c.expiryAt.IsZero() || d.Before(c.expiryAt)) {
+		c.expiryAt = d
+		c.expiry.Reset(time.Until(d))
+	}
+	return o
+}
+
+// abandon stops waiting for an acquire and, when cancel is set, withdraws
+// it from the server's queue. A grant that crosses is released. It reports
+// false when the acquire was already answered (its done has run or is
+// about to).
+func (c *Client) abandon(id uint64, cancel bool) bool {
 	c.mu.Lock()
 	if _, ok := c.ops[id]; !ok {
 		c.mu.Unlock()
@@ -351,10 +512,23 @@ func (c *Client) abandon(id uint64) bool {
 	}
 	cancelID := c.nextID
 	c.mu.Unlock()
-	if s != nil {
+	if s != nil && cancel {
 		_ = s.send(&pb.SessionRequest{RequestId: cancelID, Kind: &pb.SessionRequest_Cancel{Cancel: &pb.SessionCancel{AcquireRequestId: id}}})
 	}
 	return true
+}
+
+// detach stops waiting for an op's answer but leaves the op registered, so
+// that it is still sent again on a new stream. It reports false when the
+// answer has come (done has run or is about to).
+func (c *Client) detach(id uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o, ok := c.ops[id]
+	if ok {
+		o.done = nil
+	}
+	return ok
 }
 
 // dispatch hands an answer to its op. It reports true when the answer is
@@ -373,25 +547,34 @@ func (c *Client) dispatch(resp *pb.SessionResponse) (departing bool) {
 		c.mu.Unlock()
 		return true
 	}
-	delete(c.ops, id)
+	var done func(*pb.SessionResponse, error)
+	if ok {
+		delete(c.ops, id)
+		done = o.done
+	}
 	_, orphan := c.orphans[id]
 	delete(c.orphans, id)
 	c.mu.Unlock()
 	switch {
-	case ok && o.done != nil:
-		o.done(resp, nil)
+	case done != nil:
+		done(resp, nil)
 	case orphan:
 		// An acquire granted before its cancel arrived: give the lease back.
 		if l := resp.GetGranted().GetLease(); l != nil {
-			c.releaseID(l.GetLeaseId())
+			c.releaseID(l.GetLeaseId(), l.GetTtl().AsDuration())
 		}
 	}
 	return false
 }
 
-// releaseID sends a release nobody waits for.
-func (c *Client) releaseID(id string) {
-	_, _ = c.start(&pb.SessionRequest{Kind: &pb.SessionRequest_Release{Release: &pb.ReleaseRequest{LeaseId: id}}}, nil)
+// releaseID sends a release nobody waits for, until the lease's TTL has
+// passed.
+func (c *Client) releaseID(id string, ttl time.Duration) {
+	if ttl <= 0 {
+		ttl = defaultTTL
+	}
+	req := &pb.SessionRequest{Kind: &pb.SessionRequest_Release{Release: &pb.ReleaseRequest{LeaseId: id}}}
+	_, _ = c.start(req, time.Now().Add(ttl), nil)
 }
 
 // lose forgets a lease the server no longer holds.
@@ -405,31 +588,50 @@ func (c *Client) lose(id string) {
 	}
 }
 
-// heartbeat sends one heartbeat for the held leases that are due, or for
-// all of them; it returns when the next one is due.
-func (c *Client) heartbeat(all bool) time.Time {
+// heartbeat sends heartbeats for the held leases that are due; it returns
+// when the next one is due.
+func (c *Client) heartbeat() time.Time {
 	now := time.Now()
 	next := now.Add(time.Hour)
 	c.mu.Lock()
 	s := c.sess
-	var ids []string
+	var beats []*pb.SessionRequest
 	if s != nil {
-		for id, l := range c.leases {
-			due := l.beat.Add(l.ttl / 3)
-			if all || !due.After(now.Add(l.ttl/30)) {
-				ids = append(ids, id)
-				l.beat = now
-				due = now.Add(l.ttl / 3)
-			}
-			next = minTime(next, due)
+		// Leases due within a tenth of their heartbeat interval go now, so
+		// that leases granted close together share messages.
+		beats = c.heartbeatsLocked(func(l *Lease) bool {
+			return !l.beat.Add(l.ttl / protocol.HeartbeatsPerTTL).After(now.Add(l.ttl / (10 * protocol.HeartbeatsPerTTL)))
+		})
+		for _, l := range c.leases {
+			next = minTime(next, l.beat.Add(l.ttl/protocol.HeartbeatsPerTTL))
 		}
 	}
 	c.mu.Unlock()
-	if len(ids) > 0 {
-		req := &pb.SessionRequest{Kind: &pb.SessionRequest_Heartbeat{Heartbeat: &pb.HeartbeatRequest{LeaseIds: ids}}}
-		_, _ = c.start(req, c.onHeartbeat)
+	for _, req := range beats {
+		_ = s.send(req) // on failure run reconnects, and the new session heartbeats every lease
 	}
 	return next
+}
+
+// heartbeatsLocked registers heartbeats for the held leases that due
+// selects, at most protocol.MaxLeaseIDsPerHeartbeat ids each, and returns
+// them to send. c.mu is held.
+func (c *Client) heartbeatsLocked(due func(*Lease) bool) []*pb.SessionRequest {
+	now := time.Now()
+	var ids []string
+	for id, l := range c.leases {
+		if due(l) {
+			ids = append(ids, id)
+			l.beat = now
+		}
+	}
+	var reqs []*pb.SessionRequest
+	for chunk := range slices.Chunk(ids, protocol.MaxLeaseIDsPerHeartbeat) {
+		req := &pb.SessionRequest{Kind: &pb.SessionRequest_Heartbeat{Heartbeat: &pb.HeartbeatRequest{LeaseIds: chunk}}}
+		c.registerLocked(req, time.Time{}, c.onHeartbeat)
+		reqs = append(reqs, req)
+	}
+	return reqs
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -462,7 +664,7 @@ func (c *Client) heartbeatLoop() {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
-		next := c.heartbeat(false)
+		next := c.heartbeat()
 		t.Reset(time.Until(next))
 		select {
 		case <-t.C:

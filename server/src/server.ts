@@ -2,19 +2,18 @@
 // and graceful shutdown. main.ts parses flags and calls startServer.
 import { randomUUID } from "node:crypto";
 import { Server, status } from "@grpc/grpc-js";
-import { AdminService, RateQueueService, grpcServiceDefinition } from "@ratequeue/proto";
+import { AdminService, RateQueueService } from "@ratequeue/proto";
 import { HealthImplementation } from "grpc-health-check";
-import { Engine, systemClock, type Clock, type ResourceSpec } from "./core/index.js";
 import { defaultSessionLimits, serverCredentials, setupAuth, type AuthOptions, type SessionLimits, type TlsFiles } from "./auth/index.js";
+import { Engine, systemClock, type Clock, type ResourceSpec } from "./core/index.js";
+import { RpcError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
-import { createAdminService, memoryStore, type ResourceStore } from "./rpc/admin-service.js";
-import { OpenGate } from "./rpc/gate.js";
-import { RpcError } from "./rpc/rpc-error.js";
+import { createAdminService } from "./rpc/admin-service.js";
 import { LeaseRouter } from "./rpc/lease-router.js";
 import { createRateQueueService } from "./rpc/rate-queue-service.js";
-import { limits as validLimits } from "./rpc/validate.js";
-import { tolerantDefinition } from "./rpc/malformed.js";
-import { RedisGroup, type GroupOptions } from "./store/index.js";
+import { addService } from "./rpc/service-handlers.js";
+import { memoryResourceStore, OpenGate, RedisGroup, type GroupOptions, type ResourceStore } from "./store/index.js";
+import { limits as validLimits } from "./validate/fields.js";
 
 export interface ServerOptions {
   host: string;
@@ -101,11 +100,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     "grpc.max_send_message_length": validLimits.maxMessageBytes,
   });
   const rateQueue = createRateQueueService({ engine, clock, log, gate, router, auth, limits });
-  server.addService(tolerantDefinition(grpcServiceDefinition(RateQueueService)), rateQueue.implementation);
-  server.addService(
-    tolerantDefinition(grpcServiceDefinition(AdminService)),
-    createAdminService({ engine, log, gate, auth, store: group ?? options.store ?? memoryStore }),
-  );
+  addService(server, RateQueueService, rateQueue.implementation);
+  addService(server, AdminService, createAdminService({ engine, log, gate, auth, store: group ?? options.store ?? memoryResourceStore }));
   health = new HealthImplementation(
     group === undefined
       ? { "": "SERVING", [healthServiceName]: "SERVING" }
@@ -121,7 +117,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   log.info("listening", {
     host: options.host,
     port,
-    resources: engine.listResources().map((r) => r.name),
+    resources: engine.listResources().length,
     auth: auth.enabled ? "on" : "off",
     tls: options.tls === undefined ? "off" : options.tls.clientCaFile === undefined ? "on" : "on, client certificates required",
   });

@@ -2,7 +2,15 @@
 // the friendly client refuses to: out-of-range fields, raw bytes, odd metadata.
 import { create, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { Client, credentials, Metadata, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
-import { AdminService, RateQueueService, grpcServiceDefinition, SessionRequestSchema, type SessionResponse } from "@ratequeue/proto";
+import {
+  AdminService,
+  authorizationMetadataKey,
+  grpcServiceDefinition,
+  namespaceMetadataKey,
+  RateQueueService,
+  SessionRequestSchema,
+  type SessionResponse,
+} from "@ratequeue/proto";
 
 export const rqMethods = grpcServiceDefinition(RateQueueService);
 export const adminMethods = grpcServiceDefinition(AdminService);
@@ -30,8 +38,8 @@ export class RawClient {
 
   metadata(): Metadata {
     const md = new Metadata();
-    if (this.options.key !== undefined) md.set("authorization", `Bearer ${this.options.key}`);
-    if (this.options.namespace !== undefined) md.set("ratequeue-namespace", this.options.namespace);
+    if (this.options.key !== undefined) md.set(authorizationMetadataKey, `Bearer ${this.options.key}`);
+    if (this.options.namespace !== undefined) md.set(namespaceMetadataKey, this.options.namespace);
     return md;
   }
 
@@ -119,6 +127,17 @@ export class RawSession {
       if (Date.now() > deadline) throw new Error(`no answer to ${requestId} within ${timeoutMs} ms`);
       await this.next(deadline - Date.now());
     }
+  }
+
+  /** Resolves with the n-th answer (1-based), in the order the server sent them. */
+  async nth(n: number, timeoutMs = 10_000): Promise<SessionResponse> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.responses.length < n) {
+      if (this.status !== undefined) throw new Error(`stream ended (${this.status.code} ${this.status.message}) after ${this.responses.length} answers`);
+      if (Date.now() > deadline) throw new Error(`only ${this.responses.length} answers within ${timeoutMs} ms, waiting for ${n}`);
+      await this.next(deadline - Date.now());
+    }
+    return this.responses[n - 1]!;
   }
 
   /** Resolves with the stream's final status. */

@@ -5,9 +5,6 @@ export interface Target {
   tls: boolean;
 }
 
-/** The default server address when neither an option nor RATEQUEUE_URL says. */
-export const defaultUrl = "http://127.0.0.1:7070";
-
 /**
  * Parses a ratequeue URL: `http://host:7070`, `https://host:7070` (TLS), a
  * bare `host:port`, or a comma-separated list of these (a group of nodes).

@@ -4,6 +4,7 @@ import { durationFromMs, durationMs, timestampMs } from "@bufbuild/protobuf/wkt"
 import { Connection, type ClientOptions } from "./connection.js";
 import { RateQueueError } from "./errors.js";
 import { AcquireRequestSchema, HeartbeatRequestSchema, ReleaseOutcome, ReleaseRequestSchema } from "@ratequeue/proto";
+import { maxLeaseIdsPerHeartbeat, reconnectTimeoutMs, timeoutSlackMs } from "./protocol.js";
 import { Session } from "./session.js";
 
 export type { ClientOptions };
@@ -33,21 +34,29 @@ export interface Lease extends AsyncDisposable {
   readonly waitedMs: number;
   /** When the server granted the lease (server clock, epoch ms). */
   readonly grantedAt: number;
-  /** Aborted when the server reports the lease lost (expired unheartbeated). */
+  /**
+   * Aborted when the lease is lost: the server reports it expired or no longer
+   * held, or refuses the API key. The reason is a RateQueueError.
+   */
   readonly signal: AbortSignal;
   /**
    * The real load, when known before the lease is disposed: `await using`
    * then releases with it, reconciling the estimate.
    */
   actualLoad?: number;
-  /** Returns the slot; with actualLoad, corrects the load limits by the difference. */
+  /**
+   * Returns the slot; with actualLoad, corrects the load limits by the
+   * difference. While no server can be reached the release is sent again
+   * after each reconnect, for up to the lease's TTL (by then the server has
+   * freed the slot): then it rejects with UNAVAILABLE.
+   */
   release(options?: { actualLoad?: number }): Promise<ReleaseResult>;
 }
 
 export interface RateQueueClient {
   /** Waits for a lease on `resource`. */
   acquire(resource: string, options?: AcquireOptions): Promise<Lease>;
-  /** Acquires, runs fn, and releases on return or throw. */
+  /** Acquires, runs fn, and releases on return or throw; an error of fn wins over one of the release. */
   withLease<T>(resource: string, options: AcquireOptions, fn: (lease: Lease) => Promise<T> | T): Promise<T>;
   /** Releases every held lease, fails waiting acquires, ends the stream. */
   close(): Promise<void>;
@@ -59,9 +68,6 @@ const releaseResults: Record<number, ReleaseResult> = {
   [ReleaseOutcome.EXPIRED]: "expired",
   [ReleaseOutcome.UNKNOWN]: "unknown",
 };
-
-/** Slack past an acquire's timeout before the client stops waiting for the server's own answer. */
-const timeoutSlackMs = 2000;
 
 /**
  * Rejects what cannot even be encoded on the wire (the server checks the
@@ -103,8 +109,8 @@ class HeldLease implements Lease {
     return this.controller.signal;
   }
 
-  lost(reason: string): void {
-    this.controller.abort(new RateQueueError("DEADLINE_EXCEEDED", reason));
+  lost(reason: RateQueueError): void {
+    this.controller.abort(reason);
   }
 
   release(options: { actualLoad?: number } = {}): Promise<ReleaseResult> {
@@ -126,11 +132,21 @@ class Client implements RateQueueClient {
 
   constructor(options: ClientOptions) {
     this.connection = new Connection(options);
-    this.session = new Session(this.connection, {
-      leaseExpired: (leaseId) => this.forget(leaseId, "the server expired the lease: it was not heartbeated within its TTL"),
-      reconnected: () => this.heartbeat(),
-      holdsLeases: () => this.leases.size > 0,
-    });
+    this.session = new Session(
+      this.connection,
+      {
+        leaseExpired: (leaseId) =>
+          this.forget(leaseId, new RateQueueError("DEADLINE_EXCEEDED", "the server expired the lease: it was not heartbeated within its TTL")),
+        refused: (err) => {
+          for (const id of [...this.leases.keys()]) {
+            this.forget(id, new RateQueueError(err.code, `the server refused the API key, so the lease cannot be kept: ${err.message}`));
+          }
+        },
+        opened: () => this.heartbeat(true),
+        holdsLeases: () => this.leases.size > 0,
+      },
+      { reconnectTimeoutMs: options.reconnectTimeoutMs ?? reconnectTimeoutMs },
+    );
   }
 
   async acquire(resource: string, options: AcquireOptions = {}): Promise<Lease> {
@@ -148,12 +164,17 @@ class Client implements RateQueueClient {
     const giveUp = (err: RateQueueError) => this.session.cancel(id, err);
     const onAbort = () => giveUp(new RateQueueError("CANCELLED", "the acquire was aborted by its signal"));
     signal?.addEventListener("abort", onAbort, { once: true });
-    // The server answers a timeout itself; this only covers a server that cannot be reached.
+    // The server answers a timeout itself; this only covers a server that
+    // cannot be reached, and a key refusal seen meanwhile is the real reason.
     const timer =
       timeoutMs === undefined
         ? undefined
         : setTimeout(
-            () => giveUp(new RateQueueError("DEADLINE_EXCEEDED", `no lease on '${resource}' within ${timeoutMs} ms (the server could not be reached)`)),
+            () =>
+              giveUp(
+                this.session.refusal ??
+                  new RateQueueError("DEADLINE_EXCEEDED", `no lease on '${resource}' within ${timeoutMs} ms (the server could not be reached)`),
+              ),
             timeoutMs + timeoutSlackMs,
           );
     try {
@@ -181,11 +202,15 @@ class Client implements RateQueueClient {
 
   async withLease<T>(resource: string, options: AcquireOptions, fn: (lease: Lease) => Promise<T> | T): Promise<T> {
     const lease = await this.acquire(resource, options);
+    let result: T;
     try {
-      return await fn(lease);
-    } finally {
-      await lease.release();
+      result = await fn(lease);
+    } catch (err) {
+      await lease.release().catch(() => {});
+      throw err;
     }
+    await lease.release();
+    return result;
   }
 
   async close(): Promise<void> {
@@ -200,9 +225,22 @@ class Client implements RateQueueClient {
   async release(lease: HeldLease, actualLoad: number | undefined): Promise<ReleaseResult> {
     this.leases.delete(lease.id);
     const value = create(ReleaseRequestSchema, { leaseId: lease.id, actualLoad });
-    const response = await this.session.request({ case: "release", value }).answer;
-    if (response.kind.case !== "released") throw new RateQueueError("INTERNAL", `unexpected answer '${response.kind.case}' to a release`);
-    return releaseResults[response.kind.value.outcome] ?? "unknown";
+    const { id, answer } = this.session.request({ case: "release", value });
+    const timer = setTimeout(
+      () =>
+        this.session.abandon(
+          id,
+          new RateQueueError("UNAVAILABLE", `no server answered the release of ${lease.id} within its TTL (${lease.ttlMs} ms); the server frees the slot at its TTL`),
+        ),
+      lease.ttlMs,
+    );
+    try {
+      const response = await answer;
+      if (response.kind.case !== "released") throw new RateQueueError("INTERNAL", `unexpected answer '${response.kind.case}' to a release`);
+      return releaseResults[response.kind.value.outcome] ?? "unknown";
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private hold(lease: HeldLease): void {
@@ -217,25 +255,28 @@ class Client implements RateQueueClient {
     }
   }
 
-  private forget(leaseId: string, reason: string): void {
+  private forget(leaseId: string, reason: RateQueueError): void {
     const lease = this.leases.get(leaseId);
     if (lease === undefined) return;
     this.leases.delete(leaseId);
     lease.lost(reason);
   }
 
-  /** Extends every held lease; re-attaches them after a reconnect. */
-  private heartbeat(): void {
-    if (this.leases.size === 0) {
+  /**
+   * Extends every held lease. On a new stream (`reattach`) it moves them to
+   * it, and sends one heartbeat even with none held: its answer shows that
+   * the stream works.
+   */
+  private heartbeat(reattach = false): void {
+    if (this.leases.size === 0 && this.heartbeatTimer !== undefined) {
       clearInterval(this.heartbeatTimer);
       this.heartbeatTimer = undefined;
-      return;
     }
     // One round at a time: while a stream is down, do not pile them up.
-    if (this.heartbeatsInFlight > 0) return;
+    if (!reattach && (this.heartbeatsInFlight > 0 || this.leases.size === 0)) return;
     const ids = [...this.leases.keys()];
-    for (let i = 0; i < ids.length; i += 1000) {
-      const value = create(HeartbeatRequestSchema, { leaseIds: ids.slice(i, i + 1000) });
+    for (let i = 0; i < ids.length || (i === 0 && reattach); i += maxLeaseIdsPerHeartbeat) {
+      const value = create(HeartbeatRequestSchema, { leaseIds: ids.slice(i, i + maxLeaseIdsPerHeartbeat) });
       this.heartbeatsInFlight++;
       const answer = this.session.request({ case: "heartbeat", value }).answer;
       answer.finally(() => this.heartbeatsInFlight--).catch(() => {});
@@ -243,7 +284,7 @@ class Client implements RateQueueClient {
         (response) => {
           if (response.kind.case !== "heartbeat") return;
           for (const state of response.kind.value.leases) {
-            if (!state.held) this.forget(state.leaseId, "the server no longer holds the lease (expired or ended)");
+            if (!state.held) this.forget(state.leaseId, new RateQueueError("NOT_FOUND", "the server no longer holds the lease (it expired, or a server restarted without it)"));
           }
         },
         () => {}, // A dropped stream re-sends it; a closed client needs none.

@@ -2,8 +2,15 @@
 // API key, and following a standby's hint to the leader.
 import { readFileSync } from "node:fs";
 import { Client, credentials, Metadata, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
-import { authorizationMetadataKey, leaderMetadataKey, namespaceMetadataKey } from "@ratequeue/proto";
-import { defaultUrl, parseTargets, type Target } from "./address.js";
+import { parseTargets, type Target } from "./address.js";
+import {
+  authorizationMetadataKey,
+  defaultUrl,
+  keepaliveTimeMs,
+  keepaliveTimeoutMs,
+  leaderMetadataKey,
+  namespaceMetadataKey,
+} from "./protocol.js";
 
 /** How to reach ratequeue; shared by createClient and createAdminClient. */
 export interface ClientOptions {
@@ -22,6 +29,11 @@ export interface ClientOptions {
   keyFile?: string;
   /** The namespace to act in; only root keys choose (others act in their key's namespace). */
   namespace?: string;
+  /**
+   * How long a waiting acquire survives without a working connection to any
+   * server before it fails with UNAVAILABLE, ms. Default 30 000.
+   */
+  reconnectTimeoutMs?: number;
 }
 
 export class Connection {
@@ -49,8 +61,8 @@ export class Connection {
     if (client === undefined) {
       const creds = target.tls ? this.tlsCredentials : credentials.createInsecure();
       client = new Client(target.hostPort, creds, {
-        "grpc.keepalive_time_ms": 30_000,
-        "grpc.keepalive_timeout_ms": 10_000,
+        "grpc.keepalive_time_ms": keepaliveTimeMs,
+        "grpc.keepalive_timeout_ms": keepaliveTimeoutMs,
         "grpc.keepalive_permit_without_calls": 1,
       });
       this.clients.set(target.hostPort, client);

@@ -26,14 +26,3 @@ export class RateQueueError extends Error {
     return new RateQueueError(name, message);
   }
 }
-
-/** Status codes after which the client reconnects and tries again. */
-export function isRetryable(grpcCode: number): boolean {
-  return (
-    grpcCode === status.UNAVAILABLE ||
-    grpcCode === status.CANCELLED ||
-    grpcCode === status.INTERNAL ||
-    grpcCode === status.UNKNOWN ||
-    grpcCode === status.ABORTED
-  );
-}

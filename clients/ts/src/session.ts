@@ -1,12 +1,11 @@
 // One Session stream per client, shared by every acquire: requests are
-// tagged with ids, answers routed back by id. When the stream drops, the
-// session reconnects with backoff (following a standby's leader hint),
-// re-sends what was outstanding and heartbeats its leases to keep them.
+// tagged with ids, answers routed back by id. The rules it keeps are the
+// "Session protocol" of proto/ratequeue/v1/ratequeue.proto: when the stream
+// drops it reconnects with backoff (following a standby's leader hint),
+// re-sends what was outstanding and has its owner heartbeat every lease.
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import { status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
-import type { Connection } from "./connection.js";
-import { isRetryable, RateQueueError } from "./errors.js";
 import {
   grpcServiceDefinition,
   RateQueueService,
@@ -16,13 +15,20 @@ import {
   type SessionRequest,
   type SessionResponse,
 } from "@ratequeue/proto";
+import type { Connection } from "./connection.js";
+import { RateQueueError } from "./errors.js";
+import { backoffMs, departureGraceMs, streamEnd } from "./protocol.js";
 
 const sessionMethod = grpcServiceDefinition(RateQueueService).session;
+
+type Stream = ClientDuplexStream<SessionRequest, SessionResponse>;
 
 /** An answer the session waits for. */
 interface Outstanding {
   /** The message, kept to send again after a reconnect. */
   request: SessionRequest;
+  /** When the request was made (epoch ms). */
+  since: number;
   /** An acquire's deadline (epoch ms): a re-sent acquire asks only for the time left. */
   deadline?: number;
   resolve(response: SessionResponse): void;
@@ -32,24 +38,50 @@ interface Outstanding {
 export interface SessionEvents {
   /** The server says a lease expired. */
   leaseExpired(leaseId: string): void;
-  /** A new stream is open; the owner re-attaches its leases. */
-  reconnected(): void;
+  /** The stream ended refusing the key: every held lease is lost. */
+  refused(err: RateQueueError): void;
+  /**
+   * A new stream is open and its waiting requests were sent again: heartbeat
+   * every held lease, with at least one heartbeat even naming none (its
+   * answer shows that the stream works).
+   */
+  opened(): void;
   /** True while the owner holds leases that need a stream to heartbeat. */
   holdsLeases(): boolean;
 }
 
+export interface SessionOptions {
+  /** How long a waiting acquire survives without a working stream, ms. */
+  reconnectTimeoutMs: number;
+}
+
 export class Session {
-  private stream: ClientDuplexStream<SessionRequest, SessionResponse> | undefined;
+  private stream: Stream | undefined;
+  /** The open stream has answered at least once. */
+  private healthy = false;
+  /** Since when no stream works (epoch ms); undefined while one does, or before the first attempt. */
+  private downSince: number | undefined;
+  private lastError = "not connected yet";
   private nextId = 1n;
   private readonly outstanding = new Map<bigint, Outstanding>();
   private attempt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private departureTimer: NodeJS.Timeout | undefined;
+  /** Fails waiting acquires that outlived the reconnect timeout. */
+  private watchdog: NodeJS.Timeout | undefined;
   private closed = false;
+  private refusedWith: RateQueueError | undefined;
 
   constructor(
     private readonly connection: Connection,
     private readonly events: SessionEvents,
+    private readonly options: SessionOptions,
   ) {}
+
+  /** The key refusal the last stream ended with, until a stream works again. */
+  get refusal(): RateQueueError | undefined {
+    return this.refusedWith;
+  }
 
   /**
    * Sends one message and resolves with its answer. A failure answer rejects
@@ -59,16 +91,18 @@ export class Session {
     if (this.closed) throw new RateQueueError("CANCELLED", "the client is closed");
     const id = this.nextId++;
     const request = create(SessionRequestSchema, { requestId: id, kind });
+    const since = Date.now();
     const timeout = kind.case === "acquire" ? kind.value.timeout : undefined;
-    const deadline = timeout === undefined ? undefined : Date.now() + durationMs(timeout);
+    const deadline = timeout === undefined ? undefined : since + durationMs(timeout);
     const answer = new Promise<SessionResponse>((resolve, reject) => {
-      this.outstanding.set(id, { request, deadline, resolve, reject });
+      this.outstanding.set(id, { request, since, deadline, resolve, reject });
     });
     this.write(request);
+    if (kind.case === "acquire" && !this.healthy) this.armWatchdog();
     return { id, answer };
   }
 
-  /** Withdraws a waiting acquire; its answer rejects with CANCELLED. */
+  /** Withdraws a waiting acquire; its answer rejects with `reason`. */
   cancel(acquireId: bigint, reason: RateQueueError): void {
     const pending = this.outstanding.get(acquireId);
     if (pending === undefined) return;
@@ -82,13 +116,21 @@ export class Session {
     );
   }
 
+  /** Stops waiting for a request's answer (it is not sent again); its answer rejects with `reason`. */
+  abandon(id: bigint, reason: RateQueueError): void {
+    const pending = this.outstanding.get(id);
+    if (pending === undefined) return;
+    this.outstanding.delete(id);
+    pending.reject(reason);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.reconnectTimer);
-    const err = new RateQueueError("CANCELLED", "the client was closed");
-    for (const pending of this.outstanding.values()) pending.reject(err);
-    this.outstanding.clear();
+    clearTimeout(this.departureTimer);
+    clearTimeout(this.watchdog);
+    this.failOutstanding(() => true, new RateQueueError("CANCELLED", "the client was closed"));
     this.stream?.end();
     this.stream = undefined;
   }
@@ -103,7 +145,7 @@ export class Session {
     if (stream !== undefined && !this.outstanding.has(request.requestId)) stream.write(request);
   }
 
-  private open(): ClientDuplexStream<SessionRequest, SessionResponse> | undefined {
+  private open(): Stream | undefined {
     if (this.closed || this.reconnectTimer !== undefined) return undefined;
     const client = this.connection.client();
     const stream = client.makeBidiStreamRequest(
@@ -114,24 +156,42 @@ export class Session {
       {},
     );
     this.stream = stream;
-    stream.on("data", (response: SessionResponse) => {
-      this.attempt = 0;
-      this.dispatch(response);
-    });
+    this.healthy = false;
+    stream.on("data", (response: SessionResponse) => this.dispatch(stream, response));
     stream.on("error", (err: ServiceError) => this.dropped(stream, err));
     stream.on("end", () => this.dropped(stream));
-    // Re-send what the previous stream left unanswered, in order.
-    for (const pending of this.outstanding.values()) {
-      const { request, deadline } = pending;
-      if (deadline !== undefined && request.kind.case === "acquire") {
-        request.kind.value.timeout = durationFromMs(Math.max(0, deadline - Date.now()));
+    // Re-send what the previous stream left unanswered: acquires (with the
+    // time they have left), then releases. Heartbeats are sent afresh by the
+    // owner, for every lease it holds now.
+    const superseded = new RateQueueError("UNAVAILABLE", "the stream was replaced; a new heartbeat covers this one");
+    for (const [id, pending] of this.outstanding) {
+      if (pending.request.kind.case === "heartbeat") {
+        this.outstanding.delete(id);
+        pending.reject(superseded);
       }
-      stream.write(request);
     }
+    for (const kind of ["acquire", "release"] as const) {
+      for (const { request, deadline } of this.outstanding.values()) {
+        if (request.kind.case !== kind) continue;
+        if (deadline !== undefined && request.kind.case === "acquire") {
+          request.kind.value.timeout = durationFromMs(Math.max(0, deadline - Date.now()));
+        }
+        stream.write(request);
+      }
+    }
+    this.events.opened();
     return stream;
   }
 
-  private dispatch(response: SessionResponse): void {
+  private dispatch(stream: Stream, response: SessionResponse): void {
+    if (this.stream !== stream) return;
+    if (!this.healthy) {
+      this.healthy = true;
+      this.downSince = undefined;
+      this.refusedWith = undefined;
+      clearTimeout(this.watchdog);
+      this.watchdog = undefined;
+    }
     if (response.kind.case === "leaseExpired") {
       this.events.leaseExpired(response.kind.value.leaseId);
       return;
@@ -146,11 +206,18 @@ export class Session {
       return;
     }
     if (response.kind.case === "failure" && response.kind.value.code === status.UNAVAILABLE) {
-      // This node is going away (shutting down, or no longer the leader): keep
-      // the request and reconnect, which sends it again to whoever serves next.
-      this.stream?.cancel();
+      // This node is going away (shutting down, or no longer the leader):
+      // keep the request and give the node a moment to end the stream
+      // itself, with a status that may name the leader; then reconnect,
+      // which sends the request again to whoever serves next.
+      this.lastError = `UNAVAILABLE: ${response.kind.value.message}`;
+      this.departureTimer ??= setTimeout(() => {
+        this.departureTimer = undefined;
+        if (this.stream === stream) stream.cancel();
+      }, departureGraceMs);
       return;
     }
+    this.attempt = 0;
     this.outstanding.delete(response.requestId);
     if (response.kind.case === "failure") {
       pending.reject(RateQueueError.fromCode(response.kind.value.code, response.kind.value.message));
@@ -159,27 +226,65 @@ export class Session {
     }
   }
 
-  private dropped(stream: ClientDuplexStream<SessionRequest, SessionResponse>, err?: ServiceError): void {
+  private dropped(stream: Stream, err?: ServiceError): void {
     if (this.stream !== stream) return;
     this.stream = undefined;
+    clearTimeout(this.departureTimer);
+    this.departureTimer = undefined;
     if (this.closed) return;
-    if (err !== undefined && !isRetryable(err.code)) {
-      // Credentials or permissions: trying again cannot help. Fail what waits.
-      const failure = RateQueueError.fromCode(err.code, err.details);
-      for (const pending of this.outstanding.values()) pending.reject(failure);
-      this.outstanding.clear();
-      return;
+    if (this.healthy || this.downSince === undefined) this.downSince = Date.now();
+    this.healthy = false;
+    const end = err === undefined ? "retry" : streamEnd(err.code);
+    this.lastError = err === undefined ? "the server ended the stream" : `${status[err.code] ?? err.code}: ${err.details}`;
+    if (end !== "retry") {
+      const failure = RateQueueError.fromCode(err!.code, err!.details);
+      this.failOutstanding(() => true, failure);
+      if (end === "refused") {
+        // The key is refused: no reconnect can help until a new request asks
+        // for one, and nobody can heartbeat the leases with this key.
+        this.refusedWith = failure;
+        this.events.refused(failure);
+        return;
+      }
+    } else {
+      this.connection.moveOn(err);
     }
-    this.connection.moveOn(err);
     // Nothing waits and nothing is held: reconnect lazily on the next request.
     if (this.outstanding.size === 0 && !this.events.holdsLeases()) return;
-    // At most ~1 s apart: during a failover the new leader should be found
-    // within a second of taking over, not after a long backoff.
-    const delay = Math.min(1000, 50 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
-    this.attempt++;
+    this.armWatchdog();
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      if (this.open() !== undefined) this.events.reconnected();
-    }, delay);
+      this.open();
+    }, backoffMs(this.attempt++));
+  }
+
+  private failOutstanding(match: (pending: Outstanding) => boolean, err: RateQueueError): void {
+    for (const [id, pending] of this.outstanding) {
+      if (!match(pending)) continue;
+      this.outstanding.delete(id);
+      pending.reject(err);
+    }
+  }
+
+  /** Fails, at the right moment, the acquires that have waited the reconnect timeout without a working stream. */
+  private armWatchdog(): void {
+    if (this.watchdog !== undefined || this.closed) return;
+    const limit = this.options.reconnectTimeoutMs;
+    const expiresAt = (p: Outstanding) => Math.max(p.since, this.downSince ?? p.since) + limit;
+    let next = Infinity;
+    for (const p of this.outstanding.values()) if (p.request.kind.case === "acquire") next = Math.min(next, expiresAt(p));
+    if (next === Infinity) return;
+    this.watchdog = setTimeout(
+      () => {
+        this.watchdog = undefined;
+        if (this.healthy) return;
+        const now = Date.now();
+        const err = new RateQueueError("UNAVAILABLE", `no ratequeue server reachable for ${limit} ms: ${this.lastError}`);
+        this.failOutstanding((p) => p.request.kind.case === "acquire" && expiresAt(p) <= now, err);
+        this.armWatchdog();
+      },
+      Math.max(0, next - Date.now()),
+    );
+    this.watchdog.unref();
   }
 }

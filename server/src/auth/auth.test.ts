@@ -1,7 +1,7 @@
 import { Metadata, status } from "@grpc/grpc-js";
 import { describe, expect, test } from "vitest";
 import { silentLogger } from "../log.js";
-import { RpcError } from "../rpc/rpc-error.js";
+import { RpcError } from "../errors.js";
 import { Authenticator } from "./authenticator.js";
 import { MemoryKeyStore } from "./key-store.js";
 import { generateKey, hashKey, keyId, matches } from "./keys.js";

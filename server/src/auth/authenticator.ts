@@ -3,9 +3,9 @@
 // behind the admin RPCs, made durable through a KeyStore first.
 import { status, type Metadata } from "@grpc/grpc-js";
 import { authorizationMetadataKey, namespaceMetadataKey } from "@ratequeue/proto";
+import { RpcError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { RpcError } from "../rpc/rpc-error.js";
-import { checkNamespace } from "../rpc/validate.js";
+import { checkNamespace } from "../validate/fields.js";
 import type { KeyStore } from "./key-store.js";
 import { generateKey, hashKey, keyId, matches, type KeyRecord, type Role } from "./keys.js";
 import { defaultNamespace, scopeOf, type Scope } from "./scope.js";

@@ -6,10 +6,8 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 /** What a key may do, weakest first. */
 export type Role = "worker" | "admin" | "root";
 
-export const roles: readonly Role[] = ["worker", "admin", "root"];
-
 /** Recognisable prefix of every key the server makes. */
-export const keyPrefix = "rq_";
+const keyPrefix = "rq_";
 
 const keyPattern = /^rq_([0-9a-z]{12})_[A-Za-z0-9_-]{43}$/;
 

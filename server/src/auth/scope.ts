@@ -1,14 +1,14 @@
 // Namespaces at the RPC edge. The engine knows only flat resource names; a
 // resource `r` of namespace `team-a` is the engine resource `team-a@r`, and
 // a resource of `default` keeps its plain name. '@' can occur in neither
-// resource nor namespace names (rpc/validate.ts), so no name of one
+// resource nor namespace names (validate/fields.ts), so no name of one
 // namespace can ever reach another's.
 
 /** The namespace of resources outside any namespace. */
 export const defaultNamespace = "default";
 
 /** Separates a namespace from a resource name in engine names. */
-export const separator = "@";
+const separator = "@";
 
 /** One namespace's view of the engine's resource names. */
 export class Scope {

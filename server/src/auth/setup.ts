@@ -26,7 +26,7 @@ export interface AuthOptions {
 }
 
 /** The shortest root key the server accepts. */
-export const minRootKeyLength = 32;
+const minRootKeyLength = 32;
 
 /** True for 127.0.0.0/8, ::1 and localhost. */
 export function isLoopback(host: string): boolean {

@@ -1,5 +1,8 @@
 // Property tests: random operation sequences against the engine, with the
-// limiter's invariants checked exactly after every step.
+// limiter's invariants checked exactly after every step. The checks inside
+// engine callbacks count too: the engines here rethrow callback errors at
+// once (onCallbackError), so a failing one fails the run, and fast-check
+// shrinks it and reports its seed like any other failure.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { SimulatedClock } from "./clock.js";
@@ -109,6 +112,11 @@ function checkWindows(log: Charge[], spec: ResourceSpec, epoch: number, from: nu
 
 type Op = typeof opArb extends fc.Arbitrary<infer O> ? O : never;
 
+/** Makes an error thrown by an engine callback leave the engine call that delivered it. */
+const rethrow = (err: unknown): never => {
+  throw err;
+};
+
 function run(shapes: Shape[], ops: Op[]): void {
   const clock = new SimulatedClock(1_000_000);
   const specs = new Map<string, ResourceSpec>();
@@ -122,6 +130,7 @@ function run(shapes: Shape[], ops: Op[]): void {
 
   const engine = new Engine({
     clock,
+    onCallbackError: rethrow,
     onLeaseExpired: (l) => {
       expect(held.has(l.id)).toBe(true);
       expect(l.expiresAt).toBeLessThanOrEqual(clock.now());
@@ -300,5 +309,28 @@ describe("Engine properties", () => {
       ),
       { numRuns: 150 },
     );
+  });
+
+  it("fail when an assertion inside an engine callback fails, with a shrunk counterexample", () => {
+    const spec = toSpec("r0", { limits: [], concurrency: 1, weights: [1], defaultLane: 0, leaseTtlMs: 1000, maxQueue: 10 });
+    // Fails in onResult, delivered by the acquire itself.
+    const inGrant = fc.property(fc.integer({ min: 0, max: 100 }), (load) => {
+      const engine = new Engine({ clock: new SimulatedClock(0), onCallbackError: rethrow });
+      engine.putResource(spec);
+      engine.acquire({ resource: "r0", load, priority: 0, lane: "", owner: "w" }, (r) => {
+        expect(r.ok && r.grant.lease.load).toBeLessThan(50);
+      });
+    });
+    expect(() => fc.assert(inGrant, { seed: 1 })).toThrow(/Counterexample: \[50\]/);
+    // Fails in onLeaseExpired, delivered by a timer while the clock advances.
+    const inExpiry = fc.property(fc.integer({ min: 0, max: 5000 }), (ms) => {
+      const clock = new SimulatedClock(0);
+      const engine = new Engine({ clock, onCallbackError: rethrow, onLeaseExpired: (l) => expect(l.expiresAt).toBeGreaterThan(ms) });
+      engine.putResource(spec);
+      engine.acquire({ resource: "r0", load: 1, priority: 0, lane: "", owner: "w" }, () => {});
+      clock.advance(ms);
+      clock.advance(5000);
+    });
+    expect(() => fc.assert(inExpiry, { seed: 1 })).toThrow(/Counterexample: \[1000\]/);
   });
 });

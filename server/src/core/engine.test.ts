@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { SimulatedClock } from "./clock.js";
-import { Engine } from "./engine.js";
+import { Engine, type EngineOptions } from "./engine.js";
 import type { AcquireRequest, AcquireResult, Lease, LimitSpec, ResourceSpec, Ticket } from "./types.js";
 
 function spec(over: Partial<ResourceSpec> = {}): ResourceSpec {
@@ -29,10 +29,20 @@ const load = (amount: number, burst = amount, periodMs = 60_000): LimitSpec => (
   burst,
 });
 
+/** An engine whose callback errors fail the test where they happen (the default would rethrow them later, unseen). */
+function newEngine(options: EngineOptions): Engine {
+  return new Engine({
+    ...options,
+    onCallbackError: (err) => {
+      throw err;
+    },
+  });
+}
+
 function setup(s: ResourceSpec | ResourceSpec[] = spec(), start = 0) {
   const clock = new SimulatedClock(start);
   const expired: Lease[] = [];
-  const engine = new Engine({ clock, onLeaseExpired: (l) => expired.push(l) });
+  const engine = newEngine({ clock, onLeaseExpired: (l) => expired.push(l) });
   for (const x of Array.isArray(s) ? s : [s]) engine.putResource(x);
   const results: AcquireResult[] = [];
   const granted: Lease[] = [];
@@ -295,7 +305,7 @@ describe("Engine: leases", () => {
     for (const custom of [false, true]) {
       const clock = new SimulatedClock();
       let n = 0;
-      const engine = new Engine({ clock, tombstoneCapacity: 2, ...(custom ? { newLeaseId: () => `custom-${++n}` } : {}) });
+      const engine = newEngine({ clock, tombstoneCapacity: 2, ...(custom ? { newLeaseId: () => `custom-${++n}` } : {}) });
       engine.putResource(spec());
       const ids: string[] = [];
       for (let i = 0; i < 6; i++) {
@@ -415,7 +425,7 @@ describe("Engine: lifecycle", () => {
     clock.advance(100);
     const snap = JSON.parse(JSON.stringify(engine.snapshot()));
     const clock2 = new SimulatedClock(100);
-    const other = new Engine({ clock: clock2 });
+    const other = newEngine({ clock: clock2 });
     other.restore(snap);
     expect(other.snapshot()).toEqual(engine.snapshot());
     expect(other.leaseCount()).toBe(2);
@@ -427,7 +437,7 @@ describe("Engine: lifecycle", () => {
     const { engine } = setup(spec({ limits: [rps(10, 5)] }), 0);
     const snap = engine.snapshot(); // taken idle at t=0
     const clock2 = new SimulatedClock(1000);
-    const other = new Engine({ clock: clock2 });
+    const other = newEngine({ clock: clock2 });
     other.restore(snap, { notBefore: 1000 });
     const times: number[] = [];
     for (let i = 0; i < 3; i++)
@@ -443,7 +453,7 @@ describe("Engine: lifecycle", () => {
     const snap = engine.snapshot();
     const clock2 = new SimulatedClock(1800); // the new leader takes over just before that
     const expired: string[] = [];
-    const other = new Engine({ clock: clock2, onLeaseExpired: (l) => expired.push(l.id) });
+    const other = newEngine({ clock: clock2, onLeaseExpired: (l) => expired.push(l.id) });
     other.restore(snap, { leaseGraceFrom: 1800 });
     clock2.advance(1000); // past the old expiry: still held
     expect(other.heartbeat([granted[0]!.id])[0]).toMatchObject({ held: true, expiresAt: 4800 });
@@ -479,7 +489,7 @@ describe("Engine: lifecycle", () => {
   it("grants nothing at or after grantDeadline, whatever triggers the grant", () => {
     const clock = new SimulatedClock(0);
     let deadline = 100;
-    const engine = new Engine({ clock, grantDeadline: () => deadline });
+    const engine = newEngine({ clock, grantDeadline: () => deadline });
     engine.putResource(spec({ concurrency: 1 }));
     const req = { resource: "api", load: 1, priority: 10, lane: "", owner: "w" };
     const got: string[] = [];
@@ -498,7 +508,7 @@ describe("Engine: lifecycle", () => {
     acq();
     const snap = engine.snapshot();
     const expired: string[] = [];
-    const other = new Engine({ clock: new SimulatedClock(500), onLeaseExpired: (l) => expired.push(l.id) });
+    const other = newEngine({ clock: new SimulatedClock(500), onLeaseExpired: (l) => expired.push(l.id) });
     other.restore(snap);
     expect(expired.length).toBe(1);
     expect(other.leaseCount()).toBe(0);
@@ -508,7 +518,7 @@ describe("Engine: lifecycle", () => {
 describe("Engine: re-entrant callbacks", () => {
   it("a grant callback may release at once and cancel another ticket", () => {
     const clock = new SimulatedClock();
-    const engine = new Engine({ clock });
+    const engine = newEngine({ clock });
     engine.putResource(spec({ concurrency: 1 }));
     const log: string[] = [];
     const base = { resource: "api", load: 1, priority: 10, lane: "", owner: "w" };
@@ -534,7 +544,7 @@ describe("Engine: re-entrant callbacks", () => {
 
   it("an acquire made inside a callback resolves synchronously when it can", () => {
     const clock = new SimulatedClock();
-    const engine = new Engine({ clock });
+    const engine = newEngine({ clock });
     engine.putResource(spec());
     const base = { resource: "api", load: 1, priority: 10, lane: "", owner: "w" };
     let inner: Ticket | null | undefined;
@@ -546,6 +556,27 @@ describe("Engine: re-entrant callbacks", () => {
       expect(innerResult?.ok).toBe(true);
     });
     expect(inner).toBeNull();
+  });
+
+  it("a callback error that onCallbackError throws surfaces after every other callback is delivered", () => {
+    const engine = newEngine({ clock: new SimulatedClock() });
+    engine.putResource(spec({ concurrency: 1 }));
+    const base = { resource: "api", load: 1, priority: 10, lane: "", owner: "w" };
+    const log: string[] = [];
+    engine.acquire(base, () => {});
+    engine.acquire(base, () => {
+      log.push("first");
+      throw new Error("boom");
+    });
+    engine.acquire(base, (r) => log.push(r.ok ? "second" : `second:${r.failure.code}`));
+    expect(() => engine.deleteResource("api")).toThrow("boom");
+    // Both waiters were answered, and the engine is consistent and usable.
+    expect(log).toEqual(["first", "second:NOT_FOUND"]);
+    expect(engine.waiterCount()).toBe(0);
+    expect(engine.leaseCount()).toBe(0);
+    engine.putResource(spec());
+    expect(engine.acquire(base, (r) => log.push(r.ok ? "granted" : "refused"))).toBeNull();
+    expect(log.at(-1)).toBe("granted");
   });
 
   it("keeps stats: wait percentiles over recent grants", () => {

@@ -6,27 +6,34 @@
 // from the affected queues as far as they fit; finally flush() delivers the
 // collected callbacks. Callbacks therefore always see a consistent engine and
 // may call back into it.
+//
+// The Engine is the one entry point; its parts live beside it: admission.ts
+// (what may be granted, and the refusals), lane-scheduling.ts (weighted fair
+// queuing between lanes), lease-table.ts (held leases, their expiry order and
+// tombstones), lazy-timer.ts (the deadline, expiry and rate timers),
+// stats.ts and snapshot.ts.
+import { failure, hasRoom, neverFits, readyAt, refusal, timeoutFailure } from "./admission.js";
 import { Gcra } from "./gcra.js";
 import { IndexedHeap } from "./indexed-heap.js";
-import { Lane, LeaseRecord, MIN_VIRTUAL_COST, Resource, Waiter } from "./resource.js";
-import { type Ended, Tombstones } from "./tombstones.js";
-import type { EngineSnapshot, ResourceSnapshot, RestoreOptions } from "./snapshot.js";
+import { chargeLane, chooseLane, joinLane, resetVirtualTime } from "./lane-scheduling.js";
+import { LazyTimer } from "./lazy-timer.js";
+import { LeaseTable } from "./lease-table.js";
+import { copySpec, Lane, Resource, Waiter } from "./resource.js";
+import { restoreResource, snapshotResource, type EngineSnapshot, type RestoreOptions } from "./snapshot.js";
+import { resourceStats } from "./stats.js";
 import type {
   AcquireRequest,
   AcquireResult,
   Clock,
-  Failure,
   FailureCode,
   HeartbeatResult,
   Lease,
-  LimitSpec,
   Millis,
   NextWaiting,
   ReleaseOutcome,
   ResourceSpec,
   ResourceStats,
   Ticket,
-  TimerId,
 } from "./types.js";
 
 /** Options of {@link Engine}. */
@@ -39,7 +46,14 @@ export interface EngineOptions {
   newLeaseId?: () => string;
   /** How many ended lease ids are remembered to tell "already released"/"expired" from "unknown". Default 100 000. */
   tombstoneCapacity?: number;
-  /** Receives exceptions thrown by callbacks; the default rethrows them asynchronously. */
+  /**
+   * Receives exceptions thrown by callbacks (onResult, onLeaseExpired). The
+   * default rethrows them asynchronously, so the engine call that delivered
+   * them returns as usual. When this function throws, the engine call (or
+   * the timer) that delivered the callback throws that error, once every
+   * other pending callback is delivered: tests pass `(err) => { throw err; }`
+   * so that an assertion failing inside a callback fails the test at once.
+   */
   onCallbackError?: (err: unknown) => void;
   /**
    * The engine grants nothing at or after this time (a group leader's lease
@@ -49,38 +63,6 @@ export interface EngineOptions {
 }
 
 const FAILED_AT_ONCE = null;
-
-/** Formats a period for messages: 60000 -> "60s", 250 -> "250ms". */
-function formatPeriod(ms: Millis): string {
-  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
-}
-
-function describeLimit(l: LimitSpec, i: number): string {
-  return `limit ${i + 1} (${l.dimension} ${l.amount} per ${formatPeriod(l.periodMs)})`;
-}
-
-function failure(code: FailureCode, message: string): AcquireResult {
-  const f: Failure = { code, message };
-  return { ok: false, failure: f };
-}
-
-function copySpec(s: ResourceSpec): ResourceSpec {
-  return {
-    name: s.name,
-    limits: s.limits.map((l) => ({ dimension: l.dimension, amount: l.amount, periodMs: l.periodMs, burst: l.burst })),
-    concurrency: s.concurrency,
-    lanes: s.lanes.map((l) => ({ name: l.name, weight: l.weight })),
-    defaultLane: s.defaultLane,
-    leaseTtlMs: s.leaseTtlMs,
-    maxQueue: s.maxQueue,
-  };
-}
-
-function nearestRank(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
-  return sorted[i] as number;
-}
 
 /**
  * The rate-limit engine. One instance serves every resource of a server.
@@ -97,10 +79,10 @@ function nearestRank(sorted: number[], p: number): number {
 export class Engine {
   private readonly clock: Clock;
   private readonly onLeaseExpired: ((lease: Lease) => void) | undefined;
-  private readonly newLeaseId: () => string;
   private readonly onCallbackError: (err: unknown) => void;
+  private readonly grantDeadline: () => Millis;
   private readonly resources = new Map<string, Resource>();
-  private readonly leases = new Map<string, LeaseRecord>();
+  private readonly leases: LeaseTable;
   private readonly deadlines = new IndexedHeap<Waiter>(
     (a, b) => a.deadline < b.deadline || (a.deadline === b.deadline && a.seq < b.seq),
     (w) => w.deadlineIndex,
@@ -108,29 +90,14 @@ export class Engine {
       w.deadlineIndex = i;
     },
   );
-  private readonly expiries = new IndexedHeap<LeaseRecord>(
-    (a, b) => a.expiresAt < b.expiresAt,
-    (l) => l.index,
-    (l, i) => {
-      l.index = i;
-    },
-  );
-  private deadlineTimer: TimerId | null = null;
-  private deadlineTimerAt: Millis = Infinity;
-  private expiryTimer: TimerId | null = null;
-  private expiryTimerAt: Millis = Infinity;
-  private readonly tombstones: Tombstones;
-  /** The default id generator's prefix; its ids carry a serial the tombstones index by. */
-  private readonly idPrefix: string | undefined;
-  private leaseSerial = 0;
+  private readonly deadlineTimer: LazyTimer;
+  private readonly expiryTimer: LazyTimer;
   /** Pending deliveries as [fn, arg, fn, arg, ...], delivered in order by flush(). */
   private readonly outbox: unknown[] = [];
   private outHead = 0;
   private seq = 0;
   private waitingTotal = 0;
-  private heldLeases = 0;
   private closedMessage: string | undefined;
-  private readonly grantDeadline: () => Millis;
   private readonly dirtyList: Resource[] = [];
 
   /** Creates an engine with no resources. */
@@ -138,23 +105,23 @@ export class Engine {
     this.clock = options.clock;
     this.onLeaseExpired = options.onLeaseExpired;
     this.grantDeadline = options.grantDeadline ?? (() => Infinity);
-    if (options.newLeaseId !== undefined) this.newLeaseId = options.newLeaseId;
-    else {
-      // A random prefix per engine keeps ids unique across restarts and
-      // failover without reading any external state.
-      const prefix = Math.floor(Math.random() * 36 ** 8)
-        .toString(36)
-        .padStart(8, "0");
-      this.idPrefix = prefix + "-";
-      this.newLeaseId = () => prefix + "-" + this.leaseSerial.toString(36);
-    }
     this.onCallbackError =
       options.onCallbackError ??
       ((err) =>
         queueMicrotask(() => {
           throw err;
         }));
-    this.tombstones = new Tombstones(Math.max(0, options.tombstoneCapacity ?? 100_000));
+    this.leases = new LeaseTable(options.newLeaseId, Math.max(0, options.tombstoneCapacity ?? 100_000));
+    this.deadlineTimer = new LazyTimer(this.clock, () => {
+      this.settle(this.clock.now());
+      this.deadlineTimer.armBy(this.deadlines.peek()?.deadline);
+      this.flush();
+    });
+    this.expiryTimer = new LazyTimer(this.clock, () => {
+      this.settle(this.clock.now());
+      this.expiryTimer.armBy(this.leases.nextExpiry());
+      this.flush();
+    });
   }
 
   // ---------------------------------------------------------------- resources
@@ -175,7 +142,7 @@ export class Engine {
     let r = this.resources.get(s.name);
     const created = r === undefined;
     if (r === undefined) {
-      r = new Resource(s, now);
+      r = this.newResource(s, now);
       this.resources.set(s.name, r);
     } else {
       this.reconfigure(r, s, now);
@@ -206,15 +173,9 @@ export class Engine {
     const r = this.resources.get(name);
     if (r === undefined) return false;
     this.failAllWaiters(r, "NOT_FOUND", `resource '${name}' was deleted`);
-    for (const rec of this.leases.values()) {
-      if (rec.res !== r) continue;
-      this.leases.delete(rec.id);
-      this.expiries.remove(rec);
-      this.heldLeases--;
-    }
-    r.inFlight = 0;
+    this.leases.dropResource(r);
     r.deleted = true;
-    this.clearRateTimer(r);
+    r.rateTimer.clear();
     this.resources.delete(name);
     this.flush();
     return true;
@@ -237,15 +198,15 @@ export class Engine {
     const now = this.clock.now();
     this.settle(now);
     const r = this.resources.get(req.resource);
-    const refusal = this.refusal(r, req);
-    if (refusal !== undefined) {
-      this.post(onResult, refusal);
+    const refused = refusal(r, req, this.closedMessage);
+    if (refused !== undefined) {
+      this.post(onResult, refused);
       this.flush();
       return FAILED_AT_ONCE;
     }
     const res = r as Resource;
     const lane = req.lane === "" ? res.defaultLane : (res.laneByName.get(req.lane) as Lane);
-    if (res.waiting === 0 && this.roomFor(res) && this.readyAt(res, req.load, now) <= now) {
+    if (res.waiting === 0 && hasRoom(res) && readyAt(res, req.load, now) <= now) {
       // Fast path: an empty queue would serve this request first anyway
       // (and with no waiter, every finish tag is already reset).
       this.grant(res, lane, req.load, req.owner, now, onResult, now);
@@ -259,7 +220,7 @@ export class Engine {
     if (!w.decided && deadline <= now) {
       this.removeWaiter(w);
       res.timeouts++;
-      this.post(onResult, this.timeoutFailure(w, now));
+      this.post(onResult, timeoutFailure(w, now));
       this.pump(res, now);
     }
     this.flush();
@@ -301,11 +262,9 @@ export class Engine {
     const rec = this.leases.get(leaseId);
     if (rec === undefined) {
       this.flush();
-      const t = this.tombstones.get(leaseId, this.serialOf(leaseId));
-      return t === "released" ? "already_released" : t === "expired" ? "expired" : "unknown";
+      return this.leases.endedAs(leaseId);
     }
-    this.expiries.remove(rec);
-    this.endLease(rec, "released");
+    this.leases.release(rec);
     const r = rec.res;
     if (actualLoad !== undefined && actualLoad !== rec.load) {
       const delta = actualLoad - rec.load;
@@ -327,9 +286,7 @@ export class Engine {
         out.push({ leaseId: id, held: false });
         continue;
       }
-      rec.ttlMs = rec.res.spec.leaseTtlMs;
-      rec.expiresAt = now + rec.ttlMs;
-      this.expiries.update(rec);
+      this.leases.extend(rec, now);
       out.push({ leaseId: id, held: true, expiresAt: rec.expiresAt });
     }
     this.flush();
@@ -341,33 +298,7 @@ export class Engine {
   /** A resource's live statistics, or undefined. */
   stats(name: string): ResourceStats | undefined {
     const r = this.resources.get(name);
-    if (r === undefined) return undefined;
-    const now = this.clock.now();
-    const sorted = r.waits.slice().sort((a, b) => a - b);
-    return {
-      name,
-      leasesInFlight: r.inFlight,
-      lanes: r.lanes.map((l) => ({
-        name: l.name,
-        weight: l.weight,
-        queueDepth: l.queue.size,
-        grants: l.grants,
-        loadGranted: l.loadGranted,
-      })),
-      limits: r.limits.map((g) => {
-        const available = g.available(now);
-        return { limit: { ...g.spec }, available, utilisation: 1 - available / g.spec.burst };
-      }),
-      grants: r.grants,
-      rejections: r.rejections,
-      timeouts: r.timeouts,
-      cancellations: r.cancellations,
-      expirations: r.expirations,
-      waitP50Ms: nearestRank(sorted, 0.5),
-      waitP90Ms: nearestRank(sorted, 0.9),
-      waitP99Ms: nearestRank(sorted, 0.99),
-      waitMaxMs: sorted.length ? (sorted[sorted.length - 1] as number) : 0,
-    };
+    return r && resourceStats(r, this.clock.now());
   }
 
   /** The resource a held lease is on; undefined when no such lease is held. */
@@ -379,23 +310,22 @@ export class Engine {
   nextWaiting(name: string): NextWaiting | undefined {
     const r = this.resources.get(name);
     if (r === undefined || r.waiting === 0) return undefined;
-    const lane = this.chooseLane(r);
+    const lane = chooseLane(r);
     const w = lane.queue.peek() as Waiter;
-    const readyAt = this.readyAt(r, w.load, this.clock.now());
     return {
       ticket: w,
       lane: lane.name,
       load: w.load,
       priority: w.priority,
       waitingSinceMs: w.enqueuedAt,
-      blockedBy: this.roomFor(r) ? "rate" : "concurrency",
-      readyAt,
+      blockedBy: hasRoom(r) ? "rate" : "concurrency",
+      readyAt: readyAt(r, w.load, this.clock.now()),
     };
   }
 
   /** Leases held, across resources. */
   leaseCount(): number {
-    return this.heldLeases;
+    return this.leases.size;
   }
 
   /** Requests waiting, across resources. */
@@ -415,7 +345,7 @@ export class Engine {
     this.closedMessage = message;
     for (const r of this.resources.values()) {
       this.failAllWaiters(r, "UNAVAILABLE", message);
-      this.clearRateTimer(r);
+      r.rateTimer.clear();
     }
     this.flush();
   }
@@ -434,26 +364,9 @@ export class Engine {
 
   /** The engine's state as plain JSON values (waiters excluded). */
   snapshot(): EngineSnapshot {
-    const now = this.clock.now();
-    const resources: ResourceSnapshot[] = [];
-    for (const name of [...this.resources.keys()].sort()) {
-      const r = this.resources.get(name) as Resource;
-      resources.push({
-        spec: copySpec(r.spec),
-        tats: r.limits.map((g) => g.tat),
-        counters: {
-          grants: r.grants,
-          rejections: r.rejections,
-          timeouts: r.timeouts,
-          cancellations: r.cancellations,
-          expirations: r.expirations,
-        },
-        lanes: r.lanes.map((l) => ({ name: l.name, grants: l.grants, loadGranted: l.loadGranted })),
-      });
-    }
-    const leases: Lease[] = [];
-    for (const rec of this.leases.values()) leases.push(rec.toLease());
-    return { version: 1, takenAt: now, resources, leases };
+    const resources = [...this.resources.keys()].sort().map((name) => snapshotResource(this.resources.get(name) as Resource));
+    const leases = [...this.leases.values()].map((rec) => rec.toLease());
+    return { version: 1, takenAt: this.clock.now(), resources, leases };
   }
 
   /**
@@ -480,122 +393,33 @@ export class Engine {
     const now = this.clock.now();
     for (const r of this.resources.values()) {
       this.failAllWaiters(r, "UNAVAILABLE", "the engine's state was replaced by a restore; retry");
-      this.clearRateTimer(r);
+      r.rateTimer.clear();
       r.deleted = true;
     }
     this.resources.clear();
     this.leases.clear();
-    this.expiries.clear();
-    this.heldLeases = 0;
-    this.tombstones.clear();
     this.closedMessage = undefined;
-    const notBefore = options.notBefore;
     for (const rs of s.resources) {
-      const r = new Resource(copySpec(rs.spec), now);
-      r.limits.forEach((g, i) => {
-        let tat = rs.tats[i] ?? now;
-        if (notBefore !== undefined) tat = Math.max(tat, notBefore + g.tolerance);
-        g.tat = tat;
-      });
-      r.grants = rs.counters.grants;
-      r.rejections = rs.counters.rejections;
-      r.timeouts = rs.counters.timeouts;
-      r.cancellations = rs.counters.cancellations;
-      r.expirations = rs.counters.expirations;
-      for (const ls of rs.lanes) {
-        const lane = r.laneByName.get(ls.name);
-        if (lane) {
-          lane.grants = ls.grants;
-          lane.loadGranted = ls.loadGranted;
-        }
-      }
+      const r = this.newResource(copySpec(rs.spec), now);
+      restoreResource(r, rs, now, options.notBefore);
       this.resources.set(r.name, r);
     }
     for (const l of s.leases) {
       const r = this.resources.get(l.resource);
       if (r === undefined) continue;
       const graceEnd = options.leaseGraceFrom === undefined ? l.expiresAt : options.leaseGraceFrom + l.ttlMs;
-      const rec = new LeaseRecord(l.id, r, l.load, l.owner, l.grantedAt, Math.max(l.expiresAt, graceEnd), l.ttlMs);
-      this.leases.set(l.id, rec);
-      this.expiries.push(rec);
-      this.heldLeases++;
-      r.inFlight++;
+      this.leases.restore(l, r, Math.max(l.expiresAt, graceEnd));
     }
-    this.armExpiryTimer();
+    this.expiryTimer.armBy(this.leases.nextExpiry());
     this.settle(now);
     this.flush();
   }
 
   // ------------------------------------------------------------- internals
 
-  /** Why a request is refused at once, or undefined. Counts the refusal. */
-  private refusal(r: Resource | undefined, req: AcquireRequest): AcquireResult | undefined {
-    if (this.closedMessage !== undefined) return failure("UNAVAILABLE", this.closedMessage);
-    if (r === undefined) return failure("NOT_FOUND", `resource '${req.resource}' not found`);
-    if (req.lane !== "" && !r.laneByName.has(req.lane)) {
-      r.rejections++;
-      const valid = r.lanes.map((l) => l.name).join(", ");
-      return failure("INVALID_ARGUMENT", `lane '${req.lane}' is not a lane of '${r.name}'; valid lanes: ${valid}`);
-    }
-    const never = this.neverFits(r, req.load);
-    if (never !== undefined) {
-      r.rejections++;
-      return failure("INVALID_ARGUMENT", never);
-    }
-    if (r.waiting >= r.spec.maxQueue) {
-      r.rejections++;
-      return failure("RESOURCE_EXHAUSTED", `queue of '${r.name}' is full (${r.waiting} waiting)`);
-    }
-    return undefined;
-  }
-
-  /** A message when `load` exceeds some limit's burst (it can never be granted). */
-  private neverFits(r: Resource, load: number): string | undefined {
-    for (let i = 0; i < r.limits.length; i++) {
-      const g = r.limits[i] as Gcra;
-      const c = g.cost(load);
-      if (!g.canEverFit(c)) {
-        const what = g.spec.dimension === "load" ? `load ${load}` : "a request's cost of 1";
-        return `${what} exceeds the burst ${g.spec.burst} of ${describeLimit(g.spec, i)}; it can never be granted`;
-      }
-    }
-    return undefined;
-  }
-
-  private roomFor(r: Resource): boolean {
-    const cap = r.spec.concurrency;
-    return cap <= 0 || r.inFlight < cap;
-  }
-
-  /** The time from which every limit admits `load` (<= now: it fits now). */
-  private readyAt(r: Resource, load: number, now: Millis): Millis {
-    let at = -Infinity;
-    const limits = r.limits;
-    for (let i = 0; i < limits.length; i++) {
-      const g = limits[i] as Gcra;
-      const t = g.readyAt(g.spec.dimension === "requests" ? 1 : load, now);
-      if (t > at) at = t;
-    }
-    return at;
-  }
-
-  /** The lane to serve next: smallest finish + cost / weight among non-empty lanes (ties: lane order). */
-  private chooseLane(r: Resource): Lane {
-    const lanes = r.lanes;
-    if (lanes.length === 1) return lanes[0] as Lane;
-    let best: Lane | undefined;
-    let bestKey = Infinity;
-    for (let i = 0; i < lanes.length; i++) {
-      const l = lanes[i] as Lane;
-      const head = l.queue.peek();
-      if (head === undefined) continue;
-      const key = l.finish + Math.max(head.load, MIN_VIRTUAL_COST) / l.weight;
-      if (best === undefined || key < bestKey) {
-        best = l;
-        bestKey = key;
-      }
-    }
-    return best as Lane;
+  private newResource(spec: ResourceSpec, now: Millis): Resource {
+    const r: Resource = new Resource(spec, now, new LazyTimer(this.clock, () => this.rateTimerFired(r)));
+    return r;
   }
 
   /**
@@ -608,19 +432,16 @@ export class Engine {
     // Suspended, shut down, or past the leader's deadline: grants nothing.
     if (this.closedMessage !== undefined || now >= this.grantDeadline()) return;
     while (r.waiting > 0) {
-      if (!this.roomFor(r)) return;
-      const lane = this.chooseLane(r);
+      if (!hasRoom(r)) return;
+      const lane = chooseLane(r);
       const w = lane.queue.peek() as Waiter;
-      const at = this.readyAt(r, w.load, now);
+      const at = readyAt(r, w.load, now);
       if (at > now) {
-        this.armRateTimer(r, at);
+        r.rateTimer.armBy(at);
         return;
       }
       this.removeWaiter(w);
-      // Weighted fair queuing: the system virtual time is the start tag of
-      // the request in service; the lane's finish tag advances by cost/weight.
-      if (lane.finish > r.vtime) r.vtime = lane.finish;
-      lane.finish += Math.max(w.load, MIN_VIRTUAL_COST) / lane.weight;
+      chargeLane(r, lane, w.load);
       this.grant(r, lane, w.load, w.owner, w.enqueuedAt, w.onResult, now);
     }
   }
@@ -638,17 +459,10 @@ export class Engine {
     const limits = r.limits;
     for (let i = 0; i < limits.length; i++) {
       const g = limits[i] as Gcra;
-      g.charge(g.spec.dimension === "requests" ? 1 : load, now);
+      g.charge(g.cost(load), now);
     }
-    r.inFlight++;
-    const ttl = r.spec.leaseTtlMs;
-    const serial = ++this.leaseSerial;
-    const rec = new LeaseRecord(this.newLeaseId(), r, load, owner, now, now + ttl, ttl);
-    if (this.idPrefix !== undefined) rec.serial = serial;
-    this.leases.set(rec.id, rec);
-    this.heldLeases++;
-    this.expiries.push(rec);
-    if (rec.expiresAt < this.expiryTimerAt) this.armExpiryTimer();
+    const rec = this.leases.grant(r, load, owner, now);
+    this.expiryTimer.armBy(rec.expiresAt);
     r.grants++;
     lane.grants++;
     lane.loadGranted += load;
@@ -658,15 +472,12 @@ export class Engine {
   }
 
   private enqueue(r: Resource, w: Waiter): void {
-    const lane = w.lane;
-    // A lane that was idle starts at the system virtual time: no banked credit.
-    if (lane.queue.size === 0 && lane.finish < r.vtime) lane.finish = r.vtime;
-    lane.queue.push(w);
+    joinLane(r, w.lane, w);
     r.waiting++;
     this.waitingTotal++;
     if (w.deadline !== Infinity) {
       this.deadlines.push(w);
-      if (w.deadline < this.deadlineTimerAt) this.armDeadlineTimer();
+      this.deadlineTimer.armBy(w.deadline);
     }
   }
 
@@ -678,25 +489,15 @@ export class Engine {
     w.decided = true;
     r.waiting--;
     this.waitingTotal--;
-    if (r.waiting === 0) r.resetVirtualTime();
+    if (r.waiting === 0) resetVirtualTime(r);
   }
 
   private failAllWaiters(r: Resource, code: FailureCode, message: string): void {
     if (r.waiting === 0) return;
-    const all: Waiter[] = [];
-    for (const l of r.lanes) all.push(...l.queue.toArray());
-    all.sort((a, b) => a.seq - b.seq);
-    for (const w of all) {
+    for (const w of r.waitersByArrival()) {
       this.removeWaiter(w);
       this.post(w.onResult, failure(code, message));
     }
-  }
-
-  private timeoutFailure(w: Waiter, now: Millis): AcquireResult {
-    return failure(
-      "DEADLINE_EXCEEDED",
-      `waited ${Math.round(now - w.enqueuedAt)} ms for '${w.res.name}'; no slot was free before the deadline`,
-    );
   }
 
   private reconfigure(r: Resource, spec: ResourceSpec, now: Millis): void {
@@ -721,27 +522,17 @@ export class Engine {
     r.laneByName = new Map(r.lanes.map((l) => [l.name, l]));
     r.defaultLane = r.laneByName.get(spec.defaultLane) ?? (r.lanes[0] as Lane);
     r.spec = spec;
-    r.epoch++;
     const moved: Waiter[] = [];
     for (const l of oldLanes) if (r.laneByName.get(l.name) !== l) moved.push(...l.queue.clear());
     moved.sort((a, b) => a.seq - b.seq);
-    for (const w of moved) {
-      const lane = r.defaultLane;
-      if (lane.queue.size === 0 && lane.finish < r.vtime) lane.finish = r.vtime;
-      w.lane = lane;
-      lane.queue.push(w);
-    }
+    for (const w of moved) joinLane(r, r.defaultLane, w);
     // Waiters that can no longer ever fit fail now rather than wait forever.
-    if (r.waiting > 0) {
-      const all: Waiter[] = [];
-      for (const l of r.lanes) all.push(...l.queue.toArray());
-      all.sort((a, b) => a.seq - b.seq);
-      for (const w of all) {
-        const never = this.neverFits(r, w.load);
-        if (never === undefined) continue;
-        this.removeWaiter(w);
-        this.post(w.onResult, failure("INVALID_ARGUMENT", never));
-      }
+    if (r.waiting === 0) return;
+    for (const w of r.waitersByArrival()) {
+      const never = neverFits(r, w.load);
+      if (never === undefined) continue;
+      this.removeWaiter(w);
+      this.post(w.onResult, failure("INVALID_ARGUMENT", never));
     }
   }
 
@@ -753,18 +544,14 @@ export class Engine {
    */
   private settle(now: Millis): void {
     const dirty = this.dirtyList;
-    let top = this.expiries.peek();
-    while (top !== undefined && top.expiresAt <= now) {
-      this.expiries.pop();
-      this.endLease(top, "expired");
-      const r = top.res;
+    for (let rec = this.leases.popExpired(now); rec !== undefined; rec = this.leases.popExpired(now)) {
+      const r = rec.res;
       r.expirations++;
-      if (this.onLeaseExpired !== undefined) this.post(this.onLeaseExpired, top.toLease());
+      if (this.onLeaseExpired !== undefined) this.post(this.onLeaseExpired, rec.toLease());
       if (!r.dirty) {
         r.dirty = true;
         dirty.push(r);
       }
-      top = this.expiries.peek();
     }
     let due: Waiter[] | undefined;
     let w = this.deadlines.peek();
@@ -784,7 +571,7 @@ export class Engine {
         if (x.decided) continue;
         this.removeWaiter(x);
         x.res.timeouts++;
-        this.post(x.onResult, this.timeoutFailure(x, now));
+        this.post(x.onResult, timeoutFailure(x, now));
       }
       for (const r of dirty) if (!r.deleted) this.pump(r, now);
     }
@@ -792,29 +579,26 @@ export class Engine {
     dirty.length = 0;
   }
 
-  /** Ends a held lease (already out of the expiry heap) and remembers how. */
-  private endLease(rec: LeaseRecord, how: Ended): void {
-    this.leases.delete(rec.id);
-    rec.res.inFlight--;
-    this.heldLeases--;
-    this.tombstones.add(rec.id, rec.serial, how);
-  }
-
-  /** The serial of an id made by the default generator, or -1. */
-  private serialOf(id: string): number {
-    const p = this.idPrefix;
-    if (p === undefined || !id.startsWith(p)) return -1;
-    const n = parseInt(id.slice(p.length), 36);
-    return Number.isSafeInteger(n) && n.toString(36) === id.slice(p.length) ? n : -1;
+  private rateTimerFired(r: Resource): void {
+    if (r.deleted) return;
+    const now = this.clock.now();
+    this.settle(now);
+    if (!r.deleted) this.pump(r, now);
+    this.flush();
   }
 
   private post<A>(fn: (a: A) => void, arg: A): void {
     this.outbox.push(fn, arg);
   }
 
-  /** Delivers posted callbacks in order. Re-entrant calls drain the same queue. */
+  /**
+   * Delivers posted callbacks in order. Re-entrant calls drain the same
+   * queue. An error onCallbackError throws is held until the queue is empty
+   * and then thrown, so the engine is consistent when the caller sees it.
+   */
   private flush(): void {
     const q = this.outbox;
+    let thrown: { error: unknown } | undefined;
     while (this.outHead < q.length) {
       const fn = q[this.outHead] as (a: unknown) => void;
       const arg = q[this.outHead + 1];
@@ -824,70 +608,15 @@ export class Engine {
       try {
         fn(arg);
       } catch (err) {
-        this.onCallbackError(err);
+        try {
+          this.onCallbackError(err);
+        } catch (error) {
+          thrown ??= { error };
+        }
       }
     }
     q.length = 0;
     this.outHead = 0;
-  }
-
-  // ------------------------------------------------------------------ timers
-  // Timers are lazy: a timer armed too early just fires, finds nothing due
-  // and re-arms; only a due time earlier than the armed one re-arms at once.
-
-  private armRateTimer(r: Resource, at: Millis): void {
-    if (r.timerId !== null && r.timerAt <= at) return;
-    if (r.timerId !== null) this.clock.clearTimer(r.timerId);
-    r.timerAt = at;
-    r.timerId = this.clock.setTimer(at, () => {
-      r.timerId = null;
-      r.timerAt = Infinity;
-      if (r.deleted) return;
-      const now = this.clock.now();
-      this.settle(now);
-      if (!r.deleted) this.pump(r, now);
-      this.flush();
-    });
-  }
-
-  private clearRateTimer(r: Resource): void {
-    if (r.timerId === null) return;
-    this.clock.clearTimer(r.timerId);
-    r.timerId = null;
-    r.timerAt = Infinity;
-  }
-
-  private armDeadlineTimer(): void {
-    const w = this.deadlines.peek();
-    if (w === undefined) return;
-    if (this.deadlineTimer !== null) {
-      if (this.deadlineTimerAt <= w.deadline) return;
-      this.clock.clearTimer(this.deadlineTimer);
-    }
-    this.deadlineTimerAt = w.deadline;
-    this.deadlineTimer = this.clock.setTimer(w.deadline, () => {
-      this.deadlineTimer = null;
-      this.deadlineTimerAt = Infinity;
-      this.settle(this.clock.now());
-      this.armDeadlineTimer();
-      this.flush();
-    });
-  }
-
-  private armExpiryTimer(): void {
-    const rec = this.expiries.peek();
-    if (rec === undefined) return;
-    if (this.expiryTimer !== null) {
-      if (this.expiryTimerAt <= rec.expiresAt) return;
-      this.clock.clearTimer(this.expiryTimer);
-    }
-    this.expiryTimerAt = rec.expiresAt;
-    this.expiryTimer = this.clock.setTimer(rec.expiresAt, () => {
-      this.expiryTimer = null;
-      this.expiryTimerAt = Infinity;
-      this.settle(this.clock.now());
-      this.armExpiryTimer();
-      this.flush();
-    });
+    if (thrown !== undefined) throw thrown.error;
   }
 }

@@ -2,7 +2,5 @@
 export { Engine } from "./engine.js";
 export type { EngineOptions } from "./engine.js";
 export { SimulatedClock, systemClock } from "./clock.js";
-export { Gcra } from "./gcra.js";
-export { IndexedHeap } from "./indexed-heap.js";
 export type { CountersSnapshot, EngineSnapshot, ResourceSnapshot, RestoreOptions } from "./snapshot.js";
 export type * from "./types.js";

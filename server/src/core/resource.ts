@@ -1,17 +1,12 @@
-// The engine's internal records: a resource with its limits and lanes, a
-// waiting request, a held lease. Not exported from the core's index.
+// The engine's records of a resource: its limits, lanes and counters, and
+// the waiting requests in its lanes. Not exported from the core's index.
 import { Gcra } from "./gcra.js";
 import { IndexedHeap } from "./indexed-heap.js";
-import type { AcquireResult, LaneSpec, Lease, Millis, ResourceSpec, Ticket } from "./types.js";
+import type { LazyTimer } from "./lazy-timer.js";
+import type { AcquireResult, LaneSpec, Millis, ResourceSpec, Ticket } from "./types.js";
 
 /** Grant waits remembered per resource for the percentiles. */
 export const WAIT_RING = 1024;
-
-/**
- * The smallest virtual cost of a grant, so 0-load requests still advance
- * their lane's finish tag and weights still share them out.
- */
-export const MIN_VIRTUAL_COST = 1e-6;
 
 /** A waiting acquire; the object itself is the caller's {@link Ticket}. */
 export class Waiter implements Ticket {
@@ -46,7 +41,7 @@ function waiterFirst(a: Waiter, b: Waiter): boolean {
   return a.priority > b.priority || (a.priority === b.priority && a.seq < b.seq);
 }
 
-/** One lane: a priority queue plus its weighted-fair-queuing finish tag. */
+/** One lane: a priority queue plus its weighted-fair-queuing finish tag (lane-scheduling.ts). */
 export class Lane {
   /** Virtual finish tag: grants so far, in cost / weight. */
   finish = 0;
@@ -66,37 +61,6 @@ export class Lane {
   ) {}
 }
 
-/** A held lease. */
-export class LeaseRecord {
-  /** Position in the engine's expiry heap. */
-  index = -1;
-  /** The engine's serial number of an id it made itself; -1 otherwise. */
-  serial = -1;
-
-  constructor(
-    readonly id: string,
-    readonly res: Resource,
-    readonly load: number,
-    readonly owner: string,
-    readonly grantedAt: Millis,
-    public expiresAt: Millis,
-    public ttlMs: Millis,
-  ) {}
-
-  /** A plain copy for callers. */
-  toLease(): Lease {
-    return {
-      id: this.id,
-      resource: this.res.name,
-      load: this.load,
-      owner: this.owner,
-      grantedAt: this.grantedAt,
-      expiresAt: this.expiresAt,
-      ttlMs: this.ttlMs,
-    };
-  }
-}
-
 /** A resource's live state. */
 export class Resource {
   readonly name: string;
@@ -105,12 +69,11 @@ export class Resource {
   lanes: Lane[];
   laneByName = new Map<string, Lane>();
   defaultLane: Lane;
+  /** Leases held (kept by the lease table). */
   inFlight = 0;
   waiting = 0;
   /** System virtual time for weighted fair queuing: the start tag of the last grant. */
   vtime = 0;
-  timerId: number | null = null;
-  timerAt: Millis = Infinity;
   grants = 0;
   rejections = 0;
   timeouts = 0;
@@ -119,13 +82,16 @@ export class Resource {
   /** Ring of recent grant waits (grows up to WAIT_RING, then wraps). */
   waits: number[] = [];
   waitPos = 0;
-  /** Bumped on each spec change. */
-  epoch = 0;
   deleted = false;
   /** Scratch mark while the engine collects resources to re-evaluate. */
   dirty = false;
 
-  constructor(spec: ResourceSpec, now: Millis) {
+  /** @param rateTimer wakes the queue when its head's limits will admit it. */
+  constructor(
+    spec: ResourceSpec,
+    now: Millis,
+    readonly rateTimer: LazyTimer,
+  ) {
     this.name = spec.name;
     this.spec = spec;
     this.limits = spec.limits.map((l) => new Gcra(l, now));
@@ -143,9 +109,23 @@ export class Resource {
     }
   }
 
-  /** Forgets virtual time once the queue is empty, so tags stay small and no lane keeps credit or debt. */
-  resetVirtualTime(): void {
-    this.vtime = 0;
-    for (const l of this.lanes) l.finish = 0;
+  /** Every waiter of every lane, in arrival order. */
+  waitersByArrival(): Waiter[] {
+    const all: Waiter[] = [];
+    for (const l of this.lanes) all.push(...l.queue.toArray());
+    return all.sort((a, b) => a.seq - b.seq);
   }
+}
+
+/** A deep copy of a spec: the engine never shares one with its callers. */
+export function copySpec(s: ResourceSpec): ResourceSpec {
+  return {
+    name: s.name,
+    limits: s.limits.map((l) => ({ dimension: l.dimension, amount: l.amount, periodMs: l.periodMs, burst: l.burst })),
+    concurrency: s.concurrency,
+    lanes: s.lanes.map((l) => ({ name: l.name, weight: l.weight })),
+    defaultLane: s.defaultLane,
+    leaseTtlMs: s.leaseTtlMs,
+    maxQueue: s.maxQueue,
+  };
 }

@@ -1,5 +1,7 @@
 // The engine's persistent state: what a snapshot carries to Redis and to a
-// standby leader. Plain JSON values only.
+// standby leader (plain JSON values only), and how a resource's state goes
+// into one and comes back out.
+import { copySpec, type Resource } from "./resource.js";
 import type { Lease, Millis, ResourceSpec } from "./types.js";
 
 /** Lifetime counters of one resource. */
@@ -46,4 +48,45 @@ export interface RestoreOptions {
    * least one TTL from this time, so workers have a full TTL to re-attach.
    */
   leaseGraceFrom?: Millis;
+}
+
+/** The persistent state of one resource. */
+export function snapshotResource(r: Resource): ResourceSnapshot {
+  return {
+    spec: copySpec(r.spec),
+    tats: r.limits.map((g) => g.tat),
+    counters: {
+      grants: r.grants,
+      rejections: r.rejections,
+      timeouts: r.timeouts,
+      cancellations: r.cancellations,
+      expirations: r.expirations,
+    },
+    lanes: r.lanes.map((l) => ({ name: l.name, grants: l.grants, loadGranted: l.loadGranted })),
+  };
+}
+
+/**
+ * Loads a snapshot's state into a new resource made from the snapshot's
+ * spec. With `notBefore`, every limit starts as if fully spent at that time
+ * (Engine.restore says why that is enough).
+ */
+export function restoreResource(r: Resource, s: ResourceSnapshot, now: Millis, notBefore: Millis | undefined): void {
+  r.limits.forEach((g, i) => {
+    let tat = s.tats[i] ?? now;
+    if (notBefore !== undefined) tat = Math.max(tat, notBefore + g.tolerance);
+    g.tat = tat;
+  });
+  r.grants = s.counters.grants;
+  r.rejections = s.counters.rejections;
+  r.timeouts = s.counters.timeouts;
+  r.cancellations = s.counters.cancellations;
+  r.expirations = s.counters.expirations;
+  for (const ls of s.lanes) {
+    const lane = r.laneByName.get(ls.name);
+    if (lane) {
+      lane.grants = ls.grants;
+      lane.loadGranted = ls.loadGranted;
+    }
+  }
 }

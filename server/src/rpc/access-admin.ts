@@ -2,7 +2,7 @@
 // (admin keys in their namespace, root keys anywhere).
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { status, type Metadata, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { status, type Metadata } from "@grpc/grpc-js";
 import {
   ApiKeyRole,
   ApiKeySchema,
@@ -13,19 +13,16 @@ import {
   ListNamespacesResponseSchema,
   NamespaceSchema,
   RevokeApiKeyResponseSchema,
+  type AdminService,
   type ApiKey,
-  type CreateApiKeyRequest,
-  type CreateNamespaceRequest,
-  type DeleteNamespaceRequest,
-  type ListApiKeysRequest,
-  type RevokeApiKeyRequest,
 } from "@ratequeue/proto";
 import { configuredRootId, defaultNamespace, scopeOf, type Authenticator, type KeyRecord, type Principal, type Role } from "../auth/index.js";
 import type { Engine } from "../core/index.js";
+import { invalidField, RpcError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { checkDescription, checkNamespace } from "../validate/fields.js";
 import { unary } from "./handler.js";
-import { invalidField, RpcError } from "./rpc-error.js";
-import { checkDescription, checkNamespace } from "./validate.js";
+import type { ServiceHandlers } from "./service-handlers.js";
 
 export interface AccessAdminDeps {
   engine: Engine;
@@ -48,7 +45,13 @@ export function keyToProto(k: KeyRecord): ApiKey {
   });
 }
 
-export function createAccessAdmin({ engine, log, auth, caller }: AccessAdminDeps): UntypedServiceImplementation {
+/** The AdminService RPCs of namespaces and API keys. */
+export type AccessAdminHandlers = Pick<
+  ServiceHandlers<typeof AdminService>,
+  "createNamespace" | "listNamespaces" | "deleteNamespace" | "createApiKey" | "listApiKeys" | "revokeApiKey"
+>;
+
+export function createAccessAdmin({ engine, log, auth, caller }: AccessAdminDeps): AccessAdminHandlers {
   const authOn = (): void => {
     if (!auth.enabled) {
       throw new RpcError(status.FAILED_PRECONDITION, "authentication is off (no root key is configured), so API keys would not be checked; start the server with RATEQUEUE_ROOT_KEY or --root-key-file");
@@ -57,7 +60,7 @@ export function createAccessAdmin({ engine, log, auth, caller }: AccessAdminDeps
   const keyNotFound = (id: string) => new RpcError(status.NOT_FOUND, `API key '${id}' not found`);
 
   return {
-    createNamespace: unary(log, "CreateNamespace", async (req: CreateNamespaceRequest, call) => {
+    createNamespace: unary(log, "CreateNamespace", async (req, call) => {
       const p = await caller(call);
       auth.require(p, "root", "CreateNamespace");
       const name = checkNamespace("name", req.name);
@@ -69,7 +72,7 @@ export function createAccessAdmin({ engine, log, auth, caller }: AccessAdminDeps
       auth.require(p, "root", "ListNamespaces");
       return create(ListNamespacesResponseSchema, { namespaces: auth.listNamespaces().map((name) => create(NamespaceSchema, { name })) });
     }),
-    deleteNamespace: unary(log, "DeleteNamespace", async (req: DeleteNamespaceRequest, call) => {
+    deleteNamespace: unary(log, "DeleteNamespace", async (req, call) => {
       const p = await caller(call);
       auth.require(p, "root", "DeleteNamespace");
       const name = checkNamespace("name", req.name);
@@ -81,7 +84,7 @@ export function createAccessAdmin({ engine, log, auth, caller }: AccessAdminDeps
       const revokedKeys = await auth.deleteNamespace(name);
       return create(DeleteNamespaceResponseSchema, { revokedKeys });
     }),
-    createApiKey: unary(log, "CreateApiKey", async (req: CreateApiKeyRequest, call) => {
+    createApiKey: unary(log, "CreateApiKey", async (req, call) => {
       const p = await caller(call);
       auth.require(p, "admin", "CreateApiKey");
       authOn();
@@ -98,7 +101,7 @@ export function createAccessAdmin({ engine, log, auth, caller }: AccessAdminDeps
       const { key, record } = await auth.createKey(role === "root" ? defaultNamespace : namespace, role, description);
       return create(CreateApiKeyResponseSchema, { apiKey: keyToProto(record), key });
     }),
-    listApiKeys: unary(log, "ListApiKeys", async (req: ListApiKeysRequest, call) => {
+    listApiKeys: unary(log, "ListApiKeys", async (req, call) => {
       const p = await caller(call);
       auth.require(p, "admin", "ListApiKeys");
       const asked = req.namespace === "" ? undefined : checkNamespace("namespace", req.namespace);
@@ -109,7 +112,7 @@ export function createAccessAdmin({ engine, log, auth, caller }: AccessAdminDeps
       const visible = auth.listKeys(namespace).filter((k) => p.role === "root" || k.role !== "root");
       return create(ListApiKeysResponseSchema, { apiKeys: visible.map(keyToProto) });
     }),
-    revokeApiKey: unary(log, "RevokeApiKey", async (req: RevokeApiKeyRequest, call) => {
+    revokeApiKey: unary(log, "RevokeApiKey", async (req, call) => {
       const p = await caller(call);
       auth.require(p, "admin", "RevokeApiKey");
       if (req.id === "") throw invalidField("id", "must not be empty");

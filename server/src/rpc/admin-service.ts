@@ -1,43 +1,26 @@
 // AdminService: declare and inspect resources. Changes go through a
 // ResourceStore so that, with Redis, they are acknowledged only once durable.
 import { create } from "@bufbuild/protobuf";
-import { status, type Metadata, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { status, type Metadata } from "@grpc/grpc-js";
 import {
   DeleteResourceResponseSchema,
   GetResourceResponseSchema,
   GetResourceStatsResponseSchema,
   ListResourcesResponseSchema,
   PutResourceResponseSchema,
-  type DeleteResourceRequest,
-  type GetResourceRequest,
-  type GetResourceStatsRequest,
-  type PutResourceRequest,
+  type AdminService,
 } from "@ratequeue/proto";
 import type { Authenticator, Principal } from "../auth/index.js";
 import type { Engine, ResourceSpec } from "../core/index.js";
+import { RpcError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { Gate, ResourceStore } from "../store/index.js";
+import { checkName } from "../validate/fields.js";
+import { resourceFromProto } from "../validate/requests.js";
 import { createAccessAdmin } from "./access-admin.js";
-import { statsToProto } from "./convert.js";
-import type { Gate } from "./gate.js";
+import { resourceToProto, statsToProto } from "./convert.js";
 import { unary } from "./handler.js";
-import { RpcError } from "./rpc-error.js";
-import { checkName, resourceFromProto, resourceToProto } from "./validate.js";
-
-/**
- * Where resource definitions are made durable before the engine applies
- * them. The embedded default keeps them in memory only (a no-op store).
- */
-export interface ResourceStore {
-  /** Resolves once the definition is durable. */
-  put(spec: ResourceSpec): Promise<void>;
-  /** Resolves once the deletion is durable. */
-  delete(name: string): Promise<void>;
-}
-
-export const memoryStore: ResourceStore = {
-  put: async () => {},
-  delete: async () => {},
-};
+import type { ServiceHandlers } from "./service-handlers.js";
 
 export interface AdminDeps {
   engine: Engine;
@@ -47,7 +30,7 @@ export interface AdminDeps {
   auth: Authenticator;
 }
 
-export function createAdminService(deps: AdminDeps): UntypedServiceImplementation {
+export function createAdminService(deps: AdminDeps): ServiceHandlers<typeof AdminService> {
   const { engine, log, gate, store, auth } = deps;
   const guard = (): void => {
     const refusal = gate.refusal();
@@ -64,7 +47,7 @@ export function createAdminService(deps: AdminDeps): UntypedServiceImplementatio
   const specIn = (p: Principal, name: string): ResourceSpec | undefined => engine.getResource(p.scope.engineName(name));
 
   return {
-    putResource: unary(log, "PutResource", async (req: PutResourceRequest, call) => {
+    putResource: unary(log, "PutResource", async (req, call) => {
       const p = await caller(call);
       auth.require(p, "admin", "PutResource");
       const publicSpec = resourceFromProto(req.resource);
@@ -74,7 +57,7 @@ export function createAdminService(deps: AdminDeps): UntypedServiceImplementatio
       log.info("resource stored", { resource: spec.name, created });
       return create(PutResourceResponseSchema, { resource: resourceToProto(publicSpec), created });
     }),
-    getResource: unary(log, "GetResource", async (req: GetResourceRequest, call) => {
+    getResource: unary(log, "GetResource", async (req, call) => {
       const p = await caller(call);
       const spec = specIn(p, checkName("name", req.name));
       if (spec === undefined) throw notFound(req.name);
@@ -88,7 +71,7 @@ export function createAdminService(deps: AdminDeps): UntypedServiceImplementatio
         .map((spec) => resourceToProto({ ...spec, name: scope.publicName(spec.name) }));
       return create(ListResourcesResponseSchema, { resources });
     }),
-    deleteResource: unary(log, "DeleteResource", async (req: DeleteResourceRequest, call) => {
+    deleteResource: unary(log, "DeleteResource", async (req, call) => {
       const p = await caller(call);
       auth.require(p, "admin", "DeleteResource");
       const name = p.scope.engineName(checkName("name", req.name));
@@ -98,7 +81,7 @@ export function createAdminService(deps: AdminDeps): UntypedServiceImplementatio
       log.info("resource deleted", { resource: name });
       return create(DeleteResourceResponseSchema, {});
     }),
-    getResourceStats: unary(log, "GetResourceStats", async (req: GetResourceStatsRequest, call) => {
+    getResourceStats: unary(log, "GetResourceStats", async (req, call) => {
       const p = await caller(call);
       const name = p.scope.engineName(checkName("name", req.name));
       const spec = engine.getResource(name);

@@ -1,8 +1,14 @@
-// Engine results to protobuf messages. Requests go the other way in validate.ts.
+// Engine results to protobuf messages and gRPC statuses. Requests go the
+// other way in validate/requests.ts.
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { status } from "@grpc/grpc-js";
 import {
   AcquireResponseSchema,
+  Dimension,
+  LaneSchema,
+  LimitSchema,
+  ResourceSchema,
   HeartbeatResponseSchema,
   LaneStatsSchema,
   LeaseSchema,
@@ -14,11 +20,16 @@ import {
   type AcquireResponse,
   type HeartbeatResponse,
   type ReleaseResponse,
+  type Resource,
   type ResourceStats,
 } from "@ratequeue/proto";
-import type { Scope } from "../auth/scope.js";
+import type { Scope } from "../auth/index.js";
 import type * as core from "../core/index.js";
-import { resourceToProto } from "./validate.js";
+
+/** The grpc-js status for an engine failure code. */
+export function statusOf(code: core.FailureCode): status {
+  return status[code];
+}
 
 export function grantToProto(grant: core.Grant, scope?: Scope): AcquireResponse {
   const { lease } = grant;
@@ -77,5 +88,25 @@ export function statsToProto(stats: core.ResourceStats, spec: core.ResourceSpec,
     waitP90: durationFromMs(stats.waitP90Ms),
     waitP99: durationFromMs(stats.waitP99Ms),
     waitMax: durationFromMs(stats.waitMaxMs),
+  });
+}
+
+/** The Resource message for a stored spec (defaults filled in). */
+export function resourceToProto(spec: core.ResourceSpec): Resource {
+  return create(ResourceSchema, {
+    name: spec.name,
+    limits: spec.limits.map((l) =>
+      create(LimitSchema, {
+        dimension: l.dimension === "requests" ? Dimension.REQUESTS : Dimension.LOAD,
+        amount: l.amount,
+        period: durationFromMs(l.periodMs),
+        burst: l.burst,
+      }),
+    ),
+    concurrency: spec.concurrency,
+    lanes: spec.lanes.map((l) => create(LaneSchema, { name: l.name, weight: l.weight })),
+    defaultLane: spec.defaultLane,
+    leaseTtl: durationFromMs(spec.leaseTtlMs),
+    maxQueue: spec.maxQueue,
   });
 }

@@ -1,9 +1,9 @@
 // grpc-js plumbing shared by the services: a unary handler runs a typed
 // function and maps whatever it throws to a gRPC status.
 import { Metadata, type sendUnaryData, type ServerErrorResponse, type ServerUnaryCall } from "@grpc/grpc-js";
+import { RpcError, toRpcError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { malformedError } from "./malformed.js";
-import { RpcError, toRpcError } from "./rpc-error.js";
 
 /** The grpc-js error object for an RpcError, with its trailers. */
 export function serviceError(err: RpcError): ServerErrorResponse {

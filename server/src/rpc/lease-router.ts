@@ -1,12 +1,13 @@
+/** An open session that can tell its worker that a lease expired. */
+export interface LeaseHolder {
+  notifyExpired(leaseId: string, resource: string): void;
+}
+
 /**
  * Remembers which open session last held each lease, so a lease-expired
  * notice reaches the worker that can act on it. A reconnecting worker takes
  * its leases over by heartbeating them on its new session.
  */
-export interface LeaseHolder {
-  notifyExpired(leaseId: string, resource: string): void;
-}
-
 export class LeaseRouter {
   private readonly holders = new Map<string, LeaseHolder>();
 
@@ -25,9 +26,5 @@ export class LeaseRouter {
     if (holder === undefined) return;
     this.holders.delete(leaseId);
     holder.notifyExpired(leaseId, resource);
-  }
-
-  get size(): number {
-    return this.holders.size;
   }
 }

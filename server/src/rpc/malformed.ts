@@ -3,7 +3,7 @@
 // so the server's definitions decode them into a marker instead, and the
 // handlers answer INVALID_ARGUMENT (a unary call) or end the stream with it.
 import type { ServiceDefinition } from "@grpc/grpc-js";
-import { RpcError, invalidField } from "./rpc-error.js";
+import { RpcError, invalidField } from "../errors.js";
 
 const malformed = Symbol("malformed");
 

@@ -1,20 +1,21 @@
 // RateQueueService: the worker-facing RPCs, mapped onto the engine.
 import { randomUUID } from "node:crypto";
-import { status, type ServerDuplexStream, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
-import type { AcquireRequest, AcquireResponse, SessionRequest, SessionResponse } from "@ratequeue/proto";
+import { status, type ServerDuplexStream, type ServerUnaryCall } from "@grpc/grpc-js";
+import type { AcquireRequest, AcquireResponse, RateQueueService, SessionRequest, SessionResponse } from "@ratequeue/proto";
 import { Counter, type Principal } from "../auth/index.js";
 import type { Ticket } from "../core/index.js";
-import { grantToProto, heartbeatToProto, releaseToProto } from "./convert.js";
+import { RpcError } from "../errors.js";
+import { acquireFromProto, heartbeatFromProto, releaseFromProto } from "../validate/requests.js";
+import { grantToProto, heartbeatToProto, releaseToProto, statusOf } from "./convert.js";
 import { reportError, serviceError, unary } from "./handler.js";
-import { RpcError, statusOf } from "./rpc-error.js";
+import type { ServiceHandlers } from "./service-handlers.js";
 import { heartbeatIn, ownsLease, WorkerSession, type SessionDeps } from "./session.js";
-import { acquireFromProto, heartbeatFromProto, releaseFromProto } from "./validate.js";
 
 /** Owner recorded on leases granted by unary Acquire (no session holds them). */
 const unaryOwner = "unary";
 
 export interface RateQueueServiceHandle {
-  implementation: UntypedServiceImplementation;
+  implementation: ServiceHandlers<typeof RateQueueService>;
   /** Open sessions, by id. */
   sessions: Map<string, WorkerSession>;
 }
@@ -74,20 +75,20 @@ export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandl
       }
     });
 
-  const implementation: UntypedServiceImplementation = {
+  const implementation: ServiceHandlers<typeof RateQueueService> = {
     session: (call: ServerDuplexStream<SessionRequest, SessionResponse>) => {
       auth.authenticate(call.metadata, call.getPeer()).then(
         (principal) => openSession(call, principal),
         (err: unknown) => call.emit("error", serviceError(reportError(log, "Session", err))),
       );
     },
-    acquire: unary(log, "Acquire", async (_req, call: ServerUnaryCall<AcquireRequest, AcquireResponse>) =>
+    acquire: unary(log, "Acquire", async (_req, call) =>
       acquire(call, await auth.authenticate(call.metadata, call.getPeer())),
     ),
     release: unary(log, "Release", async (req, call) => {
       const principal = await auth.authenticate(call.metadata, call.getPeer());
       guard();
-      const { leaseId, actualLoad } = releaseFromProto(req as Parameters<typeof releaseFromProto>[0]);
+      const { leaseId, actualLoad } = releaseFromProto(req);
       if (!ownsLease(engine, principal, leaseId)) return releaseToProto("unknown");
       router.detach(leaseId);
       return releaseToProto(engine.release(leaseId, actualLoad));
@@ -95,7 +96,7 @@ export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandl
     heartbeat: unary(log, "Heartbeat", async (req, call) => {
       const principal = await auth.authenticate(call.metadata, call.getPeer());
       guard();
-      return heartbeatToProto(heartbeatIn(engine, principal, heartbeatFromProto(req as Parameters<typeof heartbeatFromProto>[0])));
+      return heartbeatToProto(heartbeatIn(engine, principal, heartbeatFromProto(req)));
     }),
   };
 
@@ -138,5 +139,3 @@ function deadlineMs(deadline: Date | number): number | undefined {
   const ms = deadline instanceof Date ? deadline.getTime() : deadline;
   return Number.isFinite(ms) ? ms : undefined;
 }
-
-export { status };

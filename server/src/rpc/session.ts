@@ -11,14 +11,14 @@ import {
 } from "@ratequeue/proto";
 import type { Authenticator, Principal, SessionLimits } from "../auth/index.js";
 import type { AcquireResult, Clock, Engine, HeartbeatResult, Ticket } from "../core/index.js";
+import { RpcError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { grantToProto, heartbeatToProto, releaseToProto } from "./convert.js";
-import type { Gate } from "./gate.js";
+import type { Gate } from "../store/index.js";
+import { acquireFromProto, heartbeatFromProto, releaseFromProto } from "../validate/requests.js";
+import { grantToProto, heartbeatToProto, releaseToProto, statusOf } from "./convert.js";
 import { serviceError, reportError } from "./handler.js";
 import type { LeaseHolder, LeaseRouter } from "./lease-router.js";
 import { malformedError } from "./malformed.js";
-import { RpcError, statusOf } from "./rpc-error.js";
-import { acquireFromProto, heartbeatFromProto, releaseFromProto } from "./validate.js";
 
 export interface SessionDeps {
   engine: Engine;

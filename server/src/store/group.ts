@@ -43,14 +43,15 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
-import type { Clock, Engine, EngineSnapshot, ResourceSnapshot, ResourceSpec, TimerId } from "../core/index.js";
-import type { Logger } from "../log.js";
-import type { ResourceStore } from "../rpc/admin-service.js";
 import { leaderMetadataKey } from "@ratequeue/proto";
-import { LeaderGate } from "../rpc/gate.js";
-import { RpcError } from "../rpc/rpc-error.js";
+import type { Clock, Engine, ResourceSpec, TimerId } from "../core/index.js";
+import { RpcError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { LeaderGate } from "./leader-gate.js";
 import { RedisKeyStore } from "./redis-key-store.js";
-import { FencedError, RedisStore, type StoredState, type Term } from "./redis-store.js";
+import { FencedError, RedisStore, type Term } from "./redis-store.js";
+import type { ResourceStore } from "./resource-store.js";
+import { planTakeover, type TakeoverPlan } from "./takeover.js";
 
 export type RedisLoss = "stop" | "continue";
 
@@ -98,8 +99,17 @@ export interface GroupServer {
   reloadKeys?(): Promise<void>;
 }
 
-const emptySnapshot = (now: number): EngineSnapshot => ({ version: 1, takenAt: now, resources: [], leases: [] });
-const zeroCounters = { grants: 0, rejections: 0, timeouts: 0, cancellations: 0, expirations: 0 };
+/** How the "leading" log line names where a term's state came from. */
+const planSources: Record<TakeoverPlan["kind"], string> = {
+  memory: "memory",
+  "memory-rewrite": "memory (Redis had lost its data)",
+  "final-snapshot": "final snapshot",
+  snapshot: "snapshot",
+  config: "config",
+};
+
+/** Until when a plan assumes the previous leader may have granted; undefined: it did not. */
+const notBeforeOf = (plan: TakeoverPlan): number | undefined => ("notBefore" in plan ? plan.notBefore : undefined);
 
 /**
  * One node's membership in a group. Create it before the engine (the engine
@@ -154,7 +164,7 @@ export class RedisGroup implements ResourceStore {
       now: () => clock.now(),
       setTimer: (at, fn) =>
         clock.setTimer(at, () => {
-          this.gate.isOpen(); // A late timer past the deadline fences before the engine grants.
+          this.gate.checkDeadline(); // A late timer past the deadline fences before the engine grants.
           fn();
         }),
       clearTimer: (id) => clock.clearTimer(id),
@@ -279,9 +289,9 @@ export class RedisGroup implements ResourceStore {
       return;
     }
     const until = this.deadline(sentAt);
-    // isOpen() notices a deadline that passed while the renewal was in flight
+    // checkDeadline() notices a deadline that passed while the renewal was in flight
     // (the engine may have held grants back at it): then reopen from memory.
-    if (this.granting && this.gate.isOpen()) {
+    if (this.granting && this.gate.checkDeadline()) {
       this.extend(until);
       return;
     }
@@ -330,11 +340,19 @@ export class RedisGroup implements ResourceStore {
     await this.reloadKeys();
     if (this.stopped || this.term !== term) return;
     const now = clock.now();
-    const plan = this.plan(term, stored, now);
-    // Still granting from memory (--redis-loss continue): nothing to install.
-    if (!(plan.from.startsWith("memory") && this.granting)) engine.restore(plan.snapshot, { notBefore: plan.notBefore, leaseGraceFrom: now });
+    const plan = planTakeover(term, this.memoryTerm, stored, now);
+    switch (plan.kind) {
+      case "memory":
+      case "memory-rewrite":
+        // Reopens the engine (stopGranting shut it) on its own state; one
+        // still granting (--redis-loss continue) has nothing to install.
+        if (!this.granting) engine.restore(engine.snapshot(), { notBefore: notBeforeOf(plan), leaseGraceFrom: now });
+        break;
+      default:
+        engine.restore(plan.snapshot, { notBefore: notBeforeOf(plan), leaseGraceFrom: now });
+    }
     this.memoryTerm = term;
-    if (plan.rewriteResources) for (const spec of engine.listResources()) await this.store.putResource(term, spec);
+    if (plan.kind === "memory-rewrite") for (const spec of engine.listResources()) await this.store.putResource(term, spec);
     const added = await this.store.seed(term, this.deps.seed.filter((s) => !stored.resources.has(s.name)));
     for (const spec of this.deps.seed) if (added.includes(spec.name)) engine.putResource(spec);
     // The reservation goes out before the first grant of this term.
@@ -344,46 +362,12 @@ export class RedisGroup implements ResourceStore {
     if (this.stopped || this.term !== term) return;
     log.info("leading", {
       epoch: term.epoch,
-      from: plan.from,
-      notBefore: plan.notBefore,
-      resources: engine.listResources().map((r) => r.name),
+      from: planSources[plan.kind],
+      notBefore: notBeforeOf(plan),
+      resources: engine.listResources().length,
       leases: engine.leaseCount(),
     });
     this.startGranting(this.deadline(sentAt));
-  }
-
-  /** Decides what a new term starts from. */
-  private plan(
-    term: Term,
-    stored: StoredState,
-    now: number,
-  ): { snapshot: EngineSnapshot; notBefore: number | undefined; from: string; rewriteResources: boolean } {
-    const engine = this.engine();
-    const mine = this.memoryTerm;
-    if (mine !== undefined) {
-      // Nobody else led since our last term: our memory is the latest truth.
-      if (term.epoch === mine.epoch + 1 || stored.snapshot?.term === mine.value) {
-        return { snapshot: engine.snapshot(), notBefore: undefined, from: "memory", rewriteResources: false };
-      }
-      // Redis lost its data (restarted without persistence): write our memory
-      // back, conservatively, since we cannot know who led after us.
-      if (stored.snapshot === undefined && stored.reservation === undefined && stored.resources.size === 0) {
-        return { snapshot: engine.snapshot(), notBefore: now, from: "memory (Redis had lost its data)", rewriteResources: true };
-      }
-    }
-    const base = stored.snapshot?.snapshot ?? emptySnapshot(now);
-    const previous = new Map(base.resources.map((r) => [r.spec.name, r]));
-    // The hash holds the acknowledged specs; the snapshot only their state.
-    const resources: ResourceSnapshot[] = [...stored.resources.values()].map(
-      (spec) => previous.get(spec.name) ?? { spec, tats: [], counters: { ...zeroCounters }, lanes: [] },
-    );
-    for (const r of resources) r.spec = stored.resources.get(r.spec.name)!;
-    const snapshot: EngineSnapshot = { ...base, resources };
-    if (stored.snapshot?.final === true) return { snapshot, notBefore: undefined, from: "final snapshot", rewriteResources: false };
-    // A leader may have granted up to its reservation (or now, whichever is later).
-    const granted = stored.snapshot !== undefined || stored.reservation !== undefined;
-    const notBefore = granted ? Math.max(stored.reservation?.until ?? 0, now) : undefined;
-    return { snapshot, notBefore, from: stored.snapshot === undefined ? "config" : "snapshot", rewriteResources: false };
   }
 
   private reloadKeys(): Promise<void> {
@@ -407,7 +391,7 @@ export class RedisGroup implements ResourceStore {
     const { clock } = this.deps;
     this.snapshotTimer = clock.setTimer(clock.now() + this.options.snapshotEveryMs, () => this.snapshotTick());
     const term = this.term;
-    if (this.stopped || term === undefined || !this.granting || this.writingSnapshot || !this.gate.isOpen()) return;
+    if (this.stopped || term === undefined || !this.granting || this.writingSnapshot || !this.gate.checkDeadline()) return;
     this.writingSnapshot = true;
     this.store
       .writeSnapshot(term, this.engine().snapshot())
@@ -435,7 +419,7 @@ export class RedisGroup implements ResourceStore {
     const { clock } = this.deps;
     this.gate.lead(until);
     if (this.lapseTimer !== undefined) clock.clearTimer(this.lapseTimer);
-    this.lapseTimer = Number.isFinite(until) ? clock.setTimer(until, () => this.gate.isOpen()) : undefined;
+    this.lapseTimer = Number.isFinite(until) ? clock.setTimer(until, () => this.gate.checkDeadline()) : undefined;
   }
 
   /** Our term is over (Redis refused a fenced write or the renewal). */
@@ -487,7 +471,7 @@ export class RedisGroup implements ResourceStore {
   }
 
   private report(): void {
-    const serving = this.granting && this.gate.isOpen();
+    const serving = this.granting && this.gate.checkDeadline();
     this.deps.onStatus({ serving, standby: !serving && this.redisUp && this.leaderHint !== undefined, redis: this.redisUp });
   }
 

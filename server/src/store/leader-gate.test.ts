@@ -1,7 +1,7 @@
 import { status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { leaderMetadataKey } from "@ratequeue/proto";
-import { LeaderGate } from "../rpc/gate.js";
+import { LeaderGate } from "./leader-gate.js";
 
 describe("LeaderGate", () => {
   it("is open until its deadline; the first check past it closes the gate and reports the lapse once", () => {
@@ -12,12 +12,12 @@ describe("LeaderGate", () => {
     gate.lead(2000);
     expect(gate.refusal()).toBeUndefined();
     now = 1999;
-    expect(gate.isOpen()).toBe(true);
+    expect(gate.checkDeadline()).toBe(true);
     now = 2000; // a check exactly at the deadline is already too late
     const refusal = gate.refusal();
     expect(refusal?.code).toBe(status.UNAVAILABLE);
     expect(refusal?.trailers).toEqual({}); // nobody known to lead
-    expect(gate.isOpen()).toBe(false);
+    expect(gate.checkDeadline()).toBe(false);
     expect(lapses).toEqual([2000]);
   });
 

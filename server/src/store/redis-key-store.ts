@@ -3,8 +3,7 @@
 // group's one write path, so only the current leader's writes land and a
 // deposed leader cannot resurrect a revoked key. See auth/key-store.ts for
 // the contract.
-import type { KeyStore } from "../auth/key-store.js";
-import type { KeyRecord } from "../auth/keys.js";
+import type { KeyRecord, KeyStore } from "../auth/index.js";
 import type { Logger } from "../log.js";
 import type { RedisStore, Term } from "./redis-store.js";
 

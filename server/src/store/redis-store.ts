@@ -16,7 +16,7 @@
 // throws FencedError. A deposed leader's late write therefore cannot land.
 // Reads need no fencing: only a leader reads, right after winning the lease.
 import type { Redis } from "ioredis";
-import type { KeyRecord } from "../auth/keys.js";
+import type { KeyRecord } from "../auth/index.js";
 import type { EngineSnapshot, ResourceSpec } from "../core/index.js";
 
 /** One leadership term: what this node wrote into the lease key when it won. */

@@ -6,11 +6,12 @@
 //
 // Each line looks like
 //
-//	{"client":"go","pid":4242,"seq":1,"resource":"openai-gpt4","lease_id":"…","load":2000,"ts":"2026-01-02T15:04:05.123456789Z","t_ms":1767366245123.456,"grant_ms":1767366245122.9,"wait_ms":12.5}
+//	{"client":"go","pid":4242,"seq":1,"resource":"openai-gpt4","lease_id":"…","load":2000,"ts":"2026-01-02T15:04:05.123456789Z","t_ms":1767366245123.456,"grant_ms":1767366245122,"wait_ms":12.5}
 //
 // where ts and t_ms are the worker's clock when the grant arrived and
-// grant_ms the server's grant time (Unix milliseconds). The address defaults
-// to RATEQUEUE_URL, the API key to RATEQUEUE_API_KEY.
+// grant_ms the server's grant time in whole Unix milliseconds (exact: the
+// server's clock has millisecond resolution). The address defaults to
+// RATEQUEUE_URL, the API key to RATEQUEUE_API_KEY.
 package main
 
 import (
@@ -37,14 +38,14 @@ type grant struct {
 	Load     float64 `json:"load"`
 	TS       string  `json:"ts"`
 	TMs      float64 `json:"t_ms"`
-	GrantMs  float64 `json:"grant_ms,omitempty"`
+	GrantMs  int64   `json:"grant_ms,omitempty"`
 	WaitMs   float64 `json:"wait_ms"`
 }
 
 func ms(t time.Time) float64 { return float64(t.UnixNano()) / 1e6 }
 
 func main() {
-	addr := flag.String("addr", "", "server address list (default $RATEQUEUE_URL, else localhost:7070)")
+	addr := flag.String("addr", "", "server address list (default $RATEQUEUE_URL, else "+ratequeue.DefaultURL+")")
 	resource := flag.String("resource", "", "resource to acquire (required)")
 	count := flag.Int("count", 10, "number of leases to acquire")
 	load := flag.Float64("load", 1, "load of each acquire")
@@ -99,7 +100,7 @@ func main() {
 				g := grant{Client: "go", PID: os.Getpid(), Seq: seq, Resource: l.Resource(), LeaseID: l.ID(), Load: l.Load(),
 					TS: now.UTC().Format(time.RFC3339Nano), TMs: ms(now), WaitMs: float64(l.Wait()) / 1e6}
 				if t := l.GrantTime(); !t.IsZero() {
-					g.GrantMs = ms(t)
+					g.GrantMs = t.UnixMilli()
 				}
 				outMu.Lock()
 				_ = enc.Encode(g)

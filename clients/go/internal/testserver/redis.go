@@ -86,6 +86,39 @@ func StartRedis() (*Redis, error) {
 	}
 }
 
+// Get returns the string value of key ("" when it does not exist), over
+// one RESP connection.
+func (r *Redis) Get(key string) (string, error) {
+	addr := strings.TrimSuffix(strings.TrimPrefix(r.URL, "redis://"), "/0")
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(conn, "*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(key), key); err != nil {
+		return "", err
+	}
+	rd := bufio.NewReader(conn)
+	head, err := rd.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	head = strings.TrimSuffix(head, "\r\n")
+	if !strings.HasPrefix(head, "$") {
+		return "", fmt.Errorf("redis GET %s: %s", key, head)
+	}
+	n, err := strconv.Atoi(head[1:])
+	if err != nil || n < 0 {
+		return "", err // $-1: no such key
+	}
+	buf := make([]byte, n+2)
+	if _, err := io.ReadFull(rd, buf); err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
 // Stop kills redis-server and removes its directory.
 func (r *Redis) Stop() {
 	_ = r.cmd.Process.Kill()

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -229,13 +230,22 @@ type Proxy struct {
 	// Addr is the proxy's host:port.
 	Addr string
 
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	paused bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
+	ln       net.Listener
+	target   string
+	accepted atomic.Int64 // connections forwarded
+	sent     atomic.Int64 // bytes forwarded from clients to the target
+	mu       sync.Mutex
+	paused   bool
+	conns    map[net.Conn]struct{}
+	wg       sync.WaitGroup
 }
+
+// Accepted returns how many connections the proxy has forwarded.
+func (p *Proxy) Accepted() int64 { return p.accepted.Load() }
+
+// Sent returns how many bytes clients have sent through the proxy: it grows
+// with every call or stream a client starts, not while the client is idle.
+func (p *Proxy) Sent() int64 { return p.sent.Load() }
 
 // NewProxy listens on a free port of 127.0.0.1 and forwards to target.
 func NewProxy(target string) (*Proxy, error) {
@@ -268,24 +278,41 @@ func (p *Proxy) accept() {
 			in.Close()
 			continue
 		}
+		p.accepted.Add(1)
 		p.mu.Lock()
 		p.conns[in], p.conns[out] = struct{}{}, struct{}{}
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pipe(in, out)
-		go p.pipe(out, in)
+		go p.pipe(in, out, nil)
+		go p.pipe(out, in, &p.sent)
 	}
 }
 
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst, adding the bytes to count when it is not nil.
+func (p *Proxy) pipe(dst, src net.Conn, count *atomic.Int64) {
 	defer p.wg.Done()
-	io.Copy(dst, src)
+	var w io.Writer = dst
+	if count != nil {
+		w = countingWriter{dst, count}
+	}
+	io.Copy(w, src)
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
 	delete(p.conns, dst)
 	delete(p.conns, src)
 	p.mu.Unlock()
+}
+
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // Cut closes every open connection; new ones are still accepted.

@@ -33,6 +33,59 @@ const (
 // A worker process normally keeps one Session stream open and multiplexes all
 // of its acquires on it; the unary RPCs do the same work for callers that
 // keep no stream.
+//
+// Session protocol. Every client (TypeScript, Python, Go) follows these
+// rules; docs/protocol.md explains them and test/conformance/ proves each
+// client keeps them.
+//
+// Metadata. Every call carries "authorization: Bearer <key>" when the client
+// has an API key. A root key picks the namespace it acts in with
+// "ratequeue-namespace: <name>". A node that cannot serve (a standby, or a
+// leader that stopped granting) answers UNAVAILABLE and, when it knows the
+// leader, names its host:port in the "ratequeue-leader" trailer.
+//
+// Connecting. A client keeps one Session stream. It connects to the node the
+// last "ratequeue-leader" trailer named (with the same TLS setting as the node
+// that named it), else to the next address of its list, round robin. Between
+// attempts it pauses 50 ms, doubling up to 1 s, each pause jittered to 0.5 to
+// 1 times; the pause starts again at 50 ms after a stream that answered. It
+// pings every 30 s (10 s timeout), also without calls in flight.
+//
+// Request ids. The client numbers its messages: not 0, unique within the
+// stream. Answers carry the id of the message they answer; notices carry 0.
+//
+// Heartbeats. A held lease is heartbeated about every third of its ttl. One
+// HeartbeatRequest names at most 1,000 lease ids: a client holding more sends
+// several. A lease answered held: false is lost.
+//
+// A failure answer. UNAVAILABLE on an operation means the node is going
+// away (shutting down, or no longer leading): the client keeps the operation,
+// gives the node up to 250 ms to end the stream (its status may name the
+// leader), then reconnects and sends the operation again. Any other code ends
+// that operation with that code.
+//
+// The stream ending. UNAVAILABLE, CANCELLED, DEADLINE_EXCEEDED, ABORTED,
+// INTERNAL, UNKNOWN, or an end without a status: the client reconnects and
+// re-attaches. UNAUTHENTICATED or PERMISSION_DENIED: the key is refused, so
+// every waiting operation fails with that code and every held lease is lost
+// (nobody can heartbeat it with this key; the server frees it at its TTL);
+// the client connects again only for a new operation. Any other code: every
+// waiting operation fails with it; held leases are kept and the client
+// reconnects to heartbeat them.
+//
+// Re-attaching. On a new stream the client sends, in this order: the waiting
+// acquires, in request-id order, each with a timeout of only what is left of
+// its own; the releases not yet answered; heartbeats naming every held lease,
+// at least one even when none is held: its answer shows the stream works.
+//
+// Without a stream. A waiting acquire survives at most the reconnect timeout
+// (30 s by default) without a working stream, then fails UNAVAILABLE. An
+// acquire's timeout is the server's to enforce: the client gives up on its own
+// only 2 s after the timeout (the server could not be reached), or at once
+// when the caller's own context ends (Go); either way a key refusal seen on
+// the last attempt wins over DEADLINE_EXCEEDED. An
+// unanswered release is sent again after reconnecting until the lease's ttl
+// has passed; by then the server has freed the slot.
 type RateQueueServiceClient interface {
 	// Session is one worker process's stream. The client sends acquire,
 	// release, heartbeat and cancel messages tagged with its own request ids;
@@ -111,6 +164,59 @@ func (c *rateQueueServiceClient) Heartbeat(ctx context.Context, in *HeartbeatReq
 // A worker process normally keeps one Session stream open and multiplexes all
 // of its acquires on it; the unary RPCs do the same work for callers that
 // keep no stream.
+//
+// Session protocol. Every client (TypeScript, Python, Go) follows these
+// rules; docs/protocol.md explains them and test/conformance/ proves each
+// client keeps them.
+//
+// Metadata. Every call carries "authorization: Bearer <key>" when the client
+// has an API key. A root key picks the namespace it acts in with
+// "ratequeue-namespace: <name>". A node that cannot serve (a standby, or a
+// leader that stopped granting) answers UNAVAILABLE and, when it knows the
+// leader, names its host:port in the "ratequeue-leader" trailer.
+//
+// Connecting. A client keeps one Session stream. It connects to the node the
+// last "ratequeue-leader" trailer named (with the same TLS setting as the node
+// that named it), else to the next address of its list, round robin. Between
+// attempts it pauses 50 ms, doubling up to 1 s, each pause jittered to 0.5 to
+// 1 times; the pause starts again at 50 ms after a stream that answered. It
+// pings every 30 s (10 s timeout), also without calls in flight.
+//
+// Request ids. The client numbers its messages: not 0, unique within the
+// stream. Answers carry the id of the message they answer; notices carry 0.
+//
+// Heartbeats. A held lease is heartbeated about every third of its ttl. One
+// HeartbeatRequest names at most 1,000 lease ids: a client holding more sends
+// several. A lease answered held: false is lost.
+//
+// A failure answer. UNAVAILABLE on an operation means the node is going
+// away (shutting down, or no longer leading): the client keeps the operation,
+// gives the node up to 250 ms to end the stream (its status may name the
+// leader), then reconnects and sends the operation again. Any other code ends
+// that operation with that code.
+//
+// The stream ending. UNAVAILABLE, CANCELLED, DEADLINE_EXCEEDED, ABORTED,
+// INTERNAL, UNKNOWN, or an end without a status: the client reconnects and
+// re-attaches. UNAUTHENTICATED or PERMISSION_DENIED: the key is refused, so
+// every waiting operation fails with that code and every held lease is lost
+// (nobody can heartbeat it with this key; the server frees it at its TTL);
+// the client connects again only for a new operation. Any other code: every
+// waiting operation fails with it; held leases are kept and the client
+// reconnects to heartbeat them.
+//
+// Re-attaching. On a new stream the client sends, in this order: the waiting
+// acquires, in request-id order, each with a timeout of only what is left of
+// its own; the releases not yet answered; heartbeats naming every held lease,
+// at least one even when none is held: its answer shows the stream works.
+//
+// Without a stream. A waiting acquire survives at most the reconnect timeout
+// (30 s by default) without a working stream, then fails UNAVAILABLE. An
+// acquire's timeout is the server's to enforce: the client gives up on its own
+// only 2 s after the timeout (the server could not be reached), or at once
+// when the caller's own context ends (Go); either way a key refusal seen on
+// the last attempt wins over DEADLINE_EXCEEDED. An
+// unanswered release is sent again after reconnecting until the lease's ttl
+// has passed; by then the server has freed the slot.
 type RateQueueServiceServer interface {
 	// Session is one worker process's stream. The client sends acquire,
 	// release, heartbeat and cancel messages tagged with its own request ids;

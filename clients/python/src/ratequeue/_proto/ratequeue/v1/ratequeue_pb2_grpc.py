@@ -72,7 +72,8 @@ class RateQueueServiceStub(object):
 
     Re-attaching. On a new stream the client sends, in this order: the waiting
     acquires, in request-id order, each with a timeout of only what is left of
-    its own; the releases not yet answered; heartbeats naming every held lease.
+    its own; the releases not yet answered; heartbeats naming every held lease,
+    at least one even when none is held: its answer shows the stream works.
 
     Without a stream. A waiting acquire survives at most the reconnect timeout
     (30 s by default) without a working stream, then fails UNAVAILABLE. An
@@ -159,7 +160,8 @@ class RateQueueServiceServicer(object):
 
     Re-attaching. On a new stream the client sends, in this order: the waiting
     acquires, in request-id order, each with a timeout of only what is left of
-    its own; the releases not yet answered; heartbeats naming every held lease.
+    its own; the releases not yet answered; heartbeats naming every held lease,
+    at least one even when none is held: its answer shows the stream works.
 
     Without a stream. A waiting acquire survives at most the reconnect timeout
     (30 s by default) without a working stream, then fails UNAVAILABLE. An
@@ -285,7 +287,8 @@ class RateQueueService(object):
 
     Re-attaching. On a new stream the client sends, in this order: the waiting
     acquires, in request-id order, each with a timeout of only what is left of
-    its own; the releases not yet answered; heartbeats naming every held lease.
+    its own; the releases not yet answered; heartbeats naming every held lease,
+    at least one even when none is held: its answer shows the stream works.
 
     Without a stream. A waiting acquire survives at most the reconnect timeout
     (30 s by default) without a working stream, then fails UNAVAILABLE. An

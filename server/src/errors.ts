@@ -1,5 +1,8 @@
+// The one error type every layer outside the core throws when a call must
+// fail: it carries the gRPC status a client sees. The RPC handlers turn it
+// into the call's status (rpc/handler.ts); auth, validation and the group
+// throw it without knowing about handlers.
 import { status } from "@grpc/grpc-js";
-import type { FailureCode } from "../core/index.js";
 
 /** An error that becomes a gRPC status with a message that says what to fix. */
 export class RpcError extends Error {
@@ -17,11 +20,6 @@ export class RpcError extends Error {
 /** INVALID_ARGUMENT naming the field and the rule it broke. */
 export function invalidField(field: string, rule: string): RpcError {
   return new RpcError(status.INVALID_ARGUMENT, `${field}: ${rule}`);
-}
-
-/** The grpc-js status for an engine failure code. */
-export function statusOf(code: FailureCode): status {
-  return status[code];
 }
 
 /**

@@ -1,29 +1,9 @@
+// The gate of a group member: open only on the leader, and only until its
+// leadership lease could have lapsed.
 import { status } from "@grpc/grpc-js";
 import { leaderMetadataKey } from "@ratequeue/proto";
-import { RpcError } from "./rpc-error.js";
-
-/**
- * Decides whether this node may take work now. A lone node is open until it
- * shuts down; in a group only the leader is open, and a closed gate names
- * the leader so clients can follow it.
- */
-export interface Gate {
-  /** Undefined when work may proceed; otherwise the error to answer with. */
-  refusal(): RpcError | undefined;
-}
-
-/** A gate that is open until closed (the embedded single-node default). */
-export class OpenGate implements Gate {
-  private closedWith: string | undefined;
-
-  close(reason: string): void {
-    this.closedWith = reason;
-  }
-
-  refusal(): RpcError | undefined {
-    return this.closedWith === undefined ? undefined : new RpcError(status.UNAVAILABLE, this.closedWith);
-  }
-}
+import { RpcError } from "../errors.js";
+import type { Gate } from "./gate.js";
 
 /**
  * The gate of a node in a Redis group. Open only while this node leads and
@@ -74,8 +54,11 @@ export class LeaderGate implements Gate {
     this.shutDown = true;
   }
 
-  /** True while this node may grant. Checks the deadline. */
-  isOpen(): boolean {
+  /**
+   * Closes the gate if its deadline has passed (calling onLapse); true while
+   * it stays open, i.e. while this node may grant.
+   */
+  checkDeadline(): boolean {
     if (this.until === -Infinity) return false;
     if (this.now() < this.until) return true;
     const deadline = this.until;
@@ -97,7 +80,7 @@ export class LeaderGate implements Gate {
   }
 
   refusal(): RpcError | undefined {
-    if (this.isOpen()) return undefined;
+    if (this.checkDeadline()) return undefined;
     return new RpcError(status.UNAVAILABLE, this.reason, this.leader === undefined ? {} : { [leaderMetadataKey]: this.leader });
   }
 }

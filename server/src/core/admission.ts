@@ -1,0 +1,83 @@
+// Whether a request may be granted: the refusals decided on arrival, the
+// concurrency cap, the time from which the limits admit a load, and the
+// failure messages callers see.
+import type { Gcra } from "./gcra.js";
+import type { Resource, Waiter } from "./resource.js";
+import type { AcquireRequest, AcquireResult, FailureCode, LimitSpec, Millis } from "./types.js";
+
+/** Formats a period for messages: 60000 -> "60s", 250 -> "250ms". */
+function formatPeriod(ms: Millis): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+function describeLimit(l: LimitSpec, i: number): string {
+  return `limit ${i + 1} (${l.dimension} ${l.amount} per ${formatPeriod(l.periodMs)})`;
+}
+
+/** A failed result. */
+export function failure(code: FailureCode, message: string): AcquireResult {
+  return { ok: false, failure: { code, message } };
+}
+
+/**
+ * Why a request is refused at once, or undefined: the engine is closed
+ * (`closedMessage`), the resource or lane is unknown, the load exceeds a
+ * burst, or the queue is full. Counts the refusal on the resource.
+ */
+export function refusal(r: Resource | undefined, req: AcquireRequest, closedMessage: string | undefined): AcquireResult | undefined {
+  if (closedMessage !== undefined) return failure("UNAVAILABLE", closedMessage);
+  if (r === undefined) return failure("NOT_FOUND", `resource '${req.resource}' not found`);
+  if (req.lane !== "" && !r.laneByName.has(req.lane)) {
+    r.rejections++;
+    const valid = r.lanes.map((l) => l.name).join(", ");
+    return failure("INVALID_ARGUMENT", `lane '${req.lane}' is not a lane of '${r.name}'; valid lanes: ${valid}`);
+  }
+  const never = neverFits(r, req.load);
+  if (never !== undefined) {
+    r.rejections++;
+    return failure("INVALID_ARGUMENT", never);
+  }
+  if (r.waiting >= r.spec.maxQueue) {
+    r.rejections++;
+    return failure("RESOURCE_EXHAUSTED", `queue of '${r.name}' is full (${r.waiting} waiting)`);
+  }
+  return undefined;
+}
+
+/** A message when `load` exceeds some limit's burst (it can never be granted). */
+export function neverFits(r: Resource, load: number): string | undefined {
+  for (let i = 0; i < r.limits.length; i++) {
+    const g = r.limits[i] as Gcra;
+    if (!g.canEverFit(g.cost(load))) {
+      const what = g.spec.dimension === "load" ? `load ${load}` : "a request's cost of 1";
+      return `${what} exceeds the burst ${g.spec.burst} of ${describeLimit(g.spec, i)}; it can never be granted`;
+    }
+  }
+  return undefined;
+}
+
+/** True while the concurrency cap allows one more lease. */
+export function hasRoom(r: Resource): boolean {
+  const cap = r.spec.concurrency;
+  return cap <= 0 || r.inFlight < cap;
+}
+
+/** The time from which every limit admits `load` (<= now: it fits now). */
+export function readyAt(r: Resource, load: number, now: Millis): Millis {
+  let at = -Infinity;
+  const limits = r.limits;
+  for (let i = 0; i < limits.length; i++) {
+    const g = limits[i] as Gcra;
+    const t = g.readyAt(g.cost(load), now);
+    if (t > at) at = t;
+  }
+  return at;
+}
+
+/** The failure of a waiter whose deadline came. */
+export function timeoutFailure(w: Waiter, now: Millis): AcquireResult {
+  return failure(
+    "DEADLINE_EXCEEDED",
+    `waited ${Math.round(now - w.enqueuedAt)} ms for '${w.res.name}'; no slot was free before the deadline`,
+  );
+}
