@@ -83,6 +83,24 @@ def test_a_refused_session_fails_the_wait_at_once_and_keeps_the_held_lease(tmp_p
         assert srv.stop() == 0, "".join(srv.log[-20:])
 
 
+def test_clients_share_a_session_unless_named_apart(tmp_path):
+    cfg = tmp_path / "ratequeue.yaml"
+    cfg.write_text("resources:\n  r: {}\n")
+    srv = start_server(cfg, args=["--max-sessions-per-key", "1"])
+    try:
+        # Equal configurations: one stream for both, within the limit of one.
+        first, same = ratequeue.Client(srv.url), ratequeue.Client(srv.url)
+        first.acquire_lease("r").release()
+        same.acquire_lease("r").release()
+        # Named apart: a stream each, and the server refuses the second.
+        with pytest.raises(ratequeue.QueueFull) as e:
+            ratequeue.Client(srv.url, session_name="another").acquire_lease("r", timeout=5)
+        assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        first.close()
+    finally:
+        assert srv.stop() == 0, "".join(srv.log[-20:])
+
+
 def test_a_waiting_acquire_survives_the_reconnect_timeout_without_a_stream(server, admin, proxy):
     """Counted from when the stream went down, not from the acquire."""
     name = admin.put(concurrency=1)

@@ -68,7 +68,7 @@ def _failure(err: BaseException) -> Dict[str, Any]:
 class Adapter:
     def __init__(self) -> None:
         self.clients: Dict[str, rq.Client] = {}
-        # Leases acquired and not released: id -> (client name, lease).
+        # Every lease acquired here: id -> (client name, lease).
         self.leases: Dict[str, Tuple[str, rq.Lease]] = {}
         self.acquires: Dict[int, asyncio.Task] = {}  # acquire command id -> its task
         self.tasks: set = set()
@@ -115,7 +115,7 @@ class Adapter:
 
     def lease(self, lease_id: str) -> rq.Lease:
         if lease_id not in self.leases:
-            raise CommandError(f"no held lease {lease_id!r} (never acquired here, or released)")
+            raise CommandError(f"no lease {lease_id!r} was acquired here")
         return self.leases[lease_id][1]
 
     def hold(self, name: str, lease: rq.Lease) -> Dict[str, Any]:
@@ -124,9 +124,7 @@ class Adapter:
         return {"lease": lease.lease_id, "grantTimeMs": grant_ms, "load": lease.load}
 
     async def release(self, lease_id: str, actual_load: Optional[float]) -> Optional[str]:
-        lease = self.lease(lease_id)
-        outcome = await lease.release(actual_load=actual_load)
-        self.leases.pop(lease_id, None)
+        outcome = await self.lease(lease_id).release(actual_load=actual_load)
         return outcome.lower() if outcome is not None else None
 
     async def execute(self, kind: Optional[str], cmd: Dict[str, Any]) -> Dict[str, Any]:
@@ -140,7 +138,9 @@ class Adapter:
                 options["namespace"] = cmd["namespace"]
             if cmd.get("reconnectTimeoutMs") is not None:
                 options["reconnect_timeout"] = cmd["reconnectTimeoutMs"] / 1000
-            self.clients[cmd["client"]] = rq.Client(cmd["url"], **options)
+            # Each client of the suite is its own session, as in the other
+            # languages (equal configurations would share one).
+            self.clients[cmd["client"]] = rq.Client(cmd["url"], session_name=cmd["client"], **options)
             return {}
         if kind == "acquire":
             client = self.client(cmd)
@@ -176,7 +176,7 @@ class Adapter:
             ids = list(cmd["leases"])
             return {"outcomes": list(await asyncio.gather(*(self.release(i, None) for i in ids)))}
         if kind == "leases":
-            mine = [lease for name, lease in self.leases.values() if name == cmd.get("client")]
+            mine = [lease for name, lease in self.leases.values() if name == cmd.get("client") and not lease.released]
             return {"held": [l.lease_id for l in mine if not l.lost], "lost": [l.lease_id for l in mine if l.lost]}
         if kind == "close":
             client = self.clients.pop(cmd.get("client"), None)

@@ -85,6 +85,10 @@ class ClientConfig:
             metadata. Only a root key may choose one; any other key acts in
             its own namespace and naming another one is refused with
             ``PermissionDenied``. ``None``: the key's namespace.
+        session_name: Clients of a process with equal configurations share
+            one session stream (the server counts sessions per key). Give
+            clients different names to give each its own stream. ``None``:
+            shared.
     """
 
     url: str = ""
@@ -97,6 +101,7 @@ class ClientConfig:
     cert_file: Optional[str] = None
     key_file: Optional[str] = None
     namespace: Optional[str] = None
+    session_name: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.root_certificates is not None and self.ca_file:
