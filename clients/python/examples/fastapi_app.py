@@ -1,8 +1,10 @@
 """A FastAPI endpoint that takes its upstream budget from ratequeue.
 
-    RATEQUEUE_URL=http://localhost:7070 uvicorn fastapi_app:app   # in examples/
+    RATEQUEUE_URL=http://127.0.0.1:7070 uvicorn fastapi_app:app   # in examples/
 
-User-facing requests go first: priority 100 in the "user-facing" lane.
+User-facing requests go first: priority 100 in the "user-facing" lane. A
+streamed answer holds its lease until the last chunk is sent, so the lease
+outlives the handler and releases itself at the end of the stream.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import os
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 import ratequeue
@@ -41,6 +43,24 @@ async def chat(body: ChatRequest) -> dict:
         resp = await fake_provider_call(body.message)
         lease.actual_load = resp["usage"]["total_tokens"]
     return {"reply": resp["reply"], "waited": lease.wait_time}
+
+
+@app.post("/chat/stream")
+async def chat_stream(body: ChatRequest) -> StreamingResponse:
+    lease = await rq.Client().acquire_lease(RESOURCE, load=len(body.message) // 4 + 100, priority=100,
+                                            lane="user-facing", timeout=WAIT_SECONDS)
+
+    async def chunks():
+        sent = 0
+        try:
+            for word in body.message.split():
+                sent += 1
+                yield word.upper() + "\n"
+                await asyncio.sleep(0.01)  # stands in for the provider's stream
+        finally:  # also when the client hangs up mid-stream
+            await lease.release(actual_load=sent + 20)
+
+    return StreamingResponse(chunks(), media_type="text/plain")
 
 
 @app.exception_handler(ratequeue.AcquireTimeout)

@@ -3,7 +3,7 @@
 Runs offline with LangChain's fake chat model; swap in a real one (commented
 below) for production. Run it with a server up and the resource declared:
 
-    RATEQUEUE_URL=http://localhost:7070 python examples/langchain_chain.py
+    RATEQUEUE_URL=http://127.0.0.1:7070 python examples/langchain_chain.py
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import multiprocessing as mp
 import os
 import queue
 import shutil
@@ -24,13 +25,17 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from fractions import Fraction
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import grpc
 import pytest
 from google.protobuf import duration_pb2
 
 from ratequeue._proto.ratequeue.v1 import admin_pb2, admin_pb2_grpc
+from ratequeue._protocol import AUTHORIZATION_METADATA_KEY, NAMESPACE_METADATA_KEY
+
+import fleet_worker
 
 HERE = Path(__file__).resolve().parent
 PY_ROOT = HERE.parent
@@ -77,14 +82,8 @@ class ServerProcess:
 
     def wait_for_log(self, msg: str, timeout: float = 10.0, after: int = 0) -> dict:
         """The first log entry with this ``msg`` (from entry index ``after`` on)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for entry in self.entries()[after:]:
-                if entry.get("msg") == msg:
-                    return entry
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {msg!r} log line within {timeout}s:\n" + "".join(self.log[-10:]))
-            time.sleep(0.02)
+        return wait_for(lambda: next((e for e in self.entries()[after:] if e.get("msg") == msg), None), timeout,
+                        what=lambda: f"a {msg!r} log line; the last lines:\n" + "".join(self.log[-10:]))
 
     def kill(self) -> None:
         """SIGKILL, and wait for the exit."""
@@ -101,6 +100,22 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, *, interval: float = 0.02,
+             what: Union[str, Callable[[], str], None] = None) -> Any:
+    """Polls ``predicate()`` until it returns a true value, and returns that
+    value; fails the test when ``timeout`` seconds pass first. The one way the
+    tests wait for a state (from async code: ``await asyncio.to_thread(wait_for, ...)``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            said = what() if callable(what) else what
+            raise AssertionError(f"not within {timeout}s: {said or getattr(predicate, '__name__', predicate)}")
+        time.sleep(interval)
 
 
 def free_port() -> int:
@@ -227,9 +242,9 @@ class Admin:
                         else grpc.insecure_channel(target))
         md = []
         if api_key:
-            md.append(("authorization", f"Bearer {api_key}"))
+            md.append((AUTHORIZATION_METADATA_KEY, f"Bearer {api_key}"))
         if namespace:
-            md.append(("ratequeue-namespace", namespace))
+            md.append((NAMESPACE_METADATA_KEY, namespace))
         self.stub = admin_pb2_grpc.AdminServiceStub(_with_metadata(self.channel, tuple(md)))
 
     def create_key(self, role: str = "worker", namespace: str = "") -> "admin_pb2.CreateApiKeyResponse":
@@ -265,14 +280,6 @@ class Admin:
 
     def queue_depth(self, name: str) -> int:
         return sum(lane.queue_depth for lane in self.stats(name).lanes)
-
-    def wait_for(self, predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(interval)
-        return predicate()
 
 
 class _Metadata(grpc.UnaryUnaryClientInterceptor):
@@ -319,24 +326,163 @@ def child_env(url: str, **extra: str) -> dict:
     return env
 
 
-def gcra_violations(times: List[float], *, rate: float, burst: float, slack: float = 0.0,
-                    extra: int = 0) -> List[str]:
-    """Checks that any window of length t holds at most burst + t * rate grants.
+def gcra_violations(times_ms: Sequence[int], *, amount: float, period_ms: int, burst: float,
+                    costs: Optional[Sequence[float]] = None) -> List[str]:
+    """The intervals that break a GCRA limit of ``amount`` per ``period_ms``
+    with ``burst``: the units granted in any interval of length t must not
+    exceed ``burst + t * amount / period_ms``.
 
-    ``slack`` (seconds) and ``extra`` (grants) absorb timestamp jitter.
+    Checked exactly, in rationals, on server grant times in integer ms
+    (:func:`fleet_worker.grant_ms`): no slack, no float rounding.
     """
-    ts = sorted(times)
+    grants = sorted(zip(times_ms, costs if costs is not None else [1] * len(times_ms)))
+    assert all(isinstance(t, int) for t, _ in grants), "grant times must be integer ms"
+    rate = Fraction(amount) / period_ms
     bad = []
-    j = 0
-    for i in range(len(ts)):
-        # the longest run of grants starting at ts[i]: check every end point
-        for j in range(i, len(ts)):
-            count = j - i + 1
-            allowed = burst + (ts[j] - ts[i] + slack) * rate + extra
-            if count > allowed + 1e-9:
-                bad.append(f"{count} grants in {ts[j] - ts[i]:.3f}s > {allowed:.2f}")
+    for i in range(len(grants)):
+        units = Fraction(0)
+        for j in range(i, len(grants)):
+            units += Fraction(grants[j][1])
+            allowed = Fraction(burst) + (grants[j][0] - grants[i][0]) * rate
+            if units > allowed:
+                bad.append(f"{units} units in [{grants[i][0]}, {grants[j][0]}] ms > {float(allowed):.3f}")
                 break
     return bad
+
+
+def in_window(times_ms: Sequence[int], start_ms: int, seconds: float) -> int:
+    """How many grants fall in [start_ms, start_ms + seconds]."""
+    return sum(start_ms <= t <= start_ms + int(seconds * 1000) for t in times_ms)
+
+
+def run_fleet(worker: Callable[..., Any], args_list: Sequence[tuple], *, seconds: float,
+              timeout: float = 120.0) -> Tuple[int, List[Any]]:
+    """Runs ``worker(*args, window)`` in one spawned process per ``args``.
+
+    Each worker connects first (a warm-up acquire), then calls
+    ``window.wait()``: when every worker is ready, they all start at the
+    same instant and run for ``seconds`` (see :class:`fleet_worker.Window`).
+    Returns the start (epoch ms) and the workers' results, in order.
+    """
+    ctx = mp.get_context("spawn")
+    ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    start_ms = ctx.Value("q", 0)
+    window = fleet_worker.Window(ready, go, start_ms, seconds)
+    procs = [ctx.Process(target=fleet_worker.run_member, args=(i, worker, args, window, results), daemon=True)
+             for i, args in enumerate(args_list)]
+    for p in procs:
+        p.start()
+    try:
+        deadline = time.monotonic() + timeout
+        for _ in procs:
+            ready.get(timeout=max(deadline - time.monotonic(), 0.1))
+        # Every worker is connected and waiting: start them together.
+        start_ms.value = int(time.time() * 1000) + 200
+        go.set()
+        out: Dict[int, Any] = {}
+        for _ in procs:
+            i, ok, value = results.get(timeout=max(deadline - time.monotonic(), 0.1))
+            if not ok:
+                raise AssertionError(f"fleet worker {i} failed:\n{value}")
+            out[i] = value
+        for p in procs:
+            p.join(10)
+        return start_ms.value, [out[i] for i in range(len(procs))]
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+
+class TcpProxy:
+    """A TCP proxy to a local server, whose connections a test can cut
+    (:meth:`cut`) and which can refuse new ones for a while (:meth:`refuse`,
+    :meth:`admit`): a network that drops."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream = upstream_port
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0  # connections let through
+        self.refusing = False
+        self.conns: List[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.refusing:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.accepted += 1
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        """Drops every open connection."""
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def refuse(self) -> None:
+        """Drops every open connection and closes new ones at once."""
+        self.refusing = True
+        self.cut()
+
+    def admit(self) -> None:
+        self.refusing = False
+
+    def close(self) -> None:
+        self.sock.close()
+        self.cut()
+
+
+@pytest.fixture
+def proxy(server: ServerProcess) -> Iterator[TcpProxy]:
+    """A :class:`TcpProxy` to the session's server."""
+    p = TcpProxy(server.port)
+    yield p
+    p.close()
 
 
 PYTHON = sys.executable

@@ -11,7 +11,11 @@ from typing import Any, List, Tuple
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
+import ratequeue
+import ratequeue.aio as rq
 from ratequeue.langchain import RateQueueRateLimiter, with_ratequeue
+
+from fleet_worker import Window, grant_ms
 
 USAGE = {"input_tokens": 60, "output_tokens": 40, "total_tokens": 100}
 
@@ -35,19 +39,46 @@ def _replies():
     return (AIMessage(content=f"answer {i}", usage_metadata=dict(USAGE)) for i in itertools.count())
 
 
-def limiter_calls(url: str, resource: str, seconds: float, use_async: bool) -> Tuple[int, List[float]]:
+class _Recording:
+    """Records the server grant time of every lease it acquires."""
+
+    grants: List[int]
+
+
+class RecordingClient(ratequeue.Client, _Recording):
+    def acquire_lease(self, *args: Any, **kwargs: Any) -> ratequeue.Lease:
+        lease = super().acquire_lease(*args, **kwargs)
+        self.grants.append(grant_ms(lease.grant_time))
+        return lease
+
+
+class RecordingAsyncClient(rq.Client, _Recording):
+    async def acquire_lease(self, *args: Any, **kwargs: Any) -> rq.Lease:
+        lease = await super().acquire_lease(*args, **kwargs)
+        self.grants.append(grant_ms(lease.grant_time))
+        return lease
+
+
+def limiter_calls(url: str, resource: str, warmup: str, use_async: bool, window: Window) -> Tuple[int, List[int]]:
+    """Model calls through RateQueueRateLimiter during the window. Returns
+    (pid, the server grant times of the limiter's leases in epoch ms)."""
+    client = (RecordingAsyncClient if use_async else RecordingClient)(url)
+    client.grants = []
     model = RecordingFakeChatModel(messages=_replies(), calls=[],
-                                   rate_limiter=RateQueueRateLimiter(resource, url=url))
-    stop = time.time() + seconds
+                                   rate_limiter=RateQueueRateLimiter(resource, client=client))
+    with ratequeue.Client(url).acquire(warmup, load=0):  # connected before the start
+        pass
+    _, end = window.wait()
     if use_async:
         async def main():
-            while time.time() < stop:
+            while time.time() < end:
                 await model.ainvoke("hello")
         asyncio.run(main())
     else:
-        while time.time() < stop:
+        while time.time() < end:
             model.invoke("hello")
-    return os.getpid(), [start for start, _ in model.calls]
+    assert len(client.grants) == len(model.calls), "one lease per model call"
+    return os.getpid(), client.grants
 
 
 def wrapper_calls(url: str, resource: str, calls: int, use_async: bool) -> List[Tuple[float, float]]:

@@ -11,6 +11,8 @@ import pytest
 import ratequeue
 import ratequeue.aio as rq
 
+from conftest import wait_for
+
 
 def test_sync_acquire_releases_on_exit(url, admin):
     name = admin.put(concurrency=1)
@@ -19,7 +21,7 @@ def test_sync_acquire_releases_on_exit(url, admin):
         assert lease.resource == name and lease.load == 3
         assert admin.stats(name).leases_in_flight == 1
     assert lease.released
-    assert admin.wait_for(lambda: admin.stats(name).leases_in_flight == 0)
+    wait_for(lambda: admin.stats(name).leases_in_flight == 0)
 
 
 def test_release_on_exception(url, admin):
@@ -69,6 +71,36 @@ def test_explicit_client_and_lease_api(server, admin, monkeypatch):
         return await aclient.release(lease)
 
     assert asyncio.run(main()) == "RELEASED"
+
+
+def test_a_sync_lease_releases_itself(url, admin):
+    # 100 load units per second, burst 100: a lease of 100 spends them all,
+    # and its release with an actual load of 10 refunds 90.
+    name = admin.put(load_rate=100, load_burst=100, period=60)
+    lease = ratequeue.Client().acquire_lease(name, load=100)
+    assert isinstance(lease, ratequeue.Lease)
+    assert admin.stats(name).leases_in_flight == 1
+    assert lease.release(actual_load=10) == "RELEASED"  # blocks until the server answered
+    assert lease.released and admin.stats(name).leases_in_flight == 0
+    assert lease.release() is None  # twice is harmless
+    with ratequeue.acquire(name, load=90, timeout=0):
+        pass
+
+
+def test_an_async_lease_releases_itself(url, admin):
+    name = admin.put(load_rate=100, load_burst=100, period=60)
+
+    async def main():
+        lease = await rq.Client().acquire_lease(name, load=100)
+        assert isinstance(lease, rq.Lease) and not isinstance(lease, ratequeue.Lease)
+        assert admin.stats(name).leases_in_flight == 1
+        lease.actual_load = 10  # used when release() is given none
+        assert await lease.release() == "RELEASED"
+        assert lease.released and admin.stats(name).leases_in_flight == 0
+        async with rq.acquire(name, load=90, timeout=0) as second:
+            assert isinstance(second, rq.Lease)
+
+    asyncio.run(main())
 
 
 def test_limited_decorator_sync_and_async(url, admin):

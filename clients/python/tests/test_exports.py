@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import re
+
+import grpc
 
 import ratequeue
 import ratequeue.aio
@@ -53,6 +56,55 @@ def test_public_names():
     assert not any(n.startswith("_proto") for n in ratequeue.__all__)
 
 
+def test_leases_release_themselves_sync_and_async():
+    assert ratequeue.aio.Lease is not ratequeue.Lease
+    assert not inspect.iscoroutinefunction(ratequeue.Lease.release)
+    assert inspect.iscoroutinefunction(ratequeue.aio.Lease.release)
+    for cls in (ratequeue.Lease, ratequeue.aio.Lease):
+        params = inspect.signature(cls.release).parameters
+        assert list(params) == ["self", "actual_load"]
+        assert params["actual_load"].kind is inspect.Parameter.KEYWORD_ONLY
+    # The client's release(lease) stays.
+    assert not inspect.iscoroutinefunction(ratequeue.Client.release)
+    assert inspect.iscoroutinefunction(ratequeue.aio.Client.release)
+
+
+def test_protocol_constants():
+    """The defaults every client shares (docs/protocol.md), defined once in
+    ratequeue._protocol and used from there."""
+    from ratequeue import _protocol as p
+
+    assert p.DEFAULT_URL == "http://127.0.0.1:7070"
+    assert (p.KEEPALIVE_TIME, p.KEEPALIVE_TIMEOUT, p.KEEPALIVE_PERMIT_WITHOUT_CALLS) == (30.0, 10.0, True)
+    assert (p.INITIAL_BACKOFF, p.MAX_BACKOFF, p.BACKOFF_JITTER) == (0.05, 1.0, (0.5, 1.0))
+    assert (p.RECONNECT_TIMEOUT, p.TIMEOUT_SLACK, p.DEPARTURE_GRACE) == (30.0, 2.0, 0.25)
+    assert (p.MAX_LEASE_IDS_PER_HEARTBEAT, p.HEARTBEATS_PER_TTL) == (1000, 3)
+    assert (p.AUTHORIZATION_METADATA_KEY, p.NAMESPACE_METADATA_KEY, p.LEADER_METADATA_KEY) == (
+        "authorization", "ratequeue-namespace", "ratequeue-leader")
+    S = grpc.StatusCode
+    assert p.RETRIED_CODES == {S.UNAVAILABLE, S.CANCELLED, S.DEADLINE_EXCEEDED, S.ABORTED, S.INTERNAL, S.UNKNOWN}
+    assert p.KEY_REFUSED_CODES == {S.UNAUTHENTICATED, S.PERMISSION_DENIED}
+    # The client's configuration starts from them.
+    c = ratequeue.ClientConfig()
+    assert (c.reconnect_timeout, c.initial_backoff, c.max_backoff) == (30.0, 0.05, 1.0)
+    assert dict(p.channel_options()) == {
+        "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000,
+        "grpc.keepalive_permit_without_calls": 1, "grpc.initial_reconnect_backoff_ms": 50,
+        "grpc.min_reconnect_backoff_ms": 50, "grpc.max_reconnect_backoff_ms": 1000}
+
+
+def test_protocol_names_are_typed_once():
+    """No other module of the client spells a metadata name or the default URL."""
+    src = PY_ROOT / "src" / "ratequeue"
+    literals = ['"authorization"', '"ratequeue-namespace"', '"ratequeue-leader"', '"http://127.0.0.1', '"http://localhost']
+    for path in src.glob("*.py"):
+        if path.name == "_protocol.py":
+            continue
+        text = path.read_text()
+        for lit in literals:
+            assert lit not in text, f"{path.name} spells {lit}: use ratequeue._protocol"
+
+
 def test_langchain_names():
     import ratequeue.langchain as lc
 
@@ -82,6 +134,13 @@ def test_url_parsing():
     assert parse_url("http://h1:7070, https://h2:8443,h3:1,h4") == (
         Endpoint("h1:7070"), Endpoint("h2:8443", tls=True), Endpoint("h3:1"), Endpoint("h4:7070"))
     assert parse_url("https://api.example.com") == (Endpoint("api.example.com:443", tls=True),)
+
+
+def test_default_url(monkeypatch):
+    monkeypatch.delenv("RATEQUEUE_URL", raising=False)
+    c = ratequeue.Client()
+    assert c.config.url == "http://127.0.0.1:7070"
+    assert [str(ep) for ep in c.config.endpoints] == ["http://127.0.0.1:7070"]
 
 
 def test_config_from_environment(monkeypatch):

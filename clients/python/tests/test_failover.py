@@ -5,110 +5,46 @@ its graceful SIGTERM hand-over."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 
 import grpc
-import pytest
+import redis
 
 import ratequeue
 import ratequeue.aio as rq
-from conftest import Admin, free_port, start_server
+from conftest import Admin, free_port, start_server, wait_for
 
 
 def test_server_list_skips_a_dead_server(server, admin):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()  # nothing listens there
     name = admin.put()
     client = ratequeue.Client(f"http://127.0.0.1:{dead},{server.url}")
     with client.acquire(name, timeout=5):
         pass
 
 
-class _Proxy:
-    """A TCP proxy whose connections the test can cut."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream = upstream_port
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream))
-            with self.lock:
-                self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b) -> None:
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self) -> None:
-        with self.lock:
-            conns, self.conns = self.conns, []
-        for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.sock.close()
-        self.cut()
-
-
-def test_reconnect_reattaches_leases_and_resends_waits(server, admin):
+def test_reconnect_reattaches_leases_and_resends_waits(admin, proxy):
     name = admin.put(concurrency=1, lease_ttl=1.0)
-    proxy = _Proxy(server.port)
-    client = rq.Client(f"127.0.0.1:{proxy.port}")
+    client = rq.Client(proxy.url)
 
     async def main():
         lease = await client.acquire_lease(name)
         waiter = asyncio.ensure_future(client.acquire_lease(name, timeout=20))
-        assert await asyncio.to_thread(admin.wait_for, lambda: admin.queue_depth(name) == 1)
+        await asyncio.to_thread(wait_for, lambda: admin.queue_depth(name) == 1)
         proxy.cut()  # the stream drops: the server withdraws the wait
+        await asyncio.to_thread(wait_for, lambda: proxy.accepted >= 2)  # reconnected
         await asyncio.sleep(1.6)  # past the TTL: only a re-attaching heartbeat keeps the lease
         assert not lease.lost
         assert admin.stats(name).expirations == 0
         assert admin.stats(name).leases_in_flight == 1
         # the wait was re-sent on the new stream
-        assert await asyncio.to_thread(admin.wait_for, lambda: admin.queue_depth(name) == 1)
-        assert await client.release(lease) == "RELEASED"
+        await asyncio.to_thread(wait_for, lambda: admin.queue_depth(name) == 1)
+        assert await lease.release() == "RELEASED"
         second = await asyncio.wait_for(waiter, 10)
-        await client.release(second)
+        await second.release()
         await client.close()
 
-    try:
-        asyncio.run(main())
-    finally:
-        proxy.close()
+    asyncio.run(main())
 
 
 ONE_SLOT_CONFIG = """\
@@ -132,10 +68,10 @@ def test_waiting_acquire_rides_through_a_graceful_shutdown(tmp_path):
     async def main():
         held = await client.acquire_lease("one")
         waiter = asyncio.ensure_future(client.acquire_lease("one", timeout=20))
-        assert await asyncio.to_thread(admin.wait_for, lambda: admin.queue_depth("one") == 1)
+        await asyncio.to_thread(wait_for, lambda: admin.queue_depth("one") == 1)
         assert await asyncio.to_thread(own.stop) == 0, "".join(own.log[-20:])
-        await asyncio.sleep(0.3)
-        # The departing server answered the waiter UNAVAILABLE: it must not surface.
+        # The departing server answered the waiter UNAVAILABLE: it must not
+        # surface (awaiting the waiter below would raise it).
         assert not waiter.done(), waiter.exception() if waiter.done() else None
         nxt = await asyncio.to_thread(start_server, cfg, port=own.port)
         servers.append(nxt)
@@ -143,8 +79,8 @@ def test_waiting_acquire_rides_through_a_graceful_shutdown(tmp_path):
         lease = await asyncio.wait_for(waiter, 10)
         assert lease.resource == "one"
         assert time.monotonic() - started < 3, "the new server should be found within about a second"
-        assert await client.release(lease) == "RELEASED"
-        await client.release(held)  # unknown to the new server: harmless
+        assert await lease.release() == "RELEASED"
+        assert await held.release() == "UNKNOWN"  # the new server never knew it: harmless
         await client.close()
 
     try:
@@ -167,6 +103,7 @@ resources:
 # reconnect (about a second), short enough to wait out in the test: a
 # restored lease keeps the expiry it had in the snapshot.
 LEASE_TTL = 5.0
+SNAPSHOT_KEY = "ratequeue:snapshot"  # the leader's snapshot, under the default --redis-prefix
 
 
 def _start_node(cfg, redis_url: str):
@@ -207,14 +144,16 @@ def _depth(stats) -> int:
 def _ride_through_failover(tmp_path, redis_url: str, *, kill: bool) -> None:
     a, b = _start_group(tmp_path, redis_url)
     admin_a, admin_b = Admin(a.target), Admin(b.target)
+    store = redis.Redis.from_url(redis_url)
     # The standby first: the client follows its leader hint to A.
     client = rq.Client(f"{b.url},{a.url}")
 
     async def main():
         held = await client.acquire_lease("one", timeout=5)
         waiter = asyncio.ensure_future(client.acquire_lease("one", timeout=30))
-        assert await asyncio.to_thread(admin_a.wait_for, lambda: _depth(admin_a.stats("one")) == 1)
-        await asyncio.sleep(0.7)  # a leader snapshot (every 500 ms) holds the lease
+        await asyncio.to_thread(wait_for, lambda: _depth(admin_a.stats("one")) == 1)
+        # A leader snapshot holds the lease, so the next leader restores it.
+        await asyncio.to_thread(wait_for, lambda: held.lease_id.encode() in (store.get(SNAPSHOT_KEY) or b""))
         gone_at = time.monotonic()
         if kill:
             await asyncio.to_thread(a.kill)
@@ -225,7 +164,7 @@ def _ride_through_failover(tmp_path, redis_url: str, *, kill: bool) -> None:
         led = time.monotonic() - gone_at
         # The client found the new leader by itself: the held lease is
         # re-attached and the waiting acquire re-sent there.
-        assert await asyncio.to_thread(admin_b.wait_for, lambda: (
+        await asyncio.to_thread(wait_for, lambda: (
             (s := _stats_or_none(admin_b, "one")) is not None and s.leases_in_flight == 1 and _depth(s) == 1), 10)
         assert not waiter.done(), waiter.exception() if waiter.done() else None
         # Past the TTL since the old leader went: only heartbeats to the new
@@ -235,11 +174,11 @@ def _ride_through_failover(tmp_path, redis_url: str, *, kill: bool) -> None:
         assert not held.lost
         assert stats.leases_in_flight == 1 and stats.expirations == 0 and _depth(stats) == 1
         grants = stats.grants
-        assert await client.release(held) == "RELEASED"
+        assert await held.release() == "RELEASED"
         lease = await asyncio.wait_for(waiter, 5)
         assert lease.resource == "one"
         assert admin_b.stats("one").grants == grants + 1  # granted by the new leader
-        assert await client.release(lease) == "RELEASED"
+        assert await lease.release() == "RELEASED"
         await client.close()
         return led
 
@@ -249,6 +188,7 @@ def _ride_through_failover(tmp_path, redis_url: str, *, kill: bool) -> None:
     finally:
         admin_a.channel.close()
         admin_b.channel.close()
+        store.close()
         a.kill()
         b.kill()
 

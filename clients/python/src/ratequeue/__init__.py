@@ -7,7 +7,7 @@ integration is :mod:`ratequeue.langchain` (``pip install ratequeue[langchain]``)
 
 from __future__ import annotations
 
-from ._client import Acquire, Client, acquire, limited
+from ._client import Acquire, Client, Lease, acquire, limited
 from ._config import ClientConfig
 from ._errors import (
     AcquireTimeout,
@@ -19,7 +19,6 @@ from ._errors import (
     Unauthenticated,
     Unavailable,
 )
-from ._session import Lease
 
 __version__ = "0.1.0"
 

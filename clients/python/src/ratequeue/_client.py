@@ -17,12 +17,63 @@ from typing import Any, Callable, Optional, TypeVar, Union
 from . import _runtime
 from ._config import ClientConfig
 from ._errors import RateQueueError
-from ._session import Lease, Session
+from ._session import LEASE_ATTRIBUTES, BaseLease, Session
 
 log = logging.getLogger("ratequeue")
 
 F = TypeVar("F", bound=Callable[..., Any])
 Load = Union[float, int]
+
+
+class Lease(BaseLease):
+    """A granted slot on a resource, from the sync API: ``lease.release()``
+    blocks. The ``with`` form releases it by itself."""
+
+    def release(self, *, actual_load: Optional[float] = None) -> Optional[str]:
+        """Releases the lease, blocking until the server answers, and
+        reconciles its load with ``actual_load`` (else ``self.actual_load``).
+
+        Returns the server's outcome (``"RELEASED"``, ``"ALREADY_RELEASED"``,
+        ``"EXPIRED"``, ``"UNKNOWN"``), or None when no stream is up: the
+        release is then sent after reconnecting, until the lease's TTL has
+        passed. Releasing twice is harmless (None).
+        """
+        return _release_sync(self, actual_load)
+
+
+class AsyncLease(BaseLease):
+    """A granted slot on a resource, from the async API
+    (``ratequeue.aio.Lease``): ``await lease.release()``. The ``async with``
+    form releases it by itself."""
+
+    async def release(self, *, actual_load: Optional[float] = None) -> Optional[str]:
+        """Releases the lease; see :meth:`ratequeue.Lease.release`. A
+        cancelled caller still releases."""
+        return await _release_async(self, actual_load)
+
+
+Lease.__doc__ += LEASE_ATTRIBUTES
+AsyncLease.__doc__ += LEASE_ATTRIBUTES
+
+
+def _session_of(lease: BaseLease) -> Session:
+    if lease._config is None:
+        raise TypeError("this lease was not granted by a ratequeue client")
+    # Looked up per call: after a fork the child gets its own session.
+    return _runtime.session_for(lease._config)
+
+
+def _release_sync(lease: BaseLease, actual_load: Optional[float]) -> Optional[str]:
+    _check_thread()
+    session = _session_of(lease)
+    return _runtime.run_sync(lambda: session.release(lease, actual_load))
+
+
+async def _release_async(lease: BaseLease, actual_load: Optional[float]) -> Optional[str]:
+    session = _session_of(lease)
+    fut = asyncio.ensure_future(_runtime.run_async(lambda: session.release(lease, actual_load)))
+    fut.add_done_callback(_consume)
+    return await asyncio.shield(fut)  # a cancelled caller still releases
 
 
 class _Base:
@@ -38,8 +89,8 @@ class _Base:
         # Looked up per call: after a fork the child gets its own session.
         return _runtime.session_for(self.config)
 
-    def _orphan(self, session: Session) -> Callable[[Lease], None]:
-        def give_back(lease: Lease) -> None:
+    def _orphan(self, session: Session) -> Callable[[BaseLease], None]:
+        def give_back(lease: BaseLease) -> None:
             _runtime.call_soon(lambda: session._give_back(lease))
         return give_back
 
@@ -69,27 +120,21 @@ class AsyncClient(_Base):
         return AsyncAcquire(self, resource, load=load, priority=priority, lane=lane, timeout=timeout)
 
     async def acquire_lease(self, resource: str, *, load: Load = 1, priority: int = 10,
-                            lane: Optional[str] = None, timeout: Optional[float] = None) -> Lease:
-        """Waits for a lease that the caller must :meth:`release`.
+                            lane: Optional[str] = None, timeout: Optional[float] = None) -> AsyncLease:
+        """Waits for a lease that the caller must release (``await lease.release()``).
 
         Cancelling the waiting task withdraws the request from the queue.
         """
         session = self._session
         return await _runtime.run_async(
-            lambda: session.acquire(resource, load=load, priority=priority, lane=lane, timeout=timeout),
+            lambda: session.acquire(resource, load=load, priority=priority, lane=lane, timeout=timeout,
+                                    lease_type=AsyncLease),
             self._orphan(session),
         )
 
-    async def release(self, lease: Lease, *, actual_load: Optional[float] = None) -> Optional[str]:
-        """Releases a lease, reconciling its load with ``actual_load`` if given.
-
-        Returns the server's outcome (``"RELEASED"``, ``"ALREADY_RELEASED"``,
-        ``"EXPIRED"``, ``"UNKNOWN"``), or None when it could not wait for one.
-        """
-        session = self._session
-        fut = asyncio.ensure_future(_runtime.run_async(lambda: session.release(lease, actual_load)))
-        fut.add_done_callback(_consume)
-        return await asyncio.shield(fut)  # a cancelled caller still releases
+    async def release(self, lease: BaseLease, *, actual_load: Optional[float] = None) -> Optional[str]:
+        """Releases a lease: the same as ``await lease.release(actual_load=...)``."""
+        return await _release_async(lease, actual_load)
 
     async def close(self) -> None:
         """Closes this configuration's session stream in this process."""
@@ -112,19 +157,18 @@ class Client(_Base):
 
     def acquire_lease(self, resource: str, *, load: Load = 1, priority: int = 10,
                       lane: Optional[str] = None, timeout: Optional[float] = None) -> Lease:
-        """Blocks for a lease that the caller must :meth:`release`."""
+        """Blocks for a lease that the caller must release (``lease.release()``)."""
         _check_thread()
         session = self._session
         return _runtime.run_sync(
-            lambda: session.acquire(resource, load=load, priority=priority, lane=lane, timeout=timeout),
+            lambda: session.acquire(resource, load=load, priority=priority, lane=lane, timeout=timeout,
+                                    lease_type=Lease),
             self._orphan(session),
         )
 
-    def release(self, lease: Lease, *, actual_load: Optional[float] = None) -> Optional[str]:
-        """Releases a lease; see :meth:`AsyncClient.release`."""
-        _check_thread()
-        session = self._session
-        return _runtime.run_sync(lambda: session.release(lease, actual_load))
+    def release(self, lease: BaseLease, *, actual_load: Optional[float] = None) -> Optional[str]:
+        """Releases a lease: the same as ``lease.release(actual_load=...)``."""
+        return _release_sync(lease, actual_load)
 
     def close(self) -> None:
         """Closes this configuration's session stream in this process."""
@@ -148,9 +192,9 @@ class AsyncAcquire:
 
     def __init__(self, client: AsyncClient, resource: str, **kw: Any) -> None:
         self._client, self._resource, self._kw = client, resource, kw
-        self.lease: Optional[Lease] = None
+        self.lease: Optional[AsyncLease] = None
 
-    async def __aenter__(self) -> Lease:
+    async def __aenter__(self) -> AsyncLease:
         self.lease = await self._client.acquire_lease(self._resource, **self._kw)
         return self.lease
 
@@ -158,7 +202,7 @@ class AsyncAcquire:
         lease, self.lease = self.lease, None
         if lease is not None:
             try:
-                await self._client.release(lease)
+                await lease.release()
             except RateQueueError as e:
                 log.warning("ratequeue: release of lease %s failed: %s", lease.lease_id, e)
         return False
@@ -179,7 +223,7 @@ class Acquire:
         lease, self.lease = self.lease, None
         if lease is not None:
             try:
-                self._client.release(lease)
+                lease.release()
             except RateQueueError as e:
                 log.warning("ratequeue: release of lease %s failed: %s", lease.lease_id, e)
         return False
@@ -221,7 +265,7 @@ def limited(resource: str, *, load: Union[Load, Callable[..., Load]] = 1, priori
         def load_for(args, kwargs) -> Load:
             return load(*args, **kwargs) if callable(load) else load
 
-        def settle(lease: Lease, result: Any) -> None:
+        def settle(lease: BaseLease, result: Any) -> None:
             if actual_load is not None:
                 value = actual_load(result)
                 if value is not None:

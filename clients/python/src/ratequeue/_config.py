@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
-DEFAULT_URL = "http://localhost:7070"
+from ._protocol import DEFAULT_PORT, DEFAULT_URL, INITIAL_BACKOFF, MAX_BACKOFF, RECONNECT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def parse_url(url: str) -> Tuple[Endpoint, ...]:
             raise ValueError(f"ratequeue url {part!r}: a path is not allowed, give host:port")
         host, _, port = part.rpartition(":")
         if not host or not port.isdigit() or part.endswith("]"):
-            part = f"{part}:{443 if tls else 7070}"
+            part = f"{part}:{443 if tls else DEFAULT_PORT}"
         endpoints.append(Endpoint(part, tls))
     if not endpoints:
         raise ValueError("ratequeue url is empty")
@@ -58,15 +58,20 @@ class ClientConfig:
         url: Comma-separated server list (``http://h1:7070,http://h2:7070``;
             ``https://`` for TLS; bare ``host:port`` works too). Defaults to
             the ``RATEQUEUE_URL`` environment variable, else
-            ``http://localhost:7070``.
+            ``http://127.0.0.1:7070`` (the server's default bind).
         api_key: Sent as ``authorization: Bearer <api_key>`` on every call.
             Defaults to the ``RATEQUEUE_API_KEY`` environment variable.
-        reconnect_timeout: Seconds a waiting acquire (or a release) tolerates
-            having no connection before it fails with ``Unavailable``.
-        initial_backoff: First pause between reconnect attempts, seconds.
-        max_backoff: Longest pause between reconnect attempts, seconds. It
-            stays short so that a node taking over (after a failover or a
-            graceful shutdown) is found within about a second.
+        reconnect_timeout: Seconds a waiting acquire survives without a
+            working stream (counted from when the stream went down, or from
+            the acquire if that came later) before it fails with
+            ``Unavailable``. Default 30.
+        initial_backoff: First pause between connection attempts, seconds
+            (default 0.05); it doubles after each failed attempt and starts
+            again after a stream that answered. Each pause is jittered to
+            0.5 to 1 times.
+        max_backoff: Longest pause between connection attempts, seconds
+            (default 1). It stays short so that a node taking over (after a
+            failover or a graceful shutdown) is found within about a second.
         root_certificates: PEM bytes to trust for ``https://`` servers;
             ``None`` uses ``ca_file``, else the system roots.
         ca_file: Path of a PEM file of CA certificates to trust for
@@ -80,18 +85,23 @@ class ClientConfig:
             metadata. Only a root key may choose one; any other key acts in
             its own namespace and naming another one is refused with
             ``PermissionDenied``. ``None``: the key's namespace.
+        session_name: Clients of a process with equal configurations share
+            one session stream (the server counts sessions per key). Give
+            clients different names to give each its own stream. ``None``:
+            shared.
     """
 
     url: str = ""
     api_key: Optional[str] = None
-    reconnect_timeout: float = 30.0
-    initial_backoff: float = 0.05
-    max_backoff: float = 1.0
+    reconnect_timeout: float = RECONNECT_TIMEOUT
+    initial_backoff: float = INITIAL_BACKOFF
+    max_backoff: float = MAX_BACKOFF
     root_certificates: Optional[bytes] = field(default=None, repr=False)
     ca_file: Optional[str] = None
     cert_file: Optional[str] = None
     key_file: Optional[str] = None
     namespace: Optional[str] = None
+    session_name: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.root_certificates is not None and self.ca_file:

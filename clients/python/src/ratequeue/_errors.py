@@ -46,13 +46,15 @@ class ResourceNotFound(RateQueueError):
 
 
 class InvalidRequest(RateQueueError):
-    """The server refused a field of the request (INVALID_ARGUMENT)."""
+    """The server refused a field of the request, e.g. an unknown lane or a
+    load that exceeds a limit's burst and so can never be granted
+    (INVALID_ARGUMENT)."""
 
     default_code = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class Unauthenticated(RateQueueError):
-    """No API key, or an unknown one (UNAUTHENTICATED)."""
+    """No API key, or an unknown or revoked one (UNAUTHENTICATED)."""
 
     default_code = grpc.StatusCode.UNAUTHENTICATED
 
@@ -64,13 +66,16 @@ class PermissionDenied(RateQueueError):
 
 
 class Unavailable(RateQueueError):
-    """No server could be reached within the client's reconnect timeout (UNAVAILABLE)."""
+    """No working stream to a server within the client's reconnect timeout,
+    or the client was closed (UNAVAILABLE)."""
 
     default_code = grpc.StatusCode.UNAVAILABLE
 
 
 class QueueFull(RateQueueError):
-    """The resource's queue is full, or the load can never fit (RESOURCE_EXHAUSTED)."""
+    """A server limit is reached (RESOURCE_EXHAUSTED): the resource's queue is
+    full, or a per-client quota (open sessions per key, acquires waiting or
+    leases held per session)."""
 
     default_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 

@@ -2,17 +2,27 @@
 
 A ``Session`` runs on a single event loop (the process's ratequeue loop, see
 ``_runtime``). It multiplexes every acquire, release and heartbeat of the
-process on one ``RateQueueService.Session`` stream and keeps that stream up:
+process on one ``RateQueueService.Session`` stream and keeps that stream up,
+following the "Session protocol" rules in ``proto/ratequeue/v1/ratequeue.proto``
+(constants in ``_protocol``):
 
 - request ids are the session's own, so answers find their waiter;
-- held leases are heartbeated at about a third of their TTL;
-- when the stream drops, it reconnects with backoff (following a standby's
-  ``ratequeue-leader`` hint first, else the next server of the list),
-  re-sends the waiting acquires with their remaining timeouts and heartbeats
-  every held lease to re-attach it;
-- a request answered UNAVAILABLE comes from a node that is going away (it
-  is shutting down, or lost the leadership): the request is kept, the stream
-  dropped, and the request sent again to whoever serves next;
+- held leases are heartbeated about every third of their TTL, at most
+  ``MAX_LEASE_IDS_PER_HEARTBEAT`` ids per message;
+- between connection attempts it pauses with backoff (following a standby's
+  ``ratequeue-leader`` hint first, else the next server of the list); on a
+  new stream it re-sends the waiting acquires with what is left of their
+  timeouts, then the unanswered releases, then heartbeats every held lease
+  to re-attach it;
+- how a stream's end is handled depends on its status (``RETRIED_CODES``,
+  ``KEY_REFUSED_CODES``, any other); a key refusal is remembered until a
+  stream answers, and wins over a timeout;
+- an operation answered UNAVAILABLE comes from a node that is going away (it
+  is shutting down, or lost the leadership): the operation is kept, the
+  stream dropped, and the operation sent again to whoever serves next;
+- an acquire's timeout is the server's to enforce: the client gives up by
+  itself only ``TIMEOUT_SLACK`` later, or after ``reconnect_timeout`` without
+  a working stream;
 - a cancelled waiter sends a cancel, and a grant that arrives for a waiter
   that has gone is released at once.
 
@@ -26,11 +36,12 @@ import datetime as _dt
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Type
 
 import grpc
 import grpc.aio
 
+from . import _protocol as protocol
 from ._config import ClientConfig, Endpoint
 from ._errors import AcquireTimeout, RateQueueError, Unavailable, error_for, error_from_rpc
 from ._proto.ratequeue.v1 import ratequeue_pb2 as pb
@@ -38,43 +49,38 @@ from ._proto.ratequeue.v1 import ratequeue_pb2_grpc as pb_grpc
 
 log = logging.getLogger("ratequeue")
 
-LEADER_METADATA_KEY = "ratequeue-leader"
-# Statuses of a failed stream that a reconnect cannot fix: the waiting
-# operations fail with them instead of waiting for a reconnect.
-_FATAL = frozenset(
-    {
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.INVALID_ARGUMENT,
-    }
-)
-# Of those, the ones that refuse the key itself: held leases are lost.
-_REFUSED_KEY = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 _TICK = 0.05  # seconds between housekeeping rounds (heartbeats, local timeouts)
-# After a node answered UNAVAILABLE (it is going away), how long to wait for
-# it to end the stream itself, which may name the next leader in a trailer.
-_DEPARTURE_GRACE = 0.25
-_CHANNEL_OPTIONS = [
-    ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2_000),
-]
+
+
+LEASE_ATTRIBUTES = """
+
+    Attributes:
+        lease_id: The server's id of the lease.
+        resource: The resource the lease is on.
+        load: The load charged at acquire.
+        ttl: The resource's lease TTL, seconds: the lease expires unless it
+            is heartbeated within it (the client does that by itself).
+        expire_time: When the lease expires unless heartbeated, as of the
+            last answer from the server (server clock).
+        wait_time: How long the acquire waited in the queue, seconds.
+        grant_time: When the server granted the lease (server clock, UTC).
+        actual_load: Set it before the lease is released to reconcile the
+            estimate given at acquire (for example with the tokens really
+            used).
+        released: True once the lease was released.
+        lost: True when the lease can no longer be held: the server reported
+            it expired (it was not heartbeated in time, for example while the
+            process was frozen), a heartbeat found it no longer held (a server
+            restarted without it), or the server refused the API key (it was
+            revoked), so it cannot be heartbeated. A lost lease no longer
+            counts as held; releasing it is harmless.
+"""
 
 
 @dataclass(eq=False)
-class Lease:
-    """A granted slot on a resource.
-
-    Set ``actual_load`` before the slot is released to reconcile the load
-    estimate given at acquire (for example with the tokens really used).
-    ``grant_time`` is when the server granted it, on the server's clock.
-    ``lost`` turns true when the server reports the lease expired (it was not
-    heartbeated in time, for example while the process was frozen), or when
-    the server refuses the API key (it was revoked): the slot then stays
-    taken at the server until its TTL, but cannot be heartbeated.
-    """
+class BaseLease:
+    """The data of a granted slot; ``ratequeue.Lease`` and
+    ``ratequeue.aio.Lease`` add ``release()``."""
 
     lease_id: str
     resource: str
@@ -86,7 +92,12 @@ class Lease:
     actual_load: Optional[float] = None
     released: bool = field(default=False, init=False)
     lost: bool = field(default=False, init=False)
+    # The configuration whose session granted the lease; release() finds
+    # the process's session for it (a fresh one after a fork or a close).
+    _config: Optional[ClientConfig] = field(default=None, repr=False, compare=False)
 
+
+BaseLease.__doc__ += LEASE_ATTRIBUTES
 
 @dataclass(eq=False)
 class _Op:
@@ -95,12 +106,14 @@ class _Op:
     payload: object
     future: "asyncio.Future"
     created: float
-    deadline: Optional[float] = None  # acquire: its timeout; release: give up after
+    # acquire: when its timeout ends; release: when to stop re-sending it.
+    deadline: Optional[float] = None
+    lease_type: Type[BaseLease] = BaseLease  # acquire: the class of the lease it makes
 
 
 @dataclass(eq=False)
 class _Held:
-    lease: Lease
+    lease: BaseLease
     next_beat: float
 
 
@@ -112,6 +125,10 @@ def _duration(seconds: float):
     return d
 
 
+def _utc(ts) -> _dt.datetime:
+    return ts.ToDatetime(tzinfo=_dt.timezone.utc)
+
+
 class Session:
     """A process's stream to the ratequeue servers. Use it from its own loop only."""
 
@@ -120,10 +137,12 @@ class Session:
         self._endpoints: List[Endpoint] = list(config.endpoints)
         metadata = []
         if config.api_key:
-            metadata.append(("authorization", f"Bearer {config.api_key}"))
+            metadata.append((protocol.AUTHORIZATION_METADATA_KEY, f"Bearer {config.api_key}"))
         if config.namespace:
-            metadata.append(("ratequeue-namespace", config.namespace))
+            metadata.append((protocol.NAMESPACE_METADATA_KEY, config.namespace))
         self._metadata = tuple(metadata)
+        self._channel_options = protocol.channel_options(
+            initial_backoff=config.initial_backoff, max_backoff=config.max_backoff)
         # Read the certificate files now, in the caller's thread, so that a
         # missing file fails the first call instead of every reconnect.
         self._tls_credentials = (
@@ -136,6 +155,9 @@ class Session:
         self._healthy = False  # the open stream has answered at least once
         self._disconnected_since: Optional[float] = None
         self._last_error = "not connected yet"
+        # The key refusal (UNAUTHENTICATED, PERMISSION_DENIED) that ended the
+        # last stream, until a stream answers: it wins over a timeout.
+        self._refusal: Optional[RateQueueError] = None
         self._next_id = 0
         self._ops: Dict[int, _Op] = {}
         self._leases: Dict[str, _Held] = {}
@@ -155,48 +177,51 @@ class Session:
         priority: int = 10,
         lane: Optional[str] = None,
         timeout: Optional[float] = None,
-    ) -> Lease:
+        lease_type: Type[BaseLease] = BaseLease,
+    ) -> BaseLease:
         """Waits for a lease. Cancelling the waiting task withdraws the request."""
         self._start()
         req = pb.AcquireRequest(resource=resource, load=float(load), priority=int(priority), lane=lane or "")
-        now = self._loop.time()
         deadline = None
         if timeout is not None:
-            timeout = float(timeout)
-            req.timeout.CopyFrom(_duration(max(timeout, 0.0)))
-            deadline = now + max(timeout, 0.0)
-        op = self._add_op("acquire", req, deadline=deadline)
+            timeout = max(float(timeout), 0.0)
+            req.timeout.CopyFrom(_duration(timeout))
+            deadline = self._loop.time() + timeout
+        op = self._add_op("acquire", req, deadline=deadline, lease_type=lease_type)
         try:
             return await op.future
         except asyncio.CancelledError:
             self._withdraw(op)
             raise
 
-    async def release(self, lease: Lease, actual_load: Optional[float] = None) -> Optional[str]:
+    async def release(self, lease: BaseLease, actual_load: Optional[float] = None) -> Optional[str]:
         """Releases a lease; returns the outcome name (``"RELEASED"``, ...).
 
-        Returns None without waiting when no stream is up: the release is
-        re-sent after a reconnect, and the server expires the lease at its TTL
-        anyway. Releasing twice is harmless.
+        Returns None without waiting when no stream is up (or when it drops
+        before the answer): the release is sent again after each reconnect
+        until the lease's TTL has passed, after which the server has freed
+        the slot anyway. Releasing twice is harmless.
         """
         if lease.released:
             return None
         lease.released = True
         self._leases.pop(lease.lease_id, None)
+        if lease.lost and self._refusal is not None:
+            return None  # the key is refused: nothing can release it; the server frees it at its TTL
         self._start()
         req = pb.ReleaseRequest(lease_id=lease.lease_id)
         if actual_load is None:
             actual_load = lease.actual_load
         if actual_load is not None:
             req.actual_load = float(actual_load)
-        op = self._add_op("release", req, deadline=self._loop.time() + max(lease.ttl, 1.0))
+        op = self._add_op("release", req, deadline=self._loop.time() + lease.ttl)
         if not self._healthy:
             return None
         resp = await asyncio.shield(op.future)
         return pb.ReleaseOutcome.Name(resp.outcome).replace("RELEASE_OUTCOME_", "") if resp is not None else None
 
     @property
-    def held_leases(self) -> List[Lease]:
+    def held_leases(self) -> List[BaseLease]:
         """The leases this session holds and heartbeats."""
         return [h.lease for h in self._leases.values()]
 
@@ -268,9 +293,9 @@ class Session:
             self._loop.create_task(self._tick(), name="ratequeue-housekeeping"),
         ]
 
-    def _add_op(self, kind: str, payload, *, deadline: Optional[float] = None) -> _Op:
-        self._next_id += 1
-        op = _Op(self._next_id, kind, payload, self._loop.create_future(), self._loop.time(), deadline)
+    def _add_op(self, kind: str, payload, *, deadline: Optional[float] = None,
+                lease_type: Type[BaseLease] = BaseLease) -> _Op:
+        op = _Op(self._new_id(), kind, payload, self._loop.create_future(), self._loop.time(), deadline, lease_type)
         self._ops[op.rid] = op
         self._send_op(op)
         self._demand.set()
@@ -309,11 +334,18 @@ class Session:
         elif op.future.done() and not op.future.cancelled() and op.future.exception() is None:
             self._give_back(op.future.result())
 
-    def _give_back(self, lease: Lease) -> None:
+    def _give_up(self, op: _Op, err: RateQueueError) -> None:
+        """Fails a waiting acquire here, withdrawing it from the server if
+        the stream is up (a grant that still comes is given back)."""
+        if self._ops.pop(op.rid, None) is op:
+            self._send_cancel(op.rid)
+        self._fail(op, err)
+
+    def _give_back(self, lease: BaseLease) -> None:
         """Releases a lease nobody will use."""
         self._loop.create_task(self._release_quietly(lease))
 
-    async def _release_quietly(self, lease: Lease) -> None:
+    async def _release_quietly(self, lease: BaseLease) -> None:
         try:
             await self.release(lease)
         except Exception as e:  # noqa: BLE001 - nobody to tell but the log
@@ -325,7 +357,8 @@ class Session:
             op.future.set_exception(err)
             op.future.exception()  # mark retrieved: a waiter may have gone
 
-    def _resolve(self, op: _Op, value) -> bool:
+    @staticmethod
+    def _resolve(op: _Op, value) -> bool:
         if op.future.done():
             return False
         op.future.set_result(value)
@@ -339,9 +372,9 @@ class Session:
             if ep.tls:
                 if self._tls_credentials is None:  # a leader hint may name a TLS node
                     self._tls_credentials = self.config.channel_credentials()
-                ch = grpc.aio.secure_channel(ep.target, self._tls_credentials, options=_CHANNEL_OPTIONS)
+                ch = grpc.aio.secure_channel(ep.target, self._tls_credentials, options=self._channel_options)
             else:
-                ch = grpc.aio.insecure_channel(ep.target, options=_CHANNEL_OPTIONS)
+                ch = grpc.aio.insecure_channel(ep.target, options=self._channel_options)
             self._channels[ep] = ch
         return ch
 
@@ -365,57 +398,52 @@ class Session:
             except Exception as e:  # noqa: BLE001 - keep the session alive
                 log.exception("ratequeue: session stream to %s failed", ep)
                 self._last_error = f"{ep}: {e!r}"
-            # The node answered a request UNAVAILABLE: it is shutting down or
-            # handing over, and the request was kept to be sent again.
-            departing = self._departing
-            was_healthy = self._healthy and not departing
-            self._disconnect()
-            if was_healthy:
+            # A node that answered a request UNAVAILABLE is going away: it
+            # does not count as a stream that answered.
+            if self._healthy and not self._departing:
                 backoff = self.config.initial_backoff
+            self._disconnect()
+            if self._stream_ended(err):
+                continue  # the key is refused: connect again only for a new operation, then at once
+            # Next: the leader a standby named, else the next server of the list.
             leader = _leader_hint(err)
             if leader is not None and Endpoint(leader, ep.tls) != ep:
                 log.info("ratequeue: %s is a standby; following the leader at %s", ep, leader)
                 self._redirect = Endpoint(leader, ep.tls)
-                if not was_healthy:
-                    await asyncio.sleep(min(backoff, 0.05))
-                continue
-            if departing:
-                # The node is going away: keep what waits, try the next
-                # server (or this one again once it is back) after a pause.
-                # The pause stays short so that a node taking over is found
-                # within about a second.
+            elif self._redirect is not None:
                 self._redirect = None
+            else:
                 self._ep_index += 1
-                log.info("ratequeue: %s is going away (%s); reconnecting", ep, self._last_error)
-                await asyncio.sleep(self._pause(backoff))
-                backoff = min(backoff * 2, self.config.max_backoff)
-                continue
-            if err is not None and err.code() in _FATAL:
-                failure = error_from_rpc(err)
-                for op in list(self._ops.values()):
-                    if op.kind == "acquire":
-                        del self._ops[op.rid]
-                        self._fail(op, failure)
-                if err.code() in _REFUSED_KEY:
-                    # The key was revoked (or is not allowed here): its leases
-                    # can never be heartbeated again; the server expires them
-                    # at their TTL. Stop re-attaching them.
-                    for lease_id in list(self._leases):
-                        self._lost(lease_id, f"the API key was refused ({err.code().name})")
-            if not was_healthy:
-                # This server did not answer: try the next one after a pause.
-                if self._redirect is not None:
-                    self._redirect = None
-                else:
-                    self._ep_index += 1
-                pause = self._pause(backoff)
-                log.debug("ratequeue: %s; retrying in %.2fs", self._last_error, pause)
-                await asyncio.sleep(pause)
-                backoff = min(backoff * 2, self.config.max_backoff)
+            pause = self._pause(backoff)
+            log.debug("ratequeue: %s; reconnecting in %.2fs", self._last_error, pause)
+            await asyncio.sleep(pause)
+            backoff = min(backoff * 2, self.config.max_backoff)
+
+    def _stream_ended(self, err: Optional[grpc.aio.AioRpcError]) -> bool:
+        """Applies "The stream ending" to what waits and what is held.
+        Returns True when the key was refused."""
+        code = err.code() if err is not None else None
+        if code is None or code in protocol.RETRIED_CODES:
+            return False  # kept: re-sent and re-attached on the next stream
+        failure = error_from_rpc(err)
+        refused = code in protocol.KEY_REFUSED_CODES
+        for op in list(self._ops.values()):
+            # Nobody waits for a release once its stream is gone (see
+            # _disconnect): it is sent again, unless the key is refused.
+            if op.kind == "acquire" or refused:
+                del self._ops[op.rid]
+                self._fail(op, failure)
+        if refused:
+            # Nobody can heartbeat these leases with this key; the server
+            # frees them at their TTL. Connect again only for a new operation.
+            self._refusal = failure
+            for lease_id in list(self._leases):
+                self._lost(lease_id, f"the API key was refused ({code.name})")
+        return refused
 
     def _pause(self, backoff: float) -> float:
-        """A reconnect pause: the backoff, capped, with jitter (0.5 to 1 times)."""
-        return min(backoff, self.config.max_backoff) * random.uniform(0.5, 1.0)
+        """A reconnect pause: the backoff, capped, with jitter."""
+        return min(backoff, self.config.max_backoff) * random.uniform(*protocol.BACKOFF_JITTER)
 
     async def _serve(self, ep: Endpoint) -> None:
         """Runs one stream until it ends. Sets ``_departing`` when the node
@@ -428,14 +456,13 @@ class Session:
         try:
             self._queue = queue
             self._healthy = False
-            # Re-send what is waiting, in order, then re-attach held leases;
-            # the heartbeat also proves the stream works, even when idle.
-            for op in sorted(self._ops.values(), key=lambda o: o.rid):
-                if op.kind == "heartbeat":
-                    del self._ops[op.rid]
-                else:
-                    self._send_op(op)
-            self._heartbeat(list(self._leases.values()))
+            # Re-send what waits, in request-id order (acquires first, then
+            # releases), then re-attach held leases; that heartbeat also
+            # proves the stream works, even when nothing is held.
+            waiting = sorted(self._ops.values(), key=lambda o: (o.kind != "acquire", o.rid))
+            for op in waiting:
+                self._send_op(op)
+            self._heartbeat(list(self._leases.values()), probe=True)
             departing_at: Optional[float] = None
             while True:
                 if departing_at is None:
@@ -443,7 +470,7 @@ class Session:
                 else:
                     # Give the node a moment to end the stream itself (its
                     # status may name the next leader), then drop it.
-                    left = departing_at + _DEPARTURE_GRACE - self._loop.time()
+                    left = departing_at + protocol.DEPARTURE_GRACE - self._loop.time()
                     if left <= 0:
                         return
                     try:
@@ -455,6 +482,7 @@ class Session:
                 if not self._healthy:
                     self._healthy = True
                     self._disconnected_since = None
+                    self._refusal = None
                 if not self._dispatch(resp) and departing_at is None:
                     self._departing = True
                     departing_at = self._loop.time()
@@ -483,14 +511,22 @@ class Session:
             self._disconnected_since = self._loop.time()
         self._healthy = False
         for op in list(self._ops.values()):
-            if op.kind == "heartbeat":
+            if op.kind == "heartbeat":  # the next stream heartbeats every lease anew
                 del self._ops[op.rid]
+            elif op.kind == "release":  # nobody waits for a stream: it is re-sent on the next one
+                self._resolve(op, None)
 
-    def _heartbeat(self, held: List[_Held]) -> None:
+    def _heartbeat(self, held: List[_Held], *, probe: bool = False) -> None:
+        """Heartbeats these leases, MAX_LEASE_IDS_PER_HEARTBEAT per message;
+        ``probe`` sends one even for none."""
         now = self._loop.time()
         for h in held:
-            h.next_beat = now + max(h.lease.ttl / 3.0, _TICK)
-        self._add_op("heartbeat", pb.HeartbeatRequest(lease_ids=[h.lease.lease_id for h in held]))
+            h.next_beat = now + max(h.lease.ttl / protocol.HEARTBEATS_PER_TTL, _TICK)
+        ids = [h.lease.lease_id for h in held]
+        step = protocol.MAX_LEASE_IDS_PER_HEARTBEAT
+        chunks = [ids[i:i + step] for i in range(0, len(ids), step)] or ([[]] if probe else [])
+        for chunk in chunks:
+            self._add_op("heartbeat", pb.HeartbeatRequest(lease_ids=chunk))
 
     def _dispatch(self, resp) -> bool:
         """Hands an answer to its waiter. Returns False when the answer says
@@ -511,7 +547,7 @@ class Session:
         op = self._ops.pop(resp.request_id, None)
         if op is None:
             if kind == "granted":  # its waiter left before the grant arrived
-                self._give_back(self._lease_from(resp.granted))
+                self._give_back(self._lease_from(resp.granted, BaseLease))
             return True
         if kind == "failure":
             err = error_for(resp.failure.code, resp.failure.message)
@@ -521,8 +557,9 @@ class Session:
                 log.warning("ratequeue: %s failed: %s", op.kind, err)
                 self._resolve(op, None)
         elif kind == "granted" and op.kind == "acquire":
-            lease = self._lease_from(resp.granted)
-            self._leases[lease.lease_id] = _Held(lease, self._loop.time() + max(lease.ttl / 3.0, _TICK))
+            lease = self._lease_from(resp.granted, op.lease_type)
+            beat = max(lease.ttl / protocol.HEARTBEATS_PER_TTL, _TICK)
+            self._leases[lease.lease_id] = _Held(lease, self._loop.time() + beat)
             if not self._resolve(op, lease):
                 self._give_back(lease)
         elif kind == "released":
@@ -531,25 +568,26 @@ class Session:
             for st in resp.heartbeat.leases:
                 if not st.held:
                     self._lost(st.lease_id, "not held at the server")
+                elif st.HasField("expire_time") and st.lease_id in self._leases:
+                    self._leases[st.lease_id].lease.expire_time = _utc(st.expire_time)
             self._resolve(op, resp.heartbeat)
         else:
             log.warning("ratequeue: unexpected %s answer to a %s", kind, op.kind)
             self._resolve(op, None)
         return True
 
-    @staticmethod
-    def _lease_from(granted) -> Lease:
+    def _lease_from(self, granted, lease_type: Type[BaseLease]) -> BaseLease:
         l = granted.lease
         ttl = l.ttl.ToNanoseconds() / 1e9 if l.HasField("ttl") else 30.0
-        expire = l.expire_time.ToDatetime(tzinfo=_dt.timezone.utc) if l.HasField("expire_time") else None
-        return Lease(
+        return lease_type(
             lease_id=l.lease_id,
             resource=l.resource,
             load=l.load,
             ttl=ttl if ttl > 0 else 30.0,
-            expire_time=expire,
+            expire_time=_utc(l.expire_time) if l.HasField("expire_time") else None,
             wait_time=granted.wait_time.ToNanoseconds() / 1e9,
-            grant_time=l.grant_time.ToDatetime(tzinfo=_dt.timezone.utc) if l.HasField("grant_time") else None,
+            grant_time=_utc(l.grant_time) if l.HasField("grant_time") else None,
+            _config=self.config,
         )
 
     def _lost(self, lease_id: str, why: str) -> None:
@@ -577,19 +615,19 @@ class Session:
         down_since = self._disconnected_since
         for op in list(self._ops.values()):
             if op.kind == "release":
-                if now > op.deadline:  # the server has expired it by now anyway
+                if now > op.deadline:  # the server has freed the slot by now anyway
                     del self._ops[op.rid]
                     self._resolve(op, None)
-                continue
-            if op.kind != "acquire" or self._healthy:
-                continue
-            # No working stream: the server cannot answer, so time out here.
-            if op.deadline is not None and now > op.deadline:
-                del self._ops[op.rid]
-                self._fail(op, AcquireTimeout(f"no slot within the timeout; {self._last_error}"))
-            elif down_since is not None and now - max(down_since, op.created) > self.config.reconnect_timeout:
-                del self._ops[op.rid]
-                self._fail(op, Unavailable(f"no ratequeue server reachable: {self._last_error}"))
+            elif op.kind == "acquire":
+                # The server answers a timeout itself; past the slack, it
+                # could not be reached. A key refusal is the better reason.
+                if op.deadline is not None and now >= op.deadline + protocol.TIMEOUT_SLACK:
+                    self._give_up(op, self._refusal or AcquireTimeout(
+                        f"no answer within the timeout: the server could not be reached ({self._last_error})"))
+                elif (not self._healthy and down_since is not None
+                      and now - max(down_since, op.created) >= self.config.reconnect_timeout):
+                    self._give_up(op, self._refusal or Unavailable(
+                        f"no ratequeue server reachable for {self.config.reconnect_timeout:g}s: {self._last_error}"))
 
 
 def _leader_hint(err: Optional[grpc.aio.AioRpcError]) -> Optional[str]:
@@ -597,6 +635,6 @@ def _leader_hint(err: Optional[grpc.aio.AioRpcError]) -> Optional[str]:
         return None
     for md in (err.trailing_metadata(), err.initial_metadata()):
         for key, value in md or ():
-            if key.lower() == LEADER_METADATA_KEY and value:
+            if key.lower() == protocol.LEADER_METADATA_KEY and value:
                 return value.decode() if isinstance(value, bytes) else str(value)
     return None

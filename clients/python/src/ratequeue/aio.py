@@ -4,11 +4,16 @@
                           lane="user-facing") as lease:
         resp = await call_the_api()
         lease.actual_load = resp.usage.total_tokens
+
+    lease = await rq.Client().acquire_lease("openai-gpt4", timeout=30)
+    ...
+    await lease.release()
 """
 
 from __future__ import annotations
 
 from ._client import AsyncAcquire, AsyncClient as Client
+from ._client import AsyncLease as Lease
 from ._client import acquire_async as acquire
 from ._client import limited
 from ._config import ClientConfig
@@ -22,7 +27,6 @@ from ._errors import (
     Unauthenticated,
     Unavailable,
 )
-from ._session import Lease
 
 __all__ = [
     "AcquireTimeout",

@@ -30,8 +30,11 @@ __all__ = ["RateQueueRateLimiter", "RateQueueRunnable", "estimate_tokens", "with
 
 
 def _clients(url: Optional[str], api_key: Optional[str], client: Optional[Union[Client, AsyncClient]]):
+    """The sync and async clients to use: ``client`` itself for its kind,
+    and one of the other kind with its configuration."""
     config = client.config if client is not None else ClientConfig.resolve(url, api_key)
-    return Client(config=config), AsyncClient(config=config)
+    return (client if isinstance(client, Client) else Client(config=config),
+            client if isinstance(client, AsyncClient) else AsyncClient(config=config))
 
 
 class RateQueueRateLimiter(BaseRateLimiter):
@@ -73,7 +76,7 @@ class RateQueueRateLimiter(BaseRateLimiter):
             if not blocking:
                 return False
             raise
-        self._sync.release(lease)
+        lease.release()
         return True
 
     async def aacquire(self, *, blocking: bool = True) -> bool:
@@ -83,7 +86,7 @@ class RateQueueRateLimiter(BaseRateLimiter):
             if not blocking:
                 return False
             raise
-        await self._async.release(lease)
+        await lease.release()
         return True
 
 
