@@ -17,12 +17,12 @@ import (
 	"github.com/ratequeue/ratequeue/clients/go/internal/testserver"
 )
 
-// acquireN acquires n leases on name, from several goroutines.
-func acquireN(t *testing.T, c *ratequeue.Client, name string, n int) []*ratequeue.Lease {
+// inParallel runs do(ctx, i) for i in [0, n) from 32 goroutines and fails
+// the test with the first error, naming what.
+func inParallel(t *testing.T, what string, n int, do func(ctx context.Context, i int) error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	leases := make([]*ratequeue.Lease, n)
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
 	const workers = 32
@@ -31,20 +31,28 @@ func acquireN(t *testing.T, c *ratequeue.Client, name string, n int) []*ratequeu
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
-				l, err := c.Acquire(ctx, name)
-				if err != nil {
+				if err := do(ctx, i); err != nil {
 					errs <- err
 					return
 				}
-				leases[i] = l
 			}
 		}()
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Fatalf("Acquire(%s): %v", name, err)
+		t.Fatalf("%s: %v", what, err)
 	}
+}
+
+// acquireN acquires n leases on name, from several goroutines.
+func acquireN(t *testing.T, c *ratequeue.Client, name string, n int) []*ratequeue.Lease {
+	t.Helper()
+	leases := make([]*ratequeue.Lease, n)
+	inParallel(t, "Acquire("+name+")", n, func(ctx context.Context, i int) (err error) {
+		leases[i], err = c.Acquire(ctx, name)
+		return err
+	})
 	return leases
 }
 
@@ -52,28 +60,7 @@ func acquireN(t *testing.T, c *ratequeue.Client, name string, n int) []*ratequeu
 // unless each release finds its lease held.
 func releaseAll(t *testing.T, leases []*ratequeue.Lease) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	errs := make(chan error, len(leases))
-	var wg sync.WaitGroup
-	const workers = 32
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(leases); i += workers {
-				if err := leases[i].Release(ctx); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("Release: %v", err)
-	}
+	inParallel(t, "Release", len(leases), func(ctx context.Context, i int) error { return leases[i].Release(ctx) })
 }
 
 // notLost fails the test if any of leases was reported lost.
