@@ -5,6 +5,8 @@
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
 export interface Logger {
+  /** The least severe level written: callers skip building what would not be written. */
+  readonly level: LogLevel;
   debug(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
@@ -22,7 +24,7 @@ export function createLogger(
     if (order[lvl] < order[level]) return;
     out(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields }));
   };
-  return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
+  return { level, debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
 }
 
 /** A logger that drops everything (tests). */

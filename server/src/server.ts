@@ -76,8 +76,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     clock: group?.engineClock ?? clock,
     // A leader grants nothing past its lease deadline, whatever triggers the grant.
     grantDeadline: group && (() => group.gate.deadline()),
+    // At debug level, every release with what it reconciled: what a chaos run's referee checks.
+    onLeaseReleased:
+      log.level === "debug"
+        ? ({ lease, at, reconciled, issued }) => log.debug("lease released", { resource: lease.resource, lease: lease.id, owner: lease.owner, at, reconciled, issued })
+        : undefined,
     onLeaseExpired: (lease) => {
-      log.info("lease expired", { resource: lease.resource, lease: lease.id, owner: lease.owner });
+      log.info("lease expired", { resource: lease.resource, lease: lease.id, owner: lease.owner, at: lease.expiresAt });
       router.expired(lease.id, lease.resource);
     },
   });

@@ -93,6 +93,14 @@ export class Adapter {
     return answer;
   }
 
+  /** Kills the adapter process at once (SIGKILL), as a worker dies, and waits for the exit. */
+  async kill(): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise<void>((resolve) => this.child.once("exit", () => resolve()));
+    this.child.kill("SIGKILL");
+    await exited;
+  }
+
   /** Closes stdin (the adapter closes its clients and exits) and waits for the exit. */
   async stop(): Promise<void> {
     if (this.exited) return;

@@ -27,12 +27,14 @@ export function writeConfig(config: unknown): string {
   return path;
 }
 
-export async function startServerProcess(options: { config?: unknown; args?: string[]; port?: number } = {}): Promise<ServerProcess> {
+export async function startServerProcess(
+  options: { config?: unknown; args?: string[]; port?: number; /** Where to collect the log lines (default: a new array). */ logs?: Record<string, unknown>[] } = {},
+): Promise<ServerProcess> {
   const args = [serverMain, "serve", "--host", "127.0.0.1", "--port", String(options.port ?? 0)];
   if (options.config !== undefined) args.push("--config", writeConfig(options.config));
   args.push(...(options.args ?? []));
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
-  const logs: Record<string, unknown>[] = [];
+  const logs = options.logs ?? [];
   const exited = new Promise<number | null>((resolveExit) => child.once("exit", (code) => resolveExit(code)));
   const port = await new Promise<number>((resolvePort, reject) => {
     const timer = setTimeout(() => reject(new Error("server did not log 'listening' within 15 s")), 15_000);

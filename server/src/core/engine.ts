@@ -42,6 +42,16 @@ export interface EngineOptions {
   clock: Clock;
   /** Called once for each lease that expires unheartbeated (after the engine has freed it). */
   onLeaseExpired?: (lease: Lease) => void;
+  /**
+   * Called once for each lease a release ends, with the engine's time of
+   * the release, the units charged (positive) or refunded (negative) on its
+   * load limits then, and where the engine's lease ids had got to
+   * (`<prefix>-<serial>` of the last it issued: it orders the release among
+   * grants of the same millisecond). For
+   * diagnostics: a chaos run's referee checks the load limits and the
+   * concurrency cap with it.
+   */
+  onLeaseReleased?: (released: { lease: Lease; at: Millis; reconciled: number; issued: string | undefined }) => void;
   /** Makes lease ids; they must be unique for the server's lifetime, across restores. */
   newLeaseId?: () => string;
   /** How many ended lease ids are remembered to tell "already released"/"expired" from "unknown". Default 100 000. */
@@ -79,6 +89,7 @@ const FAILED_AT_ONCE = null;
 export class Engine {
   private readonly clock: Clock;
   private readonly onLeaseExpired: ((lease: Lease) => void) | undefined;
+  private readonly onLeaseReleased: ((released: { lease: Lease; at: Millis; reconciled: number; issued: string | undefined }) => void) | undefined;
   private readonly onCallbackError: (err: unknown) => void;
   private readonly grantDeadline: () => Millis;
   private readonly resources = new Map<string, Resource>();
@@ -108,6 +119,7 @@ export class Engine {
   constructor(options: EngineOptions) {
     this.clock = options.clock;
     this.onLeaseExpired = options.onLeaseExpired;
+    this.onLeaseReleased = options.onLeaseReleased;
     this.grantDeadline = options.grantDeadline ?? (() => Infinity);
     this.onCallbackError =
       options.onCallbackError ??
@@ -272,10 +284,12 @@ export class Engine {
     const r = rec.res;
     // Maybe released at the old leader already: its slot stays counted until the takeover's window ends.
     if (rec.unconfirmed && r.unknownUntil > now) r.unknownLeases++;
+    let reconciled = 0;
     if (actualLoad !== undefined && actualLoad !== rec.load && !rec.adopted) {
-      const delta = actualLoad - rec.load;
-      for (const g of r.limits) if (g.spec.dimension === "load") g.adjust(delta);
+      reconciled = actualLoad - rec.load;
+      for (const g of r.limits) if (g.spec.dimension === "load") g.adjust(reconciled);
     }
+    if (this.onLeaseReleased !== undefined) this.post(this.onLeaseReleased, { lease: rec.toLease(), at: now, reconciled, issued: this.leases.lastIssued() });
     if (r.waiting > 0) this.pump(r, now);
     this.flush();
     return "released";

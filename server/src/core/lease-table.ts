@@ -118,6 +118,11 @@ export class LeaseTable {
     return this.idPrefix === undefined ? undefined : { prefix: this.idPrefix.slice(0, -1), serial: this.serial };
   }
 
+  /** `<prefix>-<serial>` of the last id the default generator issued; undefined with a custom generator. */
+  lastIssued(): string | undefined {
+    return this.idPrefix === undefined ? undefined : this.idPrefix + this.serial.toString(36);
+  }
+
   /** Leases held. */
   get size(): number {
     return this.byId.size;
