@@ -47,29 +47,35 @@ describe("rate limits", () => {
     expect(checkRateLimits(events, [{ ...api, limits: [api.limits[0]!] }])).toHaveLength(1);
   });
 
-  test("load limits count reconciliations where the server applied them", () => {
+  test("load limits count what each call really used, settled where a server applied its release", () => {
+    const used = (g: GrantEvent, actualLoad: number, at: number): HistoryEvent => ({ kind: "release", worker: g.worker, lease: g.lease, at, actualLoad, outcome: "released" });
     const g = grant(0, 50);
-    // 50 estimated, 80 used: 30 more charged at 100; by 400 the bound allows 50 + 40 = 90 in [0, 400].
-    expect(checkRateLimits([g, released(g, 100, 30), grant(400, 10)], [api])).toEqual([]);
+    // 50 estimated, 80 used: 30 more settled at 100; by 400 the bound allows 50 + 40 = 90 in [0, 400].
+    expect(checkRateLimits([g, used(g, 80, 95), released(g, 100, 30), grant(400, 10)], [api])).toEqual([]);
     const h = grant(0, 50);
-    expect(checkRateLimits([h, released(h, 100, 30), grant(300, 10)], [api])).toEqual([
+    expect(checkRateLimits([h, used(h, 80, 95), released(h, 100, 30), grant(300, 10)], [api])).toEqual([
       { check: "rate", message: expect.stringContaining("limit 2 (load") },
     ]);
+    // What the server charged does not matter: the call used 80 (a server that knew no estimate charged nothing).
+    const k = grant(0, 50);
+    expect(checkRateLimits([k, used(k, 80, 95), released(k, 100, 0), grant(300, 10)], [api])).toHaveLength(1);
+    // A release no server applied settles when the client sent it.
+    const u = grant(0, 50);
+    expect(checkRateLimits([u, used(u, 80, 95), grant(300, 10)], [api])).toHaveLength(1);
     // A refund makes room.
     const r = grant(0, 50);
-    expect(checkRateLimits([r, released(r, 10, -40), grant(20, 40)], [api])).toEqual([]);
+    expect(checkRateLimits([r, used(r, 10, 5), released(r, 10, -40), grant(20, 40)], [api])).toEqual([]);
   });
 
   test("within one millisecond, a reconciliation stands where its engine applied it among the grants", () => {
     const at = (lease: string, t: number, load: number): GrantEvent => ({ ...grant(t, load), lease });
     const first = at("eng-1.tag", 0, 40);
     const second = at("eng-2.tag", 100, 10);
-    // 40 + 10 = 50 <= burst: fine. The +20 charged at the same ms after the second grant came later.
-    const after = { ...released(first, 100, 20), issued: "eng-2" };
-    expect(checkRateLimits([first, second, after], [api])).toEqual([]);
-    // Charged before the second grant (the engine had issued only eng-1 then), it would have left no room.
-    const before = { ...released(first, 100, 20), issued: "eng-1" };
-    expect(checkRateLimits([first, second, before], [api])).toHaveLength(1);
+    const used: HistoryEvent = { kind: "release", worker: "w1", lease: first.lease, at: 99, actualLoad: 60, outcome: "released" };
+    // 40 + 10 = 50 <= burst: fine. The +20 settled at the same ms after the second grant came later.
+    expect(checkRateLimits([first, second, used, { ...released(first, 100, 20), issued: "eng-2" }], [api])).toEqual([]);
+    // Settled before the second grant (the engine had issued only eng-1 then), it would have left no room.
+    expect(checkRateLimits([first, second, used, { ...released(first, 100, 20), issued: "eng-1" }], [api])).toHaveLength(1);
   });
 });
 

@@ -101,9 +101,30 @@ export interface RateMargin {
 }
 
 /**
+ * What each call really used beyond (or below) its estimate, and when that
+ * was settled: the client's actual load minus the grant's load, at the time
+ * a server applied the release (in that engine's order), or when the client
+ * sent it if no server knew the lease. This is the load the provider saw,
+ * whatever any server charged for it.
+ */
+function settledLoad(events: RefereeEvent[], resource: string): { t: number; units: number; issued: string | undefined }[] {
+  const grants = new Map(of(events, "grant").filter((g) => g.resource === resource).map((g) => [g.lease, g]));
+  const applied = new Map<string, ServerRelease>();
+  for (const s of of(events, "server-release")) if (!applied.has(s.lease)) applied.set(s.lease, s);
+  const out: { t: number; units: number; issued: string | undefined }[] = [];
+  for (const r of of(events, "release")) {
+    const g = grants.get(r.lease);
+    if (g === undefined || r.actualLoad === undefined || r.actualLoad === g.load) continue;
+    const s = applied.get(r.lease);
+    out.push({ t: s?.at ?? r.at, units: r.actualLoad - g.load, issued: s?.issued });
+  }
+  return out;
+}
+
+/**
  * For every limit, the worst window: units granted in it minus
  * `burst + t * amount / period`, counting grants at their server grant time
- * and, for load limits, each reconciliation where the server applied it.
+ * and, for load limits, the settled load (settledLoad) where it was settled.
  * Windows start and end at grants; for each end the worst start is kept as
  * a running maximum, so this is linear in the history.
  */
@@ -111,11 +132,11 @@ export function rateMargins(events: RefereeEvent[], resources: RefereeResource[]
   const out: RateMargin[] = [];
   for (const r of resources) {
     const grants = of(events, "grant").filter((g) => g.resource === r.name);
-    const reconciled = of(events, "server-release").filter((s) => s.resource === r.name && s.reconciled !== 0);
+    const reconciled = settledLoad(events, r.name);
     r.limits.forEach((limit, k) => {
       type Charge = { t: number; units: number; grant: boolean; order: [string, number] };
       const log: Charge[] = grants.map((g) => ({ t: g.at, units: limit.dimension === "requests" ? 1 : g.load, grant: true, order: issuedOrder(g.lease, 0) }));
-      if (limit.dimension === "load") for (const s of reconciled) log.push({ t: s.at, units: s.reconciled, grant: false, order: issuedOrder(s.issued, 1) });
+      if (limit.dimension === "load") for (const s of reconciled) log.push({ t: s.t, units: s.units, grant: false, order: issuedOrder(s.issued, 1) });
       log.sort(inEngineOrder);
       const rate = limit.amount / limit.periodMs;
       let before = 0; // units charged before the current entry

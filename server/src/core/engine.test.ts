@@ -332,6 +332,20 @@ describe("Engine: leases", () => {
 });
 
 describe("Engine: live changes", () => {
+  it("a heartbeat after the lease TTL was lowered expires the lease at its new, earlier time", () => {
+    // Found by the property test: the expiry timer still waited for the old expiry.
+    const { acq, engine, clock, granted, expired } = setup(spec({ concurrency: 1, leaseTtlMs: 1000 }));
+    acq();
+    engine.putResource(spec({ concurrency: 1, leaseTtlMs: 100 }));
+    engine.heartbeat([granted[0]!.id]);
+    const waiting = acq();
+    clock.advance(100);
+    expect(expired.map((l) => l.id)).toEqual([granted[0]!.id]);
+    expect(waiting.result?.ok).toBe(true);
+    expect(granted[1]!.grantedAt).toBe(100);
+  });
+
+
   it("a raised limit grants waiters at once", () => {
     const { acq, engine } = setup(spec({ limits: [rps(1, 1)] }));
     acq();
@@ -505,7 +519,7 @@ describe("Engine: lifecycle", () => {
       expect(engine.unknownLeaseCount()).toBe(0);
       acq();
       expect(granted).toEqual([]); // the cap is full of real leases now
-      expect(engine.release(unseen[0]!, 1000)).toBe("released"); // an adopted lease reconciles nothing
+      expect(engine.release(unseen[0]!)).toBe("released");
       expect(granted).toHaveLength(1);
     });
 
@@ -573,6 +587,38 @@ describe("Engine: lifecycle", () => {
       const fresh = newEngine({ clock: new SimulatedClock(0) });
       fresh.restore(idle.engine.snapshot());
       expect(fresh.unknownLeaseCount()).toBe(0);
+    });
+
+    it("a release of a lease the new leader never knew, or adopted, charges its whole actual load", () => {
+      // Its estimate was charged by the old leader, unknown here: the actual load is at least the true difference.
+      // Load: 1 unit per 60 ms, burst 1000: restored fully spent at 500, so at 600 only 1.67 units are free.
+      // Requests: 20/s keeps the unknown leases to what it allowed since the snapshot (12 of the cap of 30).
+      const slow = () => takeover(spec({ concurrency: 30, leaseTtlMs: 2000, limits: [rps(20, 3), load(1000, 1000)] }));
+      const free = slow();
+      free.clock.advanceTo(600);
+      free.acq();
+      expect(free.granted).toHaveLength(1); // uncharged, 1 unit fits at once
+      const unknown = slow();
+      unknown.clock.advanceTo(600);
+      expect(unknown.engine.release(unknown.unseen[0]!, 60)).toBe("unknown");
+      unknown.acq();
+      expect(unknown.granted).toEqual([]); // 60 more units of debt: about 59 * 60 ms to wait
+      unknown.clock.advanceTo(600 + 58 * 60);
+      expect(unknown.granted).toEqual([]);
+      unknown.clock.advanceTo(600 + 60 * 60);
+      expect(unknown.granted).toHaveLength(1);
+      const adopted = slow();
+      adopted.clock.advanceTo(600);
+      adopted.engine.heartbeat([adopted.unseen[1]!], adopted.reattach);
+      expect(adopted.engine.release(adopted.unseen[1]!, 60)).toBe("released");
+      adopted.acq();
+      expect(adopted.granted).toEqual([]);
+      // Only on a resource the caller may charge.
+      const foreign = slow();
+      foreign.clock.advanceTo(600);
+      foreign.engine.release(foreign.unseen[0]!, 60, () => false);
+      foreign.acq();
+      expect(foreign.granted).toHaveLength(1);
     });
 
     it("do not exist without a cap", () => {

@@ -271,12 +271,22 @@ export class Engine {
    * Ends a lease and frees its concurrency slot. With `actualLoad`, the
    * resource's load limits are charged or refunded by actualLoad - load
    * (request limits are untouched).
+   *
+   * After a takeover, a lease of the old leader that this engine does not
+   * know, or adopted without its estimate, is charged its whole actual load
+   * (see restore): on a resource the caller may charge (`mayCharge`; the
+   * RPC layer passes the caller's namespace).
    */
-  release(leaseId: string, actualLoad?: number): ReleaseOutcome {
+  release(leaseId: string, actualLoad?: number, mayCharge: (resource: string) => boolean = () => true): ReleaseOutcome {
     const now = this.clock.now();
     this.settle(now);
     const rec = this.leases.get(leaseId);
     if (rec === undefined) {
+      // A lease of the old leader this engine never knew: the old leader
+      // charged its estimate, unknown here, so the whole actual load is
+      // charged (at least the true difference).
+      const r = actualLoad === undefined ? undefined : this.inTakeoverWindow(leaseId, now);
+      if (r !== undefined && mayCharge(r.name)) for (const g of r.limits) if (g.spec.dimension === "load") g.adjust(actualLoad!);
       this.flush();
       return this.leases.endedAs(leaseId);
     }
@@ -285,7 +295,8 @@ export class Engine {
     // Maybe released at the old leader already: its slot stays counted until the takeover's window ends.
     if (rec.unconfirmed && r.unknownUntil > now) r.unknownLeases++;
     let reconciled = 0;
-    if (actualLoad !== undefined && actualLoad !== rec.load && !rec.adopted) {
+    // An adopted lease's estimate is unknown (its load is 0 here): the whole actual load is charged.
+    if (actualLoad !== undefined && actualLoad !== rec.load) {
       reconciled = actualLoad - rec.load;
       for (const g of r.limits) if (g.spec.dimension === "load") g.adjust(reconciled);
     }
@@ -323,6 +334,8 @@ export class Engine {
         continue;
       }
       this.leases.extend(rec, now);
+      // A TTL lowered live makes the new expiry earlier than the one the timer waits for.
+      this.expiryTimer.armBy(rec.expiresAt);
       out.push({ leaseId: id, held: true, expiresAt: rec.expiresAt });
     }
     this.flush();
@@ -487,12 +500,19 @@ export class Engine {
 
   // ------------------------------------------------------------- internals
 
-  /** Re-attaches an unknown lease of a previous leader (see heartbeat), or undefined. */
-  private adopt(id: string, reattach: { owner: string; mayAdopt(resource: string): boolean }, now: Millis) {
+  /** The resource an unknown lease id names, while its takeover window lasts (see restore); else undefined. */
+  private inTakeoverWindow(id: string, now: Millis): Resource | undefined {
     if (this.unknownByTag.size === 0) return undefined;
     const issued = parseLeaseId(id);
     const r = issued === undefined ? undefined : this.unknownByTag.get(issued.tag);
-    if (r === undefined || r.deleted || now >= r.unknownUntil || !reattach.mayAdopt(r.name)) return undefined;
+    return r === undefined || r.deleted || now >= r.unknownUntil ? undefined : r;
+  }
+
+  /** Re-attaches an unknown lease of a previous leader (see heartbeat), or undefined. */
+  private adopt(id: string, reattach: { owner: string; mayAdopt(resource: string): boolean }, now: Millis) {
+    const r = this.inTakeoverWindow(id, now);
+    if (r === undefined || !reattach.mayAdopt(r.name)) return undefined;
+    const issued = parseLeaseId(id);
     // Granted by the old leader after its snapshot and not yet expired there
     // whatever its heartbeats: it was held there at the takeover, so it is one
     // of the unknown leases. Any other lease is one more held lease: its holder

@@ -30,12 +30,6 @@ export class LeaseRecord {
   /** The table's serial number of an id it made itself; -1 otherwise. */
   serial = -1;
   /**
-   * Granted by a previous leader and re-attached here by its holder's
-   * heartbeat (Engine.heartbeat): its load is unknown, so its release
-   * reconciles nothing.
-   */
-  adopted = false;
-  /**
    * Restored from a snapshot and not heartbeated here since. Its holder may
    * have released it at the previous leader already (a release sent again
    * after a reconnect), so releasing it here must not free its slot while a
@@ -162,12 +156,13 @@ export class LeaseTable {
 
   /**
    * Holds a lease this table does not know, granted by a previous leader on
-   * `r` and heartbeated by its holder: from `now` for the lease TTL.
+   * `r` and heartbeated by its holder: from `now` for the lease TTL. Its
+   * estimate is unknown, so its load is 0: its release charges the whole
+   * actual load.
    */
   adopt(id: string, r: Resource, owner: string, now: Millis): LeaseRecord {
     const ttl = r.spec.leaseTtlMs;
     const rec = new LeaseRecord(id, r, 0, owner, now, now + ttl, ttl);
-    rec.adopted = true;
     this.hold(rec);
     return rec;
   }

@@ -91,7 +91,7 @@ export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandl
       const { leaseId, actualLoad } = releaseFromProto(req);
       if (!ownsLease(engine, principal, leaseId)) return releaseToProto("unknown");
       router.detach(leaseId);
-      return releaseToProto(engine.release(leaseId, actualLoad));
+      return releaseToProto(engine.release(leaseId, actualLoad, (resource) => principal.scope.owns(resource)));
     }),
     heartbeat: unary(log, "Heartbeat", async (req, call) => {
       const principal = await auth.authenticate(call.metadata, call.getPeer());

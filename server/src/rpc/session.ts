@@ -105,7 +105,8 @@ export class WorkerSession implements LeaseHolder {
         }
         case "release": {
           const { leaseId, actualLoad } = releaseFromProto(req.kind.value);
-          const outcome = ownsLease(engine, this.principal, leaseId) ? engine.release(leaseId, actualLoad) : "unknown";
+          const { scope } = this.principal;
+          const outcome = ownsLease(engine, this.principal, leaseId) ? engine.release(leaseId, actualLoad, (resource) => scope.owns(resource)) : "unknown";
           this.leases.delete(leaseId);
           router.detach(leaseId);
           this.send(id, { case: "released", value: releaseToProto(outcome) });
