@@ -15,9 +15,9 @@ export interface WorkerLine {
   errors?: number;
 }
 
-/** Runs one Node worker process (test/fixtures/worker.mjs) to completion. */
-export function runWorker(options: Record<string, unknown>): Promise<WorkerLine[]> {
-  const child = spawn(process.execPath, [join(repoRoot, "test/fixtures/worker.mjs"), JSON.stringify(options)], {
+/** Runs one Node worker process (a file of test/fixtures/, by default worker.mjs) to completion. */
+export function runWorker(options: Record<string, unknown>, fixture = "worker.mjs"): Promise<WorkerLine[]> {
+  const child = spawn(process.execPath, [join(repoRoot, "test/fixtures", fixture), JSON.stringify(options)], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const lines: WorkerLine[] = [];

@@ -100,28 +100,39 @@ export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandl
     }),
   };
 
+  // At debug level every session's start and end is logged with the counts
+  // of what it held, so that a stall (acquires that never come back) can be
+  // told apart: sessions that never opened, were refused, or opened and wait.
+  const debug = log.level === "debug";
+
   function openSession(call: ServerDuplexStream<SessionRequest, SessionResponse>, principal: Principal): void {
-    if (call.cancelled) return;
-    const refusal = gate.refusal();
-    if (refusal !== undefined) {
-      call.emit("error", serviceError(refusal));
+    const peer = call.getPeer();
+    if (call.cancelled) {
+      if (debug) log.debug("session gone before it opened", { peer });
       return;
     }
+    const refused = (err: RpcError) => {
+      if (debug) log.debug("session refused", { peer, key: principal.keyId, code: status[err.code], reason: err.message });
+      call.emit("error", serviceError(err));
+    };
+    const refusal = gate.refusal();
+    if (refusal !== undefined) return refused(refusal);
     const { keyId } = principal;
     if (sessionsPerKey.get(keyId) >= limits.maxSessionsPerKey) {
       const what = auth.enabled ? "this API key" : "this server (authentication is off)";
-      call.emit("error", serviceError(new RpcError(status.RESOURCE_EXHAUSTED, `${limits.maxSessionsPerKey} sessions of ${what} are open, the most allowed; close some first`)));
-      return;
+      return refused(new RpcError(status.RESOURCE_EXHAUSTED, `${limits.maxSessionsPerKey} sessions of ${what} are open, the most allowed; close some first`));
     }
     const id = randomUUID();
     const session = new WorkerSession(id, call, deps, principal);
     sessions.set(id, session);
     sessionsPerKey.add(keyId, 1);
+    if (debug) log.debug("session opened", { session: id, peer, key: keyId, open: sessions.size });
     const unsubscribe = auth.onRevoked(keyId, (err) => session.abort(err));
     let forgotten = false;
     const forget = (): void => {
       if (forgotten) return;
       forgotten = true;
+      if (debug) log.debug("session closed", { session: id, peer, open: sessions.size - 1, ...session.counts() });
       sessions.delete(id);
       sessionsPerKey.add(keyId, -1);
       unsubscribe();

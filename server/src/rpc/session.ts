@@ -39,6 +39,7 @@ export class WorkerSession implements LeaseHolder {
   /** Leases this session holds, to detach them from the router at close. */
   private readonly leases = new Set<string>();
   private closed = false;
+  private closedWith: { waiting: number; leases: number } | undefined;
 
   constructor(
     readonly id: string,
@@ -54,6 +55,11 @@ export class WorkerSession implements LeaseHolder {
     });
     call.on("cancelled", () => this.close());
     call.on("error", () => this.close());
+  }
+
+  /** What the session had in flight when it closed (or has now): for the debug log line at its end. */
+  counts(): { waiting: number; leases: number } {
+    return this.closedWith ?? { waiting: this.waiting.size, leases: this.leases.size };
   }
 
   notifyExpired(leaseId: string, resource: string): void {
@@ -166,6 +172,7 @@ export class WorkerSession implements LeaseHolder {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.closedWith = { waiting: this.waiting.size, leases: this.leases.size };
     for (const ticket of this.waiting.values()) this.deps.engine.cancel(ticket);
     this.waiting.clear();
     for (const leaseId of this.leases) this.deps.router.detach(leaseId, this);
