@@ -1,5 +1,7 @@
 // One bench client process: runs acquire+release round trips for a fixed
 // time with `inflight` loops in parallel and prints its count and latencies.
+// With `ratePerSec` the loops together start that many round trips a second
+// (paced, each loop on its own schedule); `apiKey` authenticates the session.
 //   session:          the TypeScript client's session stream (grpc-js)
 //   unary:            unary Acquire then unary Release with grpc-js
 //   connect-session:  one bidi Session stream with a connect-node client
@@ -17,14 +19,14 @@ import {
   SessionRequestSchema,
 } from "@ratequeue/proto";
 
-const { port, mode, inflight, durationMs, resource } = JSON.parse(process.argv[2]);
+const { port, mode, inflight, durationMs, resource, apiKey, ratePerSec } = JSON.parse(process.argv[2]);
 const acquireRequest = create(AcquireRequestSchema, { resource });
 const releaseRequest = (leaseId) => create(ReleaseRequestSchema, { leaseId });
 
 /** Each mode returns one acquire+release round trip and a way to close. */
 const modes = {
   session() {
-    const client = createClient({ url: `127.0.0.1:${port}` });
+    const client = createClient({ url: `127.0.0.1:${port}`, apiKey });
     return { roundTrip: async () => (await client.acquire(resource)).release(), close: () => client.close() };
   },
   unary() {
@@ -103,9 +105,18 @@ await Promise.all(Array.from({ length: inflight }, async () => { while (Date.now
 
 setTimeout(() => (stop = true), durationMs);
 const started = performance.now();
+// Paced: each loop starts a round trip every `every` ms, skipping none it fell behind on.
+const every = ratePerSec === undefined ? 0 : (1000 * inflight) / ratePerSec;
 await Promise.all(
-  Array.from({ length: inflight }, async () => {
+  Array.from({ length: inflight }, async (_, i) => {
+    let next = started + (every * i) / inflight;
     while (!stop) {
+      if (every > 0) {
+        const wait = next - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        next += every;
+        if (stop) break;
+      }
       const t = performance.now();
       await roundTrip();
       latencies.push(performance.now() - t);
