@@ -16,7 +16,7 @@ const config = {
   resources: {
     tokens: { limits: [{ dimension: "load", amount: 100, period: "3600s" }] },
     one: { concurrency: 1, max_queue: 1 },
-    many: { lease_ttl: "2s" },
+    many: { lease_ttl: "4s" },
     open: {},
   },
 };
@@ -174,12 +174,12 @@ export function conformance(language: Language): void {
           expect(mine.lost).toEqual([]);
           expect(mine.held).toHaveLength(2500);
         };
-        // Real time passing is the point: more than two lease TTLs (2 s).
-        await sleep(4500);
+        // Real time passing is the point: more than two lease TTLs (4 s; heartbeats every 1.3 s).
+        await sleep(8500);
         await heldEverywhere();
         // Every connection dropped: the client reconnects and re-attaches all of them.
         proxy.reset();
-        await sleep(4500);
+        await sleep(8500);
         await heldEverywhere();
         const { outcomes } = (await adapter.ok("releaseMany", { leases })) as { outcomes: unknown[] };
         expect(outcomes.filter((o) => o === "released")).toHaveLength(2500);

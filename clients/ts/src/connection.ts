@@ -40,18 +40,22 @@ export class Connection {
   private readonly targets: Target[];
   private current = 0;
   private readonly clients = new Map<string, Client>();
-  private readonly tlsCredentials: ChannelCredentials;
+  /** Made on first use: building a TLS context costs about 20 ms (it loads the system's roots). */
+  private tlsCredentials: ChannelCredentials | undefined;
+  private readonly tlsFiles: { ca?: Buffer; key?: Buffer; cert?: Buffer };
 
   private readonly apiKey: string | undefined;
 
   constructor(private readonly options: ClientOptions) {
     this.targets = parseTargets(options.url ?? process.env.RATEQUEUE_URL ?? defaultUrl);
     this.apiKey = options.apiKey ?? process.env.RATEQUEUE_API_KEY;
+    // The files are read now, so that a missing one fails here, not at the first call.
     const caFile = options.caFile ?? process.env.RATEQUEUE_CA_FILE;
-    const ca = caFile === undefined ? undefined : readFileSync(caFile);
-    const key = options.keyFile === undefined ? undefined : readFileSync(options.keyFile);
-    const cert = options.certFile === undefined ? undefined : readFileSync(options.certFile);
-    this.tlsCredentials = credentials.createSsl(ca, key, cert);
+    this.tlsFiles = {
+      ca: caFile === undefined ? undefined : readFileSync(caFile),
+      key: options.keyFile === undefined ? undefined : readFileSync(options.keyFile),
+      cert: options.certFile === undefined ? undefined : readFileSync(options.certFile),
+    };
   }
 
   /** The grpc-js client for the node currently believed to lead. */
@@ -59,7 +63,8 @@ export class Connection {
     const target = this.targets[this.current]!;
     let client = this.clients.get(target.hostPort);
     if (client === undefined) {
-      const creds = target.tls ? this.tlsCredentials : credentials.createInsecure();
+      const { ca, key, cert } = this.tlsFiles;
+      const creds = target.tls ? (this.tlsCredentials ??= credentials.createSsl(ca, key, cert)) : credentials.createInsecure();
       client = new Client(target.hostPort, creds, {
         "grpc.keepalive_time_ms": keepaliveTimeMs,
         "grpc.keepalive_timeout_ms": keepaliveTimeoutMs,
