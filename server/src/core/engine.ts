@@ -11,15 +11,16 @@
 // (what may be granted, and the refusals), lane-scheduling.ts (weighted fair
 // queuing between lanes), lease-table.ts (held leases, their expiry order and
 // tombstones), lazy-timer.ts (the deadline, expiry and rate timers),
-// stats.ts and snapshot.ts.
+// stats.ts, snapshot.ts and takeover.ts (what a new leader assumes it cannot see).
 import { failure, hasRoom, neverFits, readyAt, refusal, timeoutFailure } from "./admission.js";
 import { Gcra } from "./gcra.js";
 import { IndexedHeap } from "./indexed-heap.js";
 import { chargeLane, chooseLane, joinLane, resetVirtualTime } from "./lane-scheduling.js";
 import { LazyTimer } from "./lazy-timer.js";
-import { LeaseTable, parseLeaseId } from "./lease-table.js";
+import { LeaseTable } from "./lease-table.js";
 import { copySpec, Lane, Resource, Waiter } from "./resource.js";
-import { restoreResource, snapshotResource, unknownLeases, type EngineSnapshot, type RestoreOptions } from "./snapshot.js";
+import { restoreResource, snapshotResource, type EngineSnapshot, type RestoreOptions } from "./snapshot.js";
+import { TakeoverWindow } from "./takeover.js";
 import { resourceStats } from "./stats.js";
 import type {
   AcquireRequest,
@@ -110,10 +111,8 @@ export class Engine {
   private waitingTotal = 0;
   private closedMessage: string | undefined;
   private readonly dirtyList: Resource[] = [];
-  /** After a takeover, the resources with unknown leases, by tag: a heartbeat of an unknown lease may re-attach it. */
-  private unknownByTag = new Map<string, Resource>();
-  /** The restored snapshot's lease id prefix and last serial (see EngineSnapshot.issued). */
-  private restoredIssued: { prefix: string; serial: number } | undefined;
+  /** After a takeover: the leases the old leader may hold unseen (see restore). */
+  private readonly takeover = new TakeoverWindow();
 
   /** Creates an engine with no resources. */
   constructor(options: EngineOptions) {
@@ -285,7 +284,7 @@ export class Engine {
       // A lease of the old leader this engine never knew: the old leader
       // charged its estimate, unknown here, so the whole actual load is
       // charged (at least the true difference).
-      const r = actualLoad === undefined ? undefined : this.inTakeoverWindow(leaseId, now);
+      const r = actualLoad === undefined ? undefined : this.takeover.resourceOf(leaseId, now);
       if (r !== undefined && mayCharge(r.name)) for (const g of r.limits) if (g.spec.dimension === "load") g.adjust(actualLoad!);
       this.flush();
       return this.leases.endedAs(leaseId);
@@ -442,7 +441,7 @@ export class Engine {
    * The concurrency cap is kept the same way: leases granted after the
    * snapshot are unknown here, so each capped resource counts as many
    * unknown leases as the old leader could have granted and held (see
-   * unknownLeases in snapshot.ts) until every lease of the old leader has
+   * unknownLeases in takeover.ts) until every lease of the old leader has
    * certainly expired there (notBefore + lease TTL); a holder that
    * re-attaches one by heartbeat keeps it as a held lease of this engine
    * (see heartbeat), and a restored lease released before its holder
@@ -474,17 +473,7 @@ export class Engine {
       this.leases.restore(l, r, Math.max(l.expiresAt, graceEnd));
       if (options.notBefore !== undefined && l.expiresAt <= options.notBefore) expiredKnown.set(r, (expiredKnown.get(r) ?? 0) + 1);
     }
-    this.unknownByTag = new Map();
-    for (const rs of s.resources) {
-      const r = this.resources.get(rs.spec.name);
-      if (r === undefined) continue;
-      const unknown = unknownLeases(r, rs, s.takenAt, r.inFlight, expiredKnown.get(r) ?? 0, now, options.notBefore);
-      r.unknownLeases = unknown.count;
-      r.unknownUntil = unknown.until;
-      r.unknownStillHeldUntil = s.takenAt + Math.min(rs.spec.leaseTtlMs, r.spec.leaseTtlMs);
-      if (unknown.until > now) this.unknownByTag.set(r.tag, r);
-    }
-    this.restoredIssued = options.notBefore === undefined ? undefined : s.issued;
+    this.takeover.begin(s, this.resources, expiredKnown, now, options.notBefore);
     this.expiryTimer.armBy(this.leases.nextExpiry());
     this.settle(now);
     this.flush();
@@ -492,36 +481,16 @@ export class Engine {
 
   /** Unknown leases assumed held after a takeover, across resources (see restore). */
   unknownLeaseCount(): number {
-    const now = this.clock.now();
-    let n = 0;
-    for (const r of this.unknownByTag.values()) n += r.unknownAt(now);
-    return n;
+    return this.takeover.count(this.clock.now());
   }
 
   // ------------------------------------------------------------- internals
 
-  /** The resource an unknown lease id names, while its takeover window lasts (see restore); else undefined. */
-  private inTakeoverWindow(id: string, now: Millis): Resource | undefined {
-    if (this.unknownByTag.size === 0) return undefined;
-    const issued = parseLeaseId(id);
-    const r = issued === undefined ? undefined : this.unknownByTag.get(issued.tag);
-    return r === undefined || r.deleted || now >= r.unknownUntil ? undefined : r;
-  }
-
   /** Re-attaches an unknown lease of a previous leader (see heartbeat), or undefined. */
   private adopt(id: string, reattach: { owner: string; mayAdopt(resource: string): boolean }, now: Millis) {
-    const r = this.inTakeoverWindow(id, now);
+    const r = this.takeover.resourceOf(id, now);
     if (r === undefined || !reattach.mayAdopt(r.name)) return undefined;
-    const issued = parseLeaseId(id);
-    // Granted by the old leader after its snapshot and not yet expired there
-    // whatever its heartbeats: it was held there at the takeover, so it is one
-    // of the unknown leases. Any other lease is one more held lease: its holder
-    // may have been cut off from the old leader, which then expired it and
-    // granted its slot again, to a lease that is still unknown here.
-    const old = this.restoredIssued;
-    if (old !== undefined && issued!.prefix === old.prefix && issued!.serial > old.serial && now < r.unknownStillHeldUntil && r.unknownLeases > 0) {
-      r.unknownLeases--;
-    }
+    this.takeover.reattached(id, r, now);
     const rec = this.leases.adopt(id, r, reattach.owner, now);
     this.expiryTimer.armBy(rec.expiresAt);
     return rec;
