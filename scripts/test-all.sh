@@ -14,12 +14,16 @@ ensure_node_modules
 
 step() { printf '\n=== %s\n' "$*"; }
 
-step "redis-server"
-if ! command -v redis-server >/dev/null; then
+step "redis-server, curl, grpcurl"
+missing=""
+command -v redis-server >/dev/null || missing="$missing redis-server"
+command -v curl >/dev/null || missing="$missing curl"
+if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
+ensure_grpcurl
 export REDIS_SERVER="$(command -v redis-server)"
 echo "$REDIS_SERVER ($("$REDIS_SERVER" --version | cut -d' ' -f3))"
 

@@ -8,6 +8,8 @@ export PATH="$TOOLS/bin:$ROOT/node_modules/.bin:$PATH"
 
 PROTOC_GEN_GO_VERSION=v1.36.11
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.1
+# grpcurl: the tests call the gRPC port through reflection as an operator would.
+GRPCURL_VERSION=v1.9.3
 # 1.80.1: the newest whose stubs still run on Python 3.9 (grpcio 1.80, protobuf 6).
 GRPCIO_TOOLS_VERSION=1.80.1
 
@@ -18,6 +20,10 @@ ensure_node_modules() {
 ensure_go_plugins() {
   [ -x "$TOOLS/bin/protoc-gen-go" ] || GOBIN="$TOOLS/bin" go install "google.golang.org/protobuf/cmd/protoc-gen-go@$PROTOC_GEN_GO_VERSION"
   [ -x "$TOOLS/bin/protoc-gen-go-grpc" ] || GOBIN="$TOOLS/bin" go install "google.golang.org/grpc/cmd/protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
+}
+
+ensure_grpcurl() {
+  [ -x "$TOOLS/bin/grpcurl" ] || GOBIN="$TOOLS/bin" go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
 }
 
 # One virtualenv for generation and the Python tests, made here, never global.

@@ -161,7 +161,7 @@ describe("keys and namespaces in Redis", () => {
 
   test("a group never generates a root key: a non-loopback node without one refuses to start", async () => {
     const port = await freePort();
-    const child = spawn(process.execPath, [serverMain, "serve", "--host", "0.0.0.0", "--port", String(port), "--redis", redis.url, "--redis-prefix", "keys-bootstrap"], {
+    const child = spawn(process.execPath, [serverMain, "serve", "--host", "0.0.0.0", "--port", String(port), "--http-port", "0", "--redis", redis.url, "--redis-prefix", "keys-bootstrap"], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stderr = "";

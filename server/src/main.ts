@@ -12,6 +12,8 @@ const usage = `Usage: ratequeue serve [--host H] [--port P] [--config FILE] [--l
 
   --host       address to listen on (default 127.0.0.1; use 0.0.0.0 for all)
   --port       gRPC port (default 7070; 0 picks a free port)
+  --http-port  HTTP port: /metrics, /healthz, /readyz, the AdminService over Connect JSON
+               (default 7071; with --port 0 also 0; "off" serves none)
   --config     YAML or JSON file declaring resources
   --log-level  default info
 
@@ -46,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: "7070" },
+      "http-port": { type: "string" },
       config: { type: "string" },
       "log-level": { type: "string", default: "info" },
       ...securityFlags,
@@ -61,6 +64,11 @@ async function main(argv: string[]): Promise<number> {
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     console.error(`--port: must be an integer from 0 to 65535, got '${values.port}'`);
+    return 2;
+  }
+  const httpPort = httpPortOf(values["http-port"], port);
+  if (typeof httpPort === "string") {
+    console.error(httpPort);
     return 2;
   }
   const level = values["log-level"] as LogLevel;
@@ -81,7 +89,7 @@ async function main(argv: string[]): Promise<number> {
     console.error(group);
     return 2;
   }
-  const server = await startServer({ ...security, host: values.host, port, resources, log, group });
+  const server = await startServer({ ...security, host: values.host, port, httpPort, resources, log, group });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info("signal", { signal });
@@ -91,6 +99,16 @@ async function main(argv: string[]): Promise<number> {
     process.once("SIGINT", () => stop("SIGINT"));
   });
   return 0;
+}
+
+/** The HTTP port: undefined for "off", or a message saying what is wrong. A free gRPC port (0) makes the default free too. */
+function httpPortOf(value: string | undefined, grpcPort: number): number | undefined | string {
+  if (value === "off") return undefined;
+  if (value === undefined) return grpcPort === 0 ? 0 : 7071;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) return `--http-port: must be an integer from 0 to 65535, or off, got '${value}'`;
+  if (port !== 0 && port === grpcPort) return `--http-port: must differ from --port (${grpcPort})`;
+  return port;
 }
 
 /** The Redis group flags, undefined without Redis, or a message saying which flag is wrong. */

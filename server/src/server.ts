@@ -6,10 +6,13 @@ import { HealthImplementation } from "grpc-health-check";
 import { defaultSessionLimits, serverCredentials, setupAuth, type AuthOptions, type SessionLimits, type TlsFiles } from "./auth/index.js";
 import { Engine, systemClock, type Clock, type ResourceSpec } from "./core/index.js";
 import { RpcError } from "./errors.js";
+import { connectAdminRoutes } from "./http/connect-admin.js";
+import { startHttpServer } from "./http/http-server.js";
 import { createLogger, type Logger } from "./log.js";
 import { createAdminService } from "./rpc/admin-service.js";
 import { LeaseRouter } from "./rpc/lease-router.js";
 import { createRateQueueService } from "./rpc/rate-queue-service.js";
+import { addReflection } from "./rpc/reflection.js";
 import { addService } from "./rpc/service-handlers.js";
 import { memoryResourceStore, OpenGate, RedisGroup, type GroupOptions, type ResourceStore } from "./store/index.js";
 import { limits as validLimits } from "./validate/fields.js";
@@ -31,11 +34,15 @@ export interface ServerOptions {
   limits?: Partial<SessionLimits>;
   /** Join a Redis group: durable config, leader election, snapshots. Without it the node runs alone. */
   group?: GroupOptions;
+  /** The HTTP port (http/http-server.ts): 0 picks a free port; undefined serves none. */
+  httpPort?: number;
 }
 
 export interface RunningServer {
   /** The bound port. */
   port: number;
+  /** The bound HTTP port, when one is served. */
+  httpPort: number | undefined;
   engine: Engine;
   /**
    * Stops taking work, answers waiters with UNAVAILABLE, lets in-flight
@@ -56,6 +63,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const log = options.log ?? createLogger();
   const router = new LeaseRouter();
   let health: HealthImplementation | undefined;
+  /** Readiness for /readyz: a lone node until it shuts down; in a group, the leader or a ready standby. */
+  let ready = options.group === undefined;
   const group =
     options.group &&
     new RedisGroup(options.group, {
@@ -70,6 +79,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         health?.setStatus(healthServiceName, serving);
         health?.setStatus(standbyHealthServiceName, s.standby ? "SERVING" : "NOT_SERVING");
         health?.setStatus(redisHealthServiceName, s.redis ? "SERVING" : "NOT_SERVING");
+        ready = s.serving || s.standby;
       },
     });
   const engine = new Engine({
@@ -104,22 +114,29 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const rateQueue = createRateQueueService({ engine, clock, log, gate, router, auth, limits });
   addService(server, RateQueueService, rateQueue.implementation);
-  addService(server, AdminService, createAdminService({ engine, log, gate, auth, store: group ?? options.store ?? memoryResourceStore }));
+  const admin = createAdminService({ engine, log, gate, auth, store: group ?? options.store ?? memoryResourceStore });
+  addService(server, AdminService, admin);
   health = new HealthImplementation(
     group === undefined
       ? { "": "SERVING", [healthServiceName]: "SERVING" }
       : { "": "NOT_SERVING", [healthServiceName]: "NOT_SERVING", [standbyHealthServiceName]: "NOT_SERVING", [redisHealthServiceName]: "NOT_SERVING" },
   );
   health.addToServer(server);
+  addReflection(server);
 
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${options.host}:${options.port}`, serverCredentials(options.tls), (err, bound) =>
       err ? reject(err) : resolve(bound),
     ),
   );
+  const http =
+    options.httpPort === undefined
+      ? undefined
+      : await startHttpServer({ host: options.host, port: options.httpPort, tls: options.tls, log, routes: connectAdminRoutes(admin), ready: () => ready });
   log.info("listening", {
     host: options.host,
     port,
+    httpPort: http?.port ?? "off",
     resources: engine.listResources().length,
     auth: auth.enabled ? "on" : "off",
     tls: options.tls === undefined ? "off" : options.tls.clientCaFile === undefined ? "on" : "on, client certificates required",
@@ -138,6 +155,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       log.info("shutting down", { graceMs });
       const reason = "the server is shutting down; retry on another node or after it restarts";
       gate.close(reason);
+      ready = false;
       health!.setStatus("", "NOT_SERVING");
       health!.setStatus(healthServiceName, "NOT_SERVING");
       engine.shutdown(reason);
@@ -148,12 +166,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       for (const session of rateQueue.sessions.values()) session.abort(new RpcError(status.UNAVAILABLE, reason));
       server.tryShutdown(() => {
         clearTimeout(force);
-        void leaving.then(() => {
+        void Promise.all([leaving, http?.close()]).then(() => {
           log.info("stopped");
           resolve();
         });
       });
     }));
 
-  return { port, engine, shutdown };
+  return { port, httpPort: http?.port, engine, shutdown };
 }

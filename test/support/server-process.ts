@@ -12,6 +12,10 @@ export const serverMain = join(repoRoot, "server/dist/main.js");
 export interface ServerProcess {
   port: number;
   url: string;
+  /** The HTTP port (probes, metrics, Connect admin), undefined when off. */
+  httpPort: number | undefined;
+  /** http://127.0.0.1:<httpPort> */
+  httpUrl: string;
   process: ChildProcess;
   /** Every JSON log line the server printed so far. */
   logs: Record<string, unknown>[];
@@ -33,9 +37,12 @@ export async function startServerProcess(
   const args = [serverMain, "serve", "--host", "127.0.0.1", "--port", String(options.port ?? 0)];
   if (options.config !== undefined) args.push("--config", writeConfig(options.config));
   args.push(...(options.args ?? []));
+  // A free HTTP port too, unless the test picks one: a restart on a fixed --port would otherwise take 7071.
+  if (!args.includes("--http-port")) args.push("--http-port", "0");
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
   const logs = options.logs ?? [];
   const exited = new Promise<number | null>((resolveExit) => child.once("exit", (code) => resolveExit(code)));
+  let httpPort: number | undefined;
   const port = await new Promise<number>((resolvePort, reject) => {
     const timer = setTimeout(() => reject(new Error("server did not log 'listening' within 15 s")), 15_000);
     createInterface({ input: child.stdout! }).on("line", (line) => {
@@ -48,6 +55,7 @@ export async function startServerProcess(
       logs.push(entry);
       if (entry.msg === "listening") {
         clearTimeout(timer);
+        httpPort = typeof entry.httpPort === "number" ? entry.httpPort : undefined;
         resolvePort(entry.port as number);
       }
     });
@@ -56,6 +64,8 @@ export async function startServerProcess(
   return {
     port,
     url: `http://127.0.0.1:${port}`,
+    httpPort,
+    httpUrl: `http://127.0.0.1:${httpPort}`,
     process: child,
     logs,
     async stop(signal = "SIGTERM") {

@@ -134,7 +134,8 @@ def start_server(config_path: Optional[Path], *, port: int = 0, args: Sequence[s
     """
     if not SERVER_JS.exists():
         raise RuntimeError(f"{SERVER_JS} is missing: run `npm run build` at the repository root first")
-    cmd = ["node", str(SERVER_JS), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    # A free HTTP port too: a restart on a fixed --port would otherwise take the default 7071.
+    cmd = ["node", str(SERVER_JS), "serve", "--host", "127.0.0.1", "--port", str(port), "--http-port", "0"]
     if config_path is not None:
         cmd += ["--config", str(config_path)]
     server_env = {k: v for k, v in os.environ.items() if not k.startswith("RATEQUEUE_")}

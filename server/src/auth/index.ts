@@ -10,5 +10,5 @@ export { defaultNamespace, scopeOf } from "./scope.js";
 export type { Scope } from "./scope.js";
 export { setupAuth } from "./setup.js";
 export type { AuthOptions } from "./setup.js";
-export { serverCredentials } from "./tls.js";
+export { readTlsFiles, serverCredentials } from "./tls.js";
 export type { TlsFiles } from "./tls.js";

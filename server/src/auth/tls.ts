@@ -12,8 +12,8 @@ export interface TlsFiles {
   clientCaFile?: string;
 }
 
-export function serverCredentials(tls: TlsFiles | undefined): ServerCredentials {
-  if (tls === undefined) return ServerCredentials.createInsecure();
+/** The PEM files' contents; an unreadable one fails naming its flag. */
+export function readTlsFiles(tls: TlsFiles): { cert: Buffer; key: Buffer; ca: Buffer | undefined } {
   const read = (flag: string, file: string) => {
     try {
       return readFileSync(file);
@@ -21,8 +21,15 @@ export function serverCredentials(tls: TlsFiles | undefined): ServerCredentials 
       throw new Error(`${flag}: cannot read '${file}': ${(err as Error).message}`);
     }
   };
-  const cert = read("--tls-cert", tls.certFile);
-  const key = read("--tls-key", tls.keyFile);
-  const ca = tls.clientCaFile === undefined ? null : read("--tls-client-ca", tls.clientCaFile);
-  return ServerCredentials.createSsl(ca, [{ cert_chain: cert, private_key: key }], ca !== null);
+  return {
+    cert: read("--tls-cert", tls.certFile),
+    key: read("--tls-key", tls.keyFile),
+    ca: tls.clientCaFile === undefined ? undefined : read("--tls-client-ca", tls.clientCaFile),
+  };
+}
+
+export function serverCredentials(tls: TlsFiles | undefined): ServerCredentials {
+  if (tls === undefined) return ServerCredentials.createInsecure();
+  const { cert, key, ca } = readTlsFiles(tls);
+  return ServerCredentials.createSsl(ca ?? null, [{ cert_chain: cert, private_key: key }], ca !== undefined);
 }

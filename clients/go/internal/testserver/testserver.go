@@ -88,7 +88,8 @@ func StartWith(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{js, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(o.Port)}
+	// A free HTTP port too: a restart on a fixed --port would otherwise take the default 7071.
+	args := []string{js, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(o.Port), "--http-port", "0"}
 	if o.Config != "" {
 		f, err := os.CreateTemp("", "ratequeue-go-test-*.yaml")
 		if err != nil {
