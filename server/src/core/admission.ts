@@ -29,12 +29,14 @@ export function refusal(r: Resource | undefined, req: AcquireRequest, closedMess
   if (r === undefined) return failure("NOT_FOUND", `resource '${req.resource}' not found`);
   if (req.lane !== "" && !r.laneByName.has(req.lane)) {
     r.rejections++;
+    r.invalid++;
     const valid = r.lanes.map((l) => l.name).join(", ");
     return failure("INVALID_ARGUMENT", `lane '${req.lane}' is not a lane of '${r.name}'; valid lanes: ${valid}`);
   }
   const never = neverFits(r, req.load);
   if (never !== undefined) {
     r.rejections++;
+    r.invalid++;
     return failure("INVALID_ARGUMENT", never);
   }
   if (r.waiting >= r.spec.maxQueue) {

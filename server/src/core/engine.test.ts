@@ -756,3 +756,34 @@ describe("Engine: re-entrant callbacks", () => {
     expect(s.waitP90Ms).toBe(900);
   });
 });
+
+describe("Engine: metrics", () => {
+  it("counts outcomes per lane, waits in buckets, reconciliations and each limit's use over its last period", () => {
+    const s = spec({ limits: [rps(2, 1, 1000), load(1000, 1000)], lanes: [{ name: "a", weight: 1 }, { name: "b", weight: 1 }], defaultLane: "a", maxQueue: 2 });
+    const { acq, engine, clock, granted } = setup(s, 0);
+    acq({ load: 100 }); // granted at 0
+    acq({ lane: "b", load: 10 }); // waits 500 ms for the rate
+    const cancelled = acq({ lane: "b" });
+    engine.cancel(cancelled.ticket!);
+    acq({ deadline: 100 }); // times out at 100
+    acq({ lane: "nope" }); // invalid
+    acq({ load: 5000 }); // invalid: over the burst
+    clock.advance(600);
+    engine.release(granted[0]!.id, 130); // 30 more than estimated
+    engine.release(granted[1]!.id, 4); // 6 fewer
+    const m = engine.metrics()[0]!;
+    expect(m.lanes.map((l) => [l.name, l.grants, l.timeouts, l.cancellations, l.loadGranted])).toEqual([
+      ["a", 1, 1, 0, 100],
+      ["b", 1, 0, 1, 10],
+    ]);
+    // Waits of 0 and 500 ms: the first bucket (<= 1 ms) and the one up to 500 ms.
+    expect(m.lanes[0]!.waitBuckets[0]).toBe(1);
+    expect(m.lanes[1]!.waitBuckets[7]).toBe(1);
+    expect(m.lanes[1]!.waitSumMs).toBe(500);
+    expect([m.invalid, m.rejected, m.loadCharged, m.loadRefunded]).toEqual([2, 0, 30, 6]);
+    // Requests: 2 granted in the last second; load: 110 granted, +30 and -6 reconciled.
+    expect(m.limits.map((l) => l.usedLastPeriod)).toEqual([2, 134]);
+    clock.advance(60_000);
+    expect(engine.metrics()[0]!.limits.map((l) => l.usedLastPeriod)).toEqual([0, 0]);
+  });
+});

@@ -21,7 +21,8 @@ import { LeaseTable } from "./lease-table.js";
 import { copySpec, Lane, Resource, Waiter } from "./resource.js";
 import { restoreResource, snapshotResource, type EngineSnapshot, type RestoreOptions } from "./snapshot.js";
 import { TakeoverWindow } from "./takeover.js";
-import { resourceStats } from "./stats.js";
+import { UsageWindow } from "./usage.js";
+import { resourceMetrics, resourceStats } from "./stats.js";
 import type {
   AcquireRequest,
   AcquireResult,
@@ -32,6 +33,7 @@ import type {
   Millis,
   NextWaiting,
   ReleaseOutcome,
+  ResourceMetrics,
   ResourceSpec,
   ResourceStats,
   Ticket,
@@ -235,6 +237,7 @@ export class Engine {
     if (!w.decided && deadline <= now) {
       this.removeWaiter(w);
       res.timeouts++;
+      w.lane.timeouts++;
       this.post(onResult, timeoutFailure(w, now));
       this.pump(res, now);
     }
@@ -258,6 +261,7 @@ export class Engine {
     const r = ticket.res;
     this.removeWaiter(ticket);
     r.cancellations++;
+    ticket.lane.cancellations++;
     this.post(ticket.onResult, failure("CANCELLED", `acquire on '${r.name}' was cancelled`));
     this.pump(r, now);
     this.flush();
@@ -285,7 +289,7 @@ export class Engine {
       // charged its estimate, unknown here, so the whole actual load is
       // charged (at least the true difference).
       const r = actualLoad === undefined ? undefined : this.takeover.resourceOf(leaseId, now);
-      if (r !== undefined && mayCharge(r.name)) for (const g of r.limits) if (g.spec.dimension === "load") g.adjust(actualLoad!);
+      if (r !== undefined && mayCharge(r.name)) this.reconcile(r, actualLoad!, now);
       this.flush();
       return this.leases.endedAs(leaseId);
     }
@@ -297,7 +301,7 @@ export class Engine {
     // An adopted lease's estimate is unknown (its load is 0 here): the whole actual load is charged.
     if (actualLoad !== undefined && actualLoad !== rec.load) {
       reconciled = actualLoad - rec.load;
-      for (const g of r.limits) if (g.spec.dimension === "load") g.adjust(reconciled);
+      this.reconcile(r, reconciled, now);
     }
     if (this.onLeaseReleased !== undefined) this.post(this.onLeaseReleased, { lease: rec.toLease(), at: now, reconciled, issued: this.leases.lastIssued() });
     if (r.waiting > 0) this.pump(r, now);
@@ -347,6 +351,12 @@ export class Engine {
   stats(name: string): ResourceStats | undefined {
     const r = this.resources.get(name);
     return r && resourceStats(r, this.clock.now());
+  }
+
+  /** Every resource's counters and gauges, read now (for metrics at scrape time). */
+  metrics(): ResourceMetrics[] {
+    const now = this.clock.now();
+    return [...this.resources.values()].map((r) => resourceMetrics(r, now));
   }
 
   /** The resource a held lease is on; undefined when no such lease is held. */
@@ -542,7 +552,9 @@ export class Engine {
     const limits = r.limits;
     for (let i = 0; i < limits.length; i++) {
       const g = limits[i] as Gcra;
-      g.charge(g.cost(load), now);
+      const cost = g.cost(load);
+      g.charge(cost, now);
+      (g.usage ??= new UsageWindow(g.spec.periodMs)).add(cost, now);
     }
     const rec = this.leases.grant(r, load, owner, now);
     this.expiryTimer.armBy(rec.expiresAt);
@@ -551,7 +563,19 @@ export class Engine {
     lane.loadGranted += load;
     const waited = now - since;
     r.recordWait(waited);
+    lane.recordWait(waited);
     this.post(onResult, { ok: true, grant: { lease: rec.toLease(), waitedMs: waited } });
+  }
+
+  /** Charges (delta > 0) or refunds (delta < 0) a release's reconciliation on the load limits. */
+  private reconcile(r: Resource, delta: number, now: Millis): void {
+    for (const g of r.limits) {
+      if (g.spec.dimension !== "load") continue;
+      g.adjust(delta);
+      (g.usage ??= new UsageWindow(g.spec.periodMs)).add(delta, now);
+    }
+    if (delta > 0) r.loadCharged += delta;
+    else r.loadRefunded -= delta;
   }
 
   private enqueue(r: Resource, w: Waiter): void {
@@ -654,6 +678,7 @@ export class Engine {
         if (x.decided) continue;
         this.removeWaiter(x);
         x.res.timeouts++;
+        x.lane.timeouts++;
         this.post(x.onResult, timeoutFailure(x, now));
       }
       for (const r of dirty) if (!r.deleted) this.pump(r, now);

@@ -1,5 +1,6 @@
 // One rate limit enforced by the generic cell rate algorithm (GCRA).
 import type { LimitSpec, Millis } from "./types.js";
+import type { UsageWindow } from "./usage.js";
 
 /**
  * One GCRA limit: at most `burst + t * amount / periodMs` units in any
@@ -22,6 +23,8 @@ export class Gcra {
   tolerance: number;
   /** Theoretical arrival time in ms. Below now means "idle" (same as now). */
   tat: Millis;
+  /** Units charged over the last period, for metrics (made at the first charge: engine.ts). */
+  usage: UsageWindow | undefined;
 
   /** @param tat initial TAT; at or before now means a full burst is available. */
   constructor(

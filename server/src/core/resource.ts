@@ -5,6 +5,9 @@ import { IndexedHeap } from "./indexed-heap.js";
 import type { LazyTimer } from "./lazy-timer.js";
 import type { AcquireResult, LaneSpec, Millis, ResourceSpec, Ticket } from "./types.js";
 
+/** The upper bounds of the wait buckets each lane counts grants in, ms (metrics' histogram). */
+export const WAIT_BUCKETS_MS: readonly number[] = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000];
+
 /** Grant waits remembered per resource for the percentiles. */
 export const WAIT_RING = 1024;
 
@@ -47,6 +50,12 @@ export class Lane {
   finish = 0;
   grants = 0;
   loadGranted = 0;
+  timeouts = 0;
+  cancellations = 0;
+  /** Grants per wait bucket (WAIT_BUCKETS_MS, then one for longer waits), made at the first grant. */
+  waitBuckets: Float64Array | undefined;
+  /** The sum of all grants' waits, ms. */
+  waitSumMs = 0;
   readonly queue = new IndexedHeap<Waiter>(
     waiterFirst,
     (w) => w.laneIndex,
@@ -59,6 +68,15 @@ export class Lane {
     readonly name: string,
     public weight: number,
   ) {}
+
+  /** Counts one grant's wait in its bucket (WAIT_BUCKETS_MS). */
+  recordWait(ms: Millis): void {
+    const buckets = (this.waitBuckets ??= new Float64Array(WAIT_BUCKETS_MS.length + 1));
+    let i = 0;
+    while (i < WAIT_BUCKETS_MS.length && ms > WAIT_BUCKETS_MS[i]!) i++;
+    buckets[i]!++;
+    this.waitSumMs += ms;
+  }
 }
 
 /** A resource's live state. */
@@ -75,7 +93,12 @@ export class Resource {
   /** System virtual time for weighted fair queuing: the start tag of the last grant. */
   vtime = 0;
   grants = 0;
+  /** Acquires refused at once: a full queue, or (counted in `invalid` too) an unknown lane or a load over a burst. */
   rejections = 0;
+  invalid = 0;
+  /** Load charged (actual above the estimate) and refunded (below) by releases. */
+  loadCharged = 0;
+  loadRefunded = 0;
   timeouts = 0;
   cancellations = 0;
   expirations = 0;

@@ -1,6 +1,9 @@
 // A resource's live statistics, read from the state the engine keeps anyway.
-import type { Resource } from "./resource.js";
-import type { Millis, ResourceStats } from "./types.js";
+import { WAIT_BUCKETS_MS, type Resource } from "./resource.js";
+import type { Millis, ResourceMetrics, ResourceStats } from "./types.js";
+
+/** The bounds of the wait buckets in ResourceMetrics, ms. */
+export const waitBucketsMs = WAIT_BUCKETS_MS;
 
 function nearestRank(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
@@ -34,5 +37,29 @@ export function resourceStats(r: Resource, now: Millis): ResourceStats {
     waitP90Ms: nearestRank(sorted, 0.9),
     waitP99Ms: nearestRank(sorted, 0.99),
     waitMaxMs: sorted.length ? (sorted[sorted.length - 1] as number) : 0,
+  };
+}
+
+/** The counters and gauges of `r` at `now`, for metrics. */
+export function resourceMetrics(r: Resource, now: Millis): ResourceMetrics {
+  return {
+    name: r.name,
+    leasesInFlight: r.inFlight,
+    lanes: r.lanes.map((l) => ({
+      name: l.name,
+      queueDepth: l.queue.size,
+      grants: l.grants,
+      loadGranted: l.loadGranted,
+      timeouts: l.timeouts,
+      cancellations: l.cancellations,
+      waitBuckets: l.waitBuckets === undefined ? new Array<number>(WAIT_BUCKETS_MS.length + 1).fill(0) : Array.from(l.waitBuckets),
+      waitSumMs: l.waitSumMs,
+    })),
+    limits: r.limits.map((g) => ({ limit: { ...g.spec }, available: g.available(now), usedLastPeriod: g.usage?.used(now) ?? 0 })),
+    rejected: r.rejections - r.invalid,
+    invalid: r.invalid,
+    expirations: r.expirations,
+    loadCharged: r.loadCharged,
+    loadRefunded: r.loadRefunded,
   };
 }

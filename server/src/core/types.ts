@@ -165,3 +165,41 @@ export interface NextWaiting {
   /** When the rate limits will allow it (concurrency aside). */
   readyAt: Millis;
 }
+
+/** One lane's counters for metrics (Engine.metrics). */
+export interface LaneMetrics {
+  name: string;
+  queueDepth: number;
+  grants: number;
+  loadGranted: number;
+  timeouts: number;
+  cancellations: number;
+  /** Grants per wait bucket: one per bound of `waitBucketsMs`, then one for longer waits (not cumulative). */
+  waitBuckets: readonly number[];
+  waitSumMs: number;
+}
+
+/** One limit's state for metrics. */
+export interface LimitMetrics {
+  limit: LimitSpec;
+  /** Units that could be granted at once now. */
+  available: number;
+  /** Units charged over the last period (grants and reconciliations). */
+  usedLastPeriod: number;
+}
+
+/** A resource's counters and gauges for metrics, read at scrape time from what the engine keeps. */
+export interface ResourceMetrics {
+  name: string;
+  leasesInFlight: number;
+  lanes: LaneMetrics[];
+  limits: LimitMetrics[];
+  /** Acquires refused at once because the queue was full. */
+  rejected: number;
+  /** Acquires refused at once for an unknown lane or a load over a burst. */
+  invalid: number;
+  expirations: number;
+  /** Load charged and refunded by reconciliations at release. */
+  loadCharged: number;
+  loadRefunded: number;
+}
