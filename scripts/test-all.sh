@@ -14,14 +14,15 @@ ensure_node_modules
 
 step() { printf '\n=== %s\n' "$*"; }
 
-step "redis-server, curl, grpcurl"
+step "redis-server, curl, promtool, grpcurl"
 missing=""
 command -v redis-server >/dev/null || missing="$missing redis-server"
 command -v curl >/dev/null || missing="$missing curl"
+command -v promtool >/dev/null || missing="$missing prometheus"
 if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 ensure_grpcurl
 export REDIS_SERVER="$(command -v redis-server)"

@@ -14,6 +14,8 @@ const usage = `Usage: ratequeue serve [--host H] [--port P] [--config FILE] [--l
   --port       gRPC port (default 7070; 0 picks a free port)
   --http-port  HTTP port: /metrics, /healthz, /readyz, the AdminService over Connect JSON
                (default 7071; with --port 0 also 0; "off" serves none)
+  --metrics-resource-labels on|off
+               off: metrics per namespace, not per resource (very many resources; default on)
   --config     YAML or JSON file declaring resources
   --log-level  default info
 
@@ -49,6 +51,7 @@ async function main(argv: string[]): Promise<number> {
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: "7070" },
       "http-port": { type: "string" },
+      "metrics-resource-labels": { type: "string", default: "on" },
       config: { type: "string" },
       "log-level": { type: "string", default: "info" },
       ...securityFlags,
@@ -71,6 +74,11 @@ async function main(argv: string[]): Promise<number> {
     console.error(httpPort);
     return 2;
   }
+  const resourceLabels = values["metrics-resource-labels"];
+  if (resourceLabels !== "on" && resourceLabels !== "off") {
+    console.error(`--metrics-resource-labels: must be on or off, got '${resourceLabels}'`);
+    return 2;
+  }
   const level = values["log-level"] as LogLevel;
   if (!["debug", "info", "warn", "error"].includes(level)) {
     console.error(`--log-level: must be debug, info, warn or error, got '${level}'`);
@@ -89,7 +97,7 @@ async function main(argv: string[]): Promise<number> {
     console.error(group);
     return 2;
   }
-  const server = await startServer({ ...security, host: values.host, port, httpPort, resources, log, group });
+  const server = await startServer({ ...security, host: values.host, port, httpPort, metricsResourceLabels: resourceLabels === "on", resources, log, group });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info("signal", { signal });

@@ -8,6 +8,8 @@ import { Engine, systemClock, type Clock, type ResourceSpec } from "./core/index
 import { RpcError } from "./errors.js";
 import { connectAdminRoutes } from "./http/connect-admin.js";
 import { startHttpServer } from "./http/http-server.js";
+import { createMetrics } from "./http/metrics.js";
+import { EdgeOutcomes } from "./rpc/edge-outcomes.js";
 import { createLogger, type Logger } from "./log.js";
 import { createAdminService } from "./rpc/admin-service.js";
 import { LeaseRouter } from "./rpc/lease-router.js";
@@ -36,6 +38,8 @@ export interface ServerOptions {
   group?: GroupOptions;
   /** The HTTP port (http/http-server.ts): 0 picks a free port; undefined serves none. */
   httpPort?: number;
+  /** Metrics per resource (default) or, false, per namespace only. */
+  metricsResourceLabels?: boolean;
 }
 
 export interface RunningServer {
@@ -65,6 +69,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let health: HealthImplementation | undefined;
   /** Readiness for /readyz: a lone node until it shuts down; in a group, the leader or a ready standby. */
   let ready = options.group === undefined;
+  let serving = options.group === undefined;
+  let redisUp: boolean | undefined = options.group === undefined ? undefined : false;
+  let snapshotTaken: ((ms: number) => void) | undefined;
   const group =
     options.group &&
     new RedisGroup(options.group, {
@@ -74,13 +81,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       seed: options.resources ?? [],
       namespaces: options.auth?.namespaces,
       onStatus: (s) => {
-        const serving = s.serving ? "SERVING" : "NOT_SERVING";
-        health?.setStatus("", serving);
-        health?.setStatus(healthServiceName, serving);
+        const healthStatus = s.serving ? "SERVING" : "NOT_SERVING";
+        health?.setStatus("", healthStatus);
+        health?.setStatus(healthServiceName, healthStatus);
         health?.setStatus(standbyHealthServiceName, s.standby ? "SERVING" : "NOT_SERVING");
         health?.setStatus(redisHealthServiceName, s.redis ? "SERVING" : "NOT_SERVING");
         ready = s.serving || s.standby;
+        serving = s.serving;
+        redisUp = s.redis;
       },
+      onSnapshot: (ms) => snapshotTaken?.(ms),
     });
   const engine = new Engine({
     clock: group?.engineClock ?? clock,
@@ -112,7 +122,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     "grpc.max_receive_message_length": validLimits.maxMessageBytes,
     "grpc.max_send_message_length": validLimits.maxMessageBytes,
   });
-  const rateQueue = createRateQueueService({ engine, clock, log, gate, router, auth, limits });
+  const outcomes = new EdgeOutcomes();
+  const rateQueue = createRateQueueService({ engine, clock, log, gate, router, auth, limits, outcomes });
   addService(server, RateQueueService, rateQueue.implementation);
   const admin = createAdminService({ engine, log, gate, auth, store: group ?? options.store ?? memoryResourceStore });
   addService(server, AdminService, admin);
@@ -129,10 +140,29 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       err ? reject(err) : resolve(bound),
     ),
   );
+  const metrics = createMetrics({
+    engine,
+    outcomes,
+    auth,
+    sessions: () => rateQueue.sessions.size,
+    leader: () => serving,
+    redisUp: () => redisUp,
+    resourceLabels: options.metricsResourceLabels ?? true,
+    group: group !== undefined,
+  });
+  snapshotTaken = metrics.snapshotTaken;
   const http =
     options.httpPort === undefined
       ? undefined
-      : await startHttpServer({ host: options.host, port: options.httpPort, tls: options.tls, log, routes: connectAdminRoutes(admin), ready: () => ready });
+      : await startHttpServer({
+          host: options.host,
+          port: options.httpPort,
+          tls: options.tls,
+          log,
+          routes: connectAdminRoutes(admin),
+          ready: () => ready,
+          pages: { "/metrics": metrics.page },
+        });
   log.info("listening", {
     host: options.host,
     port,
@@ -156,6 +186,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const reason = "the server is shutting down; retry on another node or after it restarts";
       gate.close(reason);
       ready = false;
+      serving = false;
       health!.setStatus("", "NOT_SERVING");
       health!.setStatus(healthServiceName, "NOT_SERVING");
       engine.shutdown(reason);

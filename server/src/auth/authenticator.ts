@@ -47,6 +47,8 @@ export class Authenticator {
   private readonly now: () => number;
   private rootHash: string | undefined;
   private on = false;
+  /** Calls refused for a missing, malformed or unknown key (ratequeue_auth_failures_total). */
+  failures = 0;
 
   constructor(private readonly options: AuthenticatorOptions) {
     this.now = options.now ?? Date.now;
@@ -103,6 +105,7 @@ export class Authenticator {
     if (!this.on) return this.principal("anonymous", "root", requested ?? defaultNamespace);
     const record = this.check(metadata.get(authorizationMetadataKey)[0]);
     if (typeof record === "string") {
+      this.failures++;
       const address = peerAddress(peer);
       await this.throttle.delay(address, this.throttle.failed(address));
       throw new RpcError(status.UNAUTHENTICATED, record);

@@ -6,7 +6,7 @@ export type { KeyStore } from "./key-store.js";
 export type { KeyRecord, Role } from "./keys.js";
 export { Counter, defaultSessionLimits } from "./quotas.js";
 export type { SessionLimits } from "./quotas.js";
-export { defaultNamespace, scopeOf } from "./scope.js";
+export { defaultNamespace, namespaceOf, scopeOf } from "./scope.js";
 export type { Scope } from "./scope.js";
 export { setupAuth } from "./setup.js";
 export type { AuthOptions } from "./setup.js";

@@ -21,7 +21,7 @@ export interface RateQueueServiceHandle {
 }
 
 export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandle {
-  const { engine, clock, log, gate, router, auth, limits } = deps;
+  const { engine, clock, log, gate, router, auth, limits, outcomes } = deps;
   const sessions = new Map<string, WorkerSession>();
   /** Open sessions and waiting unary acquires, per key. */
   const sessionsPerKey = new Counter();
@@ -35,13 +35,18 @@ export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandl
   const acquire = (call: ServerUnaryCall<AcquireRequest, AcquireResponse>, principal: Principal) =>
     new Promise<AcquireResponse>((resolve, reject) => {
       guard();
-      const callDeadline = deadlineMs(call.getDeadline());
-      const input = acquireFromProto(call.request, clock.now(), unaryOwner, callDeadline);
-      if (call.cancelled) return reject(new RpcError(status.CANCELLED, "the call was cancelled"));
       const { keyId, scope } = principal;
-      if (unaryWaitingPerKey.get(keyId) >= limits.maxQueuedPerSession) {
-        throw new RpcError(status.RESOURCE_EXHAUSTED, `${limits.maxQueuedPerSession} unary acquires of this key already wait, the most allowed`);
+      let input: ReturnType<typeof acquireFromProto>;
+      try {
+        input = acquireFromProto(call.request, clock.now(), unaryOwner, deadlineMs(call.getDeadline()));
+        if (unaryWaitingPerKey.get(keyId) >= limits.maxQueuedPerSession) {
+          throw new RpcError(status.RESOURCE_EXHAUSTED, `${limits.maxQueuedPerSession} unary acquires of this key already wait, the most allowed`);
+        }
+      } catch (err) {
+        if (err instanceof RpcError) outcomes.failed(principal.namespace, err.code);
+        throw err;
       }
+      if (call.cancelled) return reject(new RpcError(status.CANCELLED, "the call was cancelled"));
       input.resource = scope.engineName(input.resource);
       let ticket: Ticket | null = null;
       let unsubscribe = (): void => {};
@@ -55,6 +60,7 @@ export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandl
           unsubscribe();
         }
         if (!result.ok) {
+          if (result.failure.code === "NOT_FOUND") outcomes.failed(principal.namespace, status.NOT_FOUND);
           reject(new RpcError(statusOf(result.failure.code), scope.publicMessage(result.failure.message)));
         } else if (call.cancelled) {
           // The caller left as the grant was made: nobody can use the lease.

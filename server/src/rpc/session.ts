@@ -17,6 +17,7 @@ import type { Gate } from "../store/index.js";
 import { acquireFromProto, heartbeatFromProto, releaseFromProto } from "../validate/requests.js";
 import { grantToProto, heartbeatToProto, releaseToProto, statusOf } from "./convert.js";
 import { serviceError, reportError } from "./handler.js";
+import type { EdgeOutcomes } from "./edge-outcomes.js";
 import type { LeaseHolder, LeaseRouter } from "./lease-router.js";
 import { malformedError } from "./malformed.js";
 
@@ -28,6 +29,8 @@ export interface SessionDeps {
   router: LeaseRouter;
   auth: Authenticator;
   limits: SessionLimits;
+  /** Acquires the edge refused, per namespace (edge-outcomes.ts). */
+  outcomes: EdgeOutcomes;
 }
 
 type Call = ServerDuplexStream<SessionRequest, SessionResponse>;
@@ -140,6 +143,7 @@ export class WorkerSession implements LeaseHolder {
       }
     } catch (err) {
       const e = reportError(this.deps.log, "Session", err);
+      if (req.kind.case === "acquire") this.deps.outcomes.failed(this.principal.namespace, e.code);
       this.send(id, { case: "failure", value: create(FailureSchema, { code: e.code, message: e.message }) });
     }
   }
@@ -148,6 +152,8 @@ export class WorkerSession implements LeaseHolder {
     this.waiting.delete(id);
     if (!result.ok) {
       const code = statusOf(result.failure.code);
+      // The engine counts the refusals of the resources it knows.
+      if (result.failure.code === "NOT_FOUND") this.deps.outcomes.failed(this.principal.namespace, code);
       const message = this.principal.scope.publicMessage(result.failure.message);
       this.send(id, { case: "failure", value: create(FailureSchema, { code, message }) });
       return;

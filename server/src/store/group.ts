@@ -88,6 +88,8 @@ export interface GroupDeps {
   /** Namespaces from the config file: added by every new leader (as a lone node creates them at every start). */
   namespaces?: string[];
   onStatus(status: GroupStatus): void;
+  /** Called after each periodic snapshot reached Redis, with how long taking and writing it took (ms). */
+  onSnapshot?(durationMs: number): void;
 }
 
 /** What start() needs from the server. */
@@ -394,10 +396,14 @@ export class RedisGroup implements ResourceStore {
     const term = this.term;
     if (this.stopped || term === undefined || !this.granting || this.writingSnapshot || !this.gate.checkDeadline()) return;
     this.writingSnapshot = true;
+    const started = performance.now();
     this.store
       .writeSnapshot(term, this.engine().snapshot())
       .then(
-        () => this.redisOk(),
+        () => {
+          this.deps.onSnapshot?.(performance.now() - started);
+          this.redisOk();
+        },
         (err: unknown) => (err instanceof FencedError ? this.deposed(term) : this.redisFailed(err)),
       )
       .finally(() => (this.writingSnapshot = false));
