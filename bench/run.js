@@ -21,7 +21,7 @@ function startProcess(args) {
     createInterface({ input: child.stdout }).on("line", (line) => {
       try {
         const entry = JSON.parse(line);
-        if (entry.msg === "listening") resolve({ child, port: entry.port });
+        if (entry.msg === "listening") resolve({ child, port: entry.port, httpPort: entry.httpPort });
       } catch {}
     });
     child.once("exit", (code) => reject(new Error(`${args[0]} exited with ${code}`)));
@@ -60,7 +60,12 @@ const config = join(configDir, "bench.json");
 // No limits: the bench measures the path of an uncontended acquire.
 writeFileSync(config, JSON.stringify({ resources: { bench: { max_queue: 100000 } } }));
 
-const server = await startProcess([join(root, "server/dist/main.js"), "serve", "--port", "0", "--config", config]);
+const server = await startProcess([join(root, "server/dist/main.js"), "serve", "--port", "0", "--config", config, "--http-port", "off"]);
+// The same server with its HTTP port, scraped every second as a Prometheus would (1,000 resources).
+const withMetricsConfig = join(configDir, "metrics.json");
+const thousand = Object.fromEntries(Array.from({ length: 999 }, (_, i) => [`r${i}`, { limits: [{ dimension: "requests", amount: 10, period: "1s" }] }]));
+writeFileSync(withMetricsConfig, JSON.stringify({ resources: { bench: { max_queue: 100000 }, ...thousand } }));
+const scraped = await startProcess([join(root, "server/dist/main.js"), "serve", "--port", "0", "--config", withMetricsConfig]);
 const echo = await startProcess([join(here, "echo-server.js")]);
 const connectEcho = await startProcess([join(here, "connect-echo-server.js")]);
 const figures = {};
@@ -77,6 +82,23 @@ try {
     figures[`${mode}_uncontended`] = single;
     console.error(`${mode}_uncontended: ${JSON.stringify(single)}`);
   }
+  // Metrics cost nothing on the acquire path: the session run again while /metrics is scraped every second.
+  let scrapes = 0;
+  const scraper = setInterval(() => {
+    fetch(`http://127.0.0.1:${scraped.httpPort}/metrics`)
+      .then((r) => r.text())
+      .then(() => scrapes++, () => {});
+  }, 1000);
+  const withoutMetrics = await measure(server.port, "session", 1, totalInflight);
+  const withMetrics = await measure(scraped.port, "session", 1, totalInflight);
+  clearInterval(scraper);
+  figures.metrics = {
+    off: withoutMetrics.roundTripsPerSec,
+    scrapedEverySecond: withMetrics.roundTripsPerSec,
+    scrapes,
+    ratio: Number((withMetrics.roundTripsPerSec / withoutMetrics.roundTripsPerSec).toFixed(3)),
+  };
+  console.error(`metrics: ${JSON.stringify(figures.metrics)}`);
   // The library choice: the same echo service on grpc-js and on connect-node,
   // each driven by its own library's client, one process.
   figures.library = {};
@@ -88,6 +110,7 @@ try {
   }
 } finally {
   server.child.kill("SIGTERM");
+  scraped.child.kill("SIGTERM");
   echo.child.kill("SIGTERM");
   connectEcho.child.kill("SIGTERM");
 }
