@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, loadConfig, parseDuration } from "./config.js";
 import { runAdminCommand } from "./cli/admin-commands.js";
 import { runResourceCommand } from "./cli/resource-commands.js";
+import { runTop } from "./cli/top.js";
 import { securityFlags, securityOptions, securityUsage } from "./cli/serve-flags.js";
 import { createLogger, type LogLevel } from "./log.js";
 import { startServer } from "./server.js";
@@ -49,6 +50,7 @@ async function main(argv: string[]): Promise<number> {
   // These take their own --help.
   if (command === "keys" || command === "namespaces") return runAdminCommand(command, rest);
   if (command === "resources") return runResourceCommand(rest);
+  if (command === "top") return runTop(rest);
   if (rest.includes("--help") || rest.includes("-h")) {
     console.log(usage + securityUsage + shellUsage);
     return 0;
