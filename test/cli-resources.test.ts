@@ -341,6 +341,7 @@ describe("resources list, get, stats, delete", () => {
       [["list", "-o", "xml"], "--output: must be json or yaml, got 'xml'"],
       [["apply"], "-f FILE is required"],
       [["list", "--prune"], "-f, --prune and --dry-run belong to apply"],
+      [["delete", "x", "-o", "json"], "-o belongs to list, get and stats"],
       [["frobnicate"], "unknown action 'frobnicate'"],
     ] as const) {
       const run = await ratequeue(admin, "resources", ...args);

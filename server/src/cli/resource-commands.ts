@@ -72,6 +72,7 @@ export async function runResourceCommand(argv: string[]): Promise<number> {
   if (!needsName && name !== undefined) return bad(`unexpected '${name}'`);
   if (action === "apply" && values.file === undefined) return bad("-f FILE is required");
   if (action !== "apply" && (values.file !== undefined || values.prune || values["dry-run"])) return bad("-f, --prune and --dry-run belong to apply");
+  if ((action === "apply" || action === "delete") && values.output !== undefined) return bad("-o belongs to list, get and stats");
 
   let admin: AdminClient | undefined;
   try {
@@ -225,7 +226,7 @@ function printResources(resources: Resource[], format: OutputFormat): void {
 }
 
 /** A resource's stats with the proto's field names, counters as numbers and durations written like `12ms`. */
-export function statsToData(stats: ResourceStats) {
+function statsToData(stats: ResourceStats) {
   const wait = (d: ResourceStats["waitP50"]) => formatDuration(d === undefined ? 0 : durationMs(d));
   // The limits in the config file's shape, through the same conversion as a resource's.
   const { limits } = resourceToConfig(resourceFromProto(create(ResourceSchema, { name: stats.name, limits: stats.limits.map((l) => l.limit!) })));

@@ -162,7 +162,7 @@ interface FrameInput {
 }
 
 /** The screen's lines, each cut to the terminal's width, as many as fit its height. */
-export function frameLines({ previous, latest, failure, namespace, columns, rows }: FrameInput): string[] {
+function frameLines({ previous, latest, failure, namespace, columns, rows }: FrameInput): string[] {
   const seconds = previous === undefined ? 0 : (latest.at - previous.at) / 1000;
   const before = new Map(previous?.resources.map((r) => [r.stats.name, Number(r.stats.grants)]));
   const tableRows = latest.resources.map(({ resource, stats }) => {
