@@ -264,10 +264,10 @@ describe("resources list, get, stats, delete", () => {
 
   test("stats prints the counters, limits and lanes; -o json|yaml gives them with the proto's field names", async () => {
     const metered = await tenant("read-stats");
-    // Hour-long periods: the budget barely refills while the test reads it, so the figures are exact.
+    // Day-long periods: the load budget refills 1 unit in 86 s, so the figures stay exact while the test reads them.
     const limits = [
-      { dimension: "requests", amount: 10, period: "1h" },
-      { dimension: "load", amount: 1000, period: "1h" },
+      { dimension: "requests", amount: 10, period: "24h" },
+      { dimension: "load", amount: 1000, period: "24h" },
     ];
     const applied = await ratequeue(metered.admin, "resources", "apply", "-f", file({ resources: { metered: { limits, lanes: { fast: 3, slow: 1 } } } }));
     expect(applied.code, applied.err).toBe(0);
@@ -281,8 +281,8 @@ describe("resources list, get, stats, delete", () => {
       expect(counters![1]).toMatch(/^metered\s+1\s+0\s+1\s+0\s+0\s+0\s+0(\s+\d+(\.\d+)?ms){4}$/);
       expect(limitRows).toEqual([
         expect.stringMatching(/^LIMIT\s+AVAILABLE\s+UTILISATION$/),
-        expect.stringMatching(/^10 requests\/3600s burst 10\s+9\s+10%$/),
-        expect.stringMatching(/^1000 load\/3600s burst 1000\s+900\s+10%$/),
+        expect.stringMatching(/^10 requests\/86400s burst 10\s+9\s+10%$/),
+        expect.stringMatching(/^1000 load\/86400s burst 1000\s+900\s+10%$/),
       ]);
       expect(laneRows).toEqual([
         expect.stringMatching(/^LANE\s+WEIGHT\s+QUEUED\s+GRANTS\s+LOAD_GRANTED$/),
@@ -303,8 +303,8 @@ describe("resources list, get, stats, delete", () => {
           cancellations: 0,
           expirations: 0,
           limits: [
-            { dimension: "requests", amount: 10, period: "3600s", burst: 10 },
-            { dimension: "load", amount: 1000, period: "3600s", burst: 1000 },
+            { dimension: "requests", amount: 10, period: "86400s", burst: 10 },
+            { dimension: "load", amount: 1000, period: "86400s", burst: 1000 },
           ],
           lanes: [
             { name: "fast", weight: 3, queue_depth: 0, grants: 0, load_granted: 0 },
@@ -312,7 +312,8 @@ describe("resources list, get, stats, delete", () => {
           ],
         });
         for (const key of ["wait_p50", "wait_p90", "wait_p99", "wait_max"]) expect(stats[key]).toMatch(/^\d+(\.\d+)?ms$/);
-        expect(stats.limits[1].available).toBeCloseTo(900, 0);
+        expect(stats.limits[1].available).toBeGreaterThanOrEqual(900);
+        expect(stats.limits[1].available).toBeLessThan(901);
         expect(stats.limits[1].utilisation).toBeCloseTo(0.1, 2);
       }
     } finally {
@@ -432,13 +433,14 @@ describe("ratequeue top", () => {
         return busy !== undefined && full !== undefined && Number(busy.split(/\s+/)[1]) > 0 && { busy, full, header: lines[2]! };
       });
       expect(rows.header).toMatch(/^RESOURCE\s+GRANTS\/S\s+LIMIT\/S\s+QUEUE\s+P99 WAIT\s+LEASES\s+UTILISATION$/);
-      // busy: about 20 grants/s of a 20.0/s limit, its p99 wait, no lease kept, and the request limit's use.
+      // busy: about 20 grants/s of a 20.0/s limit, its p99 wait, its leases, and the request limit's use.
       const [, rate, limit, , p99, leases] = rows.busy.split(/\s+/);
       expect(Number(rate)).toBeGreaterThan(0);
       expect(Number(rate)).toBeLessThanOrEqual(40);
       expect(limit).toBe("20.0");
       expect(p99).toMatch(/^\d+(\.\d+)?m?s$/);
-      expect(leases).toBe("0");
+      // Each lease lives only for a release's round trip, so a reading may catch one.
+      expect(leases).toMatch(/^[01]$/);
       expect(rows.busy).toMatch(/req \[[#.]{10}\]\s+\d+%$/);
       // full: no request limit, one waiting, its one lease of one held.
       expect(rows.full).toMatch(/^full\s+\d+\.\d\s+-\s+1\s+\S+\s+1\/1\s+-$/);
