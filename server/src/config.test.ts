@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { ConfigError, loadConfig, parseConfig, parseDuration } from "./config.js";
+import { ConfigError, formatDuration, loadConfig, parseConfig, parseDuration, resourceToConfig } from "./config.js";
 
 test("the README's example config loads with defaults filled in", () => {
   const { resources } = parseConfig({
@@ -54,6 +54,39 @@ test("durations", () => {
   expect(parseDuration("k", "1h")).toBe(3_600_000);
   expect(parseDuration("k", 2)).toBe(2000);
   expect(() => parseDuration("k", "soon")).toThrow(/k: 'soon' is not a duration/);
+});
+
+test("durations are written so that parseDuration reads them back", () => {
+  for (const [ms, text] of [[60_000, "60s"], [500, "500ms"], [1500, "1500ms"], [0, "0ms"], [0.25, "0.25ms"], [86_400_000, "86400s"]] as const) {
+    expect(formatDuration(ms)).toBe(text);
+    expect(parseDuration("k", text)).toBe(ms);
+  }
+});
+
+test("a resource written in the config's shape reads back to the same spec, defaults included", () => {
+  const [spec] = parseConfig({
+    resources: {
+      r: {
+        limits: [{ dimension: "requests", amount: 500, period: "60s", burst: 20 }, { dimension: "load", amount: 3e4, period: "1.5s" }],
+        concurrency: 8,
+        lanes: { "user-facing": 3, batch: 1 },
+        default_lane: "batch",
+      },
+    },
+  }).resources;
+  const written = resourceToConfig(spec!);
+  expect(written).toEqual({
+    limits: [
+      { dimension: "requests", amount: 500, period: "60s", burst: 20 },
+      { dimension: "load", amount: 30000, period: "1500ms", burst: 30000 },
+    ],
+    concurrency: 8,
+    lanes: { "user-facing": 3, batch: 1 },
+    default_lane: "batch",
+    lease_ttl: "30s",
+    max_queue: 10000,
+  });
+  expect(parseConfig({ resources: { r: written } }).resources).toEqual([spec]);
 });
 
 test.each([

@@ -34,6 +34,41 @@ export function parseDuration(key: string, value: unknown): number {
   return Number(match[1]) * units[match[2]!]!;
 }
 
+/**
+ * Writes a duration the way parseDuration reads it: whole seconds as "60s",
+ * anything else in milliseconds ("500ms", "0.25ms"), to the microsecond.
+ */
+export function formatDuration(ms: number): string {
+  if (ms >= 1000 && ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${Math.round(ms * 1000) / 1000}ms`;
+}
+
+/** One resource in the config file's shape: what `resources.<name>` holds. */
+export interface ConfigResource {
+  limits: { dimension: "requests" | "load"; amount: number; period: string; burst: number }[];
+  concurrency: number;
+  lanes: Record<string, number>;
+  default_lane: string;
+  lease_ttl: string;
+  max_queue: number;
+}
+
+/**
+ * A resource as the config file writes it, every default spelled out, so
+ * that parseConfig reads it back to the same spec (the CLI's `get` and
+ * `apply` rely on this round trip).
+ */
+export function resourceToConfig(spec: ResourceSpec): ConfigResource {
+  return {
+    limits: spec.limits.map((l) => ({ dimension: l.dimension, amount: l.amount, period: formatDuration(l.periodMs), burst: l.burst })),
+    concurrency: spec.concurrency,
+    lanes: Object.fromEntries(spec.lanes.map((l) => [l.name, l.weight])),
+    default_lane: spec.defaultLane,
+    lease_ttl: formatDuration(spec.leaseTtlMs),
+    max_queue: spec.maxQueue,
+  };
+}
+
 /** Reads and validates a config file (YAML or JSON). */
 export function loadConfig(path: string): Config {
   let text: string;

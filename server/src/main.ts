@@ -3,6 +3,8 @@
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig, parseDuration } from "./config.js";
 import { runAdminCommand } from "./cli/admin-commands.js";
+import { runResourceCommand } from "./cli/resource-commands.js";
+import { runTop } from "./cli/top.js";
 import { securityFlags, securityOptions, securityUsage } from "./cli/serve-flags.js";
 import { createLogger, type LogLevel } from "./log.js";
 import { startServer } from "./server.js";
@@ -30,17 +32,29 @@ Running a group (optional; every node gets the same Redis URL and prefix):
                         its lease could lapse. continue: it grants on from memory; only for a
                         single node, since two nodes could then both grant`;
 
+const shellUsage = `
+
+Resources (reach the server and authenticate as the keys commands do):
+  ratequeue resources apply -f FILE [--prune] [--dry-run]   declare them from a config-shaped file
+  ratequeue resources list | get NAME | stats NAME [-o json|yaml]
+  ratequeue resources delete NAME
+  ratequeue top                 a live view of every resource; q quits
+  ratequeue COMMAND --help      a command's own flags`;
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === "help" || command === "--help" || command === "-h") {
-    console.log(usage + securityUsage);
+    console.log(usage + securityUsage + shellUsage);
     return command === undefined ? 2 : 0;
   }
+  // These take their own --help.
+  if (command === "keys" || command === "namespaces") return runAdminCommand(command, rest);
+  if (command === "resources") return runResourceCommand(rest);
+  if (command === "top") return runTop(rest);
   if (rest.includes("--help") || rest.includes("-h")) {
-    console.log(usage + securityUsage);
+    console.log(usage + securityUsage + shellUsage);
     return 0;
   }
-  if (command === "keys" || command === "namespaces") return runAdminCommand(command, rest);
   if (command !== "serve") {
     console.error(`unknown command '${command}'\n\n${usage}`);
     return 2;

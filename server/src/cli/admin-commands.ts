@@ -3,7 +3,9 @@
 // http://127.0.0.1:7070); the caller's key is RATEQUEUE_API_KEY; a private
 // CA is --ca-file or RATEQUEUE_CA_FILE.
 import { parseArgs } from "node:util";
-import { createAdminClient, RateQueueError, roleName, type ApiKeyRoleName } from "@ratequeue/client";
+import { RateQueueError, roleName, type ApiKeyRoleName } from "@ratequeue/client";
+import { adminClientOf, connectionFlags } from "./connection-flags.js";
+import { printTable } from "./output.js";
 
 const usage = `Usage:
   ratequeue keys create --namespace N --role worker|admin|root [--description TEXT]
@@ -25,8 +27,8 @@ export async function runAdminCommand(command: "keys" | "namespaces", argv: stri
         namespace: { type: "string" },
         role: { type: "string" },
         description: { type: "string", default: "" },
-        url: { type: "string" },
-        "ca-file": { type: "string" },
+        ...connectionFlags,
+        help: { type: "boolean", short: "h", default: false },
       },
       allowPositionals: true,
       strict: true,
@@ -36,9 +38,12 @@ export async function runAdminCommand(command: "keys" | "namespaces", argv: stri
     return 2;
   }
   const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(usage);
+    return 0;
+  }
   const [action, arg] = positionals;
-  const caFile = values["ca-file"] ?? process.env.RATEQUEUE_CA_FILE;
-  const admin = createAdminClient({ url: values.url, caFile: caFile === "" ? undefined : caFile });
+  const admin = adminClientOf(values);
   const bad = (message: string) => {
     console.error(`ratequeue ${command} ${action ?? ""}: ${message}\n\n${usage}`);
     return 2;
@@ -105,9 +110,4 @@ export async function runAdminCommand(command: "keys" | "namespaces", argv: stri
   } finally {
     admin.close();
   }
-}
-
-function printTable(header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  for (const row of [header, ...rows]) console.log(row.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
 }

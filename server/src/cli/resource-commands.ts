@@ -1,0 +1,294 @@
+// `ratequeue resources ...`: declare and inspect resources from a shell.
+// Resources go in and come out in the config file's shape: `apply -f` reads
+// a file with the server's own loadConfig, and `get -o yaml` writes one that
+// `apply -f` takes back. The server, CA and key come as for `ratequeue keys`.
+import { parseArgs } from "node:util";
+import { create } from "@bufbuild/protobuf";
+import { durationMs } from "@bufbuild/protobuf/wkt";
+import { RateQueueError, type AdminClient } from "@ratequeue/client";
+import { ResourceSchema, type Resource, type ResourceStats } from "@ratequeue/proto";
+import { defaultNamespace, scopeOf } from "../auth/scope.js";
+import { ConfigError, formatDuration, loadConfig, resourceToConfig, type Config, type ConfigResource } from "../config.js";
+import type { ResourceSpec } from "../core/index.js";
+import { resourceToProto } from "../rpc/convert.js";
+import { resourceFromProto } from "../validate/requests.js";
+import { adminClientOf, connectionFlags } from "./connection-flags.js";
+import { outputFormatOf, printData, printTable, type OutputFormat } from "./output.js";
+
+export const resourcesUsage = `Usage:
+  ratequeue resources apply -f FILE [--prune] [--dry-run]
+      creates or changes every resource FILE declares (the config file's format),
+      printing per resource: create, change (the fields that differ), unchanged
+      --prune     also deletes the namespace's resources FILE does not declare
+      --dry-run   prints the same lines and changes nothing
+  ratequeue resources list [-o json|yaml]
+  ratequeue resources get NAME [-o json|yaml]     in the config file's shape
+  ratequeue resources stats NAME [-o json|yaml]
+  ratequeue resources delete NAME
+
+Every command takes [--url URL] [--ca-file FILE] [--namespace N]; defaults
+RATEQUEUE_URL and RATEQUEUE_CA_FILE. The caller's key is RATEQUEUE_API_KEY.
+A command acts in the key's namespace; a root key picks one with --namespace.
+A FILE that declares namespaces needs --namespace: apply takes that
+namespace's resources from it (its top-level resources are 'default').`;
+
+/** Runs a resources command; returns the exit code (0 ok, 1 refused, 2 usage). */
+export async function runResourceCommand(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        file: { type: "string", short: "f" },
+        prune: { type: "boolean", default: false },
+        "dry-run": { type: "boolean", default: false },
+        output: { type: "string", short: "o" },
+        namespace: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+        ...connectionFlags,
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    console.error(`ratequeue resources: ${(err as Error).message}\n\n${resourcesUsage}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(resourcesUsage);
+    return 0;
+  }
+  const [action, name, ...extra] = positionals;
+  const bad = (message: string) => {
+    console.error(`ratequeue resources ${action ?? ""}: ${message}\n\n${resourcesUsage}`);
+    return 2;
+  };
+  const format = outputFormatOf(values.output);
+  if (typeof format === "object") return bad(format.error);
+  if (extra.length > 0) return bad(`unexpected '${extra.join(" ")}'`);
+  const needsName = action === "get" || action === "stats" || action === "delete";
+  if (needsName && name === undefined) return bad("name the resource");
+  if (!needsName && name !== undefined) return bad(`unexpected '${name}'`);
+  if (action === "apply" && values.file === undefined) return bad("-f FILE is required");
+  if (action !== "apply" && (values.file !== undefined || values.prune || values["dry-run"])) return bad("-f, --prune and --dry-run belong to apply");
+  if ((action === "apply" || action === "delete") && values.output !== undefined) return bad("-o belongs to list, get and stats");
+
+  let admin: AdminClient | undefined;
+  try {
+    admin = adminClientOf(values, values.namespace);
+    switch (action) {
+      case "apply":
+        return await apply(admin, values.file!, values.namespace, { prune: values.prune, dryRun: values["dry-run"] });
+      case "list":
+        printResources(await admin.listResources(), format);
+        return 0;
+      case "get":
+        printResources([await admin.getResource(name!)], format === "table" ? "yaml" : format);
+        return 0;
+      case "stats":
+        printStats(await admin.getResourceStats(name!), format);
+        return 0;
+      case "delete":
+        await admin.deleteResource(name!);
+        console.log(`deleted ${name}`);
+        return 0;
+      default:
+        return bad(action === undefined ? "missing action" : `unknown action '${action}'`);
+    }
+  } catch (err) {
+    if (err instanceof RateQueueError) {
+      console.error(`ratequeue resources ${action}: ${err.code}: ${err.message}`);
+      return 1;
+    }
+    // A config file the server would refuse, or a CA file that cannot be read.
+    if (err instanceof ConfigError || (err instanceof Error && "syscall" in err)) {
+      console.error(`ratequeue resources ${action}: ${(err as Error).message}`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    admin?.close();
+  }
+}
+
+/** One step of an apply, in the order it is taken. */
+type Step =
+  | { kind: "create"; spec: ResourceSpec }
+  | { kind: "change"; spec: ResourceSpec; fields: string[] }
+  | { kind: "unchanged"; spec: ResourceSpec }
+  | { kind: "delete"; name: string };
+
+async function apply(admin: AdminClient, file: string, namespace: string | undefined, options: { prune: boolean; dryRun: boolean }): Promise<number> {
+  const wanted = resourcesToApply(loadConfig(file), file, namespace);
+  if (typeof wanted === "string") {
+    console.error(`ratequeue resources apply: ${wanted}`);
+    return 1;
+  }
+  // The server answers with every default filled in, as loadConfig does; resourceFromProto makes both specs.
+  const current = new Map((await admin.listResources()).map((r) => [r.name, resourceFromProto(r)]));
+  const steps: Step[] = wanted.map((spec) => {
+    const existing = current.get(spec.name);
+    if (existing === undefined) return { kind: "create", spec };
+    const fields = changedFields(existing, spec);
+    return fields.length === 0 ? { kind: "unchanged", spec } : { kind: "change", spec, fields };
+  });
+  if (options.prune) {
+    const declared = new Set(wanted.map((s) => s.name));
+    for (const name of current.keys()) if (!declared.has(name)) steps.push({ kind: "delete", name });
+  }
+  for (const step of steps) {
+    if (!options.dryRun) {
+      if (step.kind === "create" || step.kind === "change") await admin.putResource(resourceToProto(step.spec));
+      if (step.kind === "delete") await admin.deleteResource(step.name);
+    }
+    // Printed once done, so that after a refusal the lines say what did change.
+    console.log(stepLine(step));
+  }
+  if (options.dryRun) console.error("dry run: nothing was changed");
+  return 0;
+}
+
+function stepLine(step: Step): string {
+  switch (step.kind) {
+    case "create":
+      return `create ${step.spec.name}`;
+    case "change":
+      return `change ${step.spec.name}: ${step.fields.join("; ")}`;
+    case "unchanged":
+      return `unchanged ${step.spec.name}`;
+    case "delete":
+      return `delete ${step.name}`;
+  }
+}
+
+/**
+ * The resources of a file to apply, named as the namespace acted in knows
+ * them; or a message saying why none can be chosen. A file without
+ * namespaces goes whole to the namespace acted in. A file with namespaces
+ * (a server's config) is applied one namespace at a time, named explicitly,
+ * since its top-level resources belong to 'default' and not to the key's.
+ */
+function resourcesToApply(config: Config, file: string, namespace: string | undefined): ResourceSpec[] | string {
+  if (config.namespaces.length === 0) return config.resources;
+  const hasDefault = config.resources.some((r) => scopeOf(defaultNamespace).owns(r.name));
+  const declared = [...(hasDefault ? [defaultNamespace] : []), ...config.namespaces];
+  if (namespace === undefined) return `${file}: declares namespaces (${declared.join(", ")}); choose the one to apply with --namespace`;
+  if (!declared.includes(namespace)) return `${file}: declares no resources of namespace '${namespace}' (only of ${declared.join(", ")})`;
+  const scope = scopeOf(namespace);
+  return config.resources.filter((r) => scope.owns(r.name)).map((r) => ({ ...r, name: scope.publicName(r.name) }));
+}
+
+/** The config keys whose values differ, each as "key old -> new". */
+function changedFields(from: ResourceSpec, to: ResourceSpec): string[] {
+  const before = resourceToConfig(from);
+  const after = resourceToConfig(to);
+  return (Object.keys(after) as (keyof ConfigResource)[])
+    .filter((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]))
+    .map((key) => `${key} ${showField(before, key)} -> ${showField(after, key)}`);
+}
+
+function showField(resource: ConfigResource, key: keyof ConfigResource): string {
+  if (key === "limits") return resource.limits.length === 0 ? "none" : resource.limits.map(showLimit).join(", ");
+  if (key === "lanes") return showLanes(resource.lanes);
+  return String(resource[key]);
+}
+
+function showLimit(l: ConfigResource["limits"][number]): string {
+  return `${l.amount} ${l.dimension}/${l.period} burst ${l.burst}`;
+}
+
+function showLanes(lanes: Record<string, number>): string {
+  return Object.entries(lanes)
+    .map(([lane, weight]) => `${lane}=${weight}`)
+    .join(" ");
+}
+
+/** The server's resources as a config file (`resources: {name: ...}`), or a table. */
+function printResources(resources: Resource[], format: OutputFormat): void {
+  const specs = resources.map(resourceFromProto);
+  if (format !== "table") {
+    printData({ resources: Object.fromEntries(specs.map((s) => [s.name, resourceToConfig(s)])) }, format);
+    return;
+  }
+  const rows = specs.map((spec) => {
+    const c = resourceToConfig(spec);
+    return [
+      spec.name,
+      c.limits.length === 0 ? "-" : c.limits.map(showLimit).join(", "),
+      c.concurrency === 0 ? "-" : String(c.concurrency),
+      showLanes(c.lanes),
+      c.lease_ttl,
+      String(c.max_queue),
+    ];
+  });
+  printTable(["NAME", "LIMITS", "CONCURRENCY", "LANES", "LEASE_TTL", "MAX_QUEUE"], rows);
+}
+
+/** A resource's stats with the proto's field names, counters as numbers and durations written like `12ms`. */
+function statsToData(stats: ResourceStats) {
+  const wait = (d: ResourceStats["waitP50"]) => formatDuration(d === undefined ? 0 : durationMs(d));
+  // The limits in the config file's shape, through the same conversion as a resource's.
+  const { limits } = resourceToConfig(resourceFromProto(create(ResourceSchema, { name: stats.name, limits: stats.limits.map((l) => l.limit!) })));
+  return {
+    name: stats.name,
+    leases_in_flight: stats.leasesInFlight,
+    grants: Number(stats.grants),
+    rejections: Number(stats.rejections),
+    timeouts: Number(stats.timeouts),
+    cancellations: Number(stats.cancellations),
+    expirations: Number(stats.expirations),
+    wait_p50: wait(stats.waitP50),
+    wait_p90: wait(stats.waitP90),
+    wait_p99: wait(stats.waitP99),
+    wait_max: wait(stats.waitMax),
+    limits: limits.map((limit, i) => ({ ...limit, available: stats.limits[i]!.available, utilisation: stats.limits[i]!.utilisation })),
+    lanes: stats.lanes.map((l) => ({
+      name: l.name,
+      weight: l.weight,
+      queue_depth: l.queueDepth,
+      grants: Number(l.grants),
+      load_granted: l.loadGranted,
+    })),
+  };
+}
+
+function printStats(stats: ResourceStats, format: OutputFormat): void {
+  const data = statsToData(stats);
+  if (format !== "table") {
+    printData(data, format);
+    return;
+  }
+  const queued = data.lanes.reduce((sum, l) => sum + l.queue_depth, 0);
+  printTable(
+    ["RESOURCE", "LEASES", "QUEUED", "GRANTS", "REJECTIONS", "TIMEOUTS", "CANCELLATIONS", "EXPIRATIONS", "WAIT_P50", "WAIT_P90", "WAIT_P99", "WAIT_MAX"],
+    [
+      [
+        data.name,
+        String(data.leases_in_flight),
+        String(queued),
+        String(data.grants),
+        String(data.rejections),
+        String(data.timeouts),
+        String(data.cancellations),
+        String(data.expirations),
+        data.wait_p50,
+        data.wait_p90,
+        data.wait_p99,
+        data.wait_max,
+      ],
+    ],
+  );
+  if (data.limits.length > 0) {
+    console.log("");
+    printTable(
+      ["LIMIT", "AVAILABLE", "UTILISATION"],
+      data.limits.map((l) => [showLimit(l), String(Math.floor(l.available)), `${Math.round(l.utilisation * 100)}%`]),
+    );
+  }
+  console.log("");
+  printTable(
+    ["LANE", "WEIGHT", "QUEUED", "GRANTS", "LOAD_GRANTED"],
+    data.lanes.map((l) => [l.name, String(l.weight), String(l.queue_depth), String(l.grants), String(l.load_granted)]),
+  );
+}
