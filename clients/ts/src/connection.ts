@@ -50,7 +50,8 @@ export class Connection {
     this.targets = parseTargets(options.url ?? process.env.RATEQUEUE_URL ?? defaultUrl);
     this.apiKey = options.apiKey ?? process.env.RATEQUEUE_API_KEY;
     // The files are read now, so that a missing one fails here, not at the first call.
-    const caFile = options.caFile ?? process.env.RATEQUEUE_CA_FILE;
+    // An empty RATEQUEUE_CA_FILE means unset, as in the other clients: trust the system roots.
+    const caFile = options.caFile ?? (process.env.RATEQUEUE_CA_FILE || undefined);
     this.tlsFiles = {
       ca: caFile === undefined ? undefined : readFileSync(caFile),
       key: options.keyFile === undefined ? undefined : readFileSync(options.keyFile),
