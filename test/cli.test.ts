@@ -4,7 +4,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { readlinkSync } from "node:fs";
 import { join } from "node:path";
 import { expect, test } from "vitest";
-import { repoRoot } from "./support/server-process.js";
+import { repoRoot, startServerProcess } from "./support/server-process.js";
 
 test("npm links the committed, executable bin file, which runs the build", () => {
   // npm links no bin whose target is missing at install time, so the target is a committed file.
@@ -22,4 +22,17 @@ test("npx ratequeue help prints the usage and exits 0", () => {
   const unknown = spawnSync("npx", ["--no-install", "ratequeue", "frobnicate"], { cwd: repoRoot, encoding: "utf8" });
   expect(unknown.status).toBe(2);
   expect(unknown.stderr).toMatch(/unknown command 'frobnicate'/);
+});
+
+test("an empty RATEQUEUE_CA_FILE means unset, as in the other clients", async () => {
+  const server = await startServerProcess({ config: { resources: { r: {} } } });
+  try {
+    const env = { ...process.env, RATEQUEUE_URL: server.url, RATEQUEUE_CA_FILE: "" };
+    const run = spawnSync("npx", ["--no-install", "ratequeue", "resources", "list"], { cwd: repoRoot, encoding: "utf8", env });
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/\br\b/);
+  } finally {
+    await server.stop();
+  }
 });
