@@ -166,6 +166,9 @@ describe("utilisation", () => {
     expect(checkUtilisation(sparse, api, window)).toEqual([{ check: "utilisation", message: "api: 5 grants in [1000, 2000), under 90% of the 10 allowed" }]);
     const fault: HistoryEvent = { kind: "fault", fault: "kill", target: "n1", at: 900, until: 900 };
     expect(checkUtilisation([...sparse, fault], api, window)).toEqual([]);
+    // A change of leader that no fault caused disturbs as much.
+    const lead: HistoryEvent = { kind: "lead", node: "n2", at: 1100 };
+    expect(checkUtilisation([...sparse, lead], api, window)).toEqual([]);
   });
 });
 

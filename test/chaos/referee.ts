@@ -53,7 +53,11 @@ export const defaultRefereeOptions: RefereeOptions = { deadlineSlackMs: 2500, fa
 const of = <K extends RefereeEvent["kind"]>(events: RefereeEvent[], kind: K) =>
   events.filter((e): e is Extract<RefereeEvent, { kind: K }> => e.kind === kind);
 
-/** A run cut into windows of `windowMs` from `from` to `to`, skipping those a fault or its recovery touches. */
+/**
+ * A run cut into windows of `windowMs` from `from` to `to`, skipping those a
+ * disturbance or its recovery touches: an injected fault, or a change of
+ * leader (one that no fault caused, on a loaded machine, disturbs as much).
+ */
 interface QuietWindows {
   from: number;
   to: number;
@@ -63,14 +67,14 @@ interface QuietWindows {
 
 /** The grants of each quiet window (see QuietWindows), in one pass over the grants. */
 function quietWindows(events: RefereeEvent[], grants: GrantEvent[], w: QuietWindows): { start: number; end: number; grants: GrantEvent[] }[] {
-  const faults = of(events, "fault");
+  const disturbances = [...of(events, "fault"), ...of(events, "lead").map((l) => ({ at: l.at, until: l.at }))];
   const windows: { start: number; end: number; grants: GrantEvent[] }[] = [];
   for (let start = w.from; start + w.windowMs <= w.to; start += w.windowMs) windows.push({ start, end: start + w.windowMs, grants: [] });
   for (const g of grants) {
     const i = Math.floor((g.at - w.from) / w.windowMs);
     if (i >= 0 && i < windows.length) windows[i]!.grants.push(g);
   }
-  return windows.filter(({ start, end }) => !faults.some((f) => f.at < end && f.until + w.recoveryMs > start));
+  return windows.filter(({ start, end }) => !disturbances.some((f) => f.at < end && f.until + w.recoveryMs > start));
 }
 
 /**
