@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { rootKeyFile } from "./support/keys.js";
 import { startServerProcess, type ServerProcess } from "./support/server-process.js";
 
+/** Where to write the README's screenshot, if anywhere. */
+const screenshot = process.env.DASHBOARD_SCREENSHOT;
 /** Debian's chromium: scripts/test-all.sh installs it when it is missing. */
 const chromiumPath = "/usr/bin/chromium";
 const rootKey = "dashboard-root-key-0123456789abcdefghijklmnop";
@@ -222,10 +224,11 @@ describe("the dashboard in chromium", () => {
         }, { timeout: 15_000 })
         .toBe("about 10/s and 50/s");
 
-      const screenshot = process.env.DASHBOARD_SCREENSHOT;
       if (screenshot) {
         // A minute of history in the charts (one point a refresh).
         await page.waitForFunction(() => (document.querySelector("[data-resource=paced] polyline")?.getAttribute("points") ?? "").split(" ").length >= 60, undefined, { timeout: 120_000 });
+        // A short viewport: the full-page capture is then as tall as the content.
+        await page.setViewportSize({ width: 1440, height: 600 });
         await page.screenshot({ path: screenshot, fullPage: true });
       }
 
@@ -239,7 +242,7 @@ describe("the dashboard in chromium", () => {
       teamAdmin.close();
       await page.context().close();
     }
-  });
+  }, screenshot ? 180_000 : undefined);
 
   test("an admin key creates, changes and deletes a resource from the config file's shape; errors show the server's message", async () => {
     const page = await openWithKey(browser, server, keys.admin!);

@@ -67,6 +67,7 @@ table.lanes th:first-child, table.lanes td:first-child { text-align: left; }
 .chart { margin-top: 12px; }
 .chart .title { display: flex; justify-content: space-between; gap: 8px; font-size: 12px; color: var(--muted); }
 .chart .title b { color: var(--fg); font-variant-numeric: tabular-nums; }
+.chart .title .top { white-space: nowrap; }
 .chart svg { display: block; width: 100%; height: 80px; background: #fafbfc; border: 1px solid var(--line); border-radius: 4px; }
 .chart .series { fill: none; stroke: var(--accent); stroke-width: 2; vector-effect: non-scaling-stroke; }
 .chart .series.load { stroke: var(--load); }

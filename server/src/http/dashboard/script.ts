@@ -363,7 +363,7 @@ export const dashboardScript = String.raw`
     const height = 80;
     const limitPerSecond = limit === undefined ? undefined : num(limit.amount) / (durationMs(limit.period) / 1000);
     const now = h("b", { "data-stat": field === "grants" ? "grants-per-s" : "load-per-s", text: "–" });
-    const top = h("span");
+    const top = h("span", { class: "top" });
     const series = h("svg:polyline", { class: "series" + (field === "load" ? " load" : "") });
     const limitLine = h("svg:line", { class: "limit-line", x1: 0, x2: width });
     const svg = h("svg:svg", { viewBox: "0 0 " + width + " " + height, preserveAspectRatio: "none", role: "img", "aria-label": what + " over the last 5 minutes" }, [limitLine, series]);
@@ -421,7 +421,7 @@ export const dashboardScript = String.raw`
     ];
     const limitMeters = limits.map((l, i) => {
       const available = h("span", { "data-stat": "available" });
-      const m = meter(limitLabel(l), { meter: { "data-limit": i }, value: { "data-stat": "utilisation" }, foot: ["available now ", available] });
+      const m = meter(limitLabel(l), { meter: { "data-limit": i }, value: { "data-stat": "utilisation" }, foot: ["of the burst in use; available now ", available] });
       return { ...m, available };
     });
     const leases = num(def.concurrency) === 0 ? undefined : meter("leases held, of " + count(num(def.concurrency)), { meter: { "data-limit": "concurrency" }, value: { "data-stat": "concurrency" } });
