@@ -10,7 +10,7 @@
 import { existsSync } from "node:fs";
 import { createAdminClient, createClient, type RateQueueClient } from "@ratequeue/client";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { rootKeyFile } from "./support/keys.js";
 import { startServerProcess, type ServerProcess } from "./support/server-process.js";
 
@@ -115,9 +115,23 @@ function differences(shown: Shown, stats: Stats): string[] {
   return out;
 }
 
+/** Script errors and console errors (a load the content security policy refused, say) of the pages opened so far. */
+const problems: string[] = [];
+
+/** A page in a new browser session, its problems recorded. */
+async function newPage(browser: Browser): Promise<Page> {
+  const page = await (await browser.newContext({ viewport: { width: 1440, height: 1000 } })).newPage();
+  page.on("pageerror", (err) => problems.push(`script error: ${err.message}`));
+  page.on("console", (message) => {
+    // The answers the tests provoke (a bad definition, a wrong key, a worker's change) log their status.
+    if (message.type() === "error" && !/the server responded with a status of 40[013]/.test(message.text())) problems.push(message.text());
+  });
+  return page;
+}
+
 /** Opens the page in a new browser session and enters the key. */
 async function openWithKey(browser: Browser, server: ServerProcess, key: string): Promise<Page> {
-  const page = await (await browser.newContext({ viewport: { width: 1440, height: 1000 } })).newPage();
+  const page = await newPage(browser);
   await page.goto(server.httpUrl);
   await page.locator("#key-input").fill(key);
   await page.locator("#key-form button[type=submit]").click();
@@ -159,7 +173,7 @@ describe("the dashboard in chromium", () => {
     await fleet.acquire("held", { load: 100, lane: "batch" });
     await fleet.acquire("held", { load: 100, lane: "batch" });
     const fourth = fleet.acquire("held", { load: 100, lane: "user" });
-    await new Promise((resolve) => setTimeout(resolve, 300)); // a wait of 300 ms or more, for wait p99
+    await new Promise((resolve) => setTimeout(resolve, 300)); // a wait of about 300 ms: wait p99 is more than 0
     await first.release();
     await fourth;
     for (const lane of ["user", "user", "batch"]) waiting.push(fleet.acquire("held", { lane, timeoutMs: 300_000 }).catch((e: unknown) => e));
@@ -178,8 +192,12 @@ describe("the dashboard in chromium", () => {
     await server?.stop();
   });
 
+  afterEach(() => {
+    expect(problems.splice(0)).toEqual([]);
+  });
+
   test("a root key: every namespace's resources, the node, and GetResourceStats' numbers within a refresh", async () => {
-    const page = await (await browser.newContext({ viewport: { width: 1440, height: 1000 } })).newPage();
+    const page = await newPage(browser);
     await page.goto(server.httpUrl);
     // Authentication is on: the page asks for a key, and asks again when the server refuses one.
     await page.locator("#key-panel").waitFor({ state: "visible" });
@@ -207,7 +225,7 @@ describe("the dashboard in chromium", () => {
       const held = await readCard(page, "default", "held");
       expect([held.leases, held.queued, held.lanes.user?.queued, held.lanes.batch?.queued, held.grants]).toEqual([3, 3, 2, 1, 4]);
       expect(held.limits.map((l) => Math.round(l.utilisation))).toEqual([4, 40]);
-      expect(held.waitP99Ms).toBeGreaterThanOrEqual(300);
+      expect(held.waitP99Ms).toBeGreaterThan(200);
       await expect.poll(() => atRest(page, "team-a", "api"), { timeout: 10_000 }).toEqual([]);
 
       // paced moves at 10 grants/s: the page catches up with a reading of GetResourceStats
@@ -344,7 +362,7 @@ describe("the dashboard in chromium", () => {
       expect(stored).toEqual({ session: [keys.worker], local: 0, cookies: "" });
       await page.reload();
       await expect.poll(() => cardsShown(page)).toEqual(["team-a/api"]);
-      const fresh = await (await browser.newContext()).newPage();
+      const fresh = await newPage(browser);
       await fresh.goto(server.httpUrl);
       await fresh.locator("#key-panel").waitFor({ state: "visible" });
       expect(await fresh.locator("#key-error").textContent()).toBe("");

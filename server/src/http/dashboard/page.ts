@@ -39,6 +39,7 @@ button.danger.armed { background: var(--bad); color: #fff; border-color: var(--b
 #action-result.error { color: var(--bad); }
 #action-result.ok { color: var(--ok); }
 #resources { display: grid; grid-template-columns: repeat(auto-fill, minmax(430px, 1fr)); gap: 14px; }
+#resources.stale { opacity: .45; }
 #empty { color: var(--muted); }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
 .card > header { display: flex; align-items: center; gap: 8px; }
@@ -97,7 +98,7 @@ const body = String.raw`
   <h2>API key</h2>
   <p>This server checks API keys. The page sends the key as <code>Authorization: Bearer</code> and keeps it in this tab's session storage only: closing the tab forgets it.</p>
   <form id="key-form" autocomplete="off">
-    <input id="key-input" type="password" placeholder="rq_…" aria-label="API key" required>
+    <input id="key-input" type="password" placeholder="rq_…" aria-label="API key" autocomplete="off" required>
     <button type="submit">Open</button>
   </form>
   <p id="key-error" role="alert"></p>

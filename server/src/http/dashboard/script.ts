@@ -249,7 +249,10 @@ export const dashboardScript = String.raw`
     const startedAt = performance.now();
     try {
       const status = await request("/status", { headers: headers() });
+      if (generation !== state.generation) return;
       state.status = status;
+      // The node first: a standby shows its role even though it answers the admin calls with UNAVAILABLE.
+      renderStatus(status);
       const namespaces = isRoot() ? ((await admin("ListNamespaces", {})).namespaces || []).map((n) => n.name) : [status.caller.namespace];
       const lists = await Promise.all(namespaces.map((ns) => admin("ListResources", {}, ns).then((r) => (r.resources || []).map((def) => ({ ns, def })))));
       const found = lists.flat();
@@ -257,7 +260,7 @@ export const dashboardScript = String.raw`
       const stats = await Promise.all(found.map(({ ns, def }) => admin("GetResourceStats", { name: def.name }, ns).then((r) => r.stats, (err) => (err.status === 404 ? undefined : Promise.reject(err)))));
       if (generation !== state.generation) return;
       const at = performance.now();
-      renderStatus(status, namespaces);
+      renderNamespaces(namespaces);
       renderResources(found.map((f, i) => ({ ...f, stats: stats[i] })).filter((f) => f.stats !== undefined), namespaces.length > 1, at);
       $("updated").textContent = "updated " + new Date().toLocaleTimeString("en-GB");
       setBanner("");
@@ -271,12 +274,14 @@ export const dashboardScript = String.raw`
     }, Math.max(0, refreshMs - (performance.now() - startedAt)));
   }
 
+  /** Shows why the last refresh failed, or nothing; the figures of a failed refresh are dimmed as stale. */
   function setBanner(text) {
     $("banner").textContent = text;
     $("banner").hidden = text === "";
+    $("resources").classList.toggle("stale", text !== "");
   }
 
-  function renderStatus(status, namespaces) {
+  function renderStatus(status) {
     const role = $("node-role");
     role.textContent = status.role;
     role.className = "badge " + (status.role === "leader" ? "good" : status.role === "standby" ? "wait" : "bad");
@@ -286,6 +291,10 @@ export const dashboardScript = String.raw`
     $("forget-key").hidden = !status.auth;
     $("editor").hidden = !mayEdit();
     $("edit-namespace").hidden = $("edit-namespace-label").hidden = !isRoot();
+  }
+
+  /** The namespaces a root key may create resources in. */
+  function renderNamespaces(namespaces) {
     const select = $("edit-namespace");
     const options = [...select.options].map((o) => o.value);
     if (options.join("\n") !== namespaces.join("\n")) {
