@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the tests need (npm packages, a Python virtualenv, Go
-# modules, code generators, redis-server from Debian) and runs every test in
-# every language. This is the README's test command (`npm test`) and CI's.
+# modules, code generators, redis-server and chromium from Debian) and runs
+# every test in every language. This is the README's test command (`npm test`)
+# and CI's.
 #
 #   bash scripts/test-all.sh            every suite
 #   bash scripts/test-all.sh ts|python|go   the installs and checks, then that suite alone
@@ -14,11 +15,13 @@ ensure_node_modules
 
 step() { printf '\n=== %s\n' "$*"; }
 
-step "redis-server, curl, promtool, grpcurl"
+step "redis-server, curl, promtool, chromium, grpcurl"
 missing=""
 command -v redis-server >/dev/null || missing="$missing redis-server"
 command -v curl >/dev/null || missing="$missing curl"
 command -v promtool >/dev/null || missing="$missing prometheus"
+# The dashboard's browser test drives Debian's chromium at /usr/bin/chromium.
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
 if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq

@@ -1,5 +1,6 @@
 // The HTTP port: probes for load balancers, the AdminService over Connect
-// JSON with curl (same keys, same errors, same tenant scoping as gRPC), and
+// JSON with curl (same keys, same errors, same tenant scoping as gRPC),
+// /status and the dashboard page (its browser test: dashboard.test.ts), and
 // gRPC reflection on the gRPC port for grpcurl.
 import { execFileSync, spawnSync } from "node:child_process";
 import { join } from "node:path";
@@ -76,6 +77,18 @@ describe("a lone node with keys", () => {
     expect(stats).toMatchObject({ status: 200, body: { stats: { name: "made-over-http" } } });
   });
 
+  test("/status: the node and the caller's key, authenticated like the admin calls; / is the dashboard, allowed to talk to this server only", () => {
+    expect(curl(`${server.httpUrl}/status`)).toMatchObject({ status: 401, body: { code: "unauthenticated" } });
+    expect(curl(`${server.httpUrl}/status`, { key: keys["team-a"] })).toEqual({
+      status: 200,
+      body: { role: "leader", redis: "none", sessions: 0, auth: true, caller: { role: "admin", namespace: "team-a" } },
+    });
+    const page = execFileSync("curl", ["-s", "-D", "-", `${server.httpUrl}/`], { encoding: "utf8" });
+    expect(page).toMatch(/^content-type: text\/html; charset=utf-8\r$/m);
+    expect(page).toMatch(/^content-security-policy: default-src 'none'; script-src 'sha256-[^']+'; style-src 'sha256-[^']+'; connect-src 'self';/m);
+    expect(page).toContain("<title>ratequeue</title>");
+  });
+
   test("grpcurl lists and describes the services through reflection, without the .proto files", () => {
     const grpcurl = join(repoRoot, ".tools/bin/grpcurl");
     const list = spawnSync(grpcurl, ["-plaintext", `127.0.0.1:${server.port}`, "list"], { encoding: "utf8" });
@@ -111,10 +124,14 @@ describe("a group", () => {
     await waitForLog(b, (e) => e.msg === "standing by");
     expect(curl(`${a.httpUrl}/readyz`).status).toBe(200);
     await expect.poll(() => curl(`${b.httpUrl}/readyz`).status).toBe(200);
+    // What the dashboard's header shows.
+    expect(curl(`${a.httpUrl}/status`).body).toMatchObject({ role: "leader", redis: "up" });
+    expect(curl(`${b.httpUrl}/status`).body).toMatchObject({ role: "standby", redis: "up" });
     // Standbys answer the Connect admin calls as on gRPC: UNAVAILABLE.
     expect(curl(`${b.httpUrl}/ratequeue.v1.AdminService/ListResources`, { body: {} })).toMatchObject({ status: 503, body: { code: "unavailable" } });
     await redis.stop(true);
     await expect.poll(() => curl(`${b.httpUrl}/readyz`).status, { timeout: 10_000 }).toBe(503);
+    await expect.poll(() => curl(`${b.httpUrl}/status`).body, { timeout: 10_000 }).toMatchObject({ role: "unavailable", redis: "down" });
     await redis.start();
   });
 });

@@ -7,8 +7,10 @@ import { defaultSessionLimits, serverCredentials, setupAuth, type AuthOptions, t
 import { Engine, systemClock, type Clock, type ResourceSpec } from "./core/index.js";
 import { RpcError } from "./errors.js";
 import { connectAdminRoutes } from "./http/connect-admin.js";
+import { dashboardPage } from "./http/dashboard/page.js";
 import { startHttpServer } from "./http/http-server.js";
 import { createMetrics } from "./http/metrics.js";
+import { createStatusPage } from "./http/status.js";
 import { EdgeOutcomes } from "./rpc/edge-outcomes.js";
 import { createLogger, type Logger } from "./log.js";
 import { createAdminService } from "./rpc/admin-service.js";
@@ -161,7 +163,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           log,
           routes: connectAdminRoutes(admin),
           ready: () => ready,
-          pages: { "/metrics": metrics.page },
+          pages: {
+            "/metrics": metrics.page,
+            "/status": createStatusPage({
+              auth,
+              sessionNamespaces: () => [...rateQueue.sessions.values()].map((s) => s.principal.namespace),
+              leader: () => serving,
+              standby: () => ready && !serving,
+              redisUp: () => redisUp,
+            }),
+            "/": dashboardPage,
+          },
         });
   log.info("listening", {
     host: options.host,

@@ -11,8 +11,8 @@ import { readTlsFiles, type TlsFiles } from "../auth/index.js";
 import type { Logger } from "../log.js";
 import { peerKey } from "./connect-admin.js";
 
-/** A page of the HTTP port: its answer to a GET. */
-export type Page = (req: IncomingMessage) => Promise<{ status?: number; type: string; body: string | Buffer }>;
+/** A page of the HTTP port: its answer to a GET, and any headers besides content-type. */
+export type Page = (req: IncomingMessage) => Promise<{ status?: number; type: string; body: string | Buffer; headers?: Record<string, string> }>;
 
 export interface HttpOptions {
   host: string;
@@ -51,8 +51,8 @@ export async function startHttpServer(options: HttpOptions): Promise<RunningHttp
       return;
     }
     page(req).then(
-      ({ status = 200, type, body }) => {
-        res.writeHead(status, { "content-type": type, "cache-control": "no-store" });
+      ({ status = 200, type, body, headers }) => {
+        res.writeHead(status, { ...headers, "content-type": type, "cache-control": "no-store" });
         res.end(req.method === "HEAD" ? undefined : body);
       },
       (err: unknown) => {

@@ -5,13 +5,12 @@
 // sees the namespaces its key may see: a root key (or no authentication)
 // every namespace, any other key its own.
 import type { IncomingMessage } from "node:http";
-import { Metadata } from "@grpc/grpc-js";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import { namespaceOf, type Authenticator } from "../auth/index.js";
 import { waitBucketsMs, type Engine, type LimitSpec, type ResourceMetrics } from "../core/index.js";
-import { RpcError } from "../errors.js";
 import type { EdgeOutcomes } from "../rpc/edge-outcomes.js";
 import type { Page } from "./http-server.js";
+import { authenticateRequest, HttpRefusal } from "./request-auth.js";
 
 export interface MetricsSources {
   engine: Engine;
@@ -182,14 +181,12 @@ export function createMetrics(sources: MetricsSources): Metrics {
     return next;
   };
   const scrape = async (req: IncomingMessage) => {
-    const metadata = new Metadata();
-    for (const [key, value] of Object.entries(req.headers)) if (typeof value === "string") metadata.set(key, value);
     let principal;
     try {
-      principal = await auth.authenticate(metadata, `${req.socket.remoteAddress}:${req.socket.remotePort}`);
+      principal = await authenticateRequest(auth, req);
     } catch (err) {
-      const message = err instanceof RpcError ? err.message : "authentication failed";
-      return { status: err instanceof RpcError && err.code === 7 ? 403 : 401, type: "text/plain", body: `${message}\n` };
+      if (!(err instanceof HttpRefusal)) throw err;
+      return { status: err.status, type: "text/plain", body: `${err.message}\n` };
     }
     const all = !auth.enabled || principal.role === "root";
     visibleNamespaces = all ? () => true : (ns) => ns === principal.namespace;

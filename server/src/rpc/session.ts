@@ -49,7 +49,7 @@ export class WorkerSession implements LeaseHolder {
     private readonly call: Call,
     private readonly deps: SessionDeps,
     /** The caller; every resource and lease it names is looked up in its namespace. */
-    private readonly principal: Principal,
+    readonly principal: Principal,
   ) {
     call.on("data", (req: SessionRequest) => this.handle(req));
     call.on("end", () => {
