@@ -212,10 +212,10 @@ describe("resources apply", () => {
     expect((await ratequeue(admin, "resources", "apply", "-f", file({ resources: { r: {} } }))).code).toBe(0);
     const applied = await ratequeue(worker, "resources", "apply", "-f", file({ resources: { r: { concurrency: 1 } } }));
     expect(applied.code).toBe(1);
-    expect(applied.err).toContain("PERMISSION_DENIED: PutResource needs a admin key; this key's role is worker");
+    expect(applied.err).toContain("PERMISSION_DENIED: PutResource needs an admin key; this key's role is worker");
     const deleted = await ratequeue(worker, "resources", "delete", "r");
     expect(deleted.code).toBe(1);
-    expect(deleted.err).toContain("PERMISSION_DENIED: DeleteResource needs a admin key");
+    expect(deleted.err).toContain("PERMISSION_DENIED: DeleteResource needs an admin key");
     const listed = await ratequeue(worker, "resources", "list", "-o", "json");
     expect(listed.code, listed.err).toBe(0);
     expect(JSON.parse(listed.out).resources.r.concurrency).toBe(0);

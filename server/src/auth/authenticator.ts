@@ -119,7 +119,7 @@ export class Authenticator {
   /** Throws PERMISSION_DENIED unless the caller's role is at least `role`. */
   require(p: Principal, role: Role, what: string): void {
     if (roleRank[p.role] < roleRank[role]) {
-      throw new RpcError(status.PERMISSION_DENIED, `${what} needs a ${role} key; this key's role is ${p.role}`);
+      throw new RpcError(status.PERMISSION_DENIED, `${what} needs ${role === "admin" ? "an" : "a"} ${role} key; this key's role is ${p.role}`);
     }
   }
 
