@@ -155,5 +155,5 @@ test("a tenant sending ten times another's messages leaves the other's p99 withi
   console.log(`tenant flood: calm p99 ${alone.p99.toFixed(2)} ms alone, ${during.p99.toFixed(2)} ms while the other tenant made ${Math.round(floodGrants / 4)} round trips/s (calm: ${Math.round(during.count / 2)}/s)`);
   expect(floodGrants / 4).toBeGreaterThan(10 * (during.count / 2));
   // bench/tenant-flood.js measures it (within 2x there); here the bound only catches a tenant starving another.
-  expect(during.p99).toBeLessThan(Math.max(25, 5 * alone.p99));
+  expect(during.p99).toBeLessThan(Math.max(50, 10 * alone.p99));
 });
