@@ -186,7 +186,7 @@ var (
 
 // call runs one admin RPC. A standby's leader hint is already followed by
 // Conn; any other unavailability moves the next call on to the next server.
-func call[T any](a *AdminClient, ctx context.Context, rpc func(context.Context) (T, error)) (T, error) {
+func call[T any](ctx context.Context, a *AdminClient, rpc func(context.Context) (T, error)) (T, error) {
 	resp, err := rpc(ctx)
 	if errors.Is(err, ErrUnavailable) {
 		a.c.advance()
@@ -202,7 +202,7 @@ func (a *AdminClient) PutResource(ctx context.Context, r Resource) (Resource, bo
 	if err != nil {
 		return Resource{}, false, err
 	}
-	resp, err := call(a, ctx, func(ctx context.Context) (*pb.PutResourceResponse, error) {
+	resp, err := call(ctx, a, func(ctx context.Context) (*pb.PutResourceResponse, error) {
 		return a.rpc.PutResource(ctx, &pb.PutResourceRequest{Resource: msg})
 	})
 	if err != nil {
@@ -213,7 +213,7 @@ func (a *AdminClient) PutResource(ctx context.Context, r Resource) (Resource, bo
 
 // GetResource returns one resource as stored, or ErrNotFound.
 func (a *AdminClient) GetResource(ctx context.Context, name string) (Resource, error) {
-	resp, err := call(a, ctx, func(ctx context.Context) (*pb.GetResourceResponse, error) {
+	resp, err := call(ctx, a, func(ctx context.Context) (*pb.GetResourceResponse, error) {
 		return a.rpc.GetResource(ctx, &pb.GetResourceRequest{Name: name})
 	})
 	if err != nil {
@@ -224,7 +224,7 @@ func (a *AdminClient) GetResource(ctx context.Context, name string) (Resource, e
 
 // ListResources returns every resource of the namespace, ordered by name.
 func (a *AdminClient) ListResources(ctx context.Context) ([]Resource, error) {
-	resp, err := call(a, ctx, func(ctx context.Context) (*pb.ListResourcesResponse, error) {
+	resp, err := call(ctx, a, func(ctx context.Context) (*pb.ListResourcesResponse, error) {
 		return a.rpc.ListResources(ctx, &pb.ListResourcesRequest{})
 	})
 	if err != nil {
@@ -240,7 +240,7 @@ func (a *AdminClient) ListResources(ctx context.Context) ([]Resource, error) {
 // DeleteResource deletes a resource: its waiting acquires fail with
 // ErrNotFound and its leases end.
 func (a *AdminClient) DeleteResource(ctx context.Context, name string) error {
-	_, err := call(a, ctx, func(ctx context.Context) (*pb.DeleteResourceResponse, error) {
+	_, err := call(ctx, a, func(ctx context.Context) (*pb.DeleteResourceResponse, error) {
 		return a.rpc.DeleteResource(ctx, &pb.DeleteResourceRequest{Name: name})
 	})
 	return err
@@ -248,7 +248,7 @@ func (a *AdminClient) DeleteResource(ctx context.Context, name string) error {
 
 // ResourceStats returns a resource's live state and counters.
 func (a *AdminClient) ResourceStats(ctx context.Context, name string) (ResourceStats, error) {
-	resp, err := call(a, ctx, func(ctx context.Context) (*pb.GetResourceStatsResponse, error) {
+	resp, err := call(ctx, a, func(ctx context.Context) (*pb.GetResourceStatsResponse, error) {
 		return a.rpc.GetResourceStats(ctx, &pb.GetResourceStatsRequest{Name: name})
 	})
 	if err != nil {
@@ -284,7 +284,7 @@ func (a *AdminClient) CreateKey(ctx context.Context, spec KeySpec) (key string, 
 	if !ok {
 		return "", APIKey{}, newError(codes.InvalidArgument, fmt.Sprintf("role: must be %q, %q or %q, got %q", RoleWorker, RoleAdmin, RoleRoot, spec.Role))
 	}
-	resp, err := call(a, ctx, func(ctx context.Context) (*pb.CreateApiKeyResponse, error) {
+	resp, err := call(ctx, a, func(ctx context.Context) (*pb.CreateApiKeyResponse, error) {
 		return a.rpc.CreateApiKey(ctx, &pb.CreateApiKeyRequest{Namespace: spec.Namespace, Role: role, Description: spec.Description})
 	})
 	if err != nil {
@@ -296,7 +296,7 @@ func (a *AdminClient) CreateKey(ctx context.Context, spec KeySpec) (key string, 
 // ListKeys returns keys without their secrets, ordered by namespace and id:
 // those of namespace, or, when it is "", every key the caller may see.
 func (a *AdminClient) ListKeys(ctx context.Context, namespace string) ([]APIKey, error) {
-	resp, err := call(a, ctx, func(ctx context.Context) (*pb.ListApiKeysResponse, error) {
+	resp, err := call(ctx, a, func(ctx context.Context) (*pb.ListApiKeysResponse, error) {
 		return a.rpc.ListApiKeys(ctx, &pb.ListApiKeysRequest{Namespace: namespace})
 	})
 	if err != nil {
@@ -311,7 +311,7 @@ func (a *AdminClient) ListKeys(ctx context.Context, namespace string) ([]APIKey,
 
 // RevokeKey revokes a key by its id; it stops working at once.
 func (a *AdminClient) RevokeKey(ctx context.Context, id string) error {
-	_, err := call(a, ctx, func(ctx context.Context) (*pb.RevokeApiKeyResponse, error) {
+	_, err := call(ctx, a, func(ctx context.Context) (*pb.RevokeApiKeyResponse, error) {
 		return a.rpc.RevokeApiKey(ctx, &pb.RevokeApiKeyRequest{Id: id})
 	})
 	return err
