@@ -134,7 +134,7 @@ describe("resources apply", () => {
     expect(changed.out).toBe(changeLine);
     const after = (await serverResources(admin)).openai!;
     expect(after.concurrency).toBe(4);
-    expect(Number(after.leaseTtl!.seconds)).toBe(10);
+    expect(after.leaseTtl).toBe("10s");
   });
 
   test("--prune deletes the namespace's resources the file leaves out, and nothing of other namespaces", async () => {

@@ -87,7 +87,6 @@ async function readCard(page: Page, namespace: string, name: string): Promise<Sh
 }
 
 type Stats = Awaited<ReturnType<ReturnType<typeof createAdminClient>["getResourceStats"]>>;
-const durationMs = (d: { seconds: bigint; nanos: number } | undefined) => (d === undefined ? 0 : Number(d.seconds) * 1000 + d.nanos / 1e6);
 
 /** Where the card differs from GetResourceStats (empty when it agrees), for a resource whose figures stand still. */
 function differences(shown: Shown, stats: Stats): string[] {
@@ -108,8 +107,8 @@ function differences(shown: Shown, stats: Stats): string[] {
     same(`limit ${i} available`, shown.limits[i]?.available ?? NaN, l.available, 1);
   });
   // Shown to 0.1 ms below 100 ms, to 1 ms below 10 s.
-  const p50 = durationMs(stats.waitP50);
-  const p99 = durationMs(stats.waitP99);
+  const p50 = stats.waitP50Ms;
+  const p99 = stats.waitP99Ms;
   same("wait p50 ms", shown.waitP50Ms, p50, p50 < 100 ? 0.05 : 0.5);
   same("wait p99 ms", shown.waitP99Ms, p99, p99 < 100 ? 0.05 : 0.5);
   return out;
@@ -291,12 +290,12 @@ describe("the dashboard in chromium", () => {
       await save("made-on-page", JSON.stringify(definition));
       await expect.poll(result).toBe("created 'made-on-page'");
       const made = await admin.getResource("made-on-page");
-      expect(made.limits.map((l) => [l.dimension, l.amount, durationMs(l.period), l.burst])).toEqual([
-        [1, 60, 60_000, 10],
-        [2, 5000, 3_600_000, 5000],
+      expect(made.limits).toEqual([
+        { dimension: "requests", amount: 60, period: "60s", burst: 10 },
+        { dimension: "load", amount: 5000, period: "3600s", burst: 5000 },
       ]);
-      expect(made.lanes.map((l) => [l.name, l.weight])).toEqual([["user", 3], ["batch", 1]]);
-      expect([made.concurrency, made.defaultLane, durationMs(made.leaseTtl), made.maxQueue]).toEqual([4, "batch", 1500, 50]);
+      expect(made.lanes).toEqual({ user: 3, batch: 1 });
+      expect([made.concurrency, made.defaultLane, made.leaseTtl, made.maxQueue]).toEqual([4, "batch", "1500ms", 50]);
       await expect.poll(() => cardsShown(page)).toEqual(["team-a/api", "team-a/made-on-page"]);
 
       // Edit fills the form with the stored definition, in the shape it was written in.

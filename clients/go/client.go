@@ -65,6 +65,29 @@ type Client struct {
 // no server answers, and with ErrUnauthenticated or ErrPermissionDenied when
 // the server refuses the API key.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
+	c, err := newClient(addr, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.attemptAt = time.Now()
+	s, err := c.connect(ctx)
+	if err != nil {
+		c.Close()
+		return nil, fromError(err)
+	}
+	if !c.attach(s) {
+		return nil, ErrClosed
+	}
+	c.wg.Add(2)
+	go c.run(s)
+	go c.heartbeatLoop()
+	return c, nil
+}
+
+// newClient applies the options and the environment's defaults to a Client
+// that has not connected yet and runs nothing: Dial opens its session,
+// NewAdminClient makes unary calls only.
+func newClient(addr string, opts []Option) (*Client, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
 		o(&cfg)
@@ -106,18 +129,6 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	c.expiry = time.AfterFunc(time.Hour, c.expire)
 	c.expiry.Stop()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.attemptAt = time.Now()
-	s, err := c.connect(ctx)
-	if err != nil {
-		c.Close()
-		return nil, fromError(err)
-	}
-	if !c.attach(s) {
-		return nil, ErrClosed
-	}
-	c.wg.Add(2)
-	go c.run(s)
-	go c.heartbeatLoop()
 	return c, nil
 }
 

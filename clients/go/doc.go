@@ -47,6 +47,21 @@
 //	if errors.Is(err, ratequeue.ErrTimeout) { ... }
 //	status.Code(err) // codes.DeadlineExceeded
 //
-// Resources are managed with the generated AdminService client, c.Admin(),
-// from the package github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1.
+// Resources, their statistics and API keys are managed with an AdminClient,
+// in the config file's shape:
+//
+//	admin, err := ratequeue.NewAdminClient("", ratequeue.WithAPIKey(adminKey))
+//	if err != nil {
+//		return err
+//	}
+//	defer admin.Close()
+//	stored, created, err := admin.PutResource(ctx, ratequeue.Resource{
+//		Name:   "openai-gpt4",
+//		Limits: []ratequeue.Limit{{Dimension: ratequeue.DimensionRequests, Amount: 500, Period: time.Minute}},
+//		Lanes:  []ratequeue.LaneWeight{{Name: "user-facing", Weight: 3}, {Name: "batch", Weight: 1}},
+//	})
+//
+// The generated AdminService client, with the protobuf messages, is
+// c.Admin(), from the package
+// github.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1.
 package ratequeue

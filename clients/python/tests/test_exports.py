@@ -15,14 +15,21 @@ from conftest import PY_ROOT
 PUBLIC = [
     "Acquire",
     "AcquireTimeout",
+    "Admin",
+    "ApiKey",
     "Client",
     "ClientConfig",
     "InvalidRequest",
+    "LaneStats",
     "Lease",
+    "Limit",
+    "LimitStats",
     "PermissionDenied",
     "QueueFull",
     "RateQueueError",
+    "Resource",
     "ResourceNotFound",
+    "ResourceStats",
     "Unauthenticated",
     "Unavailable",
     "acquire",
@@ -31,15 +38,22 @@ PUBLIC = [
 
 AIO = [
     "AcquireTimeout",
+    "Admin",
+    "ApiKey",
     "AsyncAcquire",
     "Client",
     "ClientConfig",
     "InvalidRequest",
+    "LaneStats",
     "Lease",
+    "Limit",
+    "LimitStats",
     "PermissionDenied",
     "QueueFull",
     "RateQueueError",
+    "Resource",
     "ResourceNotFound",
+    "ResourceStats",
     "Unauthenticated",
     "Unavailable",
     "acquire",
@@ -67,6 +81,29 @@ def test_leases_release_themselves_sync_and_async():
     # The client's release(lease) stays.
     assert not inspect.iscoroutinefunction(ratequeue.Client.release)
     assert inspect.iscoroutinefunction(ratequeue.aio.Client.release)
+
+
+ADMIN_METHODS = ["close", "create_key", "delete_resource", "get_resource", "list_keys", "list_resources",
+                 "put_resource", "resource_stats", "revoke_key"]
+
+
+def test_admin_sync_and_async_have_the_same_methods():
+    """One implementation behind both; the async one awaits, the sync one
+    blocks, with the same signatures (options keyword-only)."""
+    sync, aio = ratequeue.Admin, ratequeue.aio.Admin
+    assert sync is not aio
+    for cls in (sync, aio):
+        assert sorted(n for n in vars(cls) if not n.startswith("_")) == ADMIN_METHODS
+    for name in ADMIN_METHODS:
+        assert not inspect.iscoroutinefunction(getattr(sync, name))
+        assert inspect.iscoroutinefunction(getattr(aio, name))
+        assert inspect.signature(getattr(sync, name)) == inspect.signature(getattr(aio, name))
+    for name in ("create_key", "list_keys"):
+        params = inspect.signature(getattr(sync, name)).parameters
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in params.items() if n != "self")
+    # The shapes are the same classes in both modules.
+    for name in ("Resource", "Limit", "ResourceStats", "LaneStats", "LimitStats", "ApiKey"):
+        assert getattr(ratequeue, name) is getattr(ratequeue.aio, name)
 
 
 def test_protocol_constants():

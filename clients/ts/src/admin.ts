@@ -1,37 +1,66 @@
-// AdminService over grpc-js with promises: declare resources, read stats.
+// AdminService over grpc-js with promises: resources in the config file's
+// shape (admin-shapes.ts converts), their statistics, API keys and namespaces.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceError } from "@grpc/grpc-js";
 import { Connection, type ClientOptions } from "./connection.js";
 import { RateQueueError } from "./errors.js";
 import {
   AdminService,
-  ApiKeyRole,
   CreateApiKeyRequestSchema,
   CreateNamespaceRequestSchema,
   DeleteNamespaceRequestSchema,
-  ListApiKeysRequestSchema,
-  ListNamespacesRequestSchema,
-  RevokeApiKeyRequestSchema,
-  type ApiKey,
   DeleteResourceRequestSchema,
   GetResourceRequestSchema,
   GetResourceStatsRequestSchema,
   grpcServiceDefinition,
+  ListApiKeysRequestSchema,
+  ListNamespacesRequestSchema,
   ListResourcesRequestSchema,
   PutResourceRequestSchema,
-  type Resource,
+  RevokeApiKeyRequestSchema,
+  type ApiKey as ApiKeyMessage,
+  type Resource as ResourceMessage,
   type ResourceSchema,
-  type ResourceStats,
+  type ResourceStats as ResourceStatsMessage,
 } from "@ratequeue/proto";
+import {
+  apiKeyFromMessage,
+  resourceFromMessage,
+  resourceToMessage,
+  roleValues,
+  statsFromMessage,
+  type ApiKey,
+  type ApiKeyRoleName,
+  type ResourceConfig,
+  type ResourceStats,
+  type StoredResource,
+} from "./admin-shapes.js";
 
 const methods = grpcServiceDefinition(AdminService);
 
+/**
+ * Declares and inspects resources, and manages API keys and namespaces.
+ *
+ * Resources go in and come out in the config file's shape
+ * (`{ name, limits: [{ dimension: "requests", amount: 500, period: "60s" }], lanes: { "user-facing": 3 }, leaseTtl: "30s" }`),
+ * statistics and keys as plain objects with numbers and dates. The protobuf
+ * messages themselves are under {@link AdminClient.raw}.
+ *
+ * Every failure is a {@link RateQueueError}. A field this client cannot even
+ * encode (an unknown key, a duration it cannot read) fails before any call
+ * with `INVALID_ARGUMENT` and a message that starts with the field's name,
+ * in the same form as the server's own validation (`resource.limits[0].period: ...`).
+ */
 export interface AdminClient {
-  /** Creates or replaces a resource; returns it with defaults filled in. */
-  putResource(resource: MessageInitShape<typeof ResourceSchema>): Promise<{ resource: Resource; created: boolean }>;
-  getResource(name: string): Promise<Resource>;
-  listResources(): Promise<Resource[]>;
+  /** Creates or replaces a resource; returns it as stored (defaults filled in) and whether it is new. */
+  putResource(resource: ResourceConfig): Promise<{ resource: StoredResource; created: boolean }>;
+  /** One resource as stored; `NOT_FOUND` if there is none by that name. */
+  getResource(name: string): Promise<StoredResource>;
+  /** Every resource of the caller's namespace, ordered by name. */
+  listResources(): Promise<StoredResource[]>;
+  /** Deletes a resource: its waiting acquires fail with `NOT_FOUND` and its leases end. */
   deleteResource(name: string): Promise<void>;
+  /** A resource's live state and counters. */
   getResourceStats(name: string): Promise<ResourceStats>;
   /** Makes an API key; `key` is its secret, shown only here. Default namespace: the caller's. */
   createApiKey(options: { namespace?: string; role: ApiKeyRoleName; description?: string }): Promise<{ key: string; apiKey: ApiKey }>;
@@ -39,24 +68,28 @@ export interface AdminClient {
   listApiKeys(namespace?: string): Promise<ApiKey[]>;
   /** Revokes a key by id; it stops working at once. */
   revokeApiKey(id: string): Promise<void>;
-  /** Root keys: namespaces. */
+  /** Root keys: creates a namespace. */
   createNamespace(name: string): Promise<{ created: boolean }>;
+  /** Root keys: every namespace, ordered by name. */
   listNamespaces(): Promise<string[]>;
+  /** Root keys: deletes an empty namespace and revokes its keys. */
   deleteNamespace(name: string): Promise<{ revokedKeys: number }>;
+  /** The same calls with the protobuf messages of `@ratequeue/proto`, where those differ from the shapes above. */
+  readonly raw: RawAdminClient;
   close(): void;
 }
 
-/** An API key's role by name. */
-export type ApiKeyRoleName = "worker" | "admin" | "root";
-
-const roleValues: Record<ApiKeyRoleName, ApiKeyRole> = { worker: ApiKeyRole.WORKER, admin: ApiKeyRole.ADMIN, root: ApiKeyRole.ROOT };
-
-/** The name of an ApiKeyRole value. */
-export function roleName(role: ApiKeyRole): ApiKeyRoleName | "unspecified" {
-  return role === ApiKeyRole.WORKER ? "worker" : role === ApiKeyRole.ADMIN ? "admin" : role === ApiKeyRole.ROOT ? "root" : "unspecified";
+/** The admin calls whose shapes differ, with the protobuf messages as they are on the wire. */
+export interface RawAdminClient {
+  putResource(resource: MessageInitShape<typeof ResourceSchema>): Promise<{ resource: ResourceMessage; created: boolean }>;
+  getResource(name: string): Promise<ResourceMessage>;
+  listResources(): Promise<ResourceMessage[]>;
+  getResourceStats(name: string): Promise<ResourceStatsMessage>;
+  createApiKey(options: { namespace?: string; role: ApiKeyRoleName; description?: string }): Promise<{ key: string; apiKey: ApiKeyMessage }>;
+  listApiKeys(namespace?: string): Promise<ApiKeyMessage[]>;
 }
 
-/** Creates an admin client (same options and defaults as createClient). */
+/** Creates an admin client (same options and defaults as createClient: RATEQUEUE_URL, RATEQUEUE_API_KEY, RATEQUEUE_CA_FILE). */
 export function createAdminClient(options: ClientOptions = {}): AdminClient {
   const connection = new Connection(options);
 
@@ -77,7 +110,7 @@ export function createAdminClient(options: ClientOptions = {}): AdminClient {
     });
   }
 
-  return {
+  const raw: RawAdminClient = {
     async putResource(resource) {
       const r = await call("putResource", create(PutResourceRequestSchema, { resource }));
       return { resource: r.resource!, created: r.created };
@@ -87,9 +120,6 @@ export function createAdminClient(options: ClientOptions = {}): AdminClient {
     },
     async listResources() {
       return (await call("listResources", create(ListResourcesRequestSchema, {}))).resources;
-    },
-    async deleteResource(name) {
-      await call("deleteResource", create(DeleteResourceRequestSchema, { name }));
     },
     async getResourceStats(name) {
       return (await call("getResourceStats", create(GetResourceStatsRequestSchema, { name }))).stats!;
@@ -103,6 +133,25 @@ export function createAdminClient(options: ClientOptions = {}): AdminClient {
     async listApiKeys(namespace) {
       return (await call("listApiKeys", create(ListApiKeysRequestSchema, { namespace: namespace ?? "" }))).apiKeys;
     },
+  };
+
+  return {
+    raw,
+    async putResource(resource) {
+      const put = await raw.putResource(resourceToMessage(resource));
+      return { resource: resourceFromMessage(put.resource), created: put.created };
+    },
+    getResource: async (name) => resourceFromMessage(await raw.getResource(name)),
+    listResources: async () => (await raw.listResources()).map(resourceFromMessage),
+    async deleteResource(name) {
+      await call("deleteResource", create(DeleteResourceRequestSchema, { name }));
+    },
+    getResourceStats: async (name) => statsFromMessage(await raw.getResourceStats(name)),
+    async createApiKey(options) {
+      const { key, apiKey } = await raw.createApiKey(options);
+      return { key, apiKey: apiKeyFromMessage(apiKey) };
+    },
+    listApiKeys: async (namespace) => (await raw.listApiKeys(namespace)).map(apiKeyFromMessage),
     async revokeApiKey(id) {
       await call("revokeApiKey", create(RevokeApiKeyRequestSchema, { id }));
     },

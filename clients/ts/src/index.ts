@@ -2,8 +2,21 @@
 // package @ratequeue/proto.
 export { createClient } from "./client.js";
 export type { AcquireOptions, ClientOptions, Lease, RateQueueClient, ReleaseResult } from "./client.js";
-export { createAdminClient, roleName } from "./admin.js";
-export type { AdminClient, ApiKeyRoleName } from "./admin.js";
+export { createAdminClient } from "./admin.js";
+export type { AdminClient, RawAdminClient } from "./admin.js";
+export { roleName } from "./admin-shapes.js";
+export type {
+  ApiKey,
+  ApiKeyRoleName,
+  DurationInput,
+  LaneStats,
+  LimitConfig,
+  LimitStats,
+  ResourceConfig,
+  ResourceStats,
+  StoredLimit,
+  StoredResource,
+} from "./admin-shapes.js";
 export { RateQueueError } from "./errors.js";
 export type { StatusName } from "./errors.js";
 export { parseTargets } from "./address.js";

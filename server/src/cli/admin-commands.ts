@@ -3,7 +3,7 @@
 // http://127.0.0.1:7070); the caller's key is RATEQUEUE_API_KEY; a private
 // CA is --ca-file or RATEQUEUE_CA_FILE.
 import { parseArgs } from "node:util";
-import { RateQueueError, roleName, type ApiKeyRoleName } from "@ratequeue/client";
+import { RateQueueError, type ApiKeyRoleName } from "@ratequeue/client";
 import { adminClientOf, connectionFlags } from "./connection-flags.js";
 import { printTable } from "./output.js";
 
@@ -56,19 +56,13 @@ export async function runAdminCommand(command: "keys" | "namespaces", argv: stri
           const role = values.role as ApiKeyRoleName | undefined;
           if (role !== "worker" && role !== "admin" && role !== "root") return bad("--role must be worker, admin or root");
           const { key, apiKey } = await admin.createApiKey({ namespace: values.namespace, role, description: values.description });
-          console.error(`created key ${apiKey.id} (${roleName(apiKey.role)} of namespace ${apiKey.namespace}); it is shown only once:`);
+          console.error(`created key ${apiKey.id} (${apiKey.role} of namespace ${apiKey.namespace}); it is shown only once:`);
           console.log(key);
           return 0;
         }
         case "list": {
           const keys = await admin.listApiKeys(values.namespace);
-          const rows = keys.map((k) => [
-            k.id,
-            k.namespace,
-            roleName(k.role),
-            k.createTime === undefined ? "" : new Date(Number(k.createTime.seconds) * 1000).toISOString(),
-            k.description,
-          ]);
+          const rows = keys.map((k) => [k.id, k.namespace, k.role, k.createTime.toISOString(), k.description]);
           printTable(["ID", "NAMESPACE", "ROLE", "CREATED", "DESCRIPTION"], rows);
           return 0;
         }

@@ -2,6 +2,8 @@
 // Resources go in and come out in the config file's shape: `apply -f` reads
 // a file with the server's own loadConfig, and `get -o yaml` writes one that
 // `apply -f` takes back. The server, CA and key come as for `ratequeue keys`.
+// Both directions go through the server's own config code (loadConfig,
+// resourceToConfig), so this speaks the protobuf messages (`admin.raw`).
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { durationMs } from "@bufbuild/protobuf/wkt";
@@ -81,13 +83,13 @@ export async function runResourceCommand(argv: string[]): Promise<number> {
       case "apply":
         return await apply(admin, values.file!, values.namespace, { prune: values.prune, dryRun: values["dry-run"] });
       case "list":
-        printResources(await admin.listResources(), format);
+        printResources(await admin.raw.listResources(), format);
         return 0;
       case "get":
-        printResources([await admin.getResource(name!)], format === "table" ? "yaml" : format);
+        printResources([await admin.raw.getResource(name!)], format === "table" ? "yaml" : format);
         return 0;
       case "stats":
-        printStats(await admin.getResourceStats(name!), format);
+        printStats(await admin.raw.getResourceStats(name!), format);
         return 0;
       case "delete":
         await admin.deleteResource(name!);
@@ -126,7 +128,7 @@ async function apply(admin: AdminClient, file: string, namespace: string | undef
     return 1;
   }
   // The server answers with every default filled in, as loadConfig does; resourceFromProto makes both specs.
-  const current = new Map((await admin.listResources()).map((r) => [r.name, resourceFromProto(r)]));
+  const current = new Map((await admin.raw.listResources()).map((r) => [r.name, resourceFromProto(r)]));
   const steps: Step[] = wanted.map((spec) => {
     const existing = current.get(spec.name);
     if (existing === undefined) return { kind: "create", spec };
@@ -139,7 +141,7 @@ async function apply(admin: AdminClient, file: string, namespace: string | undef
   }
   for (const step of steps) {
     if (!options.dryRun) {
-      if (step.kind === "create" || step.kind === "change") await admin.putResource(resourceToProto(step.spec));
+      if (step.kind === "create" || step.kind === "change") await admin.raw.putResource(resourceToProto(step.spec));
       if (step.kind === "delete") await admin.deleteResource(step.name);
     }
     // Printed once done, so that after a refusal the lines say what did change.

@@ -78,11 +78,11 @@ interface Sample {
 }
 
 async function takeSample(admin: AdminClient): Promise<Sample> {
-  const resources = await admin.listResources();
+  const resources = await admin.raw.listResources();
   const read = await Promise.all(
     resources.map(async (resource) => {
       try {
-        return { resource, stats: await admin.getResourceStats(resource.name) };
+        return { resource, stats: await admin.raw.getResourceStats(resource.name) };
       } catch (err) {
         // Deleted between the list and its stats: gone from this reading.
         if (err instanceof RateQueueError && err.code === "NOT_FOUND") return undefined;

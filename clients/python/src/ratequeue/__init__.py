@@ -1,12 +1,13 @@
 """ratequeue: one shared rate budget for a whole fleet of workers.
 
 Sync API here (``ratequeue.acquire``, ``@ratequeue.limited``,
-``ratequeue.Client``); the async API is :mod:`ratequeue.aio`; LangChain
+``ratequeue.Client``, and ``ratequeue.Admin`` for resources and keys); the async API is :mod:`ratequeue.aio`; LangChain
 integration is :mod:`ratequeue.langchain` (``pip install ratequeue[langchain]``).
 """
 
 from __future__ import annotations
 
+from ._admin import Admin, ApiKey, LaneStats, Limit, LimitStats, Resource, ResourceStats
 from ._client import Acquire, Client, Lease, acquire, limited
 from ._config import ClientConfig
 from ._errors import (
@@ -25,14 +26,21 @@ __version__ = "0.1.0"
 __all__ = [
     "Acquire",
     "AcquireTimeout",
+    "Admin",
+    "ApiKey",
     "Client",
     "ClientConfig",
     "InvalidRequest",
+    "LaneStats",
     "Lease",
+    "Limit",
+    "LimitStats",
     "PermissionDenied",
     "QueueFull",
     "RateQueueError",
+    "Resource",
     "ResourceNotFound",
+    "ResourceStats",
     "Unauthenticated",
     "Unavailable",
     "acquire",

@@ -79,10 +79,7 @@ async def _release_async(lease: BaseLease, actual_load: Optional[float]) -> Opti
 class _Base:
     def __init__(self, url: Optional[str] = None, *, api_key: Optional[str] = None,
                  config: Optional[ClientConfig] = None, **options: Any) -> None:
-        if config is not None and (url is not None or api_key is not None or options):
-            raise TypeError("give either config or url/api_key/options, not both")
-        self.config = config if config is not None else ClientConfig.resolve(url, api_key, **options)
-        self.config.endpoints  # validate the url now  # noqa: B018
+        self.config = ClientConfig.of(url, api_key, config, options)
 
     @property
     def _session(self) -> Session:

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-from ._protocol import DEFAULT_PORT, DEFAULT_URL, INITIAL_BACKOFF, MAX_BACKOFF, RECONNECT_TIMEOUT
+from ._protocol import (
+    AUTHORIZATION_METADATA_KEY,
+    DEFAULT_PORT,
+    DEFAULT_URL,
+    INITIAL_BACKOFF,
+    MAX_BACKOFF,
+    NAMESPACE_METADATA_KEY,
+    RECONNECT_TIMEOUT,
+    channel_options,
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,17 @@ class ClientConfig:
             raise ValueError("a client certificate needs both cert_file and key_file")
 
     @staticmethod
+    def of(url: Optional[str], api_key: Optional[str], config: Optional["ClientConfig"],
+           options: Dict[str, Any]) -> "ClientConfig":
+        """The configuration of a client's constructor arguments: ``config``
+        as it is, or :meth:`resolve` of the others."""
+        if config is not None and (url is not None or api_key is not None or options):
+            raise TypeError("give either config or url/api_key/options, not both")
+        resolved = config if config is not None else ClientConfig.resolve(url, api_key, **options)
+        resolved.endpoints  # validate the url now  # noqa: B018
+        return resolved
+
+    @staticmethod
     def resolve(url: Optional[str] = None, api_key: Optional[str] = None, **options) -> "ClientConfig":
         """Fills ``url``, ``api_key`` and ``ca_file`` from the environment when not given."""
         if options.get("ca_file") is None and options.get("root_certificates") is None:
@@ -133,6 +153,27 @@ class ClientConfig:
         roots = self.root_certificates if self.root_certificates is not None else read(self.ca_file)
         return grpc.ssl_channel_credentials(
             root_certificates=roots, private_key=read(self.key_file), certificate_chain=read(self.cert_file))
+
+    def call_metadata(self) -> Tuple[Tuple[str, str], ...]:
+        """The metadata every call carries: the API key and the namespace."""
+        metadata = []
+        if self.api_key:
+            metadata.append((AUTHORIZATION_METADATA_KEY, f"Bearer {self.api_key}"))
+        if self.namespace:
+            metadata.append((NAMESPACE_METADATA_KEY, self.namespace))
+        return tuple(metadata)
+
+    def open_channel(self, endpoint: Endpoint,
+                     tls_credentials: Optional["grpc.ChannelCredentials"]) -> "grpc.aio.Channel":
+        """An asyncio channel to ``endpoint`` with the protocol's keepalive and
+        backoff; ``tls_credentials`` (from :meth:`channel_credentials`) are
+        used for a TLS endpoint. Call it on the loop that will use the channel."""
+        import grpc.aio
+
+        options = channel_options(initial_backoff=self.initial_backoff, max_backoff=self.max_backoff)
+        if endpoint.tls:
+            return grpc.aio.secure_channel(endpoint.target, tls_credentials, options=options)
+        return grpc.aio.insecure_channel(endpoint.target, options=options)
 
     @property
     def endpoints(self) -> Tuple[Endpoint, ...]:

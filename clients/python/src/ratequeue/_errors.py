@@ -47,8 +47,9 @@ class ResourceNotFound(RateQueueError):
 
 class InvalidRequest(RateQueueError):
     """The server refused a field of the request, e.g. an unknown lane or a
-    load that exceeds a limit's burst and so can never be granted
-    (INVALID_ARGUMENT)."""
+    load that exceeds a limit's burst and so can never be granted; or the
+    client did, for a field it cannot even encode (INVALID_ARGUMENT). The
+    message starts with the field's name."""
 
     default_code = grpc.StatusCode.INVALID_ARGUMENT
 

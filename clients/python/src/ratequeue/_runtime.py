@@ -17,6 +17,7 @@ import concurrent.futures
 import os
 import threading
 import time
+import weakref
 from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
 
 from ._config import ClientConfig
@@ -29,6 +30,9 @@ _sessions: Dict[Tuple, Session] = {}
 # Objects inherited over a fork: never used, never closed, never collected
 # (closing or collecting a gRPC channel that crossed a fork is unsafe).
 _inherited: list = []
+# Other owners of channels on the loop (admin clients): before a fork, their
+# ``async suspend() -> bool`` closes their channels; they reopen on next use.
+_channel_owners: "weakref.WeakSet[Any]" = weakref.WeakSet()
 # Measured: 0.1 s was always enough in 24 runs; 0.25 s leaves a margin.
 _FORK_SETTLE_SECONDS = 0.25
 
@@ -44,13 +48,14 @@ def _after_fork_in_child() -> None:
 def _before_fork() -> None:
     """Closes this process's channels (keeping waits and leases) so that the
     child can use gRPC; the parent reconnects right after the fork."""
-    if _pid != os.getpid() or _loop is None or not _sessions:
+    if _pid != os.getpid() or _loop is None or not (_sessions or _channel_owners):
         return
     if threading.current_thread().name == "ratequeue-loop":
         return
 
     async def suspend() -> bool:
-        closed = await asyncio.gather(*(s.suspend() for s in list(_sessions.values())), return_exceptions=True)
+        owners = [*_sessions.values(), *_channel_owners]
+        closed = await asyncio.gather(*(o.suspend() for o in owners), return_exceptions=True)
         return any(c is True for c in closed)
 
     try:
@@ -110,6 +115,17 @@ def session_for(config: ClientConfig) -> Session:
         if s is None or s._closed:
             s = _sessions[key] = Session(config)
         return s
+
+
+def track_channels(owner: Any) -> None:
+    """Has ``await owner.suspend()`` close ``owner``'s channels before this
+    process forks (see :func:`_before_fork`)."""
+    _channel_owners.add(owner)
+
+
+def inherited(obj: Any) -> None:
+    """Keeps ``obj`` (channels that crossed a fork) alive and untouched forever."""
+    _inherited.append(obj)
 
 
 def forget_session(session: Session) -> None:

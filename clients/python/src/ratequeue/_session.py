@@ -135,14 +135,7 @@ class Session:
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
         self._endpoints: List[Endpoint] = list(config.endpoints)
-        metadata = []
-        if config.api_key:
-            metadata.append((protocol.AUTHORIZATION_METADATA_KEY, f"Bearer {config.api_key}"))
-        if config.namespace:
-            metadata.append((protocol.NAMESPACE_METADATA_KEY, config.namespace))
-        self._metadata = tuple(metadata)
-        self._channel_options = protocol.channel_options(
-            initial_backoff=config.initial_backoff, max_backoff=config.max_backoff)
+        self._metadata = config.call_metadata()
         # Read the certificate files now, in the caller's thread, so that a
         # missing file fails the first call instead of every reconnect.
         self._tls_credentials = (
@@ -369,13 +362,9 @@ class Session:
     def _channel(self, ep: Endpoint) -> grpc.aio.Channel:
         ch = self._channels.get(ep)
         if ch is None:
-            if ep.tls:
-                if self._tls_credentials is None:  # a leader hint may name a TLS node
-                    self._tls_credentials = self.config.channel_credentials()
-                ch = grpc.aio.secure_channel(ep.target, self._tls_credentials, options=self._channel_options)
-            else:
-                ch = grpc.aio.insecure_channel(ep.target, options=self._channel_options)
-            self._channels[ep] = ch
+            if ep.tls and self._tls_credentials is None:  # a leader hint may name a TLS node
+                self._tls_credentials = self.config.channel_credentials()
+            ch = self._channels[ep] = self.config.open_channel(ep, self._tls_credentials)
         return ch
 
     async def _run(self) -> None:

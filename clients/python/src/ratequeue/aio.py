@@ -8,10 +8,15 @@
     lease = await rq.Client().acquire_lease("openai-gpt4", timeout=30)
     ...
     await lease.release()
+
+    async with rq.Admin() as admin:
+        await admin.put_resource({"name": "openai-gpt4", "concurrency": 8})
 """
 
 from __future__ import annotations
 
+from ._admin import ApiKey, LaneStats, Limit, LimitStats, Resource, ResourceStats
+from ._admin import AsyncAdmin as Admin
 from ._client import AsyncAcquire, AsyncClient as Client
 from ._client import AsyncLease as Lease
 from ._client import acquire_async as acquire
@@ -30,15 +35,22 @@ from ._errors import (
 
 __all__ = [
     "AcquireTimeout",
+    "Admin",
+    "ApiKey",
     "AsyncAcquire",
     "Client",
     "ClientConfig",
     "InvalidRequest",
+    "LaneStats",
     "Lease",
+    "Limit",
+    "LimitStats",
     "PermissionDenied",
     "QueueFull",
     "RateQueueError",
+    "Resource",
     "ResourceNotFound",
+    "ResourceStats",
     "Unauthenticated",
     "Unavailable",
     "acquire",

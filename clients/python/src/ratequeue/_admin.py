@@ -1,0 +1,605 @@
+"""The admin clients: resources in the config file's shape, their
+statistics, and API keys.
+
+One implementation, ``_AdminCore``, runs on the process's ratequeue loop
+(``_runtime``) over the generated AdminService stubs; ``Admin`` (sync) and
+``AsyncAdmin`` (``ratequeue.aio.Admin``) drive it. Resources, limits, stats
+and keys are documented dataclasses; ``put_resource`` also takes a plain
+dict with the config file's keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import grpc
+import grpc.aio
+from google.protobuf import duration_pb2
+
+from . import _runtime
+from ._client import _check_thread
+from ._config import ClientConfig, Endpoint
+from ._errors import InvalidRequest, Unavailable, error_from_rpc
+from ._proto.ratequeue.v1 import admin_pb2 as pb
+from ._proto.ratequeue.v1 import admin_pb2_grpc as pb_grpc
+from ._session import _leader_hint
+
+#: A duration as the admin API accepts it: a :class:`datetime.timedelta`, a
+#: number of seconds, or a string of a number and a unit as in the config
+#: file (``"500ms"``, ``"60s"``, ``"1.5m"``, ``"1h"``, ``"1d"``).
+DurationLike = Union[_dt.timedelta, float, int, str]
+ResourceLike = Union["Resource", Mapping[str, Any]]
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UINT32_MAX = 2**32 - 1
+_DIMENSIONS = {"requests": pb.DIMENSION_REQUESTS, "load": pb.DIMENSION_LOAD}
+_ROLES = {"worker": pb.API_KEY_ROLE_WORKER, "admin": pb.API_KEY_ROLE_ADMIN, "root": pb.API_KEY_ROLE_ROOT}
+
+
+# ------------------------------------------------------------- field checks
+# The client checks only what it must to encode a field; the server checks
+# the ranges, and both name the field the same way.
+
+def _invalid(field_name: str, rule: str) -> InvalidRequest:
+    return InvalidRequest(f"{field_name}: {rule}")
+
+
+@contextlib.contextmanager
+def _within(prefix: str) -> Iterator[None]:
+    """Prefixes the field name of an InvalidRequest raised inside with ``prefix``."""
+    try:
+        yield
+    except InvalidRequest as e:
+        raise InvalidRequest(prefix + e.message) from None
+
+
+def _timedelta(field_name: str, value: Any) -> _dt.timedelta:
+    if isinstance(value, _dt.timedelta):
+        return value
+    seconds: Optional[float] = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            seconds = float(match[1]) * _UNITS[match[2]]
+    if seconds is None:
+        raise _invalid(field_name, f"{value!r} is not a duration; write e.g. '500ms', '60s', '1.5m', '1h', "
+                                   "a number of seconds or a timedelta")
+    try:
+        return _dt.timedelta(seconds=seconds)
+    except OverflowError:
+        raise _invalid(field_name, f"{value!r} is out of range") from None
+
+
+def _number(field_name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _invalid(field_name, f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _count(field_name: str, value: Any) -> int:
+    """An unsigned 32-bit integer, all its message field can hold."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _UINT32_MAX:
+        raise _invalid(field_name, f"must be an integer of at least 0, got {value!r}")
+    return value
+
+
+def _text(field_name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _invalid(field_name, f"must be a string, got {value!r}")
+    return value
+
+
+def _from_mapping(cls: type, value: Mapping[str, Any]) -> Any:
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in value:
+        if key not in names:  # e.g. a camelCase key from the TypeScript docs
+            raise _invalid(str(key), f"unknown key; expected one of {', '.join(names)}")
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.name not in value and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise _invalid(missing[0], "is required")
+    return cls(**value)
+
+
+# --------------------------------------------------------------- the shapes
+
+@dataclass
+class Limit:
+    """One rate limit: at most ``burst + t * amount / period`` units in any
+    interval of length t.
+
+    Attributes:
+        dimension: ``"requests"`` (every acquire counts 1) or ``"load"``
+            (every acquire counts its load).
+        amount: Units per period; must be positive.
+        period: The period, 1 ms to 366 days. Given as a timedelta, a number
+            of seconds or a string like ``"60s"``; held as a timedelta.
+        burst: The most units that may be spent at once; 0 means
+            ``amount``. A stored limit has it filled in.
+    """
+
+    dimension: str
+    amount: float
+    period: _dt.timedelta
+    burst: float = 0
+
+    def __post_init__(self) -> None:
+        if self.dimension not in _DIMENSIONS:
+            raise _invalid("dimension", f"must be 'requests' or 'load', got {self.dimension!r}")
+        self.amount = _number("amount", self.amount)
+        self.period = _timedelta("period", self.period)
+        self.burst = _number("burst", self.burst)
+
+
+@dataclass
+class Resource:
+    """A shared budget and its limits, in the config file's shape.
+
+    Only ``name`` is required; what is left out takes the server's default.
+    A resource the server returns has every default filled in, so passing it
+    back to ``put_resource`` stores the same resource. A dict with these keys
+    works wherever a Resource does.
+
+    Attributes:
+        name: 1 to 128 letters, digits, ``.``, ``_``, ``-``, ``:`` or ``/``,
+            starting with a letter or digit.
+        limits: Rate limits (:class:`Limit`, or dicts of its fields); an
+            acquire is granted only when all of them allow it. At most 16.
+        concurrency: The most leases held at once; 0 means no cap.
+        lanes: Lane name to weight (1 to 1000), in order, e.g.
+            ``{"user-facing": 3, "batch": 1}``. Empty means one lane named
+            ``"default"``.
+        default_lane: The lane of acquires that name none; None means the
+            first lane.
+        lease_ttl: A lease not heartbeated for this long expires, 100 ms to
+            24 h; None means 30 s. Given like ``Limit.period``; held as a
+            timedelta.
+        max_queue: The most waiting requests, beyond which acquires fail
+            with ``QueueFull``; None means 10,000.
+    """
+
+    name: str
+    limits: List[Limit] = field(default_factory=list)
+    concurrency: int = 0
+    lanes: Dict[str, int] = field(default_factory=dict)
+    default_lane: Optional[str] = None
+    lease_ttl: Optional[_dt.timedelta] = None
+    max_queue: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        self.name = _text("name", self.name)
+        if isinstance(self.limits, (str, bytes, Mapping)) or not isinstance(self.limits, Sequence):
+            raise _invalid("limits", f"must be a list, got {self.limits!r}")
+        self.limits = [_limit(i, limit) for i, limit in enumerate(self.limits)]
+        self.concurrency = _count("concurrency", self.concurrency)
+        if not isinstance(self.lanes, Mapping):
+            raise _invalid("lanes", f"must be a mapping of lane names to weights, got {self.lanes!r}")
+        self.lanes = {_text("lanes", lane): _count(f"lanes.{lane}", weight) for lane, weight in self.lanes.items()}
+        if self.default_lane is not None:
+            self.default_lane = _text("default_lane", self.default_lane)
+        if self.lease_ttl is not None:
+            self.lease_ttl = _timedelta("lease_ttl", self.lease_ttl)
+        if self.max_queue is not None:
+            self.max_queue = _count("max_queue", self.max_queue)
+
+
+def _limit(i: int, value: Any) -> Limit:
+    with _within(f"limits[{i}]."):
+        if isinstance(value, Limit):
+            return dataclasses.replace(value)  # checks it again: it may have been changed since
+        if isinstance(value, Mapping):
+            return _from_mapping(Limit, value)
+    raise _invalid(f"limits[{i}]", f"must be a Limit or a mapping, got {value!r}")
+
+
+def _resource(value: Any) -> Resource:
+    """A checked Resource of a Resource (checked again) or a mapping."""
+    with _within("resource."):
+        if isinstance(value, Resource):
+            return dataclasses.replace(value)
+        if isinstance(value, Mapping):
+            return _from_mapping(Resource, value)
+    raise _invalid("resource", f"must be a ratequeue.Resource or a mapping, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LaneStats:
+    """One lane's live state and counters.
+
+    Attributes:
+        name: The lane's name.
+        weight: The lane's weight.
+        queue_depth: Requests waiting in the lane now.
+        grants: Grants made to the lane since the resource was created.
+        load_granted: Load granted to the lane since the resource was created.
+    """
+
+    name: str
+    weight: int
+    queue_depth: int
+    grants: int
+    load_granted: float
+
+
+@dataclass(frozen=True)
+class LimitStats:
+    """One limit's current use.
+
+    Attributes:
+        limit: The limit, as stored.
+        available: Units that could be granted at once now.
+        utilisation: The share of the burst in use now, 0 to 1.
+    """
+
+    limit: Limit
+    available: float
+    utilisation: float
+
+
+@dataclass(frozen=True)
+class ResourceStats:
+    """A resource's live state and counters.
+
+    Attributes:
+        name: The resource's name.
+        leases_in_flight: Leases held now.
+        lanes: Per lane state, in the resource's lane order.
+        limits: Per limit use, in the resource's limit order.
+        grants: Acquires granted.
+        rejections: Acquires refused at once: queue full, or a load that can
+            never fit.
+        timeouts: Acquires that reached their deadline while waiting.
+        cancellations: Acquires withdrawn while waiting.
+        expirations: Leases that expired unheartbeated.
+        wait_p50: Median wait of recent grants.
+        wait_p90: 90th percentile wait of recent grants.
+        wait_p99: 99th percentile wait of recent grants.
+        wait_max: Longest wait of recent grants.
+    """
+
+    name: str
+    leases_in_flight: int
+    lanes: Tuple[LaneStats, ...]
+    limits: Tuple[LimitStats, ...]
+    grants: int
+    rejections: int
+    timeouts: int
+    cancellations: int
+    expirations: int
+    wait_p50: _dt.timedelta
+    wait_p90: _dt.timedelta
+    wait_p99: _dt.timedelta
+    wait_max: _dt.timedelta
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key.
+
+    Attributes:
+        id: The key's public id (the part after ``rq_``); revoke it by this.
+        namespace: The namespace the key acts in.
+        role: ``"worker"``, ``"admin"`` or ``"root"``.
+        description: A note for people.
+        create_time: When the key was created (UTC).
+        key: The key itself, ``rq_<id>_<secret>``, to send as the API key.
+            Only the ApiKey that ``create_key`` returns has it: it is shown
+            that once, and never in ``repr``.
+    """
+
+    id: str
+    namespace: str
+    role: str
+    description: str
+    create_time: _dt.datetime
+    key: Optional[str] = field(default=None, repr=False)
+
+
+# ------------------------------------------------------------- conversions
+
+def _duration(td: _dt.timedelta) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromTimedelta(td)
+    return d
+
+
+def _to_message(r: Resource) -> pb.Resource:
+    msg = pb.Resource(
+        name=r.name,
+        limits=[pb.Limit(dimension=_DIMENSIONS[l.dimension], amount=l.amount, period=_duration(l.period), burst=l.burst)
+                for l in r.limits],
+        concurrency=r.concurrency,
+        lanes=[pb.Lane(name=lane, weight=weight) for lane, weight in r.lanes.items()],
+        default_lane=r.default_lane or "",
+        max_queue=r.max_queue or 0,
+    )
+    if r.lease_ttl is not None:
+        msg.lease_ttl.CopyFrom(_duration(r.lease_ttl))
+    return msg
+
+
+def _limit_of(m: pb.Limit) -> Limit:
+    return Limit("load" if m.dimension == pb.DIMENSION_LOAD else "requests", m.amount, m.period.ToTimedelta(), m.burst)
+
+
+def _resource_of(m: pb.Resource) -> Resource:
+    return Resource(
+        name=m.name,
+        limits=[_limit_of(l) for l in m.limits],
+        concurrency=m.concurrency,
+        lanes={lane.name: lane.weight for lane in m.lanes},
+        default_lane=m.default_lane,
+        # The server always sets it; unset means 30 s.
+        lease_ttl=m.lease_ttl.ToTimedelta() if m.HasField("lease_ttl") else _dt.timedelta(seconds=30),
+        max_queue=m.max_queue,
+    )
+
+
+def _stats_of(m: pb.ResourceStats) -> ResourceStats:
+    return ResourceStats(
+        name=m.name,
+        leases_in_flight=m.leases_in_flight,
+        lanes=tuple(LaneStats(l.name, l.weight, l.queue_depth, l.grants, l.load_granted) for l in m.lanes),
+        limits=tuple(LimitStats(_limit_of(l.limit), l.available, l.utilisation) for l in m.limits),
+        grants=m.grants,
+        rejections=m.rejections,
+        timeouts=m.timeouts,
+        cancellations=m.cancellations,
+        expirations=m.expirations,
+        wait_p50=m.wait_p50.ToTimedelta(),
+        wait_p90=m.wait_p90.ToTimedelta(),
+        wait_p99=m.wait_p99.ToTimedelta(),
+        wait_max=m.wait_max.ToTimedelta(),
+    )
+
+
+def _api_key_of(m: pb.ApiKey, key: Optional[str] = None) -> ApiKey:
+    role = next((name for name, value in _ROLES.items() if value == m.role), "unspecified")
+    return ApiKey(m.id, m.namespace, role, m.description, m.create_time.ToDatetime(tzinfo=_dt.timezone.utc), key)
+
+
+# --------------------------------------------------- the one implementation
+
+class _AdminCore:
+    """The admin calls; runs on the ratequeue loop only.
+
+    Keeps a channel per server. A call a standby refuses with a leader hint
+    is sent once more, to that leader (the standby did nothing); after any
+    other UNAVAILABLE the next call goes to the next server of the list.
+    """
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self._endpoints: List[Endpoint] = list(config.endpoints)
+        self._current = self._endpoints[0]
+        self._metadata = config.call_metadata()
+        # Read the certificate files now, in the caller's thread, so that a
+        # missing file fails here.
+        self._tls = config.channel_credentials() if any(ep.tls for ep in self._endpoints) else None
+        self._channels: Dict[Endpoint, grpc.aio.Channel] = {}
+        self._pid = os.getpid()
+        self._closed = False
+        _runtime.track_channels(self)
+
+    def _stub(self, ep: Endpoint) -> pb_grpc.AdminServiceStub:
+        if self._pid != os.getpid():  # forked: the parent's channels are not ours
+            _runtime.inherited(self._channels)
+            self._channels, self._pid = {}, os.getpid()
+        ch = self._channels.get(ep)
+        if ch is None:
+            if ep.tls and self._tls is None:  # a leader hint may name a TLS node
+                self._tls = self.config.channel_credentials()
+            ch = self._channels[ep] = self.config.open_channel(ep, self._tls)
+        return pb_grpc.AdminServiceStub(ch)
+
+    async def call(self, method: str, request: Any) -> Any:
+        if self._closed:
+            raise Unavailable("the ratequeue admin client is closed")
+        for attempt in range(2):
+            ep = self._current
+            try:
+                return await getattr(self._stub(ep), method)(request, metadata=self._metadata)
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise error_from_rpc(err) from None
+                leader = _leader_hint(err)
+                if leader is not None and Endpoint(leader, ep.tls) != ep:
+                    self._current = Endpoint(leader, ep.tls)
+                    if attempt == 0:
+                        continue
+                elif ep in self._endpoints:
+                    self._current = self._endpoints[(self._endpoints.index(ep) + 1) % len(self._endpoints)]
+                else:
+                    self._current = self._endpoints[0]
+                raise error_from_rpc(err) from None
+        raise AssertionError("unreachable")
+
+    async def put_resource(self, resource: ResourceLike) -> Tuple[Resource, bool]:
+        resp = await self.call("PutResource", pb.PutResourceRequest(resource=_to_message(_resource(resource))))
+        return _resource_of(resp.resource), resp.created
+
+    async def get_resource(self, name: str) -> Resource:
+        return _resource_of((await self.call("GetResource", pb.GetResourceRequest(name=name))).resource)
+
+    async def list_resources(self) -> List[Resource]:
+        return [_resource_of(r) for r in (await self.call("ListResources", pb.ListResourcesRequest())).resources]
+
+    async def delete_resource(self, name: str) -> None:
+        await self.call("DeleteResource", pb.DeleteResourceRequest(name=name))
+
+    async def resource_stats(self, name: str) -> ResourceStats:
+        return _stats_of((await self.call("GetResourceStats", pb.GetResourceStatsRequest(name=name))).stats)
+
+    async def create_key(self, role: str, namespace: Optional[str], description: str) -> ApiKey:
+        if role not in _ROLES:
+            raise _invalid("role", f"must be 'worker', 'admin' or 'root', got {role!r}")
+        req = pb.CreateApiKeyRequest(role=_ROLES[role], namespace=_text("namespace", namespace or ""),
+                                     description=_text("description", description))
+        resp = await self.call("CreateApiKey", req)
+        return _api_key_of(resp.api_key, resp.key)
+
+    async def list_keys(self, namespace: Optional[str]) -> List[ApiKey]:
+        resp = await self.call("ListApiKeys", pb.ListApiKeysRequest(namespace=namespace or ""))
+        return [_api_key_of(k) for k in resp.api_keys]
+
+    async def revoke_key(self, key_id: str) -> None:
+        await self.call("RevokeApiKey", pb.RevokeApiKeyRequest(id=key_id))
+
+    async def suspend(self) -> bool:
+        """Closes the channels (before a fork); the next call reopens them."""
+        channels, self._channels = list(self._channels.values()), {}
+        for ch in channels:
+            await ch.close()
+        return bool(channels)
+
+    async def close(self) -> None:
+        self._closed = True
+        await self.suspend()
+
+
+# ----------------------------------------------------------------- facades
+
+class AsyncAdmin:
+    """The async admin client (``ratequeue.aio.Admin``): resources, their
+    statistics and API keys.
+
+    ``url`` and ``api_key`` default to ``RATEQUEUE_URL`` and
+    ``RATEQUEUE_API_KEY``; further keyword options are the fields of
+    :class:`ClientConfig` (``ca_file``, ``namespace``...). Every failure is
+    one of the client's exceptions: a field the client cannot encode, or one
+    the server refuses, is :class:`InvalidRequest` with a message that starts
+    with the field's name (``resource.limits[0].period: ...``). Works from any
+    event loop; ``async with`` closes it.
+    """
+
+    def __init__(self, url: Optional[str] = None, *, api_key: Optional[str] = None,
+                 config: Optional[ClientConfig] = None, **options: Any) -> None:
+        self.config = ClientConfig.of(url, api_key, config, options)
+        self._core = _AdminCore(self.config)
+
+    async def put_resource(self, resource: ResourceLike) -> Tuple[Resource, bool]:
+        """Creates a resource or replaces an existing one's definition.
+
+        ``resource`` is a :class:`Resource` or a dict of its fields (the
+        config file's keys, plus ``name``). Returns the resource as stored,
+        with the server's defaults filled in, and whether it is new.
+        """
+        return await _runtime.run_async(lambda: self._core.put_resource(resource))
+
+    async def get_resource(self, name: str) -> Resource:
+        """One resource as stored; raises :class:`ResourceNotFound` if there is none."""
+        return await _runtime.run_async(lambda: self._core.get_resource(name))
+
+    async def list_resources(self) -> List[Resource]:
+        """Every resource of the namespace, ordered by name."""
+        return await _runtime.run_async(self._core.list_resources)
+
+    async def delete_resource(self, name: str) -> None:
+        """Deletes a resource: its waiting acquires fail with
+        :class:`ResourceNotFound` and its leases end."""
+        await _runtime.run_async(lambda: self._core.delete_resource(name))
+
+    async def resource_stats(self, name: str) -> ResourceStats:
+        """A resource's live state and counters."""
+        return await _runtime.run_async(lambda: self._core.resource_stats(name))
+
+    async def create_key(self, *, role: str, namespace: Optional[str] = None, description: str = "") -> ApiKey:
+        """Makes an API key (``role``: ``"worker"``, ``"admin"`` or
+        ``"root"``) in ``namespace`` (None: the caller's). Its ``key`` is the
+        secret, shown only this once."""
+        return await _runtime.run_async(lambda: self._core.create_key(role, namespace, description))
+
+    async def list_keys(self, *, namespace: Optional[str] = None) -> List[ApiKey]:
+        """Keys without their secrets, ordered by namespace and id: those of
+        ``namespace``, or (None) every key the caller may see."""
+        return await _runtime.run_async(lambda: self._core.list_keys(namespace))
+
+    async def revoke_key(self, key_id: str) -> None:
+        """Revokes a key by its id; it stops working at once."""
+        await _runtime.run_async(lambda: self._core.revoke_key(key_id))
+
+    async def close(self) -> None:
+        """Closes the client's channels."""
+        await _runtime.run_async(self._core.close)
+
+    async def __aenter__(self) -> "AsyncAdmin":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"ratequeue.aio.Admin(url={self.config.url!r})"
+
+
+class Admin:
+    """The sync admin client (``ratequeue.Admin``), for scripts, threads and
+    Celery tasks. The same options and methods as
+    :class:`ratequeue.aio.Admin`, which it shares its implementation with;
+    each call blocks on the process's ratequeue loop thread. ``with`` closes
+    it.
+    """
+
+    def __init__(self, url: Optional[str] = None, *, api_key: Optional[str] = None,
+                 config: Optional[ClientConfig] = None, **options: Any) -> None:
+        self.config = ClientConfig.of(url, api_key, config, options)
+        self._core = _AdminCore(self.config)
+
+    def _run(self, make: Any) -> Any:
+        _check_thread()
+        return _runtime.run_sync(make)
+
+    def put_resource(self, resource: ResourceLike) -> Tuple[Resource, bool]:
+        """See :meth:`ratequeue.aio.Admin.put_resource`."""
+        return self._run(lambda: self._core.put_resource(resource))
+
+    def get_resource(self, name: str) -> Resource:
+        """See :meth:`ratequeue.aio.Admin.get_resource`."""
+        return self._run(lambda: self._core.get_resource(name))
+
+    def list_resources(self) -> List[Resource]:
+        """See :meth:`ratequeue.aio.Admin.list_resources`."""
+        return self._run(self._core.list_resources)
+
+    def delete_resource(self, name: str) -> None:
+        """See :meth:`ratequeue.aio.Admin.delete_resource`."""
+        self._run(lambda: self._core.delete_resource(name))
+
+    def resource_stats(self, name: str) -> ResourceStats:
+        """See :meth:`ratequeue.aio.Admin.resource_stats`."""
+        return self._run(lambda: self._core.resource_stats(name))
+
+    def create_key(self, *, role: str, namespace: Optional[str] = None, description: str = "") -> ApiKey:
+        """See :meth:`ratequeue.aio.Admin.create_key`."""
+        return self._run(lambda: self._core.create_key(role, namespace, description))
+
+    def list_keys(self, *, namespace: Optional[str] = None) -> List[ApiKey]:
+        """See :meth:`ratequeue.aio.Admin.list_keys`."""
+        return self._run(lambda: self._core.list_keys(namespace))
+
+    def revoke_key(self, key_id: str) -> None:
+        """See :meth:`ratequeue.aio.Admin.revoke_key`."""
+        self._run(lambda: self._core.revoke_key(key_id))
+
+    def close(self) -> None:
+        """Closes the client's channels."""
+        self._run(self._core.close)
+
+    def __enter__(self) -> "Admin":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ratequeue.Admin(url={self.config.url!r})"

@@ -1,0 +1,196 @@
+// The admin client against a real server with keys on: resources in the
+// config file's shape in and out (server defaults filled in, so get → put
+// round-trips), statistics and keys as plain values, and input the client or
+// the server refuses, always INVALID_ARGUMENT naming the field.
+import { createAdminClient, createClient, RateQueueError, type AdminClient, type ResourceConfig } from "@ratequeue/client";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { rootKeyFile } from "./support/keys.js";
+import { startServerProcess, type ServerProcess } from "./support/server-process.js";
+
+const rootKey = "admin-client-test-root-key-0123456789abcdef";
+
+let server: ServerProcess;
+let admin: AdminClient;
+
+beforeAll(async () => {
+  server = await startServerProcess({ args: ["--root-key-file", rootKeyFile(rootKey)] });
+  admin = createAdminClient({ url: server.url, apiKey: rootKey });
+});
+afterAll(async () => {
+  admin.close();
+  await server.stop();
+});
+
+const failure = async (p: Promise<unknown>) => {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(RateQueueError);
+  return err as RateQueueError;
+};
+
+describe("resources in the config file's shape", () => {
+  test("put with every field returns the resource as stored, durations canonical and the burst filled in", async () => {
+    const definition: ResourceConfig = {
+      name: "openai-gpt4",
+      limits: [
+        { dimension: "requests", amount: 500, period: "1m", burst: 20 },
+        { dimension: "load", amount: 30_000, period: 60_000 },
+      ],
+      concurrency: 8,
+      lanes: { "user-facing": 3, batch: 1 },
+      defaultLane: "batch",
+      leaseTtl: "1.5m",
+      maxQueue: 100,
+    };
+    const stored = {
+      name: "openai-gpt4",
+      limits: [
+        { dimension: "requests", amount: 500, period: "60s", burst: 20 },
+        { dimension: "load", amount: 30_000, period: "60s", burst: 30_000 },
+      ],
+      concurrency: 8,
+      lanes: { "user-facing": 3, batch: 1 },
+      defaultLane: "batch",
+      leaseTtl: "90s",
+      maxQueue: 100,
+    };
+    expect(await admin.putResource(definition)).toEqual({ resource: stored, created: true });
+    expect(await admin.getResource("openai-gpt4")).toEqual(stored);
+    expect(await admin.putResource(definition)).toEqual({ resource: stored, created: false });
+  });
+
+  test("a resource with only a name comes back with the server's defaults, and get → put stores it unchanged", async () => {
+    await admin.putResource({ name: "bare" });
+    const got = await admin.getResource("bare");
+    expect(got).toEqual({ name: "bare", limits: [], concurrency: 0, lanes: { default: 1 }, defaultLane: "default", leaseTtl: "30s", maxQueue: 10_000 });
+    expect(await admin.putResource(got)).toEqual({ resource: got, created: false });
+    expect(await admin.getResource("bare")).toEqual(got);
+  });
+
+  test.each([
+    ["500ms", "500ms"],
+    ["1.5s", "1500ms"],
+    ["1.5m", "90s"],
+    ["1h", "3600s"],
+    ["1d", "86400s"],
+    [250, "250ms"],
+    [2000, "2s"],
+  ])("a period of %j is stored as %s", async (period, canonical) => {
+    const { resource } = await admin.putResource({ name: "periods", limits: [{ dimension: "requests", amount: 1, period }] });
+    expect(resource.limits[0]!.period).toBe(canonical);
+    expect((await admin.getResource("periods")).limits[0]!.period).toBe(canonical);
+  });
+
+  test("list returns every resource in the same shape, ordered by name", async () => {
+    await admin.putResource({ name: "list-b", concurrency: 2 });
+    await admin.putResource({ name: "list-a", limits: [{ dimension: "load", amount: 10, period: "1s" }] });
+    const listed = (await admin.listResources()).filter((r) => r.name.startsWith("list-"));
+    expect(listed).toEqual([await admin.getResource("list-a"), await admin.getResource("list-b")]);
+    expect(listed[0]!.limits).toEqual([{ dimension: "load", amount: 10, period: "1s", burst: 10 }]);
+  });
+
+  test("delete removes the resource: get and acquire answer NOT_FOUND", async () => {
+    await admin.putResource({ name: "doomed", concurrency: 1 });
+    await admin.deleteResource("doomed");
+    expect((await failure(admin.getResource("doomed"))).code).toBe("NOT_FOUND");
+    const client = createClient({ url: server.url, apiKey: rootKey });
+    try {
+      expect((await failure(client.acquire("doomed", { timeoutMs: 0 }))).code).toBe("NOT_FOUND");
+    } finally {
+      await client.close();
+    }
+    expect((await failure(admin.deleteResource("doomed"))).code).toBe("NOT_FOUND");
+  });
+
+  test("the raw messages stay available under admin.raw", async () => {
+    await admin.putResource({ name: "raw", limits: [{ dimension: "requests", amount: 5, period: "60s" }] });
+    const message = await admin.raw.getResource("raw");
+    expect(message.limits[0]!.period).toMatchObject({ seconds: 60n, nanos: 0 });
+    const { resource } = await admin.raw.putResource({ name: "raw", concurrency: 3 });
+    expect(resource.concurrency).toBe(3);
+    expect((await admin.getResource("raw")).limits).toEqual([]);
+  });
+});
+
+test("stats are plain numbers: leases, lanes, limits with their stored shape, counters and waits in ms", async () => {
+  await admin.putResource({ name: "measured", limits: [{ dimension: "load", amount: 100, period: "1d" }], lanes: { fast: 2, slow: 1 } });
+  const client = createClient({ url: server.url, apiKey: rootKey });
+  try {
+    const lease = await client.acquire("measured", { load: 40, lane: "slow" });
+    const stats = await admin.getResourceStats("measured");
+    expect(stats).toMatchObject({
+      name: "measured",
+      leasesInFlight: 1,
+      lanes: [
+        { name: "fast", weight: 2, queueDepth: 0, grants: 0, loadGranted: 0 },
+        { name: "slow", weight: 1, queueDepth: 0, grants: 1, loadGranted: 40 },
+      ],
+      limits: [{ limit: { dimension: "load", amount: 100, period: "86400s", burst: 100 } }],
+      grants: 1,
+      rejections: 0,
+      timeouts: 0,
+      cancellations: 0,
+      expirations: 0,
+    });
+    expect(stats.limits[0]!.available).toBeCloseTo(60, 0);
+    expect(stats.limits[0]!.utilisation).toBeCloseTo(0.4, 2);
+    for (const wait of [stats.waitP50Ms, stats.waitP90Ms, stats.waitP99Ms, stats.waitMaxMs]) {
+      expect(wait).toBeTypeOf("number");
+      expect(wait).toBeGreaterThanOrEqual(0);
+    }
+    await lease.release();
+    expect((await admin.getResourceStats("measured")).leasesInFlight).toBe(0);
+  } finally {
+    await client.close();
+  }
+});
+
+test("keys: a root key creates, lists and revokes them; a revoked key stops working", async () => {
+  const before = Date.now();
+  const { key, apiKey } = await admin.createApiKey({ namespace: "team-a", role: "admin", description: "admin client test" });
+  expect(key).toMatch(/^rq_[0-9a-z]{12}_[A-Za-z0-9_-]{43}$/);
+  expect(apiKey).toEqual({ id: key.split("_")[1], namespace: "team-a", role: "admin", description: "admin client test", createTime: expect.any(Date) });
+  expect(apiKey.createTime.getTime()).toBeGreaterThanOrEqual(before - 1000);
+  expect(apiKey.createTime.getTime()).toBeLessThanOrEqual(Date.now() + 1000);
+  expect(await admin.listApiKeys("team-a")).toEqual([apiKey]);
+  expect(await admin.listApiKeys()).toContainEqual(apiKey);
+
+  // The new key acts in its own namespace.
+  const asTeam = createAdminClient({ url: server.url, apiKey: key });
+  try {
+    await asTeam.putResource({ name: "team-only", concurrency: 1 });
+    expect((await asTeam.listResources()).map((r) => r.name)).toEqual(["team-only"]);
+    await admin.revokeApiKey(apiKey.id);
+    expect(await admin.listApiKeys("team-a")).toEqual([]);
+    expect((await failure(asTeam.listResources())).code).toBe("UNAUTHENTICATED");
+  } finally {
+    asTeam.close();
+  }
+  const badRole = await failure(admin.createApiKey({ role: "boss" as never }));
+  expect(badRole).toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/^role: /) });
+});
+
+describe("bad input: INVALID_ARGUMENT naming the field, and nothing stored", () => {
+  test.each<[string, unknown, string]>([
+    // Refused by the client: it cannot encode these.
+    ["an unknown dimension", { limits: [{ dimension: "rps", amount: 1, period: "1s" }] }, "resource.limits[0].dimension: must be 'requests' or 'load'"],
+    ["a period it cannot read", { limits: [{ dimension: "load", amount: 1, period: "5 minutes" }] }, "resource.limits[0].period: '5 minutes' is not a duration"],
+    ["a limit without a period", { limits: [{ dimension: "load", amount: 1 }] }, "resource.limits[0].period: is required"],
+    ["the config file's snake_case key", { lease_ttl: "30s" }, "resource.lease_ttl: unknown key"],
+    ["a negative concurrency", { concurrency: -1 }, "resource.concurrency: must be an integer"],
+    ["a fractional lane weight", { lanes: { a: 1.5 } }, "resource.lanes.a: must be an integer"],
+    ["a bare number as a string", { leaseTtl: "30" }, "resource.leaseTtl: '30' is not a duration"],
+    // Refused by the server's validation.
+    ["a zero amount", { limits: [{ dimension: "requests", amount: 0, period: "1s" }] }, "resource.limits[0].amount: must be greater than 0"],
+    ["a lane weight over 1000", { lanes: { a: 5000 } }, "resource.lanes[0].weight:"],
+    ["a default lane that is not a lane", { lanes: { a: 1 }, defaultLane: "b" }, "resource.default_lane: 'b' is not one of the lanes"],
+    ["a lease TTL under 100 ms", { leaseTtl: "10ms" }, "resource.lease_ttl:"],
+  ])("%s", async (_, fields, message) => {
+    const err = await failure(admin.putResource({ name: "refused", ...(fields as object) } as ResourceConfig));
+    expect(err.code).toBe("INVALID_ARGUMENT");
+    expect(err.message.startsWith(message), err.message).toBe(true);
+    expect((await failure(admin.getResource("refused"))).code).toBe("NOT_FOUND");
+  });
+});
