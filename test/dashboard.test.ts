@@ -269,17 +269,17 @@ describe("the dashboard in chromium", () => {
       // An admin key acts in its own namespace: nothing to choose.
       expect(await page.locator("#edit-namespace").isVisible()).toBe(false);
       await page.locator("#editor summary").click();
-      const definition = {
-        limits: [
-          { dimension: "requests", amount: 60, period: "1m", burst: 10 },
-          { dimension: "load", amount: 5000, period: "1h" },
-        ],
-        concurrency: 4,
-        lanes: { user: 3, batch: 1 },
-        default_lane: "batch",
-        lease_ttl: "1500ms",
-        max_queue: 50,
-      };
+      // YAML as the config file writes it under resources.<name>.
+      const definition = [
+        "limits:",
+        "  - { dimension: requests, amount: 60, period: 1m, burst: 10 }",
+        "  - { dimension: load, amount: 5000, period: 1h }",
+        "concurrency: 4",
+        "lanes: { user: 3, batch: 1 }",
+        "default_lane: batch",
+        "lease_ttl: 1500ms",
+        "max_queue: 50",
+      ].join("\n");
       const save = async (name: string, text: string) => {
         await page.locator("#edit-name").fill(name);
         await page.locator("#edit-definition").fill(text);
@@ -287,7 +287,7 @@ describe("the dashboard in chromium", () => {
       };
       const result = () => page.locator("#action-result").textContent();
 
-      await save("made-on-page", JSON.stringify(definition));
+      await save("made-on-page", definition);
       await expect.poll(result).toBe("created 'made-on-page'");
       const made = await admin.getResource("made-on-page");
       expect(made.limits).toEqual([
@@ -298,18 +298,36 @@ describe("the dashboard in chromium", () => {
       expect([made.concurrency, made.defaultLane, made.leaseTtl, made.maxQueue]).toEqual([4, "batch", "1500ms", 50]);
       await expect.poll(() => cardsShown(page)).toEqual(["team-a/api", "team-a/made-on-page"]);
 
-      // Edit fills the form with the stored definition, in the shape it was written in.
+      // Edit fills the form with the stored definition as `ratequeue resources get -o yaml` writes it, defaults spelled out.
       await card(page, "team-a", "made-on-page").getByRole("button", { name: "Edit" }).click();
-      expect(JSON.parse(await page.locator("#edit-definition").inputValue())).toEqual(definition);
-      await save("made-on-page", JSON.stringify({ ...definition, concurrency: 6 }));
+      await expect
+        .poll(() => page.locator("#edit-definition").inputValue())
+        .toBe(
+          [
+            "limits:",
+            "  - { dimension: requests, amount: 60, period: 60s, burst: 10 }",
+            "  - { dimension: load, amount: 5000, period: 3600s, burst: 5000 }",
+            "concurrency: 4",
+            "lanes: { user: 3, batch: 1 }",
+            "default_lane: batch",
+            "lease_ttl: 1500ms",
+            "max_queue: 50",
+            "",
+          ].join("\n"),
+        );
+      // JSON of the same shape is read too.
+      await save("made-on-page", JSON.stringify({ limits: [{ dimension: "requests", amount: 60, period: "1m", burst: 10 }], concurrency: 6 }));
       await expect.poll(result).toBe("changed 'made-on-page'");
-      expect((await admin.getResource("made-on-page")).concurrency).toBe(6);
+      const changed = await admin.getResource("made-on-page");
+      expect([changed.concurrency, changed.limits.length, changed.lanes]).toEqual([6, 1, { default: 1 }]);
 
-      // The server's validation, word for word; and the page's own check of the shape.
-      await save("made-on-page", JSON.stringify({ ...definition, concurrency: 2_000_000 }));
+      // The server's words: PutResource's validation, and the config reader's check of the shape.
+      await save("made-on-page", definition.replace("concurrency: 4", "concurrency: 2000000"));
       await expect.poll(result).toBe("invalid_argument: resource.concurrency: must be an integer from 0 to 1000000, got 2000000");
-      await save("made-on-page", '{ "limit": [] }');
-      await expect.poll(result).toBe("definition.limit: unknown key; expected one of limits, concurrency, lanes, default_lane, lease_ttl, max_queue");
+      await save("made-on-page", "limit: []");
+      await expect.poll(result).toBe("invalid_argument: resources.made-on-page.limit: unknown key; expected one of limits, concurrency, lanes, default_lane, lease_ttl, max_queue");
+      await save("made-on-page", "limits: [");
+      await expect.poll(result).toMatch(/^invalid_argument: resources\.made-on-page: not valid YAML: /);
       expect((await admin.getResource("made-on-page")).concurrency).toBe(6);
 
       // Delete asks for a second click.

@@ -1,6 +1,7 @@
 // The HTTP port: probes for load balancers, the AdminService over Connect
 // JSON with curl (same keys, same errors, same tenant scoping as gRPC),
-// /status and the dashboard page (its browser test: dashboard.test.ts), and
+// /status, the dashboard page and its editor's config conversions (its
+// browser test: dashboard.test.ts), and
 // gRPC reflection on the gRPC port for grpcurl.
 import { execFileSync, spawnSync } from "node:child_process";
 import { join } from "node:path";
@@ -87,6 +88,33 @@ describe("a lone node with keys", () => {
     expect(page).toMatch(/^content-type: text\/html; charset=utf-8\r$/m);
     expect(page).toMatch(/^content-security-policy: default-src 'none'; script-src 'sha256-[^']+'; style-src 'sha256-[^']+'; connect-src 'self';/m);
     expect(page).toContain("<title>ratequeue</title>");
+  });
+
+  test("the dashboard's editor: config text (YAML or JSON) to PutResource's message and back, by the config file's reader; bad input 400 with its words", async () => {
+    const toResource = (text: string) => curl(`${server.httpUrl}/dashboard/resource-from-config`, { body: { name: "edited", text } });
+    expect(toResource("limits:\n  - { dimension: load, amount: 500, period: 1m }\nlanes: { user: 3 }\nlease_ttl: 2s\n")).toEqual({
+      status: 200,
+      body: { resource: { name: "edited", limits: [{ dimension: "DIMENSION_LOAD", amount: 500, period: "60s" }], lanes: [{ name: "user", weight: 3 }], leaseTtl: "2s" } },
+    });
+    expect(toResource('{ "concurrency": 2 }')).toEqual({ status: 200, body: { resource: { name: "edited", concurrency: 2 } } });
+    expect(toResource("limits: [{ dimension: tokens, amount: 1, period: 1s }]")).toEqual({
+      status: 400,
+      body: { code: "invalid_argument", message: "resources.edited.limits[0].dimension: must be 'requests' or 'load'" },
+    });
+    expect(toResource("concurrency: [")).toMatchObject({ status: 400, body: { code: "invalid_argument", message: expect.stringMatching(/^resources\.edited: not valid YAML: /) } });
+
+    const toText = (body: unknown) => curl(`${server.httpUrl}/dashboard/config-from-resource`, { body });
+    expect(toText({ name: "api", concurrency: 3 })).toEqual({
+      status: 200,
+      body: { text: "limits: []\nconcurrency: 3\nlanes: { default: 1 }\ndefault_lane: default\nlease_ttl: 30s\nmax_queue: 10000\n" },
+    });
+    expect(toText({ name: "api", concurrency: 2_000_000 })).toMatchObject({ status: 400, body: { code: "invalid_argument", message: expect.stringContaining("resource.concurrency") } });
+    expect(toText({ name: "api", nonsense: 1 })).toMatchObject({ status: 400, body: { code: "invalid_argument", message: expect.stringContaining('key "nonsense" is unknown') } });
+    expect(curl(`${server.httpUrl}/dashboard/config-from-resource`)).toMatchObject({ status: 405, body: { code: "unimplemented" } });
+    const huge = await fetch(`${server.httpUrl}/dashboard/resource-from-config`, { method: "POST", body: JSON.stringify({ name: "x", text: "#".repeat(2 << 20) }) });
+    expect([huge.status, ((await huge.json()) as { code: string }).code]).toEqual([413, "resource_exhausted"]);
+    // The server is fine after all of it.
+    expect(curl(`${server.httpUrl}/healthz`).status).toBe(200);
   });
 
   test("grpcurl lists and describes the services through reflection, without the .proto files", () => {

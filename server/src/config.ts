@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Dimension, LaneSchema, LimitSchema, ResourceSchema, type Resource } from "@ratequeue/proto";
-import { isMap, isScalar, LineCounter, parseDocument, visit } from "yaml";
+import { Document, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from "yaml";
 import type { ResourceSpec } from "./core/index.js";
 import { RpcError } from "./errors.js";
 import { checkNamespace } from "./validate/fields.js";
@@ -67,6 +67,31 @@ export function resourceToConfig(spec: ResourceSpec): ConfigResource {
     lease_ttl: formatDuration(spec.leaseTtlMs),
     max_queue: spec.maxQueue,
   };
+}
+
+/**
+ * One resource's definition as the config file writes it under
+ * `resources.<name>`, in YAML or JSON, as PutResource's message. Only the
+ * shape is checked here: PutResource checks the values, with its own words.
+ */
+export function resourceFromConfigText(name: string, text: string): Resource {
+  return resourceFromConfig(name, parseYaml(`resources.${name}`, text) ?? {});
+}
+
+/**
+ * YAML as the README writes config: a mapping or list of plain values on
+ * one line (`- { dimension: requests, amount: 500, period: 60s, burst: 20 }`),
+ * everything else in blocks.
+ */
+export function toConfigYaml(value: unknown): string {
+  const doc = new Document(value);
+  visit(doc, {
+    Collection(_, node, path) {
+      const items = isMap(node) ? node.items.map((pair) => pair.value) : isSeq(node) ? node.items : [];
+      if (path.length > 1 && items.every((item) => isScalar(item))) node.flow = true;
+    },
+  });
+  return doc.toString({ lineWidth: 0 });
 }
 
 /** Reads and validates a config file (YAML or JSON). */

@@ -7,6 +7,7 @@ import { defaultSessionLimits, serverCredentials, setupAuth, type AuthOptions, t
 import { Engine, systemClock, type Clock, type ResourceSpec } from "./core/index.js";
 import { RpcError } from "./errors.js";
 import { connectAdminRoutes } from "./http/connect-admin.js";
+import { configActions } from "./http/dashboard/config-actions.js";
 import { dashboardPage } from "./http/dashboard/page.js";
 import { startHttpServer } from "./http/http-server.js";
 import { createMetrics } from "./http/metrics.js";
@@ -174,6 +175,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
             }),
             "/": dashboardPage,
           },
+          actions: configActions,
         });
   log.info("listening", {
     host: options.host,

@@ -1,6 +1,6 @@
 // How the CLI prints what it read: an aligned table for people by default,
 // JSON or YAML (--output) for scripts.
-import { Document, isMap, isScalar, isSeq, visit } from "yaml";
+import { toConfigYaml } from "../config.js";
 
 /** What --output may ask for; "table" is the default. */
 export type OutputFormat = "table" | "json" | "yaml";
@@ -14,23 +14,7 @@ export function outputFormatOf(value: string | undefined): OutputFormat | { erro
 
 /** Prints plain data (no bigints, no undefined) as JSON or YAML. */
 export function printData(value: unknown, format: "json" | "yaml"): void {
-  process.stdout.write(format === "json" ? JSON.stringify(value, null, 2) + "\n" : toYaml(value));
-}
-
-/**
- * YAML as the README writes config: a mapping or list of plain values on
- * one line (`- { dimension: requests, amount: 500, period: 60s, burst: 20 }`),
- * everything else in blocks.
- */
-function toYaml(value: unknown): string {
-  const doc = new Document(value);
-  visit(doc, {
-    Collection(_, node, path) {
-      const items = isMap(node) ? node.items.map((pair) => pair.value) : isSeq(node) ? node.items : [];
-      if (path.length > 1 && items.every((item) => isScalar(item))) node.flow = true;
-    },
-  });
-  return doc.toString({ lineWidth: 0 });
+  process.stdout.write(format === "json" ? JSON.stringify(value, null, 2) + "\n" : toConfigYaml(value));
 }
 
 /** Prints rows under a header, each column as wide as its widest cell. */

@@ -113,8 +113,8 @@ const body = String.raw`
         <select id="edit-namespace"></select>
         <label for="edit-name">Name</label>
         <input id="edit-name" required spellcheck="false">
-        <label for="edit-definition">Definition<br><small>JSON, the config file's shape</small></label>
-        <textarea id="edit-definition" spellcheck="false" placeholder='{ "limits": [{ "dimension": "requests", "amount": 60, "period": "60s" }], "concurrency": 4, "lanes": { "user": 3, "batch": 1 } }'></textarea>
+        <label for="edit-definition">Definition<br><small>YAML or JSON, as the config file writes it under <code>resources.&lt;name&gt;</code></small></label>
+        <textarea id="edit-definition" spellcheck="false" placeholder="limits:&#10;  - { dimension: requests, amount: 60, period: 60s }&#10;concurrency: 4&#10;lanes: { user: 3, batch: 1 }"></textarea>
         <div class="actions"><button id="edit-save" type="submit">Save</button></div>
       </form>
     </details>

@@ -60,102 +60,6 @@ export const dashboardScript = String.raw`
   }
   const barClass = (ratio) => (ratio >= 0.9 ? "bad" : ratio >= 0.7 ? "warn" : "");
 
-  // ------------------------------------------------ the config file's shape
-
-  const units = { ms: 1, s: 1000, m: 60000, h: 3600000, d: 86400000 };
-  const resourceKeys = ["limits", "concurrency", "lanes", "default_lane", "lease_ttl", "max_queue"];
-  const limitKeys = ["dimension", "amount", "period", "burst"];
-
-  class ShapeError extends Error {}
-  function asObject(key, v) {
-    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new ShapeError(key + ": must be a mapping");
-    return v;
-  }
-  function asNumber(key, v) {
-    if (typeof v !== "number" || !Number.isFinite(v)) throw new ShapeError(key + ": must be a number, got " + JSON.stringify(v));
-    return v;
-  }
-  function onlyKeys(key, object, allowed) {
-    for (const k of Object.keys(object)) {
-      if (!allowed.includes(k)) throw new ShapeError(key + "." + k + ": unknown key; expected one of " + allowed.join(", "));
-    }
-  }
-  /** "60s", "1.5m", "500ms", "1h" or a number of seconds, as a proto JSON duration. */
-  function durationJson(key, v) {
-    let ms;
-    if (typeof v === "number" && Number.isFinite(v)) ms = v * 1000;
-    else {
-      const match = typeof v === "string" ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(v) : null;
-      if (match === null) throw new ShapeError(key + ": '" + String(v) + "' is not a duration; write e.g. 500ms, 60s, 1m, 1h");
-      ms = Number(match[1]) * units[match[2]];
-    }
-    const seconds = Math.floor(ms / 1000);
-    const nanos = Math.round((ms - seconds * 1000) * 1e6);
-    return nanos === 0 ? seconds + "s" : seconds + "." + String(nanos).padStart(9, "0") + "s";
-  }
-
-  /** The config file's definition of one resource (JSON text) as PutResource's Resource JSON. */
-  function resourceFromConfig(name, text) {
-    let parsed;
-    try {
-      parsed = text.trim() === "" ? {} : JSON.parse(text);
-    } catch (err) {
-      throw new ShapeError("definition: not valid JSON: " + err.message);
-    }
-    const r = asObject("definition", parsed);
-    onlyKeys("definition", r, resourceKeys);
-    const limits = r.limits === undefined ? [] : r.limits;
-    if (!Array.isArray(limits)) throw new ShapeError("definition.limits: must be a list");
-    const resource = {
-      name,
-      limits: limits.map((raw, i) => {
-        const key = "definition.limits[" + i + "]";
-        const l = asObject(key, raw);
-        onlyKeys(key, l, limitKeys);
-        if (l.dimension !== "requests" && l.dimension !== "load") throw new ShapeError(key + ".dimension: must be 'requests' or 'load'");
-        const limit = {
-          dimension: l.dimension === "requests" ? "DIMENSION_REQUESTS" : "DIMENSION_LOAD",
-          amount: asNumber(key + ".amount", l.amount),
-          period: durationJson(key + ".period", l.period),
-        };
-        if (l.burst !== undefined) limit.burst = asNumber(key + ".burst", l.burst);
-        return limit;
-      }),
-      lanes: Object.entries(asObject("definition.lanes", r.lanes === undefined ? {} : r.lanes)).map(([lane, weight]) => ({
-        name: lane,
-        weight: asNumber("definition.lanes." + lane, weight),
-      })),
-    };
-    if (r.concurrency !== undefined) resource.concurrency = asNumber("definition.concurrency", r.concurrency);
-    if (r.default_lane !== undefined) resource.defaultLane = String(r.default_lane);
-    if (r.lease_ttl !== undefined) resource.leaseTtl = durationJson("definition.lease_ttl", r.lease_ttl);
-    if (r.max_queue !== undefined) resource.maxQueue = asNumber("definition.max_queue", r.max_queue);
-    return resource;
-  }
-
-  /** A stored Resource (proto JSON) in the config file's shape, leaving out what the defaults give. */
-  function configFromResource(r) {
-    const out = {};
-    const limits = r.limits || [];
-    if (limits.length > 0) {
-      out.limits = limits.map((l) => {
-        const limit = { dimension: l.dimension === "DIMENSION_LOAD" ? "load" : "requests", amount: num(l.amount), period: durationText(durationMs(l.period)) };
-        if (num(l.burst) !== 0 && num(l.burst) !== num(l.amount)) limit.burst = num(l.burst);
-        return limit;
-      });
-    }
-    if (num(r.concurrency) !== 0) out.concurrency = num(r.concurrency);
-    const lanes = r.lanes || [];
-    if (!(lanes.length === 1 && lanes[0].name === "default")) {
-      out.lanes = {};
-      for (const lane of lanes) out.lanes[lane.name] = num(lane.weight) || 1;
-    }
-    if (r.defaultLane && lanes.length > 0 && r.defaultLane !== lanes[0].name) out.default_lane = r.defaultLane;
-    if (r.leaseTtl && durationMs(r.leaseTtl) !== 30000) out.lease_ttl = durationText(durationMs(r.leaseTtl));
-    if (num(r.maxQueue) !== 0 && num(r.maxQueue) !== 10000) out.max_queue = num(r.maxQueue);
-    return JSON.stringify(out, null, 2);
-  }
-
   // ------------------------------------------------------------ the server
 
   class CallError extends Error {
@@ -523,10 +427,21 @@ export const dashboardScript = String.raw`
     out.className = ok ? "ok" : "error";
   }
 
-  function edit(ns, def) {
+  /**
+   * The editor holds a definition in the config file's shape (YAML or JSON);
+   * the server converts it to and from PutResource's message with the same
+   * code that reads config files.
+   */
+  async function edit(ns, def) {
+    let text;
+    try {
+      text = (await request("/dashboard/config-from-resource", { method: "POST", headers: headers(), body: JSON.stringify(def) })).text;
+    } catch (err) {
+      return showResult(describe(err), false);
+    }
     if (isRoot()) $("edit-namespace").value = ns;
     $("edit-name").value = def.name;
-    $("edit-definition").value = configFromResource(def);
+    $("edit-definition").value = text;
     $("editor-details").open = true;
     $("editor").scrollIntoView({ block: "nearest" });
     $("edit-definition").focus();
@@ -536,13 +451,8 @@ export const dashboardScript = String.raw`
     event.preventDefault();
     const ns = isRoot() ? $("edit-namespace").value : state.status.caller.namespace;
     const name = $("edit-name").value.trim();
-    let resource;
     try {
-      resource = resourceFromConfig(name, $("edit-definition").value);
-    } catch (err) {
-      return showResult(err.message, false);
-    }
-    try {
+      const { resource } = await request("/dashboard/resource-from-config", { method: "POST", headers: headers(), body: JSON.stringify({ name, text: $("edit-definition").value }) });
       const answer = await admin("PutResource", { resource }, ns);
       showResult((answer.created ? "created '" : "changed '") + name + "'" + (isRoot() ? " in namespace " + ns : ""), true);
     } catch (err) {
