@@ -136,6 +136,7 @@ test("stats are plain numbers: leases, lanes, limits with their stored shape, co
     });
     expect(stats.limits[0]!.available).toBeCloseTo(60, 0);
     expect(stats.limits[0]!.utilisation).toBeCloseTo(0.4, 2);
+    expect(stats.limits[0]!.usedLastPeriod).toBe(40);
     for (const wait of [stats.waitP50Ms, stats.waitP90Ms, stats.waitP99Ms, stats.waitMaxMs]) {
       expect(wait).toBeTypeOf("number");
       expect(wait).toBeGreaterThanOrEqual(0);

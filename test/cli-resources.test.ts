@@ -280,9 +280,9 @@ describe("resources list, get, stats, delete", () => {
       expect(counters![0]).toMatch(/^RESOURCE\s+LEASES\s+QUEUED\s+GRANTS\s+REJECTIONS\s+TIMEOUTS\s+CANCELLATIONS\s+EXPIRATIONS\s+WAIT_P50\s+WAIT_P90\s+WAIT_P99\s+WAIT_MAX$/);
       expect(counters![1]).toMatch(/^metered\s+1\s+0\s+1\s+0\s+0\s+0\s+0(\s+\d+(\.\d+)?ms){4}$/);
       expect(limitRows).toEqual([
-        expect.stringMatching(/^LIMIT\s+AVAILABLE\s+UTILISATION$/),
-        expect.stringMatching(/^10 requests\/86400s burst 10\s+9\s+10%$/),
-        expect.stringMatching(/^1000 load\/86400s burst 1000\s+900\s+10%$/),
+        expect.stringMatching(/^LIMIT\s+USED_LAST_PERIOD\s+BURST_IN_USE\s+AVAILABLE$/),
+        expect.stringMatching(/^10 requests\/86400s burst 10\s+1 \(10%\)\s+10%\s+9$/),
+        expect.stringMatching(/^1000 load\/86400s burst 1000\s+100 \(10%\)\s+10%\s+900$/),
       ]);
       expect(laneRows).toEqual([
         expect.stringMatching(/^LANE\s+WEIGHT\s+QUEUED\s+GRANTS\s+LOAD_GRANTED$/),
@@ -315,6 +315,7 @@ describe("resources list, get, stats, delete", () => {
         expect(stats.limits[1].available).toBeGreaterThanOrEqual(900);
         expect(stats.limits[1].available).toBeLessThan(901);
         expect(stats.limits[1].utilisation).toBeCloseTo(0.1, 2);
+        expect(stats.limits.map((l: { used_last_period: number }) => l.used_last_period)).toEqual([1, 100]);
       }
     } finally {
       await lease.release();

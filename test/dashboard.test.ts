@@ -51,8 +51,8 @@ interface Shown {
   waitP99Ms: number;
   grantsPerSecond: number;
   loadPerSecond: number;
-  /** Utilisation in percent and units available, per limit. */
-  limits: { utilisation: number; available: number }[];
+  /** Per limit: the bar (percent of the amount used over the last period), units used then, burst in use (percent) and units available. */
+  limits: { periodUse: number; used: number; utilisation: number; available: number }[];
   lanes: Record<string, { queued: number; grants: number }>;
 }
 
@@ -68,7 +68,12 @@ async function readCard(page: Page, namespace: string, name: string): Promise<Sh
     const text = (root: Element, stat: string) => root.querySelector(`[data-stat="${stat}"]`)?.textContent ?? "";
     return {
       figures: Object.fromEntries(["leases", "queued", "grants", "wait-p50", "wait-p99", "grants-per-s", "load-per-s"].map((s) => [s, text(el, s)])),
-      limits: [...el.querySelectorAll("[data-limit]:not([data-limit=concurrency])")].map((m) => ({ utilisation: text(m, "utilisation"), available: text(m, "available") })),
+      limits: [...el.querySelectorAll("[data-limit]:not([data-limit=concurrency])")].map((m) => ({
+        periodUse: text(m, "period-use"),
+        used: text(m, "used"),
+        utilisation: text(m, "utilisation"),
+        available: text(m, "available"),
+      })),
       lanes: [...el.querySelectorAll("tr[data-lane]")].map((row) => [row.getAttribute("data-lane")!, text(row, "lane-queued"), text(row, "lane-grants")]),
     };
   });
@@ -81,7 +86,7 @@ async function readCard(page: Page, namespace: string, name: string): Promise<Sh
     waitP99Ms: msIn(f["wait-p99"]!),
     grantsPerSecond: numberIn(f["grants-per-s"]!),
     loadPerSecond: numberIn(f["load-per-s"]!),
-    limits: raw.limits.map((l) => ({ utilisation: numberIn(l.utilisation), available: numberIn(l.available) })),
+    limits: raw.limits.map((l) => ({ periodUse: numberIn(l.periodUse), used: numberIn(l.used), utilisation: numberIn(l.utilisation), available: numberIn(l.available) })),
     lanes: Object.fromEntries(raw.lanes.map(([lane, queued, grants]) => [lane, { queued: numberIn(queued!), grants: numberIn(grants!) }])),
   };
 }
@@ -103,7 +108,9 @@ function differences(shown: Shown, stats: Stats): string[] {
   }
   stats.limits.forEach((l, i) => {
     // Shown to 0.1 %; the hour-long limits refill by less than that within a refresh.
-    same(`limit ${i} utilisation %`, shown.limits[i]?.utilisation ?? NaN, l.utilisation * 100, 0.15);
+    same(`limit ${i} used over its period %`, shown.limits[i]?.periodUse ?? NaN, Math.min(1, l.usedLastPeriod / l.limit.amount) * 100, 0.05);
+    same(`limit ${i} used over its period`, shown.limits[i]?.used ?? NaN, l.usedLastPeriod, 0.05);
+    same(`limit ${i} burst in use %`, shown.limits[i]?.utilisation ?? NaN, l.utilisation * 100, 0.15);
     same(`limit ${i} available`, shown.limits[i]?.available ?? NaN, l.available, 1);
   });
   // Shown to 0.1 ms below 100 ms, to 1 ms below 10 s.
@@ -223,7 +230,10 @@ describe("the dashboard in chromium", () => {
       await expect.poll(() => atRest(page, "default", "held"), { timeout: 10_000 }).toEqual([]);
       const held = await readCard(page, "default", "held");
       expect([held.leases, held.queued, held.lanes.user?.queued, held.lanes.batch?.queued, held.grants]).toEqual([3, 3, 2, 1, 4]);
-      expect(held.limits.map((l) => Math.round(l.utilisation))).toEqual([4, 40]);
+      expect(held.limits.map((l) => [l.periodUse, l.used, Math.round(l.utilisation)])).toEqual([
+        [4, 4, 4],
+        [40, 400, 40],
+      ]);
       expect(held.waitP99Ms).toBeGreaterThan(200);
       await expect.poll(() => atRest(page, "team-a", "api"), { timeout: 10_000 }).toEqual([]);
 

@@ -125,6 +125,10 @@ type LimitStats struct {
 	Available float64
 	// Utilisation is the share of the burst in use now, 0 to 1.
 	Utilisation float64
+	// UsedLastPeriod is the units charged over the period that ends now,
+	// refunds taken off (what ratequeue_limit_utilisation_ratio divides by
+	// the amount).
+	UsedLastPeriod float64
 }
 
 // ResourceStats is a resource's live state and counters.
@@ -272,7 +276,7 @@ func (a *AdminClient) ResourceStats(ctx context.Context, name string) (ResourceS
 		out.Lanes = append(out.Lanes, LaneStats{Name: l.GetName(), Weight: int(l.GetWeight()), QueueDepth: int(l.GetQueueDepth()), Grants: l.GetGrants(), LoadGranted: l.GetLoadGranted()})
 	}
 	for _, l := range s.GetLimits() {
-		out.Limits = append(out.Limits, LimitStats{Limit: limitFromProto(l.GetLimit()), Available: l.GetAvailable(), Utilisation: l.GetUtilisation()})
+		out.Limits = append(out.Limits, LimitStats{Limit: limitFromProto(l.GetLimit()), Available: l.GetAvailable(), Utilisation: l.GetUtilisation(), UsedLastPeriod: l.GetUsedLastPeriod()})
 	}
 	return out, nil
 }

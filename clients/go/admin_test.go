@@ -166,8 +166,8 @@ func TestAdminResourceStats(t *testing.T) {
 	if want := (ratequeue.Limit{Dimension: ratequeue.DimensionLoad, Amount: 100, Period: day, Burst: 100}); l.Limit != want {
 		t.Fatalf("limit %+v, want %+v", l.Limit, want)
 	}
-	if math.Abs(l.Available-60) > 0.5 || math.Abs(l.Utilisation-0.4) > 0.005 {
-		t.Fatalf("available %v, utilisation %v; want about 60 and 0.4", l.Available, l.Utilisation)
+	if math.Abs(l.Available-60) > 0.5 || math.Abs(l.Utilisation-0.4) > 0.005 || l.UsedLastPeriod != 40 {
+		t.Fatalf("available %v, utilisation %v, used over the period %v; want about 60, 0.4 and 40", l.Available, l.Utilisation, l.UsedLastPeriod)
 	}
 	for _, w := range []time.Duration{s.WaitP50, s.WaitP90, s.WaitP99, s.WaitMax} {
 		if w < 0 || w > s.WaitMax {

@@ -121,6 +121,7 @@ def test_stats_are_plain_numbers_and_timedeltas(srv, admin):
         assert limit.limit == ratequeue.Limit("load", 100, timedelta(days=1), 100)
         assert limit.available == pytest.approx(60, abs=0.5)
         assert limit.utilisation == pytest.approx(0.4, abs=0.005)
+        assert limit.used_last_period == 40
         assert (stats.grants, stats.rejections, stats.timeouts, stats.cancellations, stats.expirations) == (1, 0, 0, 0, 0)
         for wait in (stats.wait_p50, stats.wait_p90, stats.wait_p99, stats.wait_max):
             assert isinstance(wait, timedelta) and wait >= timedelta(0)

@@ -101,6 +101,8 @@ export interface LimitStats {
   available: number;
   /** The share of the burst in use now, 0 to 1. */
   utilisation: number;
+  /** Units charged over the period that ends now, refunds taken off (what ratequeue_limit_utilisation_ratio divides by the amount). */
+  usedLastPeriod: number;
 }
 
 /** A resource's live state and counters; waits of recent grants in milliseconds. */
@@ -269,6 +271,7 @@ export function statsFromMessage(m: ResourceStatsMessage): ResourceStats {
       limit: limitFromMessage(l.limit ?? create(LimitSchema)), // the server always sets it
       available: l.available,
       utilisation: l.utilisation,
+      usedLastPeriod: l.usedLastPeriod,
     })),
     grants: Number(m.grants),
     rejections: Number(m.rejections),

@@ -244,7 +244,12 @@ function statsToData(stats: ResourceStats) {
     wait_p90: wait(stats.waitP90),
     wait_p99: wait(stats.waitP99),
     wait_max: wait(stats.waitMax),
-    limits: limits.map((limit, i) => ({ ...limit, available: stats.limits[i]!.available, utilisation: stats.limits[i]!.utilisation })),
+    limits: limits.map((limit, i) => ({
+      ...limit,
+      used_last_period: stats.limits[i]!.usedLastPeriod,
+      utilisation: stats.limits[i]!.utilisation,
+      available: stats.limits[i]!.available,
+    })),
     lanes: stats.lanes.map((l) => ({
       name: l.name,
       weight: l.weight,
@@ -284,8 +289,13 @@ function printStats(stats: ResourceStats, format: OutputFormat): void {
   if (data.limits.length > 0) {
     console.log("");
     printTable(
-      ["LIMIT", "AVAILABLE", "UTILISATION"],
-      data.limits.map((l) => [showLimit(l), String(Math.floor(l.available)), `${Math.round(l.utilisation * 100)}%`]),
+      ["LIMIT", "USED_LAST_PERIOD", "BURST_IN_USE", "AVAILABLE"],
+      data.limits.map((l) => [
+        showLimit(l),
+        `${Math.round(l.used_last_period * 10) / 10} (${Math.round(Math.min(1, l.used_last_period / l.amount) * 100)}%)`,
+        `${Math.round(l.utilisation * 100)}%`,
+        String(Math.floor(l.available)),
+      ]),
     );
   }
   console.log("");

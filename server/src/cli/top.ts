@@ -1,7 +1,7 @@
 // `ratequeue top`: every resource of the namespace, refreshed each second on
 // the terminal's alternate screen: grants/s against the request limit's
-// rate, queue depth, p99 wait, leases, and each limit's utilisation. q or
-// Ctrl-C quits and gives the terminal back as it was.
+// rate, queue depth, p99 wait, leases, and each limit's use over its last
+// period. q or Ctrl-C quits and gives the terminal back as it was.
 import { parseArgs } from "node:util";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { RateQueueError, type AdminClient } from "@ratequeue/client";
@@ -14,7 +14,8 @@ export const topUsage = `Usage: ratequeue top [--namespace N] [--url URL] [--ca-
 
 A live view of every resource, refreshed each second: grants/s against the
 request limit's rate, queue depth, p99 wait, leases held (of the
-concurrency cap) and each limit's utilisation. q or Ctrl-C quits.
+concurrency cap) and the share of each limit used over its last period.
+q or Ctrl-C quits.
 It needs a terminal; scripts read 'ratequeue resources stats NAME -o json'.
 Server and key as for 'ratequeue resources' (RATEQUEUE_URL, RATEQUEUE_API_KEY).`;
 
@@ -201,9 +202,11 @@ function requestRate(stats: ResourceStats): string {
   return rates.length === 0 ? "-" : Math.min(...rates).toFixed(1);
 }
 
+/** What the limit allowed over its last period that was used, as ratequeue_limit_utilisation_ratio counts it. */
 function utilisationCell(l: ResourceStats["limits"][number]): string {
   const width = 10;
-  const used = Math.min(width, Math.max(0, Math.round(l.utilisation * width)));
+  const ratio = Math.min(1, l.usedLastPeriod / l.limit!.amount);
+  const used = Math.round(ratio * width);
   const name = l.limit!.dimension === Dimension.REQUESTS ? "req" : "load";
-  return `${name} [${"#".repeat(used)}${".".repeat(width - used)}] ${String(Math.round(l.utilisation * 100)).padStart(3)}%`;
+  return `${name} [${"#".repeat(used)}${".".repeat(width - used)}] ${String(Math.round(ratio * 100)).padStart(3)}%`;
 }

@@ -26,7 +26,7 @@ export function resourceStats(r: Resource, now: Millis): ResourceStats {
     })),
     limits: r.limits.map((g) => {
       const available = g.available(now);
-      return { limit: { ...g.spec }, available, utilisation: 1 - available / g.spec.burst };
+      return { limit: { ...g.spec }, available, utilisation: 1 - available / g.spec.burst, usedLastPeriod: g.usage?.used(now) ?? 0 };
     }),
     grants: r.grants,
     rejections: r.rejections,

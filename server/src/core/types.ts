@@ -122,6 +122,8 @@ export interface LimitStats {
   available: number;
   /** 1 - available / burst. */
   utilisation: number;
+  /** Units charged over the period that ends now, refunds taken off. */
+  usedLastPeriod: number;
 }
 
 export interface ResourceStats {

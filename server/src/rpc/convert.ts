@@ -77,7 +77,7 @@ export function statsToProto(stats: core.ResourceStats, spec: core.ResourceSpec,
     leasesInFlight: stats.leasesInFlight,
     lanes: stats.lanes.map((l) => create(LaneStatsSchema, { ...l, grants: BigInt(l.grants) })),
     limits: stats.limits.map((l, i) =>
-      create(LimitStatsSchema, { limit: resource.limits[i], available: l.available, utilisation: l.utilisation }),
+      create(LimitStatsSchema, { limit: resource.limits[i], available: l.available, utilisation: l.utilisation, usedLastPeriod: l.usedLastPeriod }),
     ),
     grants: BigInt(stats.grants),
     rejections: BigInt(stats.rejections),

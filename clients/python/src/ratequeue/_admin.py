@@ -239,11 +239,15 @@ class LimitStats:
         limit: The limit, as stored.
         available: Units that could be granted at once now.
         utilisation: The share of the burst in use now, 0 to 1.
+        used_last_period: Units charged over the period that ends now, refunds
+            taken off (what ``ratequeue_limit_utilisation_ratio`` divides by the
+            amount).
     """
 
     limit: Limit
     available: float
     utilisation: float
+    used_last_period: float
 
 
 @dataclass(frozen=True)
@@ -350,7 +354,7 @@ def _stats_of(m: pb.ResourceStats) -> ResourceStats:
         name=m.name,
         leases_in_flight=m.leases_in_flight,
         lanes=tuple(LaneStats(l.name, l.weight, l.queue_depth, l.grants, l.load_granted) for l in m.lanes),
-        limits=tuple(LimitStats(_limit_of(l.limit), l.available, l.utilisation) for l in m.limits),
+        limits=tuple(LimitStats(_limit_of(l.limit), l.available, l.utilisation, l.used_last_period) for l in m.limits),
         grants=m.grants,
         rejections=m.rejections,
         timeouts=m.timeouts,

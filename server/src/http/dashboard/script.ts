@@ -332,10 +332,15 @@ export const dashboardScript = String.raw`
       "lease TTL " + durationText(durationMs(def.leaseTtl)),
       "max queue " + count(num(def.maxQueue)),
     ];
+    // The bar: what the limit allowed over its last period that was used, as ratequeue_limit_utilisation_ratio
+    // counts it; the foot: the burst in use now, and what would be granted at once.
     const limitMeters = limits.map((l, i) => {
+      const used = h("span", { "data-stat": "used" });
+      const burst = h("span", { "data-stat": "utilisation" });
       const available = h("span", { "data-stat": "available" });
-      const m = meter(limitLabel(l), { meter: { "data-limit": i }, value: { "data-stat": "utilisation" }, foot: ["of the burst in use; available now ", available] });
-      return { ...m, available };
+      const foot = [used, " used over the last " + durationText(durationMs(l.period)) + " · burst in use ", burst, " · available now ", available];
+      const m = meter(limitLabel(l), { meter: { "data-limit": i }, value: { "data-stat": "period-use" }, foot });
+      return { ...m, used, burst, available };
     });
     const leases = num(def.concurrency) === 0 ? undefined : meter("leases held, of " + count(num(def.concurrency)), { meter: { "data-limit": "concurrency" }, value: { "data-stat": "concurrency" } });
     const figures = {
@@ -392,7 +397,11 @@ export const dashboardScript = String.raw`
     (stats.limits || []).forEach((l, i) => {
       const m = card.limitMeters[i];
       if (m === undefined) return;
-      m.set(num(l.utilisation), percent(num(l.utilisation)));
+      const allowed = num(l.limit && l.limit.amount);
+      const ratio = allowed > 0 ? Math.min(1, num(l.usedLastPeriod) / allowed) : 0;
+      m.set(ratio, percent(ratio));
+      m.used.textContent = amount(num(l.usedLastPeriod));
+      m.burst.textContent = percent(num(l.utilisation));
       m.available.textContent = amount(num(l.available)) + " of " + amount(num(l.limit && l.limit.burst) || num(l.limit && l.limit.amount));
     });
     const held = num(stats.leasesInFlight);

@@ -860,9 +860,12 @@ type LimitStats struct {
 	// Units that could be granted at once now.
 	Available float64 `protobuf:"fixed64,2,opt,name=available,proto3" json:"available,omitempty"`
 	// The share of the burst in use now, from 0 to 1.
-	Utilisation   float64 `protobuf:"fixed64,3,opt,name=utilisation,proto3" json:"utilisation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Utilisation float64 `protobuf:"fixed64,3,opt,name=utilisation,proto3" json:"utilisation,omitempty"`
+	// Units charged against the limit over the period that ends now, refunds
+	// taken off: the numerator of ratequeue_limit_utilisation_ratio.
+	UsedLastPeriod float64 `protobuf:"fixed64,4,opt,name=used_last_period,json=usedLastPeriod,proto3" json:"used_last_period,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *LimitStats) Reset() {
@@ -912,6 +915,13 @@ func (x *LimitStats) GetAvailable() float64 {
 func (x *LimitStats) GetUtilisation() float64 {
 	if x != nil {
 		return x.Utilisation
+	}
+	return 0
+}
+
+func (x *LimitStats) GetUsedLastPeriod() float64 {
+	if x != nil {
+		return x.UsedLastPeriod
 	}
 	return 0
 }
@@ -1861,12 +1871,13 @@ const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	"\vqueue_depth\x18\x03 \x01(\rR\n" +
 	"queueDepth\x12\x16\n" +
 	"\x06grants\x18\x04 \x01(\x04R\x06grants\x12!\n" +
-	"\fload_granted\x18\x05 \x01(\x01R\vloadGranted\"w\n" +
+	"\fload_granted\x18\x05 \x01(\x01R\vloadGranted\"\xa1\x01\n" +
 	"\n" +
 	"LimitStats\x12)\n" +
 	"\x05limit\x18\x01 \x01(\v2\x13.ratequeue.v1.LimitR\x05limit\x12\x1c\n" +
 	"\tavailable\x18\x02 \x01(\x01R\tavailable\x12 \n" +
-	"\vutilisation\x18\x03 \x01(\x01R\vutilisation\"\xa2\x04\n" +
+	"\vutilisation\x18\x03 \x01(\x01R\vutilisation\x12(\n" +
+	"\x10used_last_period\x18\x04 \x01(\x01R\x0eusedLastPeriod\"\xa2\x04\n" +
 	"\rResourceStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
 	"\x10leases_in_flight\x18\x02 \x01(\rR\x0eleasesInFlight\x12-\n" +

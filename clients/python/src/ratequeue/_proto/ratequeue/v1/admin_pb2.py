@@ -26,17 +26,17 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18ratequeue/v1/admin.proto\x12\x0cratequeue.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"}\n\x05Limit\x12*\n\tdimension\x18\x01 \x01(\x0e\x32\x17.ratequeue.v1.Dimension\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x01\x12)\n\x06period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x62urst\x18\x04 \x01(\x01\"$\n\x04Lane\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\r\"\xcc\x01\n\x08Resource\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x06limits\x18\x02 \x03(\x0b\x32\x13.ratequeue.v1.Limit\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12!\n\x05lanes\x18\x04 \x03(\x0b\x32\x12.ratequeue.v1.Lane\x12\x14\n\x0c\x64\x65\x66\x61ult_lane\x18\x05 \x01(\t\x12,\n\tlease_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tmax_queue\x18\x07 \x01(\r\">\n\x12PutResourceRequest\x12(\n\x08resource\x18\x01 \x01(\x0b\x32\x16.ratequeue.v1.Resource\"P\n\x13PutResourceResponse\x12(\n\x08resource\x18\x01 \x01(\x0b\x32\x16.ratequeue.v1.Resource\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\"\n\x12GetResourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x13GetResourceResponse\x12(\n\x08resource\x18\x01 \x01(\x0b\x32\x16.ratequeue.v1.Resource\"\x16\n\x14ListResourcesRequest\"B\n\x15ListResourcesResponse\x12)\n\tresources\x18\x01 \x03(\x0b\x32\x16.ratequeue.v1.Resource\"%\n\x15\x44\x65leteResourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteResourceResponse\"\'\n\x17GetResourceStatsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"d\n\tLaneStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x03 \x01(\r\x12\x0e\n\x06grants\x18\x04 \x01(\x04\x12\x14\n\x0cload_granted\x18\x05 \x01(\x01\"X\n\nLimitStats\x12\"\n\x05limit\x18\x01 \x01(\x0b\x32\x13.ratequeue.v1.Limit\x12\x11\n\tavailable\x18\x02 \x01(\x01\x12\x13\n\x0butilisation\x18\x03 \x01(\x01\"\x9f\x03\n\rResourceStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10leases_in_flight\x18\x02 \x01(\r\x12&\n\x05lanes\x18\x03 \x03(\x0b\x32\x17.ratequeue.v1.LaneStats\x12(\n\x06limits\x18\x04 \x03(\x0b\x32\x18.ratequeue.v1.LimitStats\x12\x0e\n\x06grants\x18\x05 \x01(\x04\x12\x12\n\nrejections\x18\x06 \x01(\x04\x12\x10\n\x08timeouts\x18\x07 \x01(\x04\x12\x15\n\rcancellations\x18\x08 \x01(\x04\x12\x13\n\x0b\x65xpirations\x18\t \x01(\x04\x12+\n\x08wait_p50\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08wait_p90\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08wait_p99\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08wait_max\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\"F\n\x18GetResourceStatsResponse\x12*\n\x05stats\x18\x01 \x01(\x0b\x32\x1b.ratequeue.v1.ResourceStats\"\x19\n\tNamespace\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x16\x43reateNamespaceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"V\n\x17\x43reateNamespaceResponse\x12*\n\tnamespace\x18\x01 \x01(\x0b\x32\x17.ratequeue.v1.Namespace\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x17\n\x15ListNamespacesRequest\"E\n\x16ListNamespacesResponse\x12+\n\nnamespaces\x18\x01 \x03(\x0b\x32\x17.ratequeue.v1.Namespace\"&\n\x16\x44\x65leteNamespaceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"/\n\x17\x44\x65leteNamespaceResponse\x12\x14\n\x0crevoked_keys\x18\x01 \x01(\r\"\x95\x01\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.ratequeue.v1.ApiKeyRole\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x13\x43reateApiKeyRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12&\n\x04role\x18\x02 \x01(\x0e\x32\x18.ratequeue.v1.ApiKeyRole\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"J\n\x14\x43reateApiKeyResponse\x12%\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x14.ratequeue.v1.ApiKey\x12\x0b\n\x03key\x18\x02 \x01(\t\"\'\n\x12ListApiKeysRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"=\n\x13ListApiKeysResponse\x12&\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x14.ratequeue.v1.ApiKey\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14RevokeApiKeyResponse*R\n\tDimension\x12\x19\n\x15\x44IMENSION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IMENSION_REQUESTS\x10\x01\x12\x12\n\x0e\x44IMENSION_LOAD\x10\x02*r\n\nApiKeyRole\x12\x1c\n\x18\x41PI_KEY_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41PI_KEY_ROLE_WORKER\x10\x01\x12\x16\n\x12\x41PI_KEY_ROLE_ADMIN\x10\x02\x12\x15\n\x11\x41PI_KEY_ROLE_ROOT\x10\x03\x32\xef\x07\n\x0c\x41\x64minService\x12R\n\x0bPutResource\x12 .ratequeue.v1.PutResourceRequest\x1a!.ratequeue.v1.PutResourceResponse\x12R\n\x0bGetResource\x12 .ratequeue.v1.GetResourceRequest\x1a!.ratequeue.v1.GetResourceResponse\x12X\n\rListResources\x12\".ratequeue.v1.ListResourcesRequest\x1a#.ratequeue.v1.ListResourcesResponse\x12[\n\x0e\x44\x65leteResource\x12#.ratequeue.v1.DeleteResourceRequest\x1a$.ratequeue.v1.DeleteResourceResponse\x12\x61\n\x10GetResourceStats\x12%.ratequeue.v1.GetResourceStatsRequest\x1a&.ratequeue.v1.GetResourceStatsResponse\x12^\n\x0f\x43reateNamespace\x12$.ratequeue.v1.CreateNamespaceRequest\x1a%.ratequeue.v1.CreateNamespaceResponse\x12[\n\x0eListNamespaces\x12#.ratequeue.v1.ListNamespacesRequest\x1a$.ratequeue.v1.ListNamespacesResponse\x12^\n\x0f\x44\x65leteNamespace\x12$.ratequeue.v1.DeleteNamespaceRequest\x1a%.ratequeue.v1.DeleteNamespaceResponse\x12U\n\x0c\x43reateApiKey\x12!.ratequeue.v1.CreateApiKeyRequest\x1a\".ratequeue.v1.CreateApiKeyResponse\x12R\n\x0bListApiKeys\x12 .ratequeue.v1.ListApiKeysRequest\x1a!.ratequeue.v1.ListApiKeysResponse\x12U\n\x0cRevokeApiKey\x12!.ratequeue.v1.RevokeApiKeyRequest\x1a\".ratequeue.v1.RevokeApiKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18ratequeue/v1/admin.proto\x12\x0cratequeue.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"}\n\x05Limit\x12*\n\tdimension\x18\x01 \x01(\x0e\x32\x17.ratequeue.v1.Dimension\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x01\x12)\n\x06period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x62urst\x18\x04 \x01(\x01\"$\n\x04Lane\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\r\"\xcc\x01\n\x08Resource\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x06limits\x18\x02 \x03(\x0b\x32\x13.ratequeue.v1.Limit\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12!\n\x05lanes\x18\x04 \x03(\x0b\x32\x12.ratequeue.v1.Lane\x12\x14\n\x0c\x64\x65\x66\x61ult_lane\x18\x05 \x01(\t\x12,\n\tlease_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tmax_queue\x18\x07 \x01(\r\">\n\x12PutResourceRequest\x12(\n\x08resource\x18\x01 \x01(\x0b\x32\x16.ratequeue.v1.Resource\"P\n\x13PutResourceResponse\x12(\n\x08resource\x18\x01 \x01(\x0b\x32\x16.ratequeue.v1.Resource\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\"\n\x12GetResourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x13GetResourceResponse\x12(\n\x08resource\x18\x01 \x01(\x0b\x32\x16.ratequeue.v1.Resource\"\x16\n\x14ListResourcesRequest\"B\n\x15ListResourcesResponse\x12)\n\tresources\x18\x01 \x03(\x0b\x32\x16.ratequeue.v1.Resource\"%\n\x15\x44\x65leteResourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteResourceResponse\"\'\n\x17GetResourceStatsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"d\n\tLaneStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x03 \x01(\r\x12\x0e\n\x06grants\x18\x04 \x01(\x04\x12\x14\n\x0cload_granted\x18\x05 \x01(\x01\"r\n\nLimitStats\x12\"\n\x05limit\x18\x01 \x01(\x0b\x32\x13.ratequeue.v1.Limit\x12\x11\n\tavailable\x18\x02 \x01(\x01\x12\x13\n\x0butilisation\x18\x03 \x01(\x01\x12\x18\n\x10used_last_period\x18\x04 \x01(\x01\"\x9f\x03\n\rResourceStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10leases_in_flight\x18\x02 \x01(\r\x12&\n\x05lanes\x18\x03 \x03(\x0b\x32\x17.ratequeue.v1.LaneStats\x12(\n\x06limits\x18\x04 \x03(\x0b\x32\x18.ratequeue.v1.LimitStats\x12\x0e\n\x06grants\x18\x05 \x01(\x04\x12\x12\n\nrejections\x18\x06 \x01(\x04\x12\x10\n\x08timeouts\x18\x07 \x01(\x04\x12\x15\n\rcancellations\x18\x08 \x01(\x04\x12\x13\n\x0b\x65xpirations\x18\t \x01(\x04\x12+\n\x08wait_p50\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08wait_p90\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08wait_p99\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08wait_max\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\"F\n\x18GetResourceStatsResponse\x12*\n\x05stats\x18\x01 \x01(\x0b\x32\x1b.ratequeue.v1.ResourceStats\"\x19\n\tNamespace\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x16\x43reateNamespaceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"V\n\x17\x43reateNamespaceResponse\x12*\n\tnamespace\x18\x01 \x01(\x0b\x32\x17.ratequeue.v1.Namespace\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x17\n\x15ListNamespacesRequest\"E\n\x16ListNamespacesResponse\x12+\n\nnamespaces\x18\x01 \x03(\x0b\x32\x17.ratequeue.v1.Namespace\"&\n\x16\x44\x65leteNamespaceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"/\n\x17\x44\x65leteNamespaceResponse\x12\x14\n\x0crevoked_keys\x18\x01 \x01(\r\"\x95\x01\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.ratequeue.v1.ApiKeyRole\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x13\x43reateApiKeyRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12&\n\x04role\x18\x02 \x01(\x0e\x32\x18.ratequeue.v1.ApiKeyRole\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"J\n\x14\x43reateApiKeyResponse\x12%\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x14.ratequeue.v1.ApiKey\x12\x0b\n\x03key\x18\x02 \x01(\t\"\'\n\x12ListApiKeysRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"=\n\x13ListApiKeysResponse\x12&\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x14.ratequeue.v1.ApiKey\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14RevokeApiKeyResponse*R\n\tDimension\x12\x19\n\x15\x44IMENSION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IMENSION_REQUESTS\x10\x01\x12\x12\n\x0e\x44IMENSION_LOAD\x10\x02*r\n\nApiKeyRole\x12\x1c\n\x18\x41PI_KEY_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41PI_KEY_ROLE_WORKER\x10\x01\x12\x16\n\x12\x41PI_KEY_ROLE_ADMIN\x10\x02\x12\x15\n\x11\x41PI_KEY_ROLE_ROOT\x10\x03\x32\xef\x07\n\x0c\x41\x64minService\x12R\n\x0bPutResource\x12 .ratequeue.v1.PutResourceRequest\x1a!.ratequeue.v1.PutResourceResponse\x12R\n\x0bGetResource\x12 .ratequeue.v1.GetResourceRequest\x1a!.ratequeue.v1.GetResourceResponse\x12X\n\rListResources\x12\".ratequeue.v1.ListResourcesRequest\x1a#.ratequeue.v1.ListResourcesResponse\x12[\n\x0e\x44\x65leteResource\x12#.ratequeue.v1.DeleteResourceRequest\x1a$.ratequeue.v1.DeleteResourceResponse\x12\x61\n\x10GetResourceStats\x12%.ratequeue.v1.GetResourceStatsRequest\x1a&.ratequeue.v1.GetResourceStatsResponse\x12^\n\x0f\x43reateNamespace\x12$.ratequeue.v1.CreateNamespaceRequest\x1a%.ratequeue.v1.CreateNamespaceResponse\x12[\n\x0eListNamespaces\x12#.ratequeue.v1.ListNamespacesRequest\x1a$.ratequeue.v1.ListNamespacesResponse\x12^\n\x0f\x44\x65leteNamespace\x12$.ratequeue.v1.DeleteNamespaceRequest\x1a%.ratequeue.v1.DeleteNamespaceResponse\x12U\n\x0c\x43reateApiKey\x12!.ratequeue.v1.CreateApiKeyRequest\x1a\".ratequeue.v1.CreateApiKeyResponse\x12R\n\x0bListApiKeys\x12 .ratequeue.v1.ListApiKeysRequest\x1a!.ratequeue.v1.ListApiKeysResponse\x12U\n\x0cRevokeApiKey\x12!.ratequeue.v1.RevokeApiKeyRequest\x1a\".ratequeue.v1.RevokeApiKeyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ratequeue.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DIMENSION']._serialized_start=2440
-  _globals['_DIMENSION']._serialized_end=2522
-  _globals['_APIKEYROLE']._serialized_start=2524
-  _globals['_APIKEYROLE']._serialized_end=2638
+  _globals['_DIMENSION']._serialized_start=2466
+  _globals['_DIMENSION']._serialized_end=2548
+  _globals['_APIKEYROLE']._serialized_start=2550
+  _globals['_APIKEYROLE']._serialized_end=2664
   _globals['_LIMIT']._serialized_start=107
   _globals['_LIMIT']._serialized_end=232
   _globals['_LANE']._serialized_start=234
@@ -64,39 +64,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LANESTATS']._serialized_start=924
   _globals['_LANESTATS']._serialized_end=1024
   _globals['_LIMITSTATS']._serialized_start=1026
-  _globals['_LIMITSTATS']._serialized_end=1114
-  _globals['_RESOURCESTATS']._serialized_start=1117
-  _globals['_RESOURCESTATS']._serialized_end=1532
-  _globals['_GETRESOURCESTATSRESPONSE']._serialized_start=1534
-  _globals['_GETRESOURCESTATSRESPONSE']._serialized_end=1604
-  _globals['_NAMESPACE']._serialized_start=1606
-  _globals['_NAMESPACE']._serialized_end=1631
-  _globals['_CREATENAMESPACEREQUEST']._serialized_start=1633
-  _globals['_CREATENAMESPACEREQUEST']._serialized_end=1671
-  _globals['_CREATENAMESPACERESPONSE']._serialized_start=1673
-  _globals['_CREATENAMESPACERESPONSE']._serialized_end=1759
-  _globals['_LISTNAMESPACESREQUEST']._serialized_start=1761
-  _globals['_LISTNAMESPACESREQUEST']._serialized_end=1784
-  _globals['_LISTNAMESPACESRESPONSE']._serialized_start=1786
-  _globals['_LISTNAMESPACESRESPONSE']._serialized_end=1855
-  _globals['_DELETENAMESPACEREQUEST']._serialized_start=1857
-  _globals['_DELETENAMESPACEREQUEST']._serialized_end=1895
-  _globals['_DELETENAMESPACERESPONSE']._serialized_start=1897
-  _globals['_DELETENAMESPACERESPONSE']._serialized_end=1944
-  _globals['_APIKEY']._serialized_start=1947
-  _globals['_APIKEY']._serialized_end=2096
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=2098
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=2199
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=2201
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=2275
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=2277
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=2316
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=2318
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=2379
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=2381
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=2414
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=2416
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=2438
-  _globals['_ADMINSERVICE']._serialized_start=2641
-  _globals['_ADMINSERVICE']._serialized_end=3648
+  _globals['_LIMITSTATS']._serialized_end=1140
+  _globals['_RESOURCESTATS']._serialized_start=1143
+  _globals['_RESOURCESTATS']._serialized_end=1558
+  _globals['_GETRESOURCESTATSRESPONSE']._serialized_start=1560
+  _globals['_GETRESOURCESTATSRESPONSE']._serialized_end=1630
+  _globals['_NAMESPACE']._serialized_start=1632
+  _globals['_NAMESPACE']._serialized_end=1657
+  _globals['_CREATENAMESPACEREQUEST']._serialized_start=1659
+  _globals['_CREATENAMESPACEREQUEST']._serialized_end=1697
+  _globals['_CREATENAMESPACERESPONSE']._serialized_start=1699
+  _globals['_CREATENAMESPACERESPONSE']._serialized_end=1785
+  _globals['_LISTNAMESPACESREQUEST']._serialized_start=1787
+  _globals['_LISTNAMESPACESREQUEST']._serialized_end=1810
+  _globals['_LISTNAMESPACESRESPONSE']._serialized_start=1812
+  _globals['_LISTNAMESPACESRESPONSE']._serialized_end=1881
+  _globals['_DELETENAMESPACEREQUEST']._serialized_start=1883
+  _globals['_DELETENAMESPACEREQUEST']._serialized_end=1921
+  _globals['_DELETENAMESPACERESPONSE']._serialized_start=1923
+  _globals['_DELETENAMESPACERESPONSE']._serialized_end=1970
+  _globals['_APIKEY']._serialized_start=1973
+  _globals['_APIKEY']._serialized_end=2122
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=2124
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=2225
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=2227
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=2301
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=2303
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=2342
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=2344
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=2405
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=2407
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=2440
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=2442
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=2464
+  _globals['_ADMINSERVICE']._serialized_start=2667
+  _globals['_ADMINSERVICE']._serialized_end=3674
 # @@protoc_insertion_point(module_scope)

@@ -136,14 +136,16 @@ class LaneStats(_message.Message):
     def __init__(self, name: _Optional[str] = ..., weight: _Optional[int] = ..., queue_depth: _Optional[int] = ..., grants: _Optional[int] = ..., load_granted: _Optional[float] = ...) -> None: ...
 
 class LimitStats(_message.Message):
-    __slots__ = ("limit", "available", "utilisation")
+    __slots__ = ("limit", "available", "utilisation", "used_last_period")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     UTILISATION_FIELD_NUMBER: _ClassVar[int]
+    USED_LAST_PERIOD_FIELD_NUMBER: _ClassVar[int]
     limit: Limit
     available: float
     utilisation: float
-    def __init__(self, limit: _Optional[_Union[Limit, _Mapping]] = ..., available: _Optional[float] = ..., utilisation: _Optional[float] = ...) -> None: ...
+    used_last_period: float
+    def __init__(self, limit: _Optional[_Union[Limit, _Mapping]] = ..., available: _Optional[float] = ..., utilisation: _Optional[float] = ..., used_last_period: _Optional[float] = ...) -> None: ...
 
 class ResourceStats(_message.Message):
     __slots__ = ("name", "leases_in_flight", "lanes", "limits", "grants", "rejections", "timeouts", "cancellations", "expirations", "wait_p50", "wait_p90", "wait_p99", "wait_max")
