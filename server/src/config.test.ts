@@ -34,6 +34,8 @@ test("the README's example config loads with defaults filled in", () => {
       defaultLane: "user-facing",
       leaseTtlMs: 30_000,
       maxQueue: 10_000,
+      cooldownMs: 1000,
+      learnLimits: true,
     },
   ]);
 });
@@ -85,8 +87,36 @@ test("a resource written in the config's shape reads back to the same spec, defa
     default_lane: "batch",
     lease_ttl: "30s",
     max_queue: 10000,
+    cooldown: "1s",
+    learn_limits: true,
   });
   expect(parseConfig({ resources: { r: written } }).resources).toEqual([spec]);
+});
+
+test("provider feedback settings: a limit's unit, cooldown and learn_limits read and write back", () => {
+  const { resources } = parseConfig({
+    resources: {
+      claude: {
+        limits: [
+          { dimension: "requests", amount: 50, period: "60s" },
+          { dimension: "load", amount: 40000, period: "60s", unit: "input_tokens" },
+          { dimension: "load", amount: 8000, period: "60s", unit: "output_tokens" },
+        ],
+        cooldown: "2s",
+        learn_limits: false,
+      },
+    },
+  });
+  expect(resources[0]).toMatchObject({ cooldownMs: 2000, learnLimits: false });
+  expect(resources[0]!.limits.map((l) => l.unit)).toEqual([undefined, "input_tokens", "output_tokens"]);
+  const written = resourceToConfig(resources[0]!);
+  expect(written).toMatchObject({ cooldown: "2s", learn_limits: false });
+  expect(parseConfig({ resources: { claude: written } }).resources).toEqual(resources);
+  expect(() => parseConfig({ resources: { r: { learn_limits: "yes" } } })).toThrow(/resources\.r\.learn_limits: must be true or false/);
+  expect(() => parseConfig({ resources: { r: { limits: [{ dimension: "requests", amount: 1, period: "1s", unit: "tokens" }] } } })).toThrow(
+    /unit: only a load limit has a unit/,
+  );
+  expect(() => parseConfig({ resources: { r: { cooldown: "2m" } } })).toThrow(/cooldown/);
 });
 
 test.each([

@@ -6,7 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Dimension, LaneSchema, LimitSchema, ResourceSchema, type Resource } from "@ratequeue/proto";
 import { Document, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from "yaml";
-import type { ResourceSpec } from "./core/index.js";
+import { DEFAULT_COOLDOWN_MS, type ResourceSpec } from "./core/index.js";
 import { RpcError } from "./errors.js";
 import { checkNamespace } from "./validate/fields.js";
 import { resourceFromProto } from "./validate/requests.js";
@@ -45,12 +45,14 @@ export function formatDuration(ms: number): string {
 
 /** One resource in the config file's shape: what `resources.<name>` holds. */
 export interface ConfigResource {
-  limits: { dimension: "requests" | "load"; amount: number; period: string; burst: number }[];
+  limits: { dimension: "requests" | "load"; amount: number; period: string; burst: number; unit?: string }[];
   concurrency: number;
   lanes: Record<string, number>;
   default_lane: string;
   lease_ttl: string;
   max_queue: number;
+  cooldown: string;
+  learn_limits: boolean;
 }
 
 /**
@@ -60,12 +62,20 @@ export interface ConfigResource {
  */
 export function resourceToConfig(spec: ResourceSpec): ConfigResource {
   return {
-    limits: spec.limits.map((l) => ({ dimension: l.dimension, amount: l.amount, period: formatDuration(l.periodMs), burst: l.burst })),
+    limits: spec.limits.map((l) => ({
+      dimension: l.dimension,
+      amount: l.amount,
+      period: formatDuration(l.periodMs),
+      burst: l.burst,
+      ...(l.unit !== undefined && l.unit !== "" && { unit: l.unit }),
+    })),
     concurrency: spec.concurrency,
     lanes: Object.fromEntries(spec.lanes.map((l) => [l.name, l.weight])),
     default_lane: spec.defaultLane,
     lease_ttl: formatDuration(spec.leaseTtlMs),
     max_queue: spec.maxQueue,
+    cooldown: formatDuration(spec.cooldownMs ?? DEFAULT_COOLDOWN_MS),
+    learn_limits: spec.learnLimits ?? true,
   };
 }
 
@@ -195,8 +205,8 @@ function resourcesFromConfig(key: string, value: unknown, namespace: string): Re
   });
 }
 
-const resourceKeys = new Set(["limits", "concurrency", "lanes", "default_lane", "lease_ttl", "max_queue"]);
-const limitKeys = new Set(["dimension", "amount", "period", "burst"]);
+const resourceKeys = new Set(["limits", "concurrency", "lanes", "default_lane", "lease_ttl", "max_queue", "cooldown", "learn_limits"]);
+const limitKeys = new Set(["dimension", "amount", "period", "burst", "unit"]);
 
 function resourceFromConfig(name: string, value: unknown, parent = "resources"): Resource {
   const key = `${parent}.${name}`;
@@ -221,6 +231,7 @@ function resourceFromConfig(name: string, value: unknown, parent = "resources"):
         amount: asNumber(`${lkey}.amount`, l.amount),
         period: durationFromMs(parseDuration(`${lkey}.period`, l.period)),
         burst: l.burst === undefined ? 0 : asNumber(`${lkey}.burst`, l.burst),
+        unit: l.unit === undefined ? "" : String(l.unit),
       });
     }),
     concurrency: r.concurrency === undefined ? 0 : asNumber(`${key}.concurrency`, r.concurrency),
@@ -230,7 +241,14 @@ function resourceFromConfig(name: string, value: unknown, parent = "resources"):
     defaultLane: r.default_lane === undefined ? "" : String(r.default_lane),
     leaseTtl: r.lease_ttl === undefined ? undefined : durationFromMs(parseDuration(`${key}.lease_ttl`, r.lease_ttl)),
     maxQueue: r.max_queue === undefined ? 0 : asNumber(`${key}.max_queue`, r.max_queue),
+    cooldown: r.cooldown === undefined ? undefined : durationFromMs(parseDuration(`${key}.cooldown`, r.cooldown)),
+    ...(r.learn_limits !== undefined && { learnLimits: asBoolean(`${key}.learn_limits`, r.learn_limits) }),
   });
+}
+
+function asBoolean(key: string, value: unknown): boolean {
+  if (typeof value !== "boolean") throw new ConfigError(`${key}: must be true or false`);
+  return value;
 }
 
 function asObject(key: string, value: unknown): Record<string, unknown> {

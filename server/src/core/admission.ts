@@ -64,9 +64,9 @@ export function hasRoom(r: Resource, now: Millis): boolean {
   return cap <= 0 || r.inFlight + r.unknownAt(now) < cap;
 }
 
-/** The time from which every limit admits `load` (<= now: it fits now). */
+/** The time from which every limit admits `load` and no pause holds the resource (<= now: it fits now). */
 export function readyAt(r: Resource, load: number, now: Millis): Millis {
-  let at = -Infinity;
+  let at = r.pausedUntil;
   const limits = r.limits;
   for (let i = 0; i < limits.length; i++) {
     const g = limits[i] as Gcra;

@@ -13,6 +13,7 @@
 // tombstones), lazy-timer.ts (the deadline, expiry and rate timers),
 // stats.ts, snapshot.ts and takeover.ts (what a new leader assumes it cannot see).
 import { failure, hasRoom, neverFits, readyAt, refusal, timeoutFailure } from "./admission.js";
+import { applyFeedback, markNow, type GrantMark } from "./feedback.js";
 import { Gcra } from "./gcra.js";
 import { IndexedHeap } from "./indexed-heap.js";
 import { chargeLane, chooseLane, joinLane, resetVirtualTime } from "./lane-scheduling.js";
@@ -28,10 +29,12 @@ import type {
   AcquireResult,
   Clock,
   FailureCode,
+  FeedbackEvent,
   HeartbeatResult,
   Lease,
   Millis,
   NextWaiting,
+  ProviderFeedback,
   ReleaseOutcome,
   ResourceMetrics,
   ResourceSpec,
@@ -55,6 +58,8 @@ export interface EngineOptions {
    * concurrency cap with it.
    */
   onLeaseReleased?: (released: { lease: Lease; at: Millis; reconciled: number; issued: string | undefined }) => void;
+  /** Called for each change provider feedback made: a pause begun or lengthened, a limit learned or forgotten (for logs). */
+  onFeedback?: (event: FeedbackEvent) => void;
   /** Makes lease ids; they must be unique for the server's lifetime, across restores. */
   newLeaseId?: () => string;
   /** How many ended lease ids are remembered to tell "already released"/"expired" from "unknown". Default 100 000. */
@@ -94,6 +99,7 @@ export class Engine {
   private readonly onLeaseExpired: ((lease: Lease) => void) | undefined;
   private readonly onLeaseReleased: ((released: { lease: Lease; at: Millis; reconciled: number; issued: string | undefined }) => void) | undefined;
   private readonly onCallbackError: (err: unknown) => void;
+  private readonly onFeedback: ((event: FeedbackEvent) => void) | undefined;
   private readonly grantDeadline: () => Millis;
   private readonly resources = new Map<string, Resource>();
   private readonly leases: LeaseTable;
@@ -121,6 +127,7 @@ export class Engine {
     this.clock = options.clock;
     this.onLeaseExpired = options.onLeaseExpired;
     this.onLeaseReleased = options.onLeaseReleased;
+    this.onFeedback = options.onFeedback;
     this.grantDeadline = options.grantDeadline ?? (() => Infinity);
     this.onCallbackError =
       options.onCallbackError ??
@@ -279,17 +286,31 @@ export class Engine {
    * know, or adopted without its estimate, is charged its whole actual load
    * (see restore): on a resource the caller may charge (`mayCharge`; the
    * RPC layer passes the caller's namespace).
+   *
+   * `feedback` is what the provider said about the call (see feedback.ts):
+   * it applies to the lease's resource, counting what was granted after
+   * this lease as in flight. A throttled call without `actualLoad` spent
+   * nothing: its load is refunded.
    */
-  release(leaseId: string, actualLoad?: number, mayCharge: (resource: string) => boolean = () => true): ReleaseOutcome {
+  release(
+    leaseId: string,
+    actualLoad?: number,
+    mayCharge: (resource: string) => boolean = () => true,
+    feedback?: ProviderFeedback,
+  ): ReleaseOutcome {
     const now = this.clock.now();
     this.settle(now);
+    if (feedback?.throttled && actualLoad === undefined) actualLoad = 0;
     const rec = this.leases.get(leaseId);
     if (rec === undefined) {
       // A lease of the old leader this engine never knew: the old leader
       // charged its estimate, unknown here, so the whole actual load is
       // charged (at least the true difference).
-      const r = actualLoad === undefined ? undefined : this.takeover.resourceOf(leaseId, now);
-      if (r !== undefined && mayCharge(r.name)) this.reconcile(r, actualLoad!, now);
+      const r = actualLoad === undefined && feedback === undefined ? undefined : this.takeover.resourceOf(leaseId, now);
+      if (r !== undefined && mayCharge(r.name)) {
+        if (actualLoad !== undefined) this.reconcile(r, actualLoad, now);
+        if (feedback !== undefined) this.feedback(r, feedback, now, markNow(r), now);
+      }
       this.flush();
       return this.leases.endedAs(leaseId);
     }
@@ -304,6 +325,7 @@ export class Engine {
       this.reconcile(r, reconciled, now);
     }
     if (this.onLeaseReleased !== undefined) this.post(this.onLeaseReleased, { lease: rec.toLease(), at: now, reconciled, issued: this.leases.lastIssued() });
+    if (feedback !== undefined) this.feedback(r, feedback, rec.grantedAt, { grants: rec.markGrants, load: rec.markLoad }, now);
     if (r.waiting > 0) this.pump(r, now);
     this.flush();
     return "released";
@@ -343,6 +365,22 @@ export class Engine {
     }
     this.flush();
     return out;
+  }
+
+  /**
+   * Applies provider feedback about a call made without a lease, as if the
+   * call were granted now. Returns until when the resource is paused (or
+   * undefined when it is not); undefined result: no such resource.
+   */
+  report(resource: string, feedback: ProviderFeedback): { pausedUntil: Millis | undefined } | undefined {
+    const now = this.clock.now();
+    this.settle(now);
+    const r = this.resources.get(resource);
+    if (r === undefined) return undefined;
+    this.feedback(r, feedback, now, markNow(r), now);
+    if (r.waiting > 0) this.pump(r, now);
+    this.flush();
+    return { pausedUntil: r.pausedUntil > now ? r.pausedUntil : undefined };
   }
 
   // ------------------------------------------------------------ introspection
@@ -556,15 +594,22 @@ export class Engine {
       g.charge(cost, now);
       (g.usage ??= new UsageWindow(g.spec.periodMs)).add(cost, now);
     }
+    r.grants++;
+    r.loadGrantedTotal += load;
     const rec = this.leases.grant(r, load, owner, now);
     this.expiryTimer.armBy(rec.expiresAt);
-    r.grants++;
     lane.grants++;
     lane.loadGranted += load;
     const waited = now - since;
     r.recordWait(waited);
     lane.recordWait(waited);
     this.post(onResult, { ok: true, grant: { lease: rec.toLease(), waitedMs: waited } });
+  }
+
+  /** Applies one call's feedback and posts what changed. */
+  private feedback(r: Resource, fb: ProviderFeedback, grantedAt: Millis, mark: GrantMark, now: Millis): void {
+    const events = applyFeedback(r, fb, grantedAt, mark, now);
+    if (this.onFeedback !== undefined) for (const e of events) this.post(this.onFeedback, e);
   }
 
   /** Charges (delta > 0) or refunds (delta < 0) a release's reconciliation on the load limits. */
@@ -615,7 +660,7 @@ export class Engine {
       if (i < 0) return new Gcra(ls, now);
       const g = old[i] as Gcra;
       old.splice(i, 1);
-      g.reconfigure(ls, now);
+      g.reconfigure(ls, Math.max(now, r.pausedUntil));
       return g;
     });
     // Lanes: keep by name; waiters of removed lanes move to the default lane.

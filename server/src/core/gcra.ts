@@ -25,6 +25,11 @@ export class Gcra {
   tat: Millis;
   /** Units charged over the last period, for metrics (made at the first charge: engine.ts). */
   usage: UsageWindow | undefined;
+  /**
+   * The amount per period provider feedback taught (below spec.amount), or
+   * undefined: the limit then admits at this lower rate, with the same burst.
+   */
+  learned: number | undefined;
 
   /** @param tat initial TAT; at or before now means a full burst is available. */
   constructor(
@@ -66,6 +71,40 @@ export class Gcra {
     return t > now ? t : now;
   }
 
+  /** The amount per period the limit admits at: the learned one, else the configured one. */
+  get effectiveAmount(): number {
+    return this.learned ?? this.spec.amount;
+  }
+
+  /**
+   * Admits at `amount` per period from now on (undefined: the configured
+   * amount again), keeping the debt in units as of `from` (see reconfigure).
+   * A slower rate only ever delays grants compared to the configured one,
+   * so the configured bound holds.
+   */
+  learn(amount: number | undefined, from: Millis): void {
+    const debt = this.debtUnits(from);
+    this.learned = amount;
+    this.interval = this.spec.periodMs / this.effectiveAmount;
+    this.tolerance = this.spec.burst * this.interval;
+    this.tat = from + debt * this.interval;
+  }
+
+  /** Lowers what may be granted at once at `now` to at most `units` (negative: a debt beyond the burst). Never raises it. */
+  limitAvailable(units: number, now: Millis): void {
+    const tat = now + (this.spec.burst - units) * this.interval;
+    if (tat > this.tat) this.tat = tat;
+  }
+
+  /**
+   * Grants nothing before `until`, and then only at the steady rate: the
+   * burst is spent at `until`, so a pause never refills it.
+   */
+  holdUntil(until: Millis): void {
+    const tat = until + this.tolerance;
+    if (tat > this.tat) this.tat = tat;
+  }
+
   /** Spends `c` units at `now`. The caller has checked {@link fits}. */
   charge(c: number, now: Millis): void {
     this.tat = (this.tat > now ? this.tat : now) + c * this.interval;
@@ -93,13 +132,18 @@ export class Gcra {
 
   /**
    * Switches to a changed spec (amount, period or burst), keeping the debt in
-   * units: a limit 80% used stays as many units in debt, now repaid at the new rate.
+   * units: a limit 80% used stays as many units in debt, now repaid at the
+   * new rate. A learned amount is forgotten: the new spec is the user's word.
+   * `from` (now, or the end of a pause: nothing is granted before it) is the
+   * time whose debt is kept, so that a pause keeps its length and still ends
+   * with the burst spent.
    */
-  reconfigure(spec: LimitSpec, now: Millis): void {
-    const debt = this.debtUnits(now);
+  reconfigure(spec: LimitSpec, from: Millis): void {
+    const debt = this.debtUnits(from);
     this.spec = spec;
+    this.learned = undefined;
     this.interval = spec.periodMs / spec.amount;
     this.tolerance = spec.burst * this.interval;
-    this.tat = now + debt * this.interval;
+    this.tat = from + debt * this.interval;
   }
 }

@@ -36,6 +36,13 @@ export class LeaseRecord {
    * takeover's unknown leases are counted (Engine.release).
    */
   unconfirmed = false;
+  /**
+   * Where its resource's grant counters stood once this lease was counted
+   * (grants, load granted): provider feedback on this call subtracts what
+   * was granted after it. A restored or adopted lease counts from its restore.
+   */
+  markGrants = 0;
+  markLoad = 0;
 
   constructor(
     readonly id: string,
@@ -214,6 +221,8 @@ export class LeaseTable {
   }
 
   private hold(rec: LeaseRecord): void {
+    rec.markGrants = rec.res.grants;
+    rec.markLoad = rec.res.loadGrantedTotal;
     this.byId.set(rec.id, rec);
     this.expiries.push(rec);
     rec.res.inFlight++;

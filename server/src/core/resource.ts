@@ -125,6 +125,15 @@ export class Resource {
   unknownStillHeldUntil: Millis = -Infinity;
   /** Names this resource in the ids of its leases, so a new leader can tell an unknown lease's resource. */
   readonly tag: string;
+  /** Load granted over the resource's life here: with `grants`, what a lease's grant mark counts from. */
+  loadGrantedTotal = 0;
+  /** Provider feedback's state: the pause, its doubling and the throttles counted (feedback.ts). */
+  pausedUntil: Millis = -Infinity;
+  /** When the latest pause began or was extended: a call granted after it that is throttled again doubles the pause. */
+  pauseStartedAt: Millis = -Infinity;
+  /** The length of the latest pause without retry-after; 0 once a call succeeds. */
+  backoffMs: Millis = 0;
+  throttles = 0;
 
   /** @param rateTimer wakes the queue when its head's limits will admit it. */
   constructor(
@@ -167,12 +176,20 @@ export class Resource {
 export function copySpec(s: ResourceSpec): ResourceSpec {
   return {
     name: s.name,
-    limits: s.limits.map((l) => ({ dimension: l.dimension, amount: l.amount, periodMs: l.periodMs, burst: l.burst })),
+    limits: s.limits.map((l) => ({
+      dimension: l.dimension,
+      amount: l.amount,
+      periodMs: l.periodMs,
+      burst: l.burst,
+      ...(l.unit !== undefined && { unit: l.unit }),
+    })),
     concurrency: s.concurrency,
     lanes: s.lanes.map((l) => ({ name: l.name, weight: l.weight })),
     defaultLane: s.defaultLane,
     leaseTtlMs: s.leaseTtlMs,
     maxQueue: s.maxQueue,
+    ...(s.cooldownMs !== undefined && { cooldownMs: s.cooldownMs }),
+    ...(s.learnLimits !== undefined && { learnLimits: s.learnLimits }),
   };
 }
 

@@ -22,6 +22,8 @@ export interface ResourceSnapshot {
   lanes: { name: string; grants: number; loadGranted: number }[];
   /** Leases a previous leader may still hold here unseen (Resource.unknownLeases), while they count. */
   unknownLeases?: { count: number; until: Millis };
+  /** What provider feedback left (feedback.ts): a pause, its doubling, and the learned amount of each limit (null: none). */
+  feedback?: { pausedUntil: Millis; pauseStartedAt: Millis; backoffMs: Millis; throttles: number; learned: (number | null)[] };
 }
 
 /**
@@ -61,8 +63,20 @@ export interface RestoreOptions {
 /** The persistent state of one resource at `now`. */
 export function snapshotResource(r: Resource, now: Millis): ResourceSnapshot {
   const unknown = r.unknownAt(now);
+  const learned = r.limits.map((g) => g.learned ?? null);
+  const fed = r.throttles > 0 || r.pausedUntil > now || learned.some((l) => l !== null);
   return {
     ...(unknown > 0 && { unknownLeases: { count: unknown, until: r.unknownUntil } }),
+    // JSON has no -Infinity: a resource never throttled writes no feedback.
+    ...(fed && {
+      feedback: {
+        pausedUntil: Math.max(r.pausedUntil, 0),
+        pauseStartedAt: Math.max(r.pauseStartedAt, 0),
+        backoffMs: r.backoffMs,
+        throttles: r.throttles,
+        learned,
+      },
+    }),
     spec: copySpec(r.spec),
     tats: r.limits.map((g) => g.tat),
     counters: {
@@ -82,7 +96,17 @@ export function snapshotResource(r: Resource, now: Millis): ResourceSnapshot {
  * (Engine.restore says why that is enough).
  */
 export function restoreResource(r: Resource, s: ResourceSnapshot, now: Millis, notBefore: Millis | undefined): void {
+  const fb = s.feedback;
+  if (fb !== undefined) {
+    r.pausedUntil = fb.pausedUntil;
+    r.pauseStartedAt = fb.pauseStartedAt;
+    r.backoffMs = fb.backoffMs;
+    r.throttles = fb.throttles;
+  }
   r.limits.forEach((g, i) => {
+    // The learned rate first: the TAT below is in its terms.
+    const learned = fb?.learned[i];
+    if (typeof learned === "number" && learned > 0 && learned < g.spec.amount) g.learn(learned, now);
     let tat = s.tats[i] ?? now;
     if (notBefore !== undefined) tat = Math.max(tat, notBefore + g.tolerance);
     g.tat = tat;

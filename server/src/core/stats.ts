@@ -26,7 +26,13 @@ export function resourceStats(r: Resource, now: Millis): ResourceStats {
     })),
     limits: r.limits.map((g) => {
       const available = g.available(now);
-      return { limit: { ...g.spec }, available, utilisation: 1 - available / g.spec.burst, usedLastPeriod: g.usage?.used(now) ?? 0 };
+      return {
+        limit: { ...g.spec },
+        available,
+        utilisation: 1 - available / g.spec.burst,
+        usedLastPeriod: g.usage?.used(now) ?? 0,
+        ...(g.learned !== undefined && { learnedAmount: g.learned }),
+      };
     }),
     grants: r.grants,
     rejections: r.rejections,
@@ -37,6 +43,8 @@ export function resourceStats(r: Resource, now: Millis): ResourceStats {
     waitP90Ms: nearestRank(sorted, 0.9),
     waitP99Ms: nearestRank(sorted, 0.99),
     waitMaxMs: sorted.length ? (sorted[sorted.length - 1] as number) : 0,
+    ...(r.pausedUntil > now && { pausedUntil: r.pausedUntil }),
+    throttles: r.throttles,
   };
 }
 
@@ -55,11 +63,18 @@ export function resourceMetrics(r: Resource, now: Millis): ResourceMetrics {
       waitBuckets: l.waitBuckets === undefined ? new Array<number>(WAIT_BUCKETS_MS.length + 1).fill(0) : Array.from(l.waitBuckets),
       waitSumMs: l.waitSumMs,
     })),
-    limits: r.limits.map((g) => ({ limit: { ...g.spec }, available: g.available(now), usedLastPeriod: g.usage?.used(now) ?? 0 })),
+    limits: r.limits.map((g) => ({
+      limit: { ...g.spec },
+      available: g.available(now),
+      usedLastPeriod: g.usage?.used(now) ?? 0,
+      ...(g.learned !== undefined && { learnedAmount: g.learned }),
+    })),
     rejected: r.rejections - r.invalid,
     invalid: r.invalid,
     expirations: r.expirations,
     loadCharged: r.loadCharged,
     loadRefunded: r.loadRefunded,
+    throttles: r.throttles,
+    ...(r.pausedUntil > now && { pausedUntil: r.pausedUntil }),
   };
 }

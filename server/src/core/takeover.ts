@@ -44,7 +44,8 @@ export function unknownLeases(
   let granted = Infinity;
   r.spec.limits.forEach((l, i) => {
     if (l.dimension !== "requests") return;
-    const interval = l.periodMs / l.amount;
+    // The rate the old leader granted at: a learned one is restored on r already.
+    const interval = r.limits[i]?.interval ?? l.periodMs / l.amount;
     const tat = s.tats[i] ?? -Infinity;
     const available = l.burst - Math.max(0, tat - takenAt) / interval;
     granted = Math.min(granted, Math.floor(available + Math.max(0, notBefore - takenAt) / interval + 1e-9));

@@ -30,6 +30,8 @@ export interface LimitSpec {
   amount: number;
   periodMs: Millis;
   burst: number;
+  /** What a load limit counts, for provider feedback: "" (tokens), "input_tokens", "output_tokens" or a label; undefined means "". */
+  unit?: string;
 }
 
 export interface LaneSpec {
@@ -52,7 +54,39 @@ export interface ResourceSpec {
   defaultLane: string;
   leaseTtlMs: Millis;
   maxQueue: number;
+  /** The first pause after a throttle that names no retry-after; undefined means 1 s. */
+  cooldownMs?: Millis;
+  /** Whether a provider limit lower than a configured one becomes its effective amount; undefined means true. */
+  learnLimits?: boolean;
 }
+
+/** What a provider's rate-limit headers said about one dimension of its budget. */
+export interface DimensionFeedback {
+  /** The provider's limit per limitPeriodMs. */
+  limit?: number;
+  /** The period of `limit`; undefined means 60 s. */
+  limitPeriodMs?: Millis;
+  /** What the provider had left after counting the call. */
+  remaining?: number;
+  /** Until the provider's budget is full again (informational). */
+  resetMs?: Millis;
+}
+
+/** What the provider said about one call (ProviderFeedback in the contract). */
+export interface ProviderFeedback {
+  /** The provider refused the call (429, or 503/529 overloaded). */
+  throttled: boolean;
+  retryAfterMs?: Millis;
+  requests?: DimensionFeedback;
+  load?: DimensionFeedback;
+  inputTokens?: DimensionFeedback;
+  outputTokens?: DimensionFeedback;
+}
+
+/** What feedback changed, for logs (EngineOptions.onFeedback). */
+export type FeedbackEvent =
+  | { kind: "paused"; resource: string; until: Millis; pauseMs: Millis; retryAfter: boolean }
+  | { kind: "learned"; resource: string; limit: number; configured: number; learned: number | undefined; periodMs: Millis };
 
 /** The gRPC status names the engine can fail with. */
 export type FailureCode =
@@ -124,6 +158,8 @@ export interface LimitStats {
   utilisation: number;
   /** Units charged over the period that ends now, refunds taken off. */
   usedLastPeriod: number;
+  /** The amount provider feedback taught, when lower than limit.amount (per the limit's period). */
+  learnedAmount?: number;
 }
 
 export interface ResourceStats {
@@ -140,6 +176,10 @@ export interface ResourceStats {
   waitP90Ms: Millis;
   waitP99Ms: Millis;
   waitMaxMs: Millis;
+  /** Until when the resource grants nothing after a throttle; undefined when not paused. */
+  pausedUntil?: Millis;
+  /** Throttled feedback received (releases and reports). */
+  throttles: number;
 }
 
 /**
@@ -188,6 +228,8 @@ export interface LimitMetrics {
   available: number;
   /** Units charged over the last period (grants and reconciliations). */
   usedLastPeriod: number;
+  /** The amount provider feedback taught, when lower than limit.amount. */
+  learnedAmount?: number;
 }
 
 /** A resource's counters and gauges for metrics, read at scrape time from what the engine keeps. */
@@ -204,4 +246,8 @@ export interface ResourceMetrics {
   /** Load charged and refunded by reconciliations at release. */
   loadCharged: number;
   loadRefunded: number;
+  /** Throttled feedback received. */
+  throttles: number;
+  /** Until when the resource is paused; undefined when not. */
+  pausedUntil?: Millis;
 }

@@ -16,14 +16,17 @@ import {
   LimitStatsSchema,
   ReleaseOutcome,
   ReleaseResponseSchema,
+  ReportResponseSchema,
   ResourceStatsSchema,
   type AcquireResponse,
   type HeartbeatResponse,
   type ReleaseResponse,
+  type ReportResponse,
   type Resource,
   type ResourceStats,
 } from "@ratequeue/proto";
 import type { Scope } from "../auth/index.js";
+import { DEFAULT_COOLDOWN_MS } from "../core/index.js";
 import type * as core from "../core/index.js";
 
 /** The grpc-js status for an engine failure code. */
@@ -58,6 +61,11 @@ export function releaseToProto(outcome: core.ReleaseOutcome): ReleaseResponse {
   return create(ReleaseResponseSchema, { outcome: value, message });
 }
 
+/** A report's answer: until when the resource is paused, if it is. */
+export function reportToProto(pausedUntil: number | undefined): ReportResponse {
+  return create(ReportResponseSchema, pausedUntil === undefined ? {} : { pausedUntil: timestampFromMs(pausedUntil) });
+}
+
 export function heartbeatToProto(results: core.HeartbeatResult[]): HeartbeatResponse {
   return create(HeartbeatResponseSchema, {
     leases: results.map((r) =>
@@ -77,7 +85,13 @@ export function statsToProto(stats: core.ResourceStats, spec: core.ResourceSpec,
     leasesInFlight: stats.leasesInFlight,
     lanes: stats.lanes.map((l) => create(LaneStatsSchema, { ...l, grants: BigInt(l.grants) })),
     limits: stats.limits.map((l, i) =>
-      create(LimitStatsSchema, { limit: resource.limits[i], available: l.available, utilisation: l.utilisation, usedLastPeriod: l.usedLastPeriod }),
+      create(LimitStatsSchema, {
+        limit: resource.limits[i],
+        available: l.available,
+        utilisation: l.utilisation,
+        usedLastPeriod: l.usedLastPeriod,
+        ...(l.learnedAmount !== undefined && { learnedAmount: l.learnedAmount }),
+      }),
     ),
     grants: BigInt(stats.grants),
     rejections: BigInt(stats.rejections),
@@ -88,6 +102,8 @@ export function statsToProto(stats: core.ResourceStats, spec: core.ResourceSpec,
     waitP90: durationFromMs(stats.waitP90Ms),
     waitP99: durationFromMs(stats.waitP99Ms),
     waitMax: durationFromMs(stats.waitMaxMs),
+    ...(stats.pausedUntil !== undefined && { pausedUntil: timestampFromMs(stats.pausedUntil) }),
+    throttles: BigInt(stats.throttles),
   });
 }
 
@@ -101,6 +117,7 @@ export function resourceToProto(spec: core.ResourceSpec): Resource {
         amount: l.amount,
         period: durationFromMs(l.periodMs),
         burst: l.burst,
+        unit: l.unit ?? "",
       }),
     ),
     concurrency: spec.concurrency,
@@ -108,5 +125,7 @@ export function resourceToProto(spec: core.ResourceSpec): Resource {
     defaultLane: spec.defaultLane,
     leaseTtl: durationFromMs(spec.leaseTtlMs),
     maxQueue: spec.maxQueue,
+    cooldown: durationFromMs(spec.cooldownMs ?? DEFAULT_COOLDOWN_MS),
+    learnLimits: spec.learnLimits ?? true,
   });
 }

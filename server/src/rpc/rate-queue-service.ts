@@ -9,7 +9,7 @@ import { acquireFromProto, heartbeatFromProto, releaseFromProto } from "../valid
 import { grantToProto, heartbeatToProto, releaseToProto, statusOf } from "./convert.js";
 import { reportError, serviceError, unary } from "./handler.js";
 import type { ServiceHandlers } from "./service-handlers.js";
-import { heartbeatIn, ownsLease, WorkerSession, type SessionDeps } from "./session.js";
+import { heartbeatIn, ownsLease, reportIn, WorkerSession, type SessionDeps } from "./session.js";
 
 /** Owner recorded on leases granted by unary Acquire (no session holds them). */
 const unaryOwner = "unary";
@@ -94,10 +94,15 @@ export function createRateQueueService(deps: SessionDeps): RateQueueServiceHandl
     release: unary(log, "Release", async (req, call) => {
       const principal = await auth.authenticate(call.metadata, call.getPeer());
       guard();
-      const { leaseId, actualLoad } = releaseFromProto(req);
+      const { leaseId, actualLoad, feedback } = releaseFromProto(req);
       if (!ownsLease(engine, principal, leaseId)) return releaseToProto("unknown");
       router.detach(leaseId);
-      return releaseToProto(engine.release(leaseId, actualLoad, (resource) => principal.scope.owns(resource)));
+      return releaseToProto(engine.release(leaseId, actualLoad, (resource) => principal.scope.owns(resource), feedback));
+    }),
+    report: unary(log, "Report", async (req, call) => {
+      const principal = await auth.authenticate(call.metadata, call.getPeer());
+      guard();
+      return reportIn(engine, principal, req);
     }),
     heartbeat: unary(log, "Heartbeat", async (req, call) => {
       const principal = await auth.authenticate(call.metadata, call.getPeer());

@@ -6,6 +6,8 @@ import {
   FailureSchema,
   LeaseExpiredSchema,
   SessionResponseSchema,
+  type ReportRequest,
+  type ReportResponse,
   type SessionRequest,
   type SessionResponse,
 } from "@ratequeue/proto";
@@ -14,8 +16,8 @@ import type { AcquireResult, Clock, Engine, HeartbeatResult, Ticket } from "../c
 import { RpcError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Gate } from "../store/index.js";
-import { acquireFromProto, heartbeatFromProto, releaseFromProto } from "../validate/requests.js";
-import { grantToProto, heartbeatToProto, releaseToProto, statusOf } from "./convert.js";
+import { acquireFromProto, heartbeatFromProto, releaseFromProto, reportFromProto } from "../validate/requests.js";
+import { grantToProto, heartbeatToProto, releaseToProto, reportToProto, statusOf } from "./convert.js";
 import { serviceError, reportError } from "./handler.js";
 import type { EdgeOutcomes } from "./edge-outcomes.js";
 import type { LeaseHolder, LeaseRouter } from "./lease-router.js";
@@ -113,9 +115,11 @@ export class WorkerSession implements LeaseHolder {
           return;
         }
         case "release": {
-          const { leaseId, actualLoad } = releaseFromProto(req.kind.value);
+          const { leaseId, actualLoad, feedback } = releaseFromProto(req.kind.value);
           const { scope } = this.principal;
-          const outcome = ownsLease(engine, this.principal, leaseId) ? engine.release(leaseId, actualLoad, (resource) => scope.owns(resource)) : "unknown";
+          const outcome = ownsLease(engine, this.principal, leaseId)
+            ? engine.release(leaseId, actualLoad, (resource) => scope.owns(resource), feedback)
+            : "unknown";
           this.leases.delete(leaseId);
           router.detach(leaseId);
           this.send(id, { case: "released", value: releaseToProto(outcome) });
@@ -131,6 +135,10 @@ export class WorkerSession implements LeaseHolder {
           this.send(id, { case: "heartbeat", value: heartbeatToProto(results) });
           return;
         }
+        case "report": {
+          this.send(id, { case: "reported", value: reportIn(engine, this.principal, req.kind.value) });
+          return;
+        }
         case "cancel": {
           if (req.kind.value.acquireRequestId === 0n) throw new RpcError(status.INVALID_ARGUMENT, "acquire_request_id: must not be 0");
           const ticket = this.waiting.get(req.kind.value.acquireRequestId);
@@ -139,7 +147,7 @@ export class WorkerSession implements LeaseHolder {
           return;
         }
         default:
-          throw new RpcError(status.INVALID_ARGUMENT, "kind: the message must hold one of acquire, release, heartbeat or cancel");
+          throw new RpcError(status.INVALID_ARGUMENT, "kind: the message must hold one of acquire, release, heartbeat, cancel or report");
       }
     } catch (err) {
       const e = reportError(this.deps.log, "Session", err);
@@ -199,6 +207,14 @@ export function heartbeatIn(engine: Engine, principal: Principal, leaseIds: stri
   const mine = engine.heartbeat(leaseIds.filter((id) => !foreign(id)), reattach);
   let i = 0;
   return leaseIds.map((leaseId) => (foreign(leaseId) ? { leaseId, held: false } : mine[i++]!));
+}
+
+/** Applies a report of provider feedback on one of the caller's resources (Session and unary Report). */
+export function reportIn(engine: Engine, principal: Principal, req: ReportRequest): ReportResponse {
+  const { resource, feedback } = reportFromProto(req);
+  const result = engine.report(principal.scope.engineName(resource), feedback);
+  if (result === undefined) throw new RpcError(status.NOT_FOUND, `resource '${resource}' not found`);
+  return reportToProto(result.pausedUntil);
 }
 
 /**

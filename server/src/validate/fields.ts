@@ -23,6 +23,10 @@ export const limits = {
   maxTimeoutMs: 24 * 3600_000,
   /** resource.limits[i].period: 1 ms to 366 days. */
   maxPeriodMs: 366 * 24 * 3600_000,
+  /** resource.cooldown: 1 ms to 60 s (the longest pause doubling reaches). */
+  maxCooldownMs: 60_000,
+  /** feedback.retry_after: 0 to 1 h. */
+  maxRetryAfterMs: 3600_000,
   /** resource.lease_ttl: 100 ms to 24 h. */
   minLeaseTtlMs: 100,
   maxLeaseTtlMs: 24 * 3600_000,
@@ -65,6 +69,7 @@ export const defaults = {
   laneName: "default",
   leaseTtlMs: 30_000,
   maxQueue: 10_000,
+  cooldownMs: 1000,
 } as const;
 
 /** Resource and lane names: a letter or digit, then letters, digits, '.', '_', ':', '/' or '-'. */

@@ -2,10 +2,28 @@
 // the engine, and each failure names the field and the rule it broke. The
 // engine may then assume valid input. Engine results go the other way in
 // rpc/convert.ts.
-import { Dimension, type AcquireRequest, type HeartbeatRequest, type ReleaseRequest, type Resource } from "@ratequeue/proto";
-import type { AcquireRequest as CoreAcquire, LimitSpec, ResourceSpec } from "../core/index.js";
+import {
+  Dimension,
+  type AcquireRequest,
+  type DimensionFeedback,
+  type HeartbeatRequest,
+  type ProviderFeedback,
+  type ReleaseRequest,
+  type ReportRequest,
+  type Resource,
+} from "@ratequeue/proto";
+import type {
+  AcquireRequest as CoreAcquire,
+  DimensionFeedback as CoreDimensionFeedback,
+  LimitSpec,
+  ProviderFeedback as CoreFeedback,
+  ResourceSpec,
+} from "../core/index.js";
 import { invalidField } from "../errors.js";
 import { checkDuration, checkLeaseId, checkName, checkNumber, defaults, limits } from "./fields.js";
+
+/** A load limit's unit: a short lowercase label. */
+const unitPattern = /^[a-z0-9_]{1,32}$/;
 
 /** A validated AcquireRequest in engine terms; `deadline` is set by the caller. */
 export function acquireFromProto(req: AcquireRequest, now: number, owner: string, callDeadline?: number): CoreAcquire {
@@ -23,10 +41,51 @@ export function acquireFromProto(req: AcquireRequest, now: number, owner: string
 }
 
 /** A validated ReleaseRequest. */
-export function releaseFromProto(req: ReleaseRequest): { leaseId: string; actualLoad?: number } {
+export function releaseFromProto(req: ReleaseRequest): { leaseId: string; actualLoad?: number; feedback?: CoreFeedback } {
   const leaseId = checkLeaseId("lease_id", req.leaseId);
   const actualLoad = req.actualLoad === undefined ? undefined : checkNumber("actual_load", req.actualLoad, 0, limits.maxLoad);
-  return { leaseId, actualLoad };
+  const feedback = req.feedback === undefined ? undefined : feedbackFromProto("feedback", req.feedback);
+  return { leaseId, actualLoad, ...(feedback !== undefined && { feedback }) };
+}
+
+/** A validated ReportRequest. */
+export function reportFromProto(req: ReportRequest): { resource: string; feedback: CoreFeedback } {
+  const resource = checkName("resource", req.resource);
+  if (req.feedback === undefined) throw invalidField("feedback", "is required: say what the provider answered");
+  return { resource, feedback: feedbackFromProto("feedback", req.feedback) };
+}
+
+/** Validated provider feedback. */
+function feedbackFromProto(field: string, fb: ProviderFeedback): CoreFeedback {
+  const out: CoreFeedback = { throttled: fb.throttled };
+  if (fb.retryAfter !== undefined) out.retryAfterMs = checkDuration(`${field}.retry_after`, fb.retryAfter, 0, limits.maxRetryAfterMs);
+  const dims = [
+    ["requests", fb.requests],
+    ["load", fb.load],
+    ["input_tokens", fb.inputTokens],
+    ["output_tokens", fb.outputTokens],
+  ] as const;
+  for (const [name, d] of dims) {
+    if (d === undefined) continue;
+    const dim = dimensionFromProto(`${field}.${name}`, d);
+    if (name === "requests") out.requests = dim;
+    else if (name === "load") out.load = dim;
+    else if (name === "input_tokens") out.inputTokens = dim;
+    else out.outputTokens = dim;
+  }
+  return out;
+}
+
+function dimensionFromProto(field: string, d: DimensionFeedback): CoreDimensionFeedback {
+  const out: CoreDimensionFeedback = {};
+  if (d.limit !== undefined) {
+    if (!(d.limit > 0)) throw invalidField(`${field}.limit`, `must be greater than 0, got ${d.limit}`);
+    out.limit = checkNumber(`${field}.limit`, d.limit, 0, limits.maxAmount);
+  }
+  if (d.limitPeriod !== undefined) out.limitPeriodMs = checkDuration(`${field}.limit_period`, d.limitPeriod, 1, limits.maxPeriodMs);
+  if (d.remaining !== undefined) out.remaining = checkNumber(`${field}.remaining`, d.remaining, 0, limits.maxAmount);
+  if (d.reset !== undefined) out.resetMs = checkDuration(`${field}.reset`, d.reset, 0, limits.maxPeriodMs);
+  return out;
 }
 
 /** A validated HeartbeatRequest's lease ids. */
@@ -54,7 +113,14 @@ export function resourceFromProto(r: Resource | undefined): ResourceSpec {
     if (l.period === undefined) throw invalidField(`${field}.period`, "is required");
     const periodMs = checkDuration(`${field}.period`, l.period, 1, limits.maxPeriodMs);
     const burst = l.burst === 0 ? Math.max(amount, 1) : checkNumber(`${field}.burst`, l.burst, 1, limits.maxAmount);
-    return { dimension: l.dimension === Dimension.REQUESTS ? "requests" : "load", amount, periodMs, burst };
+    const dimension = l.dimension === Dimension.REQUESTS ? "requests" : "load";
+    if (l.unit !== "") {
+      if (dimension === "requests") throw invalidField(`${field}.unit`, "only a load limit has a unit; a requests limit counts acquires");
+      if (!unitPattern.test(l.unit)) {
+        throw invalidField(`${field}.unit`, `must be 1 to 32 lowercase letters, digits or '_' (tokens, input_tokens, output_tokens, ...), got '${l.unit.slice(0, 40)}'`);
+      }
+    }
+    return { dimension, amount, periodMs, burst, ...(l.unit !== "" && { unit: l.unit }) };
   });
   const concurrency = checkNumber("resource.concurrency", r.concurrency, 0, limits.maxConcurrency, "an integer");
   if (r.lanes.length > limits.maxLanesPerResource) {
@@ -77,5 +143,7 @@ export function resourceFromProto(r: Resource | undefined): ResourceSpec {
   const leaseTtlMs =
     r.leaseTtl === undefined ? defaults.leaseTtlMs : checkDuration("resource.lease_ttl", r.leaseTtl, limits.minLeaseTtlMs, limits.maxLeaseTtlMs);
   const maxQueue = r.maxQueue === 0 ? defaults.maxQueue : checkNumber("resource.max_queue", r.maxQueue, 1, limits.maxQueue, "an integer");
-  return { name, limits: specLimits, concurrency, lanes, defaultLane, leaseTtlMs, maxQueue };
+  const cooldownMs = r.cooldown === undefined ? defaults.cooldownMs : checkDuration("resource.cooldown", r.cooldown, 1, limits.maxCooldownMs);
+  const learnLimits = r.learnLimits ?? true;
+  return { name, limits: specLimits, concurrency, lanes, defaultLane, leaseTtlMs, maxQueue, cooldownMs, learnLimits };
 }

@@ -144,7 +144,12 @@ type Limit struct {
 	// The period; must be positive.
 	Period *durationpb.Duration `protobuf:"bytes,3,opt,name=period,proto3" json:"period,omitempty"`
 	// The most units that may be spent at once. Zero means amount.
-	Burst         float64 `protobuf:"fixed64,4,opt,name=burst,proto3" json:"burst,omitempty"`
+	Burst float64 `protobuf:"fixed64,4,opt,name=burst,proto3" json:"burst,omitempty"`
+	// What a load limit counts, for provider feedback: "tokens" (the default
+	// meaning of an empty unit), "input_tokens" or "output_tokens" (Anthropic's
+	// separate token budgets), or any other label (1 to 32 lowercase letters,
+	// digits or '_'). Empty on requests limits.
+	Unit          string `protobuf:"bytes,5,opt,name=unit,proto3" json:"unit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -205,6 +210,13 @@ func (x *Limit) GetBurst() float64 {
 		return x.Burst
 	}
 	return 0
+}
+
+func (x *Limit) GetUnit() string {
+	if x != nil {
+		return x.Unit
+	}
+	return ""
 }
 
 // Lane is a queue of a resource; lanes share grants by weight.
@@ -281,7 +293,15 @@ type Resource struct {
 	LeaseTtl *durationpb.Duration `protobuf:"bytes,6,opt,name=lease_ttl,json=leaseTtl,proto3" json:"lease_ttl,omitempty"`
 	// The most waiting requests; beyond it acquires fail with
 	// RESOURCE_EXHAUSTED. Zero means 10000.
-	MaxQueue      uint32 `protobuf:"varint,7,opt,name=max_queue,json=maxQueue,proto3" json:"max_queue,omitempty"`
+	MaxQueue uint32 `protobuf:"varint,7,opt,name=max_queue,json=maxQueue,proto3" json:"max_queue,omitempty"`
+	// The first pause after the provider refused a call without saying how
+	// long to wait (ProviderFeedback.throttled without retry_after). Unset
+	// means 1 s; at most 60 s.
+	Cooldown *durationpb.Duration `protobuf:"bytes,8,opt,name=cooldown,proto3" json:"cooldown,omitempty"`
+	// Whether a provider limit lower than a configured one becomes the
+	// limit's effective amount until the resource is next put. Unset means
+	// true.
+	LearnLimits   *bool `protobuf:"varint,9,opt,name=learn_limits,json=learnLimits,proto3,oneof" json:"learn_limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -363,6 +383,20 @@ func (x *Resource) GetMaxQueue() uint32 {
 		return x.MaxQueue
 	}
 	return 0
+}
+
+func (x *Resource) GetCooldown() *durationpb.Duration {
+	if x != nil {
+		return x.Cooldown
+	}
+	return nil
+}
+
+func (x *Resource) GetLearnLimits() bool {
+	if x != nil && x.LearnLimits != nil {
+		return *x.LearnLimits
+	}
+	return false
 }
 
 // PutResourceRequest creates or replaces a resource.
@@ -864,8 +898,11 @@ type LimitStats struct {
 	// Units charged against the limit over the period that ends now, refunds
 	// taken off: the numerator of ratequeue_limit_utilisation_ratio.
 	UsedLastPeriod float64 `protobuf:"fixed64,4,opt,name=used_last_period,json=usedLastPeriod,proto3" json:"used_last_period,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The amount the provider's feedback taught, per the limit's period, when
+	// lower than the configured limit.amount; the limit admits at this rate.
+	LearnedAmount *float64 `protobuf:"fixed64,5,opt,name=learned_amount,json=learnedAmount,proto3,oneof" json:"learned_amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LimitStats) Reset() {
@@ -926,6 +963,13 @@ func (x *LimitStats) GetUsedLastPeriod() float64 {
 	return 0
 }
 
+func (x *LimitStats) GetLearnedAmount() float64 {
+	if x != nil && x.LearnedAmount != nil {
+		return *x.LearnedAmount
+	}
+	return 0
+}
+
 // ResourceStats is a resource's live state and counters.
 type ResourceStats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -954,7 +998,13 @@ type ResourceStats struct {
 	// 99th percentile wait of recent grants.
 	WaitP99 *durationpb.Duration `protobuf:"bytes,12,opt,name=wait_p99,json=waitP99,proto3" json:"wait_p99,omitempty"`
 	// Longest wait of recent grants.
-	WaitMax       *durationpb.Duration `protobuf:"bytes,13,opt,name=wait_max,json=waitMax,proto3" json:"wait_max,omitempty"`
+	WaitMax *durationpb.Duration `protobuf:"bytes,13,opt,name=wait_max,json=waitMax,proto3" json:"wait_max,omitempty"`
+	// Until when the resource grants nothing after the provider refused a
+	// call; unset when it is not paused.
+	PausedUntil *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=paused_until,json=pausedUntil,proto3" json:"paused_until,omitempty"`
+	// Calls the provider refused (throttled feedback), reported by releases
+	// and reports.
+	Throttles     uint64 `protobuf:"varint,15,opt,name=throttles,proto3" json:"throttles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1078,6 +1128,20 @@ func (x *ResourceStats) GetWaitMax() *durationpb.Duration {
 		return x.WaitMax
 	}
 	return nil
+}
+
+func (x *ResourceStats) GetPausedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PausedUntil
+	}
+	return nil
+}
+
+func (x *ResourceStats) GetThrottles() uint64 {
+	if x != nil {
+		return x.Throttles
+	}
+	return 0
 }
 
 // GetResourceStatsResponse returns a resource's statistics.
@@ -1831,15 +1895,16 @@ var File_ratequeue_v1_admin_proto protoreflect.FileDescriptor
 
 const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18ratequeue/v1/admin.proto\x12\fratequeue.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n" +
+	"\x18ratequeue/v1/admin.proto\x12\fratequeue.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n" +
 	"\x05Limit\x125\n" +
 	"\tdimension\x18\x01 \x01(\x0e2\x17.ratequeue.v1.DimensionR\tdimension\x12\x16\n" +
 	"\x06amount\x18\x02 \x01(\x01R\x06amount\x121\n" +
 	"\x06period\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06period\x12\x14\n" +
-	"\x05burst\x18\x04 \x01(\x01R\x05burst\"2\n" +
+	"\x05burst\x18\x04 \x01(\x01R\x05burst\x12\x12\n" +
+	"\x04unit\x18\x05 \x01(\tR\x04unit\"2\n" +
 	"\x04Lane\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06weight\x18\x02 \x01(\rR\x06weight\"\x8f\x02\n" +
+	"\x06weight\x18\x02 \x01(\rR\x06weight\"\xff\x02\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x06limits\x18\x02 \x03(\v2\x13.ratequeue.v1.LimitR\x06limits\x12 \n" +
@@ -1847,7 +1912,10 @@ const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	"\x05lanes\x18\x04 \x03(\v2\x12.ratequeue.v1.LaneR\x05lanes\x12!\n" +
 	"\fdefault_lane\x18\x05 \x01(\tR\vdefaultLane\x126\n" +
 	"\tlease_ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bleaseTtl\x12\x1b\n" +
-	"\tmax_queue\x18\a \x01(\rR\bmaxQueue\"H\n" +
+	"\tmax_queue\x18\a \x01(\rR\bmaxQueue\x125\n" +
+	"\bcooldown\x18\b \x01(\v2\x19.google.protobuf.DurationR\bcooldown\x12&\n" +
+	"\flearn_limits\x18\t \x01(\bH\x00R\vlearnLimits\x88\x01\x01B\x0f\n" +
+	"\r_learn_limits\"H\n" +
 	"\x12PutResourceRequest\x122\n" +
 	"\bresource\x18\x01 \x01(\v2\x16.ratequeue.v1.ResourceR\bresource\"c\n" +
 	"\x13PutResourceResponse\x122\n" +
@@ -1871,13 +1939,15 @@ const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	"\vqueue_depth\x18\x03 \x01(\rR\n" +
 	"queueDepth\x12\x16\n" +
 	"\x06grants\x18\x04 \x01(\x04R\x06grants\x12!\n" +
-	"\fload_granted\x18\x05 \x01(\x01R\vloadGranted\"\xa1\x01\n" +
+	"\fload_granted\x18\x05 \x01(\x01R\vloadGranted\"\xe0\x01\n" +
 	"\n" +
 	"LimitStats\x12)\n" +
 	"\x05limit\x18\x01 \x01(\v2\x13.ratequeue.v1.LimitR\x05limit\x12\x1c\n" +
 	"\tavailable\x18\x02 \x01(\x01R\tavailable\x12 \n" +
 	"\vutilisation\x18\x03 \x01(\x01R\vutilisation\x12(\n" +
-	"\x10used_last_period\x18\x04 \x01(\x01R\x0eusedLastPeriod\"\xa2\x04\n" +
+	"\x10used_last_period\x18\x04 \x01(\x01R\x0eusedLastPeriod\x12*\n" +
+	"\x0elearned_amount\x18\x05 \x01(\x01H\x00R\rlearnedAmount\x88\x01\x01B\x11\n" +
+	"\x0f_learned_amount\"\xff\x04\n" +
 	"\rResourceStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
 	"\x10leases_in_flight\x18\x02 \x01(\rR\x0eleasesInFlight\x12-\n" +
@@ -1894,7 +1964,9 @@ const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	" \x01(\v2\x19.google.protobuf.DurationR\awaitP50\x124\n" +
 	"\bwait_p90\x18\v \x01(\v2\x19.google.protobuf.DurationR\awaitP90\x124\n" +
 	"\bwait_p99\x18\f \x01(\v2\x19.google.protobuf.DurationR\awaitP99\x124\n" +
-	"\bwait_max\x18\r \x01(\v2\x19.google.protobuf.DurationR\awaitMax\"M\n" +
+	"\bwait_max\x18\r \x01(\v2\x19.google.protobuf.DurationR\awaitMax\x12=\n" +
+	"\fpaused_until\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vpausedUntil\x12\x1c\n" +
+	"\tthrottles\x18\x0f \x01(\x04R\tthrottles\"M\n" +
 	"\x18GetResourceStatsResponse\x121\n" +
 	"\x05stats\x18\x01 \x01(\v2\x1b.ratequeue.v1.ResourceStatsR\x05stats\"\x1f\n" +
 	"\tNamespace\x12\x12\n" +
@@ -2015,52 +2087,54 @@ var file_ratequeue_v1_admin_proto_depIdxs = []int32{
 	2,  // 2: ratequeue.v1.Resource.limits:type_name -> ratequeue.v1.Limit
 	3,  // 3: ratequeue.v1.Resource.lanes:type_name -> ratequeue.v1.Lane
 	32, // 4: ratequeue.v1.Resource.lease_ttl:type_name -> google.protobuf.Duration
-	4,  // 5: ratequeue.v1.PutResourceRequest.resource:type_name -> ratequeue.v1.Resource
-	4,  // 6: ratequeue.v1.PutResourceResponse.resource:type_name -> ratequeue.v1.Resource
-	4,  // 7: ratequeue.v1.GetResourceResponse.resource:type_name -> ratequeue.v1.Resource
-	4,  // 8: ratequeue.v1.ListResourcesResponse.resources:type_name -> ratequeue.v1.Resource
-	2,  // 9: ratequeue.v1.LimitStats.limit:type_name -> ratequeue.v1.Limit
-	14, // 10: ratequeue.v1.ResourceStats.lanes:type_name -> ratequeue.v1.LaneStats
-	15, // 11: ratequeue.v1.ResourceStats.limits:type_name -> ratequeue.v1.LimitStats
-	32, // 12: ratequeue.v1.ResourceStats.wait_p50:type_name -> google.protobuf.Duration
-	32, // 13: ratequeue.v1.ResourceStats.wait_p90:type_name -> google.protobuf.Duration
-	32, // 14: ratequeue.v1.ResourceStats.wait_p99:type_name -> google.protobuf.Duration
-	32, // 15: ratequeue.v1.ResourceStats.wait_max:type_name -> google.protobuf.Duration
-	16, // 16: ratequeue.v1.GetResourceStatsResponse.stats:type_name -> ratequeue.v1.ResourceStats
-	18, // 17: ratequeue.v1.CreateNamespaceResponse.namespace:type_name -> ratequeue.v1.Namespace
-	18, // 18: ratequeue.v1.ListNamespacesResponse.namespaces:type_name -> ratequeue.v1.Namespace
-	1,  // 19: ratequeue.v1.ApiKey.role:type_name -> ratequeue.v1.ApiKeyRole
-	33, // 20: ratequeue.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	1,  // 21: ratequeue.v1.CreateApiKeyRequest.role:type_name -> ratequeue.v1.ApiKeyRole
-	25, // 22: ratequeue.v1.CreateApiKeyResponse.api_key:type_name -> ratequeue.v1.ApiKey
-	25, // 23: ratequeue.v1.ListApiKeysResponse.api_keys:type_name -> ratequeue.v1.ApiKey
-	5,  // 24: ratequeue.v1.AdminService.PutResource:input_type -> ratequeue.v1.PutResourceRequest
-	7,  // 25: ratequeue.v1.AdminService.GetResource:input_type -> ratequeue.v1.GetResourceRequest
-	9,  // 26: ratequeue.v1.AdminService.ListResources:input_type -> ratequeue.v1.ListResourcesRequest
-	11, // 27: ratequeue.v1.AdminService.DeleteResource:input_type -> ratequeue.v1.DeleteResourceRequest
-	13, // 28: ratequeue.v1.AdminService.GetResourceStats:input_type -> ratequeue.v1.GetResourceStatsRequest
-	19, // 29: ratequeue.v1.AdminService.CreateNamespace:input_type -> ratequeue.v1.CreateNamespaceRequest
-	21, // 30: ratequeue.v1.AdminService.ListNamespaces:input_type -> ratequeue.v1.ListNamespacesRequest
-	23, // 31: ratequeue.v1.AdminService.DeleteNamespace:input_type -> ratequeue.v1.DeleteNamespaceRequest
-	26, // 32: ratequeue.v1.AdminService.CreateApiKey:input_type -> ratequeue.v1.CreateApiKeyRequest
-	28, // 33: ratequeue.v1.AdminService.ListApiKeys:input_type -> ratequeue.v1.ListApiKeysRequest
-	30, // 34: ratequeue.v1.AdminService.RevokeApiKey:input_type -> ratequeue.v1.RevokeApiKeyRequest
-	6,  // 35: ratequeue.v1.AdminService.PutResource:output_type -> ratequeue.v1.PutResourceResponse
-	8,  // 36: ratequeue.v1.AdminService.GetResource:output_type -> ratequeue.v1.GetResourceResponse
-	10, // 37: ratequeue.v1.AdminService.ListResources:output_type -> ratequeue.v1.ListResourcesResponse
-	12, // 38: ratequeue.v1.AdminService.DeleteResource:output_type -> ratequeue.v1.DeleteResourceResponse
-	17, // 39: ratequeue.v1.AdminService.GetResourceStats:output_type -> ratequeue.v1.GetResourceStatsResponse
-	20, // 40: ratequeue.v1.AdminService.CreateNamespace:output_type -> ratequeue.v1.CreateNamespaceResponse
-	22, // 41: ratequeue.v1.AdminService.ListNamespaces:output_type -> ratequeue.v1.ListNamespacesResponse
-	24, // 42: ratequeue.v1.AdminService.DeleteNamespace:output_type -> ratequeue.v1.DeleteNamespaceResponse
-	27, // 43: ratequeue.v1.AdminService.CreateApiKey:output_type -> ratequeue.v1.CreateApiKeyResponse
-	29, // 44: ratequeue.v1.AdminService.ListApiKeys:output_type -> ratequeue.v1.ListApiKeysResponse
-	31, // 45: ratequeue.v1.AdminService.RevokeApiKey:output_type -> ratequeue.v1.RevokeApiKeyResponse
-	35, // [35:46] is the sub-list for method output_type
-	24, // [24:35] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	32, // 5: ratequeue.v1.Resource.cooldown:type_name -> google.protobuf.Duration
+	4,  // 6: ratequeue.v1.PutResourceRequest.resource:type_name -> ratequeue.v1.Resource
+	4,  // 7: ratequeue.v1.PutResourceResponse.resource:type_name -> ratequeue.v1.Resource
+	4,  // 8: ratequeue.v1.GetResourceResponse.resource:type_name -> ratequeue.v1.Resource
+	4,  // 9: ratequeue.v1.ListResourcesResponse.resources:type_name -> ratequeue.v1.Resource
+	2,  // 10: ratequeue.v1.LimitStats.limit:type_name -> ratequeue.v1.Limit
+	14, // 11: ratequeue.v1.ResourceStats.lanes:type_name -> ratequeue.v1.LaneStats
+	15, // 12: ratequeue.v1.ResourceStats.limits:type_name -> ratequeue.v1.LimitStats
+	32, // 13: ratequeue.v1.ResourceStats.wait_p50:type_name -> google.protobuf.Duration
+	32, // 14: ratequeue.v1.ResourceStats.wait_p90:type_name -> google.protobuf.Duration
+	32, // 15: ratequeue.v1.ResourceStats.wait_p99:type_name -> google.protobuf.Duration
+	32, // 16: ratequeue.v1.ResourceStats.wait_max:type_name -> google.protobuf.Duration
+	33, // 17: ratequeue.v1.ResourceStats.paused_until:type_name -> google.protobuf.Timestamp
+	16, // 18: ratequeue.v1.GetResourceStatsResponse.stats:type_name -> ratequeue.v1.ResourceStats
+	18, // 19: ratequeue.v1.CreateNamespaceResponse.namespace:type_name -> ratequeue.v1.Namespace
+	18, // 20: ratequeue.v1.ListNamespacesResponse.namespaces:type_name -> ratequeue.v1.Namespace
+	1,  // 21: ratequeue.v1.ApiKey.role:type_name -> ratequeue.v1.ApiKeyRole
+	33, // 22: ratequeue.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 23: ratequeue.v1.CreateApiKeyRequest.role:type_name -> ratequeue.v1.ApiKeyRole
+	25, // 24: ratequeue.v1.CreateApiKeyResponse.api_key:type_name -> ratequeue.v1.ApiKey
+	25, // 25: ratequeue.v1.ListApiKeysResponse.api_keys:type_name -> ratequeue.v1.ApiKey
+	5,  // 26: ratequeue.v1.AdminService.PutResource:input_type -> ratequeue.v1.PutResourceRequest
+	7,  // 27: ratequeue.v1.AdminService.GetResource:input_type -> ratequeue.v1.GetResourceRequest
+	9,  // 28: ratequeue.v1.AdminService.ListResources:input_type -> ratequeue.v1.ListResourcesRequest
+	11, // 29: ratequeue.v1.AdminService.DeleteResource:input_type -> ratequeue.v1.DeleteResourceRequest
+	13, // 30: ratequeue.v1.AdminService.GetResourceStats:input_type -> ratequeue.v1.GetResourceStatsRequest
+	19, // 31: ratequeue.v1.AdminService.CreateNamespace:input_type -> ratequeue.v1.CreateNamespaceRequest
+	21, // 32: ratequeue.v1.AdminService.ListNamespaces:input_type -> ratequeue.v1.ListNamespacesRequest
+	23, // 33: ratequeue.v1.AdminService.DeleteNamespace:input_type -> ratequeue.v1.DeleteNamespaceRequest
+	26, // 34: ratequeue.v1.AdminService.CreateApiKey:input_type -> ratequeue.v1.CreateApiKeyRequest
+	28, // 35: ratequeue.v1.AdminService.ListApiKeys:input_type -> ratequeue.v1.ListApiKeysRequest
+	30, // 36: ratequeue.v1.AdminService.RevokeApiKey:input_type -> ratequeue.v1.RevokeApiKeyRequest
+	6,  // 37: ratequeue.v1.AdminService.PutResource:output_type -> ratequeue.v1.PutResourceResponse
+	8,  // 38: ratequeue.v1.AdminService.GetResource:output_type -> ratequeue.v1.GetResourceResponse
+	10, // 39: ratequeue.v1.AdminService.ListResources:output_type -> ratequeue.v1.ListResourcesResponse
+	12, // 40: ratequeue.v1.AdminService.DeleteResource:output_type -> ratequeue.v1.DeleteResourceResponse
+	17, // 41: ratequeue.v1.AdminService.GetResourceStats:output_type -> ratequeue.v1.GetResourceStatsResponse
+	20, // 42: ratequeue.v1.AdminService.CreateNamespace:output_type -> ratequeue.v1.CreateNamespaceResponse
+	22, // 43: ratequeue.v1.AdminService.ListNamespaces:output_type -> ratequeue.v1.ListNamespacesResponse
+	24, // 44: ratequeue.v1.AdminService.DeleteNamespace:output_type -> ratequeue.v1.DeleteNamespaceResponse
+	27, // 45: ratequeue.v1.AdminService.CreateApiKey:output_type -> ratequeue.v1.CreateApiKeyResponse
+	29, // 46: ratequeue.v1.AdminService.ListApiKeys:output_type -> ratequeue.v1.ListApiKeysResponse
+	31, // 47: ratequeue.v1.AdminService.RevokeApiKey:output_type -> ratequeue.v1.RevokeApiKeyResponse
+	37, // [37:48] is the sub-list for method output_type
+	26, // [26:37] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_ratequeue_v1_admin_proto_init() }
@@ -2068,6 +2142,8 @@ func file_ratequeue_v1_admin_proto_init() {
 	if File_ratequeue_v1_admin_proto != nil {
 		return
 	}
+	file_ratequeue_v1_admin_proto_msgTypes[2].OneofWrappers = []any{}
+	file_ratequeue_v1_admin_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

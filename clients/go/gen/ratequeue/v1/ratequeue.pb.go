@@ -322,7 +322,11 @@ type ReleaseRequest struct {
 	LeaseId string `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// The load the call really used, when it differs from the estimate given
 	// at acquire; load limits are charged or refunded by the difference.
-	ActualLoad    *float64 `protobuf:"fixed64,2,opt,name=actual_load,json=actualLoad,proto3,oneof" json:"actual_load,omitempty"`
+	// A throttled release (feedback.throttled) without it refunds the whole
+	// load: the provider refused the call, so it spent no tokens.
+	ActualLoad *float64 `protobuf:"fixed64,2,opt,name=actual_load,json=actualLoad,proto3,oneof" json:"actual_load,omitempty"`
+	// What the provider said about the call, when the client saw its answer.
+	Feedback      *ProviderFeedback `protobuf:"bytes,3,opt,name=feedback,proto3" json:"feedback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -371,6 +375,296 @@ func (x *ReleaseRequest) GetActualLoad() float64 {
 	return 0
 }
 
+func (x *ReleaseRequest) GetFeedback() *ProviderFeedback {
+	if x != nil {
+		return x.Feedback
+	}
+	return nil
+}
+
+// ProviderFeedback is what the upstream provider said about one call: that it
+// refused it, and what its rate-limit headers said. Feedback only ever lowers
+// what the resource admits; it never grants beyond the configured limits.
+type ProviderFeedback struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The provider refused the call for its rate (HTTP 429) or because it is
+	// overloaded (HTTP 503 or 529). The whole resource pauses, fleet-wide: for
+	// retry_after when given, else for the resource's cooldown, doubling on
+	// each further refusal of a call granted after the pause began (at most
+	// 60 s), and back to the cooldown after a call that succeeds.
+	Throttled bool `protobuf:"varint,1,opt,name=throttled,proto3" json:"throttled,omitempty"`
+	// How long the provider asked callers to wait (Retry-After).
+	RetryAfter *durationpb.Duration `protobuf:"bytes,2,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	// The provider's request budget (x-ratelimit-*-requests).
+	Requests *DimensionFeedback `protobuf:"bytes,3,opt,name=requests,proto3" json:"requests,omitempty"`
+	// The provider's token budget (x-ratelimit-*-tokens): applies to the load
+	// limits that declare no unit, or unit "tokens".
+	Load *DimensionFeedback `protobuf:"bytes,4,opt,name=load,proto3" json:"load,omitempty"`
+	// The provider's input-token budget: applies to load limits with unit
+	// "input_tokens", or to the only load limit when no load limit declares a
+	// unit and `load` is not given.
+	InputTokens *DimensionFeedback `protobuf:"bytes,5,opt,name=input_tokens,json=inputTokens,proto3" json:"input_tokens,omitempty"`
+	// The provider's output-token budget, as input_tokens for "output_tokens".
+	OutputTokens  *DimensionFeedback `protobuf:"bytes,6,opt,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProviderFeedback) Reset() {
+	*x = ProviderFeedback{}
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProviderFeedback) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProviderFeedback) ProtoMessage() {}
+
+func (x *ProviderFeedback) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProviderFeedback.ProtoReflect.Descriptor instead.
+func (*ProviderFeedback) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ProviderFeedback) GetThrottled() bool {
+	if x != nil {
+		return x.Throttled
+	}
+	return false
+}
+
+func (x *ProviderFeedback) GetRetryAfter() *durationpb.Duration {
+	if x != nil {
+		return x.RetryAfter
+	}
+	return nil
+}
+
+func (x *ProviderFeedback) GetRequests() *DimensionFeedback {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+func (x *ProviderFeedback) GetLoad() *DimensionFeedback {
+	if x != nil {
+		return x.Load
+	}
+	return nil
+}
+
+func (x *ProviderFeedback) GetInputTokens() *DimensionFeedback {
+	if x != nil {
+		return x.InputTokens
+	}
+	return nil
+}
+
+func (x *ProviderFeedback) GetOutputTokens() *DimensionFeedback {
+	if x != nil {
+		return x.OutputTokens
+	}
+	return nil
+}
+
+// DimensionFeedback is one dimension of a provider's rate-limit headers.
+type DimensionFeedback struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The provider's limit per limit_period (x-ratelimit-limit-*). Lower than
+	// the configured amount (converted to the same period), it becomes the
+	// limit's effective amount while the resource learns limits.
+	Limit *float64 `protobuf:"fixed64,1,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
+	// The period of `limit`. Unset means 60 s: both OpenAI and Anthropic give
+	// their limits per minute.
+	LimitPeriod *durationpb.Duration `protobuf:"bytes,2,opt,name=limit_period,json=limitPeriod,proto3" json:"limit_period,omitempty"`
+	// What the provider had left after counting this call
+	// (x-ratelimit-remaining-*). The limit's available budget is lowered to at
+	// most this, minus what was granted after this call (still in flight, so
+	// not yet counted by the provider).
+	Remaining *float64 `protobuf:"fixed64,3,opt,name=remaining,proto3,oneof" json:"remaining,omitempty"`
+	// How long until the provider's budget is full again (x-ratelimit-reset-*).
+	// Informational: the budget refills at the limit's rate, as both
+	// providers' buckets do.
+	Reset_        *durationpb.Duration `protobuf:"bytes,4,opt,name=reset,proto3" json:"reset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DimensionFeedback) Reset() {
+	*x = DimensionFeedback{}
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DimensionFeedback) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DimensionFeedback) ProtoMessage() {}
+
+func (x *DimensionFeedback) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DimensionFeedback.ProtoReflect.Descriptor instead.
+func (*DimensionFeedback) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DimensionFeedback) GetLimit() float64 {
+	if x != nil && x.Limit != nil {
+		return *x.Limit
+	}
+	return 0
+}
+
+func (x *DimensionFeedback) GetLimitPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.LimitPeriod
+	}
+	return nil
+}
+
+func (x *DimensionFeedback) GetRemaining() float64 {
+	if x != nil && x.Remaining != nil {
+		return *x.Remaining
+	}
+	return 0
+}
+
+func (x *DimensionFeedback) GetReset_() *durationpb.Duration {
+	if x != nil {
+		return x.Reset_
+	}
+	return nil
+}
+
+// ReportRequest gives provider feedback about a call made without a lease.
+type ReportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The resource the call spent.
+	Resource string `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	// What the provider said. The call counts as made now: nothing is
+	// assumed in flight after it.
+	Feedback      *ProviderFeedback `protobuf:"bytes,2,opt,name=feedback,proto3" json:"feedback,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportRequest) Reset() {
+	*x = ReportRequest{}
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportRequest) ProtoMessage() {}
+
+func (x *ReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
+func (*ReportRequest) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReportRequest) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *ReportRequest) GetFeedback() *ProviderFeedback {
+	if x != nil {
+		return x.Feedback
+	}
+	return nil
+}
+
+// ReportResponse says what the resource does now.
+type ReportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Until when the resource grants nothing, when it is paused.
+	PausedUntil   *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=paused_until,json=pausedUntil,proto3" json:"paused_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportResponse) Reset() {
+	*x = ReportResponse{}
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportResponse) ProtoMessage() {}
+
+func (x *ReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
+func (*ReportResponse) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReportResponse) GetPausedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PausedUntil
+	}
+	return nil
+}
+
 // ReleaseResponse says what the release did.
 type ReleaseResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -384,7 +678,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[4]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +690,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[4]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +703,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{4}
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReleaseResponse) GetOutcome() ReleaseOutcome {
@@ -437,7 +731,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[5]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +743,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[5]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +756,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{5}
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HeartbeatRequest) GetLeaseIds() []string {
@@ -487,7 +781,7 @@ type LeaseState struct {
 
 func (x *LeaseState) Reset() {
 	*x = LeaseState{}
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[6]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +793,7 @@ func (x *LeaseState) String() string {
 func (*LeaseState) ProtoMessage() {}
 
 func (x *LeaseState) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[6]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +806,7 @@ func (x *LeaseState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseState.ProtoReflect.Descriptor instead.
 func (*LeaseState) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{6}
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LeaseState) GetLeaseId() string {
@@ -547,7 +841,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[7]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +853,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[7]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +866,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{7}
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatResponse) GetLeases() []*LeaseState {
@@ -593,7 +887,7 @@ type SessionCancel struct {
 
 func (x *SessionCancel) Reset() {
 	*x = SessionCancel{}
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[8]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +899,7 @@ func (x *SessionCancel) String() string {
 func (*SessionCancel) ProtoMessage() {}
 
 func (x *SessionCancel) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[8]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +912,7 @@ func (x *SessionCancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionCancel.ProtoReflect.Descriptor instead.
 func (*SessionCancel) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{8}
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionCancel) GetAcquireRequestId() uint64 {
@@ -642,6 +936,7 @@ type SessionRequest struct {
 	//	*SessionRequest_Release
 	//	*SessionRequest_Heartbeat
 	//	*SessionRequest_Cancel
+	//	*SessionRequest_Report
 	Kind          isSessionRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -649,7 +944,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[9]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +956,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[9]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +969,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{9}
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionRequest) GetRequestId() uint64 {
@@ -727,6 +1022,15 @@ func (x *SessionRequest) GetCancel() *SessionCancel {
 	return nil
 }
 
+func (x *SessionRequest) GetReport() *ReportRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*SessionRequest_Report); ok {
+			return x.Report
+		}
+	}
+	return nil
+}
+
 type isSessionRequest_Kind interface {
 	isSessionRequest_Kind()
 }
@@ -753,6 +1057,11 @@ type SessionRequest_Cancel struct {
 	Cancel *SessionCancel `protobuf:"bytes,5,opt,name=cancel,proto3,oneof"`
 }
 
+type SessionRequest_Report struct {
+	// Give provider feedback without a lease; answered by reported or failure.
+	Report *ReportRequest `protobuf:"bytes,6,opt,name=report,proto3,oneof"`
+}
+
 func (*SessionRequest_Acquire) isSessionRequest_Kind() {}
 
 func (*SessionRequest_Release) isSessionRequest_Kind() {}
@@ -760,6 +1069,8 @@ func (*SessionRequest_Release) isSessionRequest_Kind() {}
 func (*SessionRequest_Heartbeat) isSessionRequest_Kind() {}
 
 func (*SessionRequest_Cancel) isSessionRequest_Kind() {}
+
+func (*SessionRequest_Report) isSessionRequest_Kind() {}
 
 // Failure is an operation's error: a gRPC status code and a message that
 // says what to fix.
@@ -775,7 +1086,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[10]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +1098,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[10]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +1111,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{10}
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Failure) GetCode() int32 {
@@ -830,7 +1141,7 @@ type LeaseExpired struct {
 
 func (x *LeaseExpired) Reset() {
 	*x = LeaseExpired{}
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[11]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +1153,7 @@ func (x *LeaseExpired) String() string {
 func (*LeaseExpired) ProtoMessage() {}
 
 func (x *LeaseExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[11]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1166,7 @@ func (x *LeaseExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseExpired.ProtoReflect.Descriptor instead.
 func (*LeaseExpired) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{11}
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LeaseExpired) GetLeaseId() string {
@@ -886,6 +1197,7 @@ type SessionResponse struct {
 	//	*SessionResponse_Heartbeat
 	//	*SessionResponse_Failure
 	//	*SessionResponse_LeaseExpired
+	//	*SessionResponse_Reported
 	Kind          isSessionResponse_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -893,7 +1205,7 @@ type SessionResponse struct {
 
 func (x *SessionResponse) Reset() {
 	*x = SessionResponse{}
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[12]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +1217,7 @@ func (x *SessionResponse) String() string {
 func (*SessionResponse) ProtoMessage() {}
 
 func (x *SessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[12]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1230,7 @@ func (x *SessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
 func (*SessionResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{12}
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SessionResponse) GetRequestId() uint64 {
@@ -980,6 +1292,15 @@ func (x *SessionResponse) GetLeaseExpired() *LeaseExpired {
 	return nil
 }
 
+func (x *SessionResponse) GetReported() *ReportResponse {
+	if x != nil {
+		if x, ok := x.Kind.(*SessionResponse_Reported); ok {
+			return x.Reported
+		}
+	}
+	return nil
+}
+
 type isSessionResponse_Kind interface {
 	isSessionResponse_Kind()
 }
@@ -1009,6 +1330,11 @@ type SessionResponse_LeaseExpired struct {
 	LeaseExpired *LeaseExpired `protobuf:"bytes,6,opt,name=lease_expired,json=leaseExpired,proto3,oneof"`
 }
 
+type SessionResponse_Reported struct {
+	// A report was applied.
+	Reported *ReportResponse `protobuf:"bytes,7,opt,name=reported,proto3,oneof"`
+}
+
 func (*SessionResponse_Granted) isSessionResponse_Kind() {}
 
 func (*SessionResponse_Released) isSessionResponse_Kind() {}
@@ -1018,6 +1344,8 @@ func (*SessionResponse_Heartbeat) isSessionResponse_Kind() {}
 func (*SessionResponse_Failure) isSessionResponse_Kind() {}
 
 func (*SessionResponse_LeaseExpired) isSessionResponse_Kind() {}
+
+func (*SessionResponse_Reported) isSessionResponse_Kind() {}
 
 var File_ratequeue_v1_ratequeue_proto protoreflect.FileDescriptor
 
@@ -1043,12 +1371,34 @@ const file_ratequeue_v1_ratequeue_proto_rawDesc = "" +
 	"expireTime\x12+\n" +
 	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x129\n" +
 	"\n" +
-	"grant_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tgrantTime\"a\n" +
+	"grant_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tgrantTime\"\x9d\x01\n" +
 	"\x0eReleaseRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12$\n" +
 	"\vactual_load\x18\x02 \x01(\x01H\x00R\n" +
-	"actualLoad\x88\x01\x01B\x0e\n" +
-	"\f_actual_load\"c\n" +
+	"actualLoad\x88\x01\x01\x12:\n" +
+	"\bfeedback\x18\x03 \x01(\v2\x1e.ratequeue.v1.ProviderFeedbackR\bfeedbackB\x0e\n" +
+	"\f_actual_load\"\xe8\x02\n" +
+	"\x10ProviderFeedback\x12\x1c\n" +
+	"\tthrottled\x18\x01 \x01(\bR\tthrottled\x12:\n" +
+	"\vretry_after\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryAfter\x12;\n" +
+	"\brequests\x18\x03 \x01(\v2\x1f.ratequeue.v1.DimensionFeedbackR\brequests\x123\n" +
+	"\x04load\x18\x04 \x01(\v2\x1f.ratequeue.v1.DimensionFeedbackR\x04load\x12B\n" +
+	"\finput_tokens\x18\x05 \x01(\v2\x1f.ratequeue.v1.DimensionFeedbackR\vinputTokens\x12D\n" +
+	"\routput_tokens\x18\x06 \x01(\v2\x1f.ratequeue.v1.DimensionFeedbackR\foutputTokens\"\xd8\x01\n" +
+	"\x11DimensionFeedback\x12\x19\n" +
+	"\x05limit\x18\x01 \x01(\x01H\x00R\x05limit\x88\x01\x01\x12<\n" +
+	"\flimit_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\vlimitPeriod\x12!\n" +
+	"\tremaining\x18\x03 \x01(\x01H\x01R\tremaining\x88\x01\x01\x12/\n" +
+	"\x05reset\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x05resetB\b\n" +
+	"\x06_limitB\f\n" +
+	"\n" +
+	"_remaining\"g\n" +
+	"\rReportRequest\x12\x1a\n" +
+	"\bresource\x18\x01 \x01(\tR\bresource\x12:\n" +
+	"\bfeedback\x18\x02 \x01(\v2\x1e.ratequeue.v1.ProviderFeedbackR\bfeedback\"O\n" +
+	"\x0eReportResponse\x12=\n" +
+	"\fpaused_until\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vpausedUntil\"c\n" +
 	"\x0fReleaseResponse\x126\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x1c.ratequeue.v1.ReleaseOutcomeR\aoutcome\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"/\n" +
@@ -1063,21 +1413,22 @@ const file_ratequeue_v1_ratequeue_proto_rawDesc = "" +
 	"\x11HeartbeatResponse\x120\n" +
 	"\x06leases\x18\x01 \x03(\v2\x18.ratequeue.v1.LeaseStateR\x06leases\"=\n" +
 	"\rSessionCancel\x12,\n" +
-	"\x12acquire_request_id\x18\x01 \x01(\x04R\x10acquireRequestId\"\xa2\x02\n" +
+	"\x12acquire_request_id\x18\x01 \x01(\x04R\x10acquireRequestId\"\xd9\x02\n" +
 	"\x0eSessionRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x128\n" +
 	"\aacquire\x18\x02 \x01(\v2\x1c.ratequeue.v1.AcquireRequestH\x00R\aacquire\x128\n" +
 	"\arelease\x18\x03 \x01(\v2\x1c.ratequeue.v1.ReleaseRequestH\x00R\arelease\x12>\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x1e.ratequeue.v1.HeartbeatRequestH\x00R\theartbeat\x125\n" +
-	"\x06cancel\x18\x05 \x01(\v2\x1b.ratequeue.v1.SessionCancelH\x00R\x06cancelB\x06\n" +
+	"\x06cancel\x18\x05 \x01(\v2\x1b.ratequeue.v1.SessionCancelH\x00R\x06cancel\x125\n" +
+	"\x06report\x18\x06 \x01(\v2\x1b.ratequeue.v1.ReportRequestH\x00R\x06reportB\x06\n" +
 	"\x04kind\"7\n" +
 	"\aFailure\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"E\n" +
 	"\fLeaseExpired\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x1a\n" +
-	"\bresource\x18\x02 \x01(\tR\bresource\"\xe7\x02\n" +
+	"\bresource\x18\x02 \x01(\tR\bresource\"\xa3\x03\n" +
 	"\x0fSessionResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x129\n" +
@@ -1085,19 +1436,21 @@ const file_ratequeue_v1_ratequeue_proto_rawDesc = "" +
 	"\breleased\x18\x03 \x01(\v2\x1d.ratequeue.v1.ReleaseResponseH\x00R\breleased\x12?\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x1f.ratequeue.v1.HeartbeatResponseH\x00R\theartbeat\x121\n" +
 	"\afailure\x18\x05 \x01(\v2\x15.ratequeue.v1.FailureH\x00R\afailure\x12A\n" +
-	"\rlease_expired\x18\x06 \x01(\v2\x1a.ratequeue.v1.LeaseExpiredH\x00R\fleaseExpiredB\x06\n" +
+	"\rlease_expired\x18\x06 \x01(\v2\x1a.ratequeue.v1.LeaseExpiredH\x00R\fleaseExpired\x12:\n" +
+	"\breported\x18\a \x01(\v2\x1c.ratequeue.v1.ReportResponseH\x00R\breportedB\x06\n" +
 	"\x04kind*\xaf\x01\n" +
 	"\x0eReleaseOutcome\x12\x1f\n" +
 	"\x1bRELEASE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18RELEASE_OUTCOME_RELEASED\x10\x01\x12$\n" +
 	" RELEASE_OUTCOME_ALREADY_RELEASED\x10\x02\x12\x1b\n" +
 	"\x17RELEASE_OUTCOME_EXPIRED\x10\x03\x12\x1b\n" +
-	"\x17RELEASE_OUTCOME_UNKNOWN\x10\x042\xbc\x02\n" +
+	"\x17RELEASE_OUTCOME_UNKNOWN\x10\x042\x81\x03\n" +
 	"\x10RateQueueService\x12J\n" +
 	"\aSession\x12\x1c.ratequeue.v1.SessionRequest\x1a\x1d.ratequeue.v1.SessionResponse(\x010\x01\x12F\n" +
 	"\aAcquire\x12\x1c.ratequeue.v1.AcquireRequest\x1a\x1d.ratequeue.v1.AcquireResponse\x12F\n" +
 	"\aRelease\x12\x1c.ratequeue.v1.ReleaseRequest\x1a\x1d.ratequeue.v1.ReleaseResponse\x12L\n" +
-	"\tHeartbeat\x12\x1e.ratequeue.v1.HeartbeatRequest\x1a\x1f.ratequeue.v1.HeartbeatResponseB\xbb\x01\n" +
+	"\tHeartbeat\x12\x1e.ratequeue.v1.HeartbeatRequest\x1a\x1f.ratequeue.v1.HeartbeatResponse\x12C\n" +
+	"\x06Report\x12\x1b.ratequeue.v1.ReportRequest\x1a\x1c.ratequeue.v1.ReportResponseB\xbb\x01\n" +
 	"\x10com.ratequeue.v1B\x0eRatequeueProtoP\x01ZFgithub.com/ratequeue/ratequeue/clients/go/gen/ratequeue/v1;ratequeuev1\xa2\x02\x03RXX\xaa\x02\fRatequeue.V1\xca\x02\fRatequeue\\V1\xe2\x02\x18Ratequeue\\V1\\GPBMetadata\xea\x02\rRatequeue::V1b\x06proto3"
 
 var (
@@ -1113,57 +1466,75 @@ func file_ratequeue_v1_ratequeue_proto_rawDescGZIP() []byte {
 }
 
 var file_ratequeue_v1_ratequeue_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ratequeue_v1_ratequeue_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ratequeue_v1_ratequeue_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_ratequeue_v1_ratequeue_proto_goTypes = []any{
 	(ReleaseOutcome)(0),           // 0: ratequeue.v1.ReleaseOutcome
 	(*AcquireRequest)(nil),        // 1: ratequeue.v1.AcquireRequest
 	(*AcquireResponse)(nil),       // 2: ratequeue.v1.AcquireResponse
 	(*Lease)(nil),                 // 3: ratequeue.v1.Lease
 	(*ReleaseRequest)(nil),        // 4: ratequeue.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),       // 5: ratequeue.v1.ReleaseResponse
-	(*HeartbeatRequest)(nil),      // 6: ratequeue.v1.HeartbeatRequest
-	(*LeaseState)(nil),            // 7: ratequeue.v1.LeaseState
-	(*HeartbeatResponse)(nil),     // 8: ratequeue.v1.HeartbeatResponse
-	(*SessionCancel)(nil),         // 9: ratequeue.v1.SessionCancel
-	(*SessionRequest)(nil),        // 10: ratequeue.v1.SessionRequest
-	(*Failure)(nil),               // 11: ratequeue.v1.Failure
-	(*LeaseExpired)(nil),          // 12: ratequeue.v1.LeaseExpired
-	(*SessionResponse)(nil),       // 13: ratequeue.v1.SessionResponse
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*ProviderFeedback)(nil),      // 5: ratequeue.v1.ProviderFeedback
+	(*DimensionFeedback)(nil),     // 6: ratequeue.v1.DimensionFeedback
+	(*ReportRequest)(nil),         // 7: ratequeue.v1.ReportRequest
+	(*ReportResponse)(nil),        // 8: ratequeue.v1.ReportResponse
+	(*ReleaseResponse)(nil),       // 9: ratequeue.v1.ReleaseResponse
+	(*HeartbeatRequest)(nil),      // 10: ratequeue.v1.HeartbeatRequest
+	(*LeaseState)(nil),            // 11: ratequeue.v1.LeaseState
+	(*HeartbeatResponse)(nil),     // 12: ratequeue.v1.HeartbeatResponse
+	(*SessionCancel)(nil),         // 13: ratequeue.v1.SessionCancel
+	(*SessionRequest)(nil),        // 14: ratequeue.v1.SessionRequest
+	(*Failure)(nil),               // 15: ratequeue.v1.Failure
+	(*LeaseExpired)(nil),          // 16: ratequeue.v1.LeaseExpired
+	(*SessionResponse)(nil),       // 17: ratequeue.v1.SessionResponse
+	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_ratequeue_v1_ratequeue_proto_depIdxs = []int32{
-	14, // 0: ratequeue.v1.AcquireRequest.timeout:type_name -> google.protobuf.Duration
+	18, // 0: ratequeue.v1.AcquireRequest.timeout:type_name -> google.protobuf.Duration
 	3,  // 1: ratequeue.v1.AcquireResponse.lease:type_name -> ratequeue.v1.Lease
-	14, // 2: ratequeue.v1.AcquireResponse.wait_time:type_name -> google.protobuf.Duration
-	15, // 3: ratequeue.v1.Lease.expire_time:type_name -> google.protobuf.Timestamp
-	14, // 4: ratequeue.v1.Lease.ttl:type_name -> google.protobuf.Duration
-	15, // 5: ratequeue.v1.Lease.grant_time:type_name -> google.protobuf.Timestamp
-	0,  // 6: ratequeue.v1.ReleaseResponse.outcome:type_name -> ratequeue.v1.ReleaseOutcome
-	15, // 7: ratequeue.v1.LeaseState.expire_time:type_name -> google.protobuf.Timestamp
-	7,  // 8: ratequeue.v1.HeartbeatResponse.leases:type_name -> ratequeue.v1.LeaseState
-	1,  // 9: ratequeue.v1.SessionRequest.acquire:type_name -> ratequeue.v1.AcquireRequest
-	4,  // 10: ratequeue.v1.SessionRequest.release:type_name -> ratequeue.v1.ReleaseRequest
-	6,  // 11: ratequeue.v1.SessionRequest.heartbeat:type_name -> ratequeue.v1.HeartbeatRequest
-	9,  // 12: ratequeue.v1.SessionRequest.cancel:type_name -> ratequeue.v1.SessionCancel
-	2,  // 13: ratequeue.v1.SessionResponse.granted:type_name -> ratequeue.v1.AcquireResponse
-	5,  // 14: ratequeue.v1.SessionResponse.released:type_name -> ratequeue.v1.ReleaseResponse
-	8,  // 15: ratequeue.v1.SessionResponse.heartbeat:type_name -> ratequeue.v1.HeartbeatResponse
-	11, // 16: ratequeue.v1.SessionResponse.failure:type_name -> ratequeue.v1.Failure
-	12, // 17: ratequeue.v1.SessionResponse.lease_expired:type_name -> ratequeue.v1.LeaseExpired
-	10, // 18: ratequeue.v1.RateQueueService.Session:input_type -> ratequeue.v1.SessionRequest
-	1,  // 19: ratequeue.v1.RateQueueService.Acquire:input_type -> ratequeue.v1.AcquireRequest
-	4,  // 20: ratequeue.v1.RateQueueService.Release:input_type -> ratequeue.v1.ReleaseRequest
-	6,  // 21: ratequeue.v1.RateQueueService.Heartbeat:input_type -> ratequeue.v1.HeartbeatRequest
-	13, // 22: ratequeue.v1.RateQueueService.Session:output_type -> ratequeue.v1.SessionResponse
-	2,  // 23: ratequeue.v1.RateQueueService.Acquire:output_type -> ratequeue.v1.AcquireResponse
-	5,  // 24: ratequeue.v1.RateQueueService.Release:output_type -> ratequeue.v1.ReleaseResponse
-	8,  // 25: ratequeue.v1.RateQueueService.Heartbeat:output_type -> ratequeue.v1.HeartbeatResponse
-	22, // [22:26] is the sub-list for method output_type
-	18, // [18:22] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	18, // 2: ratequeue.v1.AcquireResponse.wait_time:type_name -> google.protobuf.Duration
+	19, // 3: ratequeue.v1.Lease.expire_time:type_name -> google.protobuf.Timestamp
+	18, // 4: ratequeue.v1.Lease.ttl:type_name -> google.protobuf.Duration
+	19, // 5: ratequeue.v1.Lease.grant_time:type_name -> google.protobuf.Timestamp
+	5,  // 6: ratequeue.v1.ReleaseRequest.feedback:type_name -> ratequeue.v1.ProviderFeedback
+	18, // 7: ratequeue.v1.ProviderFeedback.retry_after:type_name -> google.protobuf.Duration
+	6,  // 8: ratequeue.v1.ProviderFeedback.requests:type_name -> ratequeue.v1.DimensionFeedback
+	6,  // 9: ratequeue.v1.ProviderFeedback.load:type_name -> ratequeue.v1.DimensionFeedback
+	6,  // 10: ratequeue.v1.ProviderFeedback.input_tokens:type_name -> ratequeue.v1.DimensionFeedback
+	6,  // 11: ratequeue.v1.ProviderFeedback.output_tokens:type_name -> ratequeue.v1.DimensionFeedback
+	18, // 12: ratequeue.v1.DimensionFeedback.limit_period:type_name -> google.protobuf.Duration
+	18, // 13: ratequeue.v1.DimensionFeedback.reset:type_name -> google.protobuf.Duration
+	5,  // 14: ratequeue.v1.ReportRequest.feedback:type_name -> ratequeue.v1.ProviderFeedback
+	19, // 15: ratequeue.v1.ReportResponse.paused_until:type_name -> google.protobuf.Timestamp
+	0,  // 16: ratequeue.v1.ReleaseResponse.outcome:type_name -> ratequeue.v1.ReleaseOutcome
+	19, // 17: ratequeue.v1.LeaseState.expire_time:type_name -> google.protobuf.Timestamp
+	11, // 18: ratequeue.v1.HeartbeatResponse.leases:type_name -> ratequeue.v1.LeaseState
+	1,  // 19: ratequeue.v1.SessionRequest.acquire:type_name -> ratequeue.v1.AcquireRequest
+	4,  // 20: ratequeue.v1.SessionRequest.release:type_name -> ratequeue.v1.ReleaseRequest
+	10, // 21: ratequeue.v1.SessionRequest.heartbeat:type_name -> ratequeue.v1.HeartbeatRequest
+	13, // 22: ratequeue.v1.SessionRequest.cancel:type_name -> ratequeue.v1.SessionCancel
+	7,  // 23: ratequeue.v1.SessionRequest.report:type_name -> ratequeue.v1.ReportRequest
+	2,  // 24: ratequeue.v1.SessionResponse.granted:type_name -> ratequeue.v1.AcquireResponse
+	9,  // 25: ratequeue.v1.SessionResponse.released:type_name -> ratequeue.v1.ReleaseResponse
+	12, // 26: ratequeue.v1.SessionResponse.heartbeat:type_name -> ratequeue.v1.HeartbeatResponse
+	15, // 27: ratequeue.v1.SessionResponse.failure:type_name -> ratequeue.v1.Failure
+	16, // 28: ratequeue.v1.SessionResponse.lease_expired:type_name -> ratequeue.v1.LeaseExpired
+	8,  // 29: ratequeue.v1.SessionResponse.reported:type_name -> ratequeue.v1.ReportResponse
+	14, // 30: ratequeue.v1.RateQueueService.Session:input_type -> ratequeue.v1.SessionRequest
+	1,  // 31: ratequeue.v1.RateQueueService.Acquire:input_type -> ratequeue.v1.AcquireRequest
+	4,  // 32: ratequeue.v1.RateQueueService.Release:input_type -> ratequeue.v1.ReleaseRequest
+	10, // 33: ratequeue.v1.RateQueueService.Heartbeat:input_type -> ratequeue.v1.HeartbeatRequest
+	7,  // 34: ratequeue.v1.RateQueueService.Report:input_type -> ratequeue.v1.ReportRequest
+	17, // 35: ratequeue.v1.RateQueueService.Session:output_type -> ratequeue.v1.SessionResponse
+	2,  // 36: ratequeue.v1.RateQueueService.Acquire:output_type -> ratequeue.v1.AcquireResponse
+	9,  // 37: ratequeue.v1.RateQueueService.Release:output_type -> ratequeue.v1.ReleaseResponse
+	12, // 38: ratequeue.v1.RateQueueService.Heartbeat:output_type -> ratequeue.v1.HeartbeatResponse
+	8,  // 39: ratequeue.v1.RateQueueService.Report:output_type -> ratequeue.v1.ReportResponse
+	35, // [35:40] is the sub-list for method output_type
+	30, // [30:35] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_ratequeue_v1_ratequeue_proto_init() }
@@ -1173,18 +1544,21 @@ func file_ratequeue_v1_ratequeue_proto_init() {
 	}
 	file_ratequeue_v1_ratequeue_proto_msgTypes[0].OneofWrappers = []any{}
 	file_ratequeue_v1_ratequeue_proto_msgTypes[3].OneofWrappers = []any{}
-	file_ratequeue_v1_ratequeue_proto_msgTypes[9].OneofWrappers = []any{
+	file_ratequeue_v1_ratequeue_proto_msgTypes[5].OneofWrappers = []any{}
+	file_ratequeue_v1_ratequeue_proto_msgTypes[13].OneofWrappers = []any{
 		(*SessionRequest_Acquire)(nil),
 		(*SessionRequest_Release)(nil),
 		(*SessionRequest_Heartbeat)(nil),
 		(*SessionRequest_Cancel)(nil),
+		(*SessionRequest_Report)(nil),
 	}
-	file_ratequeue_v1_ratequeue_proto_msgTypes[12].OneofWrappers = []any{
+	file_ratequeue_v1_ratequeue_proto_msgTypes[16].OneofWrappers = []any{
 		(*SessionResponse_Granted)(nil),
 		(*SessionResponse_Released)(nil),
 		(*SessionResponse_Heartbeat)(nil),
 		(*SessionResponse_Failure)(nil),
 		(*SessionResponse_LeaseExpired)(nil),
+		(*SessionResponse_Reported)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1192,7 +1566,7 @@ func file_ratequeue_v1_ratequeue_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ratequeue_v1_ratequeue_proto_rawDesc), len(file_ratequeue_v1_ratequeue_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

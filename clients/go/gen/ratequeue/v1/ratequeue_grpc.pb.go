@@ -23,6 +23,7 @@ const (
 	RateQueueService_Acquire_FullMethodName   = "/ratequeue.v1.RateQueueService/Acquire"
 	RateQueueService_Release_FullMethodName   = "/ratequeue.v1.RateQueueService/Release"
 	RateQueueService_Heartbeat_FullMethodName = "/ratequeue.v1.RateQueueService/Heartbeat"
+	RateQueueService_Report_FullMethodName    = "/ratequeue.v1.RateQueueService/Report"
 )
 
 // RateQueueServiceClient is the client API for RateQueueService service.
@@ -105,6 +106,9 @@ type RateQueueServiceClient interface {
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// Heartbeat extends leases by their resource's lease TTL.
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
+	// Report tells the resource what the provider said about a call made
+	// without a lease (a release carries the same feedback for a leased call).
+	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error)
 }
 
 type rateQueueServiceClient struct {
@@ -152,6 +156,16 @@ func (c *rateQueueServiceClient) Heartbeat(ctx context.Context, in *HeartbeatReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(HeartbeatResponse)
 	err := c.cc.Invoke(ctx, RateQueueService_Heartbeat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rateQueueServiceClient) Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportResponse)
+	err := c.cc.Invoke(ctx, RateQueueService_Report_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -238,6 +252,9 @@ type RateQueueServiceServer interface {
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// Heartbeat extends leases by their resource's lease TTL.
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
+	// Report tells the resource what the provider said about a call made
+	// without a lease (a release carries the same feedback for a leased call).
+	Report(context.Context, *ReportRequest) (*ReportResponse, error)
 	mustEmbedUnimplementedRateQueueServiceServer()
 }
 
@@ -259,6 +276,9 @@ func (UnimplementedRateQueueServiceServer) Release(context.Context, *ReleaseRequ
 }
 func (UnimplementedRateQueueServiceServer) Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
+}
+func (UnimplementedRateQueueServiceServer) Report(context.Context, *ReportRequest) (*ReportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Report not implemented")
 }
 func (UnimplementedRateQueueServiceServer) mustEmbedUnimplementedRateQueueServiceServer() {}
 func (UnimplementedRateQueueServiceServer) testEmbeddedByValue()                          {}
@@ -342,6 +362,24 @@ func _RateQueueService_Heartbeat_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RateQueueService_Report_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RateQueueServiceServer).Report(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RateQueueService_Report_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RateQueueServiceServer).Report(ctx, req.(*ReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RateQueueService_ServiceDesc is the grpc.ServiceDesc for RateQueueService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -360,6 +398,10 @@ var RateQueueService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Heartbeat",
 			Handler:    _RateQueueService_Heartbeat_Handler,
+		},
+		{
+			MethodName: "Report",
+			Handler:    _RateQueueService_Report_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ratequeue/v1/ratequeue.proto.
  */
 export const file_ratequeue_v1_ratequeue: GenFile = /*@__PURE__*/
-  fileDesc("ChxyYXRlcXVldWUvdjEvcmF0ZXF1ZXVlLnByb3RvEgxyYXRlcXVldWUudjEinAEKDkFjcXVpcmVSZXF1ZXN0EhAKCHJlc291cmNlGAEgASgJEhEKBGxvYWQYAiABKAFIAIgBARIVCghwcmlvcml0eRgDIAEoBUgBiAEBEgwKBGxhbmUYBCABKAkSKgoHdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIHCgVfbG9hZEILCglfcHJpb3JpdHkiYwoPQWNxdWlyZVJlc3BvbnNlEiIKBWxlYXNlGAEgASgLMhMucmF0ZXF1ZXVlLnYxLkxlYXNlEiwKCXdhaXRfdGltZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLCAQoFTGVhc2USEAoIbGVhc2VfaWQYASABKAkSEAoIcmVzb3VyY2UYAiABKAkSDAoEbG9hZBgDIAEoARIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoDdHRsGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KCmdyYW50X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkwKDlJlbGVhc2VSZXF1ZXN0EhAKCGxlYXNlX2lkGAEgASgJEhgKC2FjdHVhbF9sb2FkGAIgASgBSACIAQFCDgoMX2FjdHVhbF9sb2FkIlEKD1JlbGVhc2VSZXNwb25zZRItCgdvdXRjb21lGAEgASgOMhwucmF0ZXF1ZXVlLnYxLlJlbGVhc2VPdXRjb21lEg8KB21lc3NhZ2UYAiABKAkiJQoQSGVhcnRiZWF0UmVxdWVzdBIRCglsZWFzZV9pZHMYASADKAkiXQoKTGVhc2VTdGF0ZRIQCghsZWFzZV9pZBgBIAEoCRIMCgRoZWxkGAIgASgIEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI9ChFIZWFydGJlYXRSZXNwb25zZRIoCgZsZWFzZXMYASADKAsyGC5yYXRlcXVldWUudjEuTGVhc2VTdGF0ZSIrCg1TZXNzaW9uQ2FuY2VsEhoKEmFjcXVpcmVfcmVxdWVzdF9pZBgBIAEoBCLyAQoOU2Vzc2lvblJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoBBIvCgdhY3F1aXJlGAIgASgLMhwucmF0ZXF1ZXVlLnYxLkFjcXVpcmVSZXF1ZXN0SAASLwoHcmVsZWFzZRgDIAEoCzIcLnJhdGVxdWV1ZS52MS5SZWxlYXNlUmVxdWVzdEgAEjMKCWhlYXJ0YmVhdBgEIAEoCzIeLnJhdGVxdWV1ZS52MS5IZWFydGJlYXRSZXF1ZXN0SAASLQoGY2FuY2VsGAUgASgLMhsucmF0ZXF1ZXVlLnYxLlNlc3Npb25DYW5jZWxIAEIGCgRraW5kIigKB0ZhaWx1cmUSDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJIjIKDExlYXNlRXhwaXJlZBIQCghsZWFzZV9pZBgBIAEoCRIQCghyZXNvdXJjZRgCIAEoCSKnAgoPU2Vzc2lvblJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSMAoHZ3JhbnRlZBgCIAEoCzIdLnJhdGVxdWV1ZS52MS5BY3F1aXJlUmVzcG9uc2VIABIxCghyZWxlYXNlZBgDIAEoCzIdLnJhdGVxdWV1ZS52MS5SZWxlYXNlUmVzcG9uc2VIABI0CgloZWFydGJlYXQYBCABKAsyHy5yYXRlcXVldWUudjEuSGVhcnRiZWF0UmVzcG9uc2VIABIoCgdmYWlsdXJlGAUgASgLMhUucmF0ZXF1ZXVlLnYxLkZhaWx1cmVIABIzCg1sZWFzZV9leHBpcmVkGAYgASgLMhoucmF0ZXF1ZXVlLnYxLkxlYXNlRXhwaXJlZEgAQgYKBGtpbmQqrwEKDlJlbGVhc2VPdXRjb21lEh8KG1JFTEVBU0VfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhwKGFJFTEVBU0VfT1VUQ09NRV9SRUxFQVNFRBABEiQKIFJFTEVBU0VfT1VUQ09NRV9BTFJFQURZX1JFTEVBU0VEEAISGwoXUkVMRUFTRV9PVVRDT01FX0VYUElSRUQQAxIbChdSRUxFQVNFX09VVENPTUVfVU5LTk9XThAEMrwCChBSYXRlUXVldWVTZXJ2aWNlEkoKB1Nlc3Npb24SHC5yYXRlcXVldWUudjEuU2Vzc2lvblJlcXVlc3QaHS5yYXRlcXVldWUudjEuU2Vzc2lvblJlc3BvbnNlKAEwARJGCgdBY3F1aXJlEhwucmF0ZXF1ZXVlLnYxLkFjcXVpcmVSZXF1ZXN0Gh0ucmF0ZXF1ZXVlLnYxLkFjcXVpcmVSZXNwb25zZRJGCgdSZWxlYXNlEhwucmF0ZXF1ZXVlLnYxLlJlbGVhc2VSZXF1ZXN0Gh0ucmF0ZXF1ZXVlLnYxLlJlbGVhc2VSZXNwb25zZRJMCglIZWFydGJlYXQSHi5yYXRlcXVldWUudjEuSGVhcnRiZWF0UmVxdWVzdBofLnJhdGVxdWV1ZS52MS5IZWFydGJlYXRSZXNwb25zZUK7AQoQY29tLnJhdGVxdWV1ZS52MUIOUmF0ZXF1ZXVlUHJvdG9QAVpGZ2l0aHViLmNvbS9yYXRlcXVldWUvcmF0ZXF1ZXVlL2NsaWVudHMvZ28vZ2VuL3JhdGVxdWV1ZS92MTtyYXRlcXVldWV2MaICA1JYWKoCDFJhdGVxdWV1ZS5WMcoCDFJhdGVxdWV1ZVxWMeICGFJhdGVxdWV1ZVxWMVxHUEJNZXRhZGF0YeoCDVJhdGVxdWV1ZTo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChxyYXRlcXVldWUvdjEvcmF0ZXF1ZXVlLnByb3RvEgxyYXRlcXVldWUudjEinAEKDkFjcXVpcmVSZXF1ZXN0EhAKCHJlc291cmNlGAEgASgJEhEKBGxvYWQYAiABKAFIAIgBARIVCghwcmlvcml0eRgDIAEoBUgBiAEBEgwKBGxhbmUYBCABKAkSKgoHdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIHCgVfbG9hZEILCglfcHJpb3JpdHkiYwoPQWNxdWlyZVJlc3BvbnNlEiIKBWxlYXNlGAEgASgLMhMucmF0ZXF1ZXVlLnYxLkxlYXNlEiwKCXdhaXRfdGltZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLCAQoFTGVhc2USEAoIbGVhc2VfaWQYASABKAkSEAoIcmVzb3VyY2UYAiABKAkSDAoEbG9hZBgDIAEoARIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoDdHRsGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KCmdyYW50X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIn4KDlJlbGVhc2VSZXF1ZXN0EhAKCGxlYXNlX2lkGAEgASgJEhgKC2FjdHVhbF9sb2FkGAIgASgBSACIAQESMAoIZmVlZGJhY2sYAyABKAsyHi5yYXRlcXVldWUudjEuUHJvdmlkZXJGZWVkYmFja0IOCgxfYWN0dWFsX2xvYWQipgIKEFByb3ZpZGVyRmVlZGJhY2sSEQoJdGhyb3R0bGVkGAEgASgIEi4KC3JldHJ5X2FmdGVyGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKCHJlcXVlc3RzGAMgASgLMh8ucmF0ZXF1ZXVlLnYxLkRpbWVuc2lvbkZlZWRiYWNrEi0KBGxvYWQYBCABKAsyHy5yYXRlcXVldWUudjEuRGltZW5zaW9uRmVlZGJhY2sSNQoMaW5wdXRfdG9rZW5zGAUgASgLMh8ucmF0ZXF1ZXVlLnYxLkRpbWVuc2lvbkZlZWRiYWNrEjYKDW91dHB1dF90b2tlbnMYBiABKAsyHy5yYXRlcXVldWUudjEuRGltZW5zaW9uRmVlZGJhY2sisgEKEURpbWVuc2lvbkZlZWRiYWNrEhIKBWxpbWl0GAEgASgBSACIAQESLwoMbGltaXRfcGVyaW9kGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKCXJlbWFpbmluZxgDIAEoAUgBiAEBEigKBXJlc2V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQggKBl9saW1pdEIMCgpfcmVtYWluaW5nIlMKDVJlcG9ydFJlcXVlc3QSEAoIcmVzb3VyY2UYASABKAkSMAoIZmVlZGJhY2sYAiABKAsyHi5yYXRlcXVldWUudjEuUHJvdmlkZXJGZWVkYmFjayJCCg5SZXBvcnRSZXNwb25zZRIwCgxwYXVzZWRfdW50aWwYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlEKD1JlbGVhc2VSZXNwb25zZRItCgdvdXRjb21lGAEgASgOMhwucmF0ZXF1ZXVlLnYxLlJlbGVhc2VPdXRjb21lEg8KB21lc3NhZ2UYAiABKAkiJQoQSGVhcnRiZWF0UmVxdWVzdBIRCglsZWFzZV9pZHMYASADKAkiXQoKTGVhc2VTdGF0ZRIQCghsZWFzZV9pZBgBIAEoCRIMCgRoZWxkGAIgASgIEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI9ChFIZWFydGJlYXRSZXNwb25zZRIoCgZsZWFzZXMYASADKAsyGC5yYXRlcXVldWUudjEuTGVhc2VTdGF0ZSIrCg1TZXNzaW9uQ2FuY2VsEhoKEmFjcXVpcmVfcmVxdWVzdF9pZBgBIAEoBCKhAgoOU2Vzc2lvblJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoBBIvCgdhY3F1aXJlGAIgASgLMhwucmF0ZXF1ZXVlLnYxLkFjcXVpcmVSZXF1ZXN0SAASLwoHcmVsZWFzZRgDIAEoCzIcLnJhdGVxdWV1ZS52MS5SZWxlYXNlUmVxdWVzdEgAEjMKCWhlYXJ0YmVhdBgEIAEoCzIeLnJhdGVxdWV1ZS52MS5IZWFydGJlYXRSZXF1ZXN0SAASLQoGY2FuY2VsGAUgASgLMhsucmF0ZXF1ZXVlLnYxLlNlc3Npb25DYW5jZWxIABItCgZyZXBvcnQYBiABKAsyGy5yYXRlcXVldWUudjEuUmVwb3J0UmVxdWVzdEgAQgYKBGtpbmQiKAoHRmFpbHVyZRIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkiMgoMTGVhc2VFeHBpcmVkEhAKCGxlYXNlX2lkGAEgASgJEhAKCHJlc291cmNlGAIgASgJItkCCg9TZXNzaW9uUmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoBBIwCgdncmFudGVkGAIgASgLMh0ucmF0ZXF1ZXVlLnYxLkFjcXVpcmVSZXNwb25zZUgAEjEKCHJlbGVhc2VkGAMgASgLMh0ucmF0ZXF1ZXVlLnYxLlJlbGVhc2VSZXNwb25zZUgAEjQKCWhlYXJ0YmVhdBgEIAEoCzIfLnJhdGVxdWV1ZS52MS5IZWFydGJlYXRSZXNwb25zZUgAEigKB2ZhaWx1cmUYBSABKAsyFS5yYXRlcXVldWUudjEuRmFpbHVyZUgAEjMKDWxlYXNlX2V4cGlyZWQYBiABKAsyGi5yYXRlcXVldWUudjEuTGVhc2VFeHBpcmVkSAASMAoIcmVwb3J0ZWQYByABKAsyHC5yYXRlcXVldWUudjEuUmVwb3J0UmVzcG9uc2VIAEIGCgRraW5kKq8BCg5SZWxlYXNlT3V0Y29tZRIfChtSRUxFQVNFX09VVENPTUVfVU5TUEVDSUZJRUQQABIcChhSRUxFQVNFX09VVENPTUVfUkVMRUFTRUQQARIkCiBSRUxFQVNFX09VVENPTUVfQUxSRUFEWV9SRUxFQVNFRBACEhsKF1JFTEVBU0VfT1VUQ09NRV9FWFBJUkVEEAMSGwoXUkVMRUFTRV9PVVRDT01FX1VOS05PV04QBDKBAwoQUmF0ZVF1ZXVlU2VydmljZRJKCgdTZXNzaW9uEhwucmF0ZXF1ZXVlLnYxLlNlc3Npb25SZXF1ZXN0Gh0ucmF0ZXF1ZXVlLnYxLlNlc3Npb25SZXNwb25zZSgBMAESRgoHQWNxdWlyZRIcLnJhdGVxdWV1ZS52MS5BY3F1aXJlUmVxdWVzdBodLnJhdGVxdWV1ZS52MS5BY3F1aXJlUmVzcG9uc2USRgoHUmVsZWFzZRIcLnJhdGVxdWV1ZS52MS5SZWxlYXNlUmVxdWVzdBodLnJhdGVxdWV1ZS52MS5SZWxlYXNlUmVzcG9uc2USTAoJSGVhcnRiZWF0Eh4ucmF0ZXF1ZXVlLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHy5yYXRlcXVldWUudjEuSGVhcnRiZWF0UmVzcG9uc2USQwoGUmVwb3J0EhsucmF0ZXF1ZXVlLnYxLlJlcG9ydFJlcXVlc3QaHC5yYXRlcXVldWUudjEuUmVwb3J0UmVzcG9uc2VCuwEKEGNvbS5yYXRlcXVldWUudjFCDlJhdGVxdWV1ZVByb3RvUAFaRmdpdGh1Yi5jb20vcmF0ZXF1ZXVlL3JhdGVxdWV1ZS9jbGllbnRzL2dvL2dlbi9yYXRlcXVldWUvdjE7cmF0ZXF1ZXVldjGiAgNSWFiqAgxSYXRlcXVldWUuVjHKAgxSYXRlcXVldWVcVjHiAhhSYXRlcXVldWVcVjFcR1BCTWV0YWRhdGHqAg1SYXRlcXVldWU6OlYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * AcquireRequest asks for a lease on a resource.
@@ -166,10 +166,19 @@ export type ReleaseRequest = Message<"ratequeue.v1.ReleaseRequest"> & {
   /**
    * The load the call really used, when it differs from the estimate given
    * at acquire; load limits are charged or refunded by the difference.
+   * A throttled release (feedback.throttled) without it refunds the whole
+   * load: the provider refused the call, so it spent no tokens.
    *
    * @generated from field: optional double actual_load = 2;
    */
   actualLoad?: number | undefined;
+
+  /**
+   * What the provider said about the call, when the client saw its answer.
+   *
+   * @generated from field: ratequeue.v1.ProviderFeedback feedback = 3;
+   */
+  feedback?: ProviderFeedback | undefined;
 };
 
 /**
@@ -178,6 +187,171 @@ export type ReleaseRequest = Message<"ratequeue.v1.ReleaseRequest"> & {
  */
 export const ReleaseRequestSchema: GenMessage<ReleaseRequest> = /*@__PURE__*/
   messageDesc(file_ratequeue_v1_ratequeue, 3);
+
+/**
+ * ProviderFeedback is what the upstream provider said about one call: that it
+ * refused it, and what its rate-limit headers said. Feedback only ever lowers
+ * what the resource admits; it never grants beyond the configured limits.
+ *
+ * @generated from message ratequeue.v1.ProviderFeedback
+ */
+export type ProviderFeedback = Message<"ratequeue.v1.ProviderFeedback"> & {
+  /**
+   * The provider refused the call for its rate (HTTP 429) or because it is
+   * overloaded (HTTP 503 or 529). The whole resource pauses, fleet-wide: for
+   * retry_after when given, else for the resource's cooldown, doubling on
+   * each further refusal of a call granted after the pause began (at most
+   * 60 s), and back to the cooldown after a call that succeeds.
+   *
+   * @generated from field: bool throttled = 1;
+   */
+  throttled: boolean;
+
+  /**
+   * How long the provider asked callers to wait (Retry-After).
+   *
+   * @generated from field: google.protobuf.Duration retry_after = 2;
+   */
+  retryAfter?: Duration | undefined;
+
+  /**
+   * The provider's request budget (x-ratelimit-*-requests).
+   *
+   * @generated from field: ratequeue.v1.DimensionFeedback requests = 3;
+   */
+  requests?: DimensionFeedback | undefined;
+
+  /**
+   * The provider's token budget (x-ratelimit-*-tokens): applies to the load
+   * limits that declare no unit, or unit "tokens".
+   *
+   * @generated from field: ratequeue.v1.DimensionFeedback load = 4;
+   */
+  load?: DimensionFeedback | undefined;
+
+  /**
+   * The provider's input-token budget: applies to load limits with unit
+   * "input_tokens", or to the only load limit when no load limit declares a
+   * unit and `load` is not given.
+   *
+   * @generated from field: ratequeue.v1.DimensionFeedback input_tokens = 5;
+   */
+  inputTokens?: DimensionFeedback | undefined;
+
+  /**
+   * The provider's output-token budget, as input_tokens for "output_tokens".
+   *
+   * @generated from field: ratequeue.v1.DimensionFeedback output_tokens = 6;
+   */
+  outputTokens?: DimensionFeedback | undefined;
+};
+
+/**
+ * Describes the message ratequeue.v1.ProviderFeedback.
+ * Use `create(ProviderFeedbackSchema)` to create a new message.
+ */
+export const ProviderFeedbackSchema: GenMessage<ProviderFeedback> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_ratequeue, 4);
+
+/**
+ * DimensionFeedback is one dimension of a provider's rate-limit headers.
+ *
+ * @generated from message ratequeue.v1.DimensionFeedback
+ */
+export type DimensionFeedback = Message<"ratequeue.v1.DimensionFeedback"> & {
+  /**
+   * The provider's limit per limit_period (x-ratelimit-limit-*). Lower than
+   * the configured amount (converted to the same period), it becomes the
+   * limit's effective amount while the resource learns limits.
+   *
+   * @generated from field: optional double limit = 1;
+   */
+  limit?: number | undefined;
+
+  /**
+   * The period of `limit`. Unset means 60 s: both OpenAI and Anthropic give
+   * their limits per minute.
+   *
+   * @generated from field: google.protobuf.Duration limit_period = 2;
+   */
+  limitPeriod?: Duration | undefined;
+
+  /**
+   * What the provider had left after counting this call
+   * (x-ratelimit-remaining-*). The limit's available budget is lowered to at
+   * most this, minus what was granted after this call (still in flight, so
+   * not yet counted by the provider).
+   *
+   * @generated from field: optional double remaining = 3;
+   */
+  remaining?: number | undefined;
+
+  /**
+   * How long until the provider's budget is full again (x-ratelimit-reset-*).
+   * Informational: the budget refills at the limit's rate, as both
+   * providers' buckets do.
+   *
+   * @generated from field: google.protobuf.Duration reset = 4;
+   */
+  reset?: Duration | undefined;
+};
+
+/**
+ * Describes the message ratequeue.v1.DimensionFeedback.
+ * Use `create(DimensionFeedbackSchema)` to create a new message.
+ */
+export const DimensionFeedbackSchema: GenMessage<DimensionFeedback> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_ratequeue, 5);
+
+/**
+ * ReportRequest gives provider feedback about a call made without a lease.
+ *
+ * @generated from message ratequeue.v1.ReportRequest
+ */
+export type ReportRequest = Message<"ratequeue.v1.ReportRequest"> & {
+  /**
+   * The resource the call spent.
+   *
+   * @generated from field: string resource = 1;
+   */
+  resource: string;
+
+  /**
+   * What the provider said. The call counts as made now: nothing is
+   * assumed in flight after it.
+   *
+   * @generated from field: ratequeue.v1.ProviderFeedback feedback = 2;
+   */
+  feedback?: ProviderFeedback | undefined;
+};
+
+/**
+ * Describes the message ratequeue.v1.ReportRequest.
+ * Use `create(ReportRequestSchema)` to create a new message.
+ */
+export const ReportRequestSchema: GenMessage<ReportRequest> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_ratequeue, 6);
+
+/**
+ * ReportResponse says what the resource does now.
+ *
+ * @generated from message ratequeue.v1.ReportResponse
+ */
+export type ReportResponse = Message<"ratequeue.v1.ReportResponse"> & {
+  /**
+   * Until when the resource grants nothing, when it is paused.
+   *
+   * @generated from field: google.protobuf.Timestamp paused_until = 1;
+   */
+  pausedUntil?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ratequeue.v1.ReportResponse.
+ * Use `create(ReportResponseSchema)` to create a new message.
+ */
+export const ReportResponseSchema: GenMessage<ReportResponse> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_ratequeue, 7);
 
 /**
  * ReleaseResponse says what the release did.
@@ -205,7 +379,7 @@ export type ReleaseResponse = Message<"ratequeue.v1.ReleaseResponse"> & {
  * Use `create(ReleaseResponseSchema)` to create a new message.
  */
 export const ReleaseResponseSchema: GenMessage<ReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_ratequeue, 4);
+  messageDesc(file_ratequeue_v1_ratequeue, 8);
 
 /**
  * HeartbeatRequest extends leases.
@@ -226,7 +400,7 @@ export type HeartbeatRequest = Message<"ratequeue.v1.HeartbeatRequest"> & {
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_ratequeue, 5);
+  messageDesc(file_ratequeue_v1_ratequeue, 9);
 
 /**
  * LeaseState is a heartbeated lease's state.
@@ -261,7 +435,7 @@ export type LeaseState = Message<"ratequeue.v1.LeaseState"> & {
  * Use `create(LeaseStateSchema)` to create a new message.
  */
 export const LeaseStateSchema: GenMessage<LeaseState> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_ratequeue, 6);
+  messageDesc(file_ratequeue_v1_ratequeue, 10);
 
 /**
  * HeartbeatResponse reports each heartbeated lease, in request order.
@@ -282,7 +456,7 @@ export type HeartbeatResponse = Message<"ratequeue.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_ratequeue, 7);
+  messageDesc(file_ratequeue_v1_ratequeue, 11);
 
 /**
  * SessionCancel withdraws a waiting acquire sent earlier on the same session.
@@ -303,7 +477,7 @@ export type SessionCancel = Message<"ratequeue.v1.SessionCancel"> & {
  * Use `create(SessionCancelSchema)` to create a new message.
  */
 export const SessionCancelSchema: GenMessage<SessionCancel> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_ratequeue, 8);
+  messageDesc(file_ratequeue_v1_ratequeue, 12);
 
 /**
  * SessionRequest is one client message on a session stream.
@@ -358,6 +532,14 @@ export type SessionRequest = Message<"ratequeue.v1.SessionRequest"> & {
      */
     value: SessionCancel;
     case: "cancel";
+  } | {
+    /**
+     * Give provider feedback without a lease; answered by reported or failure.
+     *
+     * @generated from field: ratequeue.v1.ReportRequest report = 6;
+     */
+    value: ReportRequest;
+    case: "report";
   } | { case: undefined; value?: undefined };
 };
 
@@ -366,7 +548,7 @@ export type SessionRequest = Message<"ratequeue.v1.SessionRequest"> & {
  * Use `create(SessionRequestSchema)` to create a new message.
  */
 export const SessionRequestSchema: GenMessage<SessionRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_ratequeue, 9);
+  messageDesc(file_ratequeue_v1_ratequeue, 13);
 
 /**
  * Failure is an operation's error: a gRPC status code and a message that
@@ -395,7 +577,7 @@ export type Failure = Message<"ratequeue.v1.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_ratequeue, 10);
+  messageDesc(file_ratequeue_v1_ratequeue, 14);
 
 /**
  * LeaseExpired tells a session that one of its leases expired unheartbeated.
@@ -423,7 +605,7 @@ export type LeaseExpired = Message<"ratequeue.v1.LeaseExpired"> & {
  * Use `create(LeaseExpiredSchema)` to create a new message.
  */
 export const LeaseExpiredSchema: GenMessage<LeaseExpired> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_ratequeue, 11);
+  messageDesc(file_ratequeue_v1_ratequeue, 15);
 
 /**
  * SessionResponse is one server message on a session stream.
@@ -483,6 +665,14 @@ export type SessionResponse = Message<"ratequeue.v1.SessionResponse"> & {
      */
     value: LeaseExpired;
     case: "leaseExpired";
+  } | {
+    /**
+     * A report was applied.
+     *
+     * @generated from field: ratequeue.v1.ReportResponse reported = 7;
+     */
+    value: ReportResponse;
+    case: "reported";
   } | { case: undefined; value?: undefined };
 };
 
@@ -491,7 +681,7 @@ export type SessionResponse = Message<"ratequeue.v1.SessionResponse"> & {
  * Use `create(SessionResponseSchema)` to create a new message.
  */
 export const SessionResponseSchema: GenMessage<SessionResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_ratequeue, 12);
+  messageDesc(file_ratequeue_v1_ratequeue, 16);
 
 /**
  * ReleaseOutcome says what a release found.
@@ -652,6 +842,17 @@ export const RateQueueService: GenService<{
     methodKind: "unary";
     input: typeof HeartbeatRequestSchema;
     output: typeof HeartbeatResponseSchema;
+  },
+  /**
+   * Report tells the resource what the provider said about a call made
+   * without a lease (a release carries the same feedback for a leased call).
+   *
+   * @generated from rpc ratequeue.v1.RateQueueService.Report
+   */
+  report: {
+    methodKind: "unary";
+    input: typeof ReportRequestSchema;
+    output: typeof ReportResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ratequeue_v1_ratequeue, 0);

@@ -32,16 +32,18 @@ API_KEY_ROLE_ADMIN: ApiKeyRole
 API_KEY_ROLE_ROOT: ApiKeyRole
 
 class Limit(_message.Message):
-    __slots__ = ("dimension", "amount", "period", "burst")
+    __slots__ = ("dimension", "amount", "period", "burst", "unit")
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     BURST_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
     dimension: Dimension
     amount: float
     period: _duration_pb2.Duration
     burst: float
-    def __init__(self, dimension: _Optional[_Union[Dimension, str]] = ..., amount: _Optional[float] = ..., period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., burst: _Optional[float] = ...) -> None: ...
+    unit: str
+    def __init__(self, dimension: _Optional[_Union[Dimension, str]] = ..., amount: _Optional[float] = ..., period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., burst: _Optional[float] = ..., unit: _Optional[str] = ...) -> None: ...
 
 class Lane(_message.Message):
     __slots__ = ("name", "weight")
@@ -52,7 +54,7 @@ class Lane(_message.Message):
     def __init__(self, name: _Optional[str] = ..., weight: _Optional[int] = ...) -> None: ...
 
 class Resource(_message.Message):
-    __slots__ = ("name", "limits", "concurrency", "lanes", "default_lane", "lease_ttl", "max_queue")
+    __slots__ = ("name", "limits", "concurrency", "lanes", "default_lane", "lease_ttl", "max_queue", "cooldown", "learn_limits")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +62,8 @@ class Resource(_message.Message):
     DEFAULT_LANE_FIELD_NUMBER: _ClassVar[int]
     LEASE_TTL_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_FIELD_NUMBER: _ClassVar[int]
+    LEARN_LIMITS_FIELD_NUMBER: _ClassVar[int]
     name: str
     limits: _containers.RepeatedCompositeFieldContainer[Limit]
     concurrency: int
@@ -67,7 +71,9 @@ class Resource(_message.Message):
     default_lane: str
     lease_ttl: _duration_pb2.Duration
     max_queue: int
-    def __init__(self, name: _Optional[str] = ..., limits: _Optional[_Iterable[_Union[Limit, _Mapping]]] = ..., concurrency: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[Lane, _Mapping]]] = ..., default_lane: _Optional[str] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_queue: _Optional[int] = ...) -> None: ...
+    cooldown: _duration_pb2.Duration
+    learn_limits: bool
+    def __init__(self, name: _Optional[str] = ..., limits: _Optional[_Iterable[_Union[Limit, _Mapping]]] = ..., concurrency: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[Lane, _Mapping]]] = ..., default_lane: _Optional[str] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_queue: _Optional[int] = ..., cooldown: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., learn_limits: bool = ...) -> None: ...
 
 class PutResourceRequest(_message.Message):
     __slots__ = ("resource",)
@@ -136,19 +142,21 @@ class LaneStats(_message.Message):
     def __init__(self, name: _Optional[str] = ..., weight: _Optional[int] = ..., queue_depth: _Optional[int] = ..., grants: _Optional[int] = ..., load_granted: _Optional[float] = ...) -> None: ...
 
 class LimitStats(_message.Message):
-    __slots__ = ("limit", "available", "utilisation", "used_last_period")
+    __slots__ = ("limit", "available", "utilisation", "used_last_period", "learned_amount")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     UTILISATION_FIELD_NUMBER: _ClassVar[int]
     USED_LAST_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    LEARNED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     limit: Limit
     available: float
     utilisation: float
     used_last_period: float
-    def __init__(self, limit: _Optional[_Union[Limit, _Mapping]] = ..., available: _Optional[float] = ..., utilisation: _Optional[float] = ..., used_last_period: _Optional[float] = ...) -> None: ...
+    learned_amount: float
+    def __init__(self, limit: _Optional[_Union[Limit, _Mapping]] = ..., available: _Optional[float] = ..., utilisation: _Optional[float] = ..., used_last_period: _Optional[float] = ..., learned_amount: _Optional[float] = ...) -> None: ...
 
 class ResourceStats(_message.Message):
-    __slots__ = ("name", "leases_in_flight", "lanes", "limits", "grants", "rejections", "timeouts", "cancellations", "expirations", "wait_p50", "wait_p90", "wait_p99", "wait_max")
+    __slots__ = ("name", "leases_in_flight", "lanes", "limits", "grants", "rejections", "timeouts", "cancellations", "expirations", "wait_p50", "wait_p90", "wait_p99", "wait_max", "paused_until", "throttles")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LEASES_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     LANES_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +170,8 @@ class ResourceStats(_message.Message):
     WAIT_P90_FIELD_NUMBER: _ClassVar[int]
     WAIT_P99_FIELD_NUMBER: _ClassVar[int]
     WAIT_MAX_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    THROTTLES_FIELD_NUMBER: _ClassVar[int]
     name: str
     leases_in_flight: int
     lanes: _containers.RepeatedCompositeFieldContainer[LaneStats]
@@ -175,7 +185,9 @@ class ResourceStats(_message.Message):
     wait_p90: _duration_pb2.Duration
     wait_p99: _duration_pb2.Duration
     wait_max: _duration_pb2.Duration
-    def __init__(self, name: _Optional[str] = ..., leases_in_flight: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[LaneStats, _Mapping]]] = ..., limits: _Optional[_Iterable[_Union[LimitStats, _Mapping]]] = ..., grants: _Optional[int] = ..., rejections: _Optional[int] = ..., timeouts: _Optional[int] = ..., cancellations: _Optional[int] = ..., expirations: _Optional[int] = ..., wait_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_p90: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    paused_until: _timestamp_pb2.Timestamp
+    throttles: int
+    def __init__(self, name: _Optional[str] = ..., leases_in_flight: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[LaneStats, _Mapping]]] = ..., limits: _Optional[_Iterable[_Union[LimitStats, _Mapping]]] = ..., grants: _Optional[int] = ..., rejections: _Optional[int] = ..., timeouts: _Optional[int] = ..., cancellations: _Optional[int] = ..., expirations: _Optional[int] = ..., wait_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_p90: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., paused_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., throttles: _Optional[int] = ...) -> None: ...
 
 class GetResourceStatsResponse(_message.Message):
     __slots__ = ("stats",)

@@ -63,12 +63,56 @@ class Lease(_message.Message):
     def __init__(self, lease_id: _Optional[str] = ..., resource: _Optional[str] = ..., load: _Optional[float] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., grant_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
-    __slots__ = ("lease_id", "actual_load")
+    __slots__ = ("lease_id", "actual_load", "feedback")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     ACTUAL_LOAD_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     actual_load: float
-    def __init__(self, lease_id: _Optional[str] = ..., actual_load: _Optional[float] = ...) -> None: ...
+    feedback: ProviderFeedback
+    def __init__(self, lease_id: _Optional[str] = ..., actual_load: _Optional[float] = ..., feedback: _Optional[_Union[ProviderFeedback, _Mapping]] = ...) -> None: ...
+
+class ProviderFeedback(_message.Message):
+    __slots__ = ("throttled", "retry_after", "requests", "load", "input_tokens", "output_tokens")
+    THROTTLED_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    throttled: bool
+    retry_after: _duration_pb2.Duration
+    requests: DimensionFeedback
+    load: DimensionFeedback
+    input_tokens: DimensionFeedback
+    output_tokens: DimensionFeedback
+    def __init__(self, throttled: bool = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., requests: _Optional[_Union[DimensionFeedback, _Mapping]] = ..., load: _Optional[_Union[DimensionFeedback, _Mapping]] = ..., input_tokens: _Optional[_Union[DimensionFeedback, _Mapping]] = ..., output_tokens: _Optional[_Union[DimensionFeedback, _Mapping]] = ...) -> None: ...
+
+class DimensionFeedback(_message.Message):
+    __slots__ = ("limit", "limit_period", "remaining", "reset")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    limit: float
+    limit_period: _duration_pb2.Duration
+    remaining: float
+    reset: _duration_pb2.Duration
+    def __init__(self, limit: _Optional[float] = ..., limit_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., remaining: _Optional[float] = ..., reset: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ReportRequest(_message.Message):
+    __slots__ = ("resource", "feedback")
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    resource: str
+    feedback: ProviderFeedback
+    def __init__(self, resource: _Optional[str] = ..., feedback: _Optional[_Union[ProviderFeedback, _Mapping]] = ...) -> None: ...
+
+class ReportResponse(_message.Message):
+    __slots__ = ("paused_until",)
+    PAUSED_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    paused_until: _timestamp_pb2.Timestamp
+    def __init__(self, paused_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReleaseResponse(_message.Message):
     __slots__ = ("outcome", "message")
@@ -107,18 +151,20 @@ class SessionCancel(_message.Message):
     def __init__(self, acquire_request_id: _Optional[int] = ...) -> None: ...
 
 class SessionRequest(_message.Message):
-    __slots__ = ("request_id", "acquire", "release", "heartbeat", "cancel")
+    __slots__ = ("request_id", "acquire", "release", "heartbeat", "cancel", "report")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ACQUIRE_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     acquire: AcquireRequest
     release: ReleaseRequest
     heartbeat: HeartbeatRequest
     cancel: SessionCancel
-    def __init__(self, request_id: _Optional[int] = ..., acquire: _Optional[_Union[AcquireRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., cancel: _Optional[_Union[SessionCancel, _Mapping]] = ...) -> None: ...
+    report: ReportRequest
+    def __init__(self, request_id: _Optional[int] = ..., acquire: _Optional[_Union[AcquireRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., cancel: _Optional[_Union[SessionCancel, _Mapping]] = ..., report: _Optional[_Union[ReportRequest, _Mapping]] = ...) -> None: ...
 
 class Failure(_message.Message):
     __slots__ = ("code", "message")
@@ -137,17 +183,19 @@ class LeaseExpired(_message.Message):
     def __init__(self, lease_id: _Optional[str] = ..., resource: _Optional[str] = ...) -> None: ...
 
 class SessionResponse(_message.Message):
-    __slots__ = ("request_id", "granted", "released", "heartbeat", "failure", "lease_expired")
+    __slots__ = ("request_id", "granted", "released", "heartbeat", "failure", "lease_expired", "reported")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     GRANTED_FIELD_NUMBER: _ClassVar[int]
     RELEASED_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     granted: AcquireResponse
     released: ReleaseResponse
     heartbeat: HeartbeatResponse
     failure: Failure
     lease_expired: LeaseExpired
-    def __init__(self, request_id: _Optional[int] = ..., granted: _Optional[_Union[AcquireResponse, _Mapping]] = ..., released: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatResponse, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., lease_expired: _Optional[_Union[LeaseExpired, _Mapping]] = ...) -> None: ...
+    reported: ReportResponse
+    def __init__(self, request_id: _Optional[int] = ..., granted: _Optional[_Union[AcquireResponse, _Mapping]] = ..., released: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatResponse, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., lease_expired: _Optional[_Union[LeaseExpired, _Mapping]] = ..., reported: _Optional[_Union[ReportResponse, _Mapping]] = ...) -> None: ...

@@ -113,6 +113,11 @@ class RateQueueServiceStub(object):
                 request_serializer=ratequeue_dot_v1_dot_ratequeue__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=ratequeue_dot_v1_dot_ratequeue__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.Report = channel.unary_unary(
+                '/ratequeue.v1.RateQueueService/Report',
+                request_serializer=ratequeue_dot_v1_dot_ratequeue__pb2.ReportRequest.SerializeToString,
+                response_deserializer=ratequeue_dot_v1_dot_ratequeue__pb2.ReportResponse.FromString,
+                _registered_method=True)
 
 
 class RateQueueServiceServicer(object):
@@ -213,6 +218,14 @@ class RateQueueServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Report(self, request, context):
+        """Report tells the resource what the provider said about a call made
+        without a lease (a release carries the same feedback for a leased call).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RateQueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -235,6 +248,11 @@ def add_RateQueueServiceServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=ratequeue_dot_v1_dot_ratequeue__pb2.HeartbeatRequest.FromString,
                     response_serializer=ratequeue_dot_v1_dot_ratequeue__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'Report': grpc.unary_unary_rpc_method_handler(
+                    servicer.Report,
+                    request_deserializer=ratequeue_dot_v1_dot_ratequeue__pb2.ReportRequest.FromString,
+                    response_serializer=ratequeue_dot_v1_dot_ratequeue__pb2.ReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -404,6 +422,33 @@ class RateQueueService(object):
             '/ratequeue.v1.RateQueueService/Heartbeat',
             ratequeue_dot_v1_dot_ratequeue__pb2.HeartbeatRequest.SerializeToString,
             ratequeue_dot_v1_dot_ratequeue__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Report(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratequeue.v1.RateQueueService/Report',
+            ratequeue_dot_v1_dot_ratequeue__pb2.ReportRequest.SerializeToString,
+            ratequeue_dot_v1_dot_ratequeue__pb2.ReportResponse.FromString,
             options,
             channel_credentials,
             insecure,
