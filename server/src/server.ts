@@ -108,6 +108,26 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       log.info("lease expired", { resource: lease.resource, lease: lease.id, owner: lease.owner, at: lease.expiresAt });
       router.expired(lease.id, lease.resource);
     },
+    onFeedback: (e) => {
+      if (e.kind === "paused") {
+        log.warn("provider throttled: resource paused", {
+          resource: e.resource,
+          until: new Date(e.until).toISOString(),
+          pause_ms: e.pauseMs,
+          from: e.retryAfter ? "retry_after" : "cooldown",
+        });
+      } else {
+        log.info(e.learned === undefined ? "provider limit at or above the configured one: learned limit dropped" : "provider limit learned", {
+          resource: e.resource,
+          limit: e.limit + 1,
+          configured: e.configured,
+          learned: e.learned,
+          period_ms: e.periodMs,
+        });
+      }
+      // A new leader must honour what the provider said: do not wait for the next snapshot.
+      group?.snapshotSoon();
+    },
   });
   if (group === undefined) for (const spec of options.resources ?? []) engine.putResource(spec);
 

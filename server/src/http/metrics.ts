@@ -149,7 +149,8 @@ export function createMetrics(sources: MetricsSources): Metrics {
   metric("ratequeue_limit_utilisation_ratio", "What a limit allowed over its last period that was used, 0 to 1 (per namespace: the busiest resource's).", "gauge", (out) => {
     for (const { m, labels } of visible) {
       m.limits.forEach((l, i) => {
-        const ratio = Math.min(1, l.usedLastPeriod / l.limit.amount);
+        // What the limit allowed: the learned amount when the provider taught a lower one.
+        const ratio = Math.min(1, l.usedLastPeriod / (l.learnedAmount ?? l.limit.amount));
         const sample = { ...labels, limit: limitLabel(l.limit, i, m.limits.map((x) => x.limit)) };
         const key = JSON.stringify([undefined, sample]);
         const existing = out.get(key);
@@ -164,7 +165,22 @@ export function createMetrics(sources: MetricsSources): Metrics {
         m.limits.forEach((l, i) => add(out, { ...labels, limit: limitLabel(l.limit, i, m.limits.map((x) => x.limit)) }, l.available));
       }
     });
+    metric("ratequeue_limit_amount", "A limit's amount per its period: the configured one, and the learned one while provider feedback holds it lower (source label).", "gauge", (out) => {
+      for (const { m, labels } of visible) {
+        m.limits.forEach((l, i) => {
+          const limit = limitLabel(l.limit, i, m.limits.map((x) => x.limit));
+          add(out, { ...labels, limit, source: "configured" }, l.limit.amount);
+          if (l.learnedAmount !== undefined) add(out, { ...labels, limit, source: "learned" }, l.learnedAmount);
+        });
+      }
+    });
   }
+  metric("ratequeue_provider_throttles_total", "Calls the provider refused (429, or 503/529 overloaded), reported in releases and reports.", "counter", (out) => {
+    for (const { m, labels } of visible) add(out, labels, m.throttles);
+  });
+  metric("ratequeue_resource_paused", "1 while a resource grants nothing because its provider refused a call (per namespace: resources paused).", "gauge", (out) => {
+    for (const { m, labels } of visible) add(out, labels, m.pausedUntil === undefined ? 0 : 1);
+  });
   metric("ratequeue_sessions", "Open Session streams.", "gauge", (out) => add(out, {}, sources.sessions()));
   metric("ratequeue_leader", "1 while this node may grant (a lone node, or a group's leader), else 0.", "gauge", (out) => add(out, {}, sources.leader() ? 1 : 0));
   metric("ratequeue_auth_failures_total", "Calls refused for a missing, malformed or unknown API key.", "counter", (out) => add(out, {}, auth.failures));

@@ -142,6 +142,8 @@ export class RedisGroup implements ResourceStore {
   private stopped = false;
   private tickTimer: TimerId | undefined;
   private snapshotTimer: TimerId | undefined;
+  /** A snapshot was asked for while one was being written. */
+  private snapshotAgain = false;
   private writingSnapshot = false;
   /** Fires at the gate's deadline so a lapse is noticed (logged, health) even when idle. */
   private lapseTimer: TimerId | undefined;
@@ -390,8 +392,23 @@ export class RedisGroup implements ResourceStore {
       .finally(() => (this.keysRefreshing = false));
   }
 
+  /**
+   * Writes a snapshot now rather than at the next tick (or right after the
+   * one being written): a pause the provider asked for must survive a failover.
+   */
+  snapshotSoon(): void {
+    if (this.snapshotTimer === undefined || this.stopped) return;
+    if (this.writingSnapshot) {
+      this.snapshotAgain = true;
+      return;
+    }
+    this.deps.clock.clearTimer(this.snapshotTimer);
+    this.snapshotTick();
+  }
+
   private snapshotTick(): void {
     const { clock } = this.deps;
+    this.snapshotAgain = false;
     this.snapshotTimer = clock.setTimer(clock.now() + this.options.snapshotEveryMs, () => this.snapshotTick());
     const term = this.term;
     if (this.stopped || term === undefined || !this.granting || this.writingSnapshot || !this.gate.checkDeadline()) return;
@@ -406,7 +423,10 @@ export class RedisGroup implements ResourceStore {
         },
         (err: unknown) => (err instanceof FencedError ? this.deposed(term) : this.redisFailed(err)),
       )
-      .finally(() => (this.writingSnapshot = false));
+      .finally(() => {
+        this.writingSnapshot = false;
+        if (this.snapshotAgain) this.snapshotSoon();
+      });
   }
 
   // ------------------------------------------------------------ state changes
