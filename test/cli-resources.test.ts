@@ -96,8 +96,19 @@ const openaiWritten = {
   default_lane: "user-facing",
   lease_ttl: "30s",
   max_queue: 10000,
+  cooldown: "1s",
+  learn_limits: true,
 };
-const plainWritten = { limits: [], concurrency: 0, lanes: { default: 1 }, default_lane: "default", lease_ttl: "30s", max_queue: 10000 };
+const plainWritten = {
+  limits: [],
+  concurrency: 0,
+  lanes: { default: 1 },
+  default_lane: "default",
+  lease_ttl: "30s",
+  max_queue: 10000,
+  cooldown: "1s",
+  learn_limits: true,
+};
 
 describe("resources apply", () => {
   test("creates, then changes only what differs, printing one line per resource; --dry-run prints the same and changes nothing", async () => {

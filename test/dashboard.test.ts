@@ -322,6 +322,8 @@ describe("the dashboard in chromium", () => {
             "default_lane: batch",
             "lease_ttl: 1500ms",
             "max_queue: 50",
+            "cooldown: 1s",
+            "learn_limits: true",
             "",
           ].join("\n"),
         );
@@ -335,7 +337,7 @@ describe("the dashboard in chromium", () => {
       await save("made-on-page", definition.replace("concurrency: 4", "concurrency: 2000000"));
       await expect.poll(result).toBe("invalid_argument: resource.concurrency: must be an integer from 0 to 1000000, got 2000000");
       await save("made-on-page", "limit: []");
-      await expect.poll(result).toBe("invalid_argument: resources.made-on-page.limit: unknown key; expected one of limits, concurrency, lanes, default_lane, lease_ttl, max_queue");
+      await expect.poll(result).toBe("invalid_argument: resources.made-on-page.limit: unknown key; expected one of limits, concurrency, lanes, default_lane, lease_ttl, max_queue, cooldown, learn_limits");
       await save("made-on-page", "limits: [");
       await expect.poll(result).toMatch(/^invalid_argument: resources\.made-on-page: not valid YAML: /);
       expect((await admin.getResource("made-on-page")).concurrency).toBe(6);

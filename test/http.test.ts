@@ -106,7 +106,7 @@ describe("a lone node with keys", () => {
     const toText = (body: unknown) => curl(`${server.httpUrl}/dashboard/config-from-resource`, { body });
     expect(toText({ name: "api", concurrency: 3 })).toEqual({
       status: 200,
-      body: { text: "limits: []\nconcurrency: 3\nlanes: { default: 1 }\ndefault_lane: default\nlease_ttl: 30s\nmax_queue: 10000\n" },
+      body: { text: "limits: []\nconcurrency: 3\nlanes: { default: 1 }\ndefault_lane: default\nlease_ttl: 30s\nmax_queue: 10000\ncooldown: 1s\nlearn_limits: true\n" },
     });
     expect(toText({ name: "api", concurrency: 2_000_000 })).toMatchObject({ status: 400, body: { code: "invalid_argument", message: expect.stringContaining("resource.concurrency") } });
     expect(toText({ name: "api", nonsense: 1 })).toMatchObject({ status: 400, body: { code: "invalid_argument", message: expect.stringContaining('key "nonsense" is unknown') } });
