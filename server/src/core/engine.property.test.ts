@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { SimulatedClock } from "./clock.js";
 import { Engine } from "./engine.js";
 import type { EngineSnapshot } from "./snapshot.js";
-import type { LimitSpec, ResourceSpec, Ticket } from "./types.js";
+import type { DimensionFeedback, LimitSpec, ProviderFeedback, ResourceSpec, Ticket } from "./types.js";
 
 const NAMES = ["r0", "r1"];
 
@@ -68,7 +68,42 @@ const opArb = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant("advance" as const), ms: fc.oneof(fc.integer({ min: 0, max: 50 }), fc.integer({ min: 0, max: 3000 })) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("put" as const), res: fc.nat(1), shape: shapeArb }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("delete" as const), res: fc.nat(1) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("feedback" as const),
+      // Through a lease's release, or a report on a resource.
+      viaReport: fc.boolean(),
+      pick: fc.nat(),
+      res: fc.nat(1),
+      actual: fc.option(fc.double({ min: 0, max: 100, noNaN: true })),
+      throttled: fc.boolean(),
+      retryAfterMs: fc.option(fc.integer({ min: 0, max: 2000 })),
+      requests: fc.option(fc.record({ limit: fc.option(fc.integer({ min: 1, max: 20 })), remaining: fc.option(fc.integer({ min: 0, max: 10 })) })),
+      load: fc.option(fc.record({ limit: fc.option(fc.integer({ min: 1, max: 300 })), remaining: fc.option(fc.integer({ min: 0, max: 200 })) })),
+      limitPeriodMs: fc.constantFrom(100, 1000),
+    }),
+  },
 );
+
+/** A generated feedback op as the engine's ProviderFeedback. */
+function feedbackOf(op: Extract<Op, { kind: "feedback" }>): ProviderFeedback {
+  const dim = (d: { limit: number | null; remaining: number | null } | null): DimensionFeedback | undefined =>
+    d === null
+      ? undefined
+      : {
+          ...(d.limit !== null && { limit: d.limit, limitPeriodMs: op.limitPeriodMs }),
+          ...(d.remaining !== null && { remaining: d.remaining }),
+        };
+  const requests = dim(op.requests);
+  const load = dim(op.load);
+  return {
+    throttled: op.throttled,
+    ...(op.retryAfterMs !== null && { retryAfterMs: op.retryAfterMs }),
+    ...(requests && { requests }),
+    ...(load && { load }),
+  };
+}
 
 /** One entry of a resource's charge log: a grant's cost or a reconciliation delta, per limit. */
 interface Charge {
@@ -113,6 +148,25 @@ function checkWindows(log: Charge[], spec: ResourceSpec, epoch: number, from: nu
 
 type Op = typeof opArb extends fc.Arbitrary<infer O> ? O : never;
 
+/**
+ * After a pause that ended at `until`, the limits grant at their steady rate
+ * from then on, never a burst: net units in [until, t] <= (t - until) * rate.
+ */
+function checkSteadyAfter(log: Charge[], spec: ResourceSpec, epoch: number, until: number): void {
+  spec.limits.forEach((limit, k) => {
+    const rate = limit.amount / limit.periodMs;
+    let sum = 0;
+    for (const e of log) {
+      if (e.epoch !== epoch || e.t < until) continue;
+      sum += e.units[k]!;
+      const bound = (e.t - until) * rate;
+      if (e.grant && sum > bound + 1e-6 * (1 + bound)) {
+        throw new Error(`limit ${k} burst after a pause ending at ${until}: ${sum} units by ${e.t} > ${bound}`);
+      }
+    }
+  });
+}
+
 /** Makes an error thrown by an engine callback leave the engine call that delivered it. */
 const rethrow = (err: unknown): never => {
   throw err;
@@ -128,6 +182,8 @@ function run(shapes: Shape[], ops: Op[]): void {
   const callCounts: number[] = [];
   const pending = new Set<number>();
   let checkedUpTo = new Map<string, number>();
+  /** The latest end of a pause per resource, with the epoch it began in. */
+  const pauses = new Map<string, { until: number; epoch: number }>();
 
   const engine = new Engine({
     clock,
@@ -180,6 +236,8 @@ function run(shapes: Shape[], ops: Op[]): void {
             if (cap > 0) expect(heldOn(name)).toBeLessThan(cap);
             const lease = r.grant.lease;
             expect(lease.grantedAt).toBe(clock.now());
+            // Nothing is granted inside a pause.
+            expect(lease.grantedAt).toBeGreaterThanOrEqual(pauses.get(name)?.until ?? -Infinity);
             held.set(lease.id, { id: lease.id, res: name, load: lease.load, expiresAt: lease.expiresAt });
             logs.get(name)!.push({ t: lease.grantedAt, epoch: epochs.get(name)!, grant: true, units: costs(s, lease.load) });
           },
@@ -191,6 +249,13 @@ function run(shapes: Shape[], ops: Op[]): void {
         }
         break;
       }
+      case "feedback":
+        if (op.viaReport) {
+          const name = NAMES[op.res]!;
+          expect(engine.report(name, feedbackOf(op)) !== undefined).toBe(specs.has(name));
+          break;
+        }
+      // falls through: feedback with a lease's release
       case "release": {
         engine.heartbeat([]); // apply anything due first, so the charge log keeps the engine's order
         const ids = [...held.keys()];
@@ -199,11 +264,14 @@ function run(shapes: Shape[], ops: Op[]): void {
         const name = h?.res;
         const at = name ? logs.get(name)!.length : 0;
         held.delete(id);
-        const outcome = engine.release(id, op.actual ?? undefined);
+        const feedback = op.kind === "feedback" ? feedbackOf(op) : undefined;
+        const outcome = engine.release(id, op.actual ?? undefined, undefined, feedback);
         expect(outcome).toBe(h ? "released" : "unknown");
-        if (h && name && op.actual !== null && op.actual !== h.load) {
+        // A throttled call spent nothing unless it says so: its load is refunded.
+        const actual = op.actual ?? (feedback?.throttled ? 0 : null);
+        if (h && name && actual !== null && actual !== h.load) {
           const s = specs.get(name)!;
-          const delta = op.actual - h.load;
+          const delta = actual - h.load;
           logs.get(name)!.splice(at, 0, {
             t: now,
             epoch: epochs.get(name)!,
@@ -247,8 +315,13 @@ function run(shapes: Shape[], ops: Op[]): void {
         specs.delete(name);
         epochs.set(name, (epochs.get(name) ?? 0) + 1);
         for (const h of [...held.values()]) if (h.res === name) held.delete(h.id);
+        pauses.delete(name);
         break;
       }
+    }
+    for (const name of specs.keys()) {
+      const until = engine.stats(name)?.pausedUntil;
+      if (until !== undefined && until > (pauses.get(name)?.until ?? -Infinity)) pauses.set(name, { until, epoch: epochs.get(name)! });
     }
 
     // Invariants, after every step.
@@ -259,6 +332,8 @@ function run(shapes: Shape[], ops: Op[]): void {
       const log = logs.get(name)!;
       checkWindows(log, spec, epochs.get(name)!, checkedUpTo.get(name) ?? 0);
       checkedUpTo.set(name, log.length);
+      const pause = pauses.get(name);
+      if (pause !== undefined && pause.epoch === epochs.get(name)) checkSteadyAfter(log, spec, pause.epoch, pause.until);
       if (spec.concurrency > 0 && heldOn(name) >= spec.concurrency) continue;
       const next = engine.nextWaiting(name);
       if (next === undefined) continue;
@@ -266,6 +341,11 @@ function run(shapes: Shape[], ops: Op[]): void {
       expect(next.blockedBy).toBe("rate");
       expect(next.readyAt).toBeGreaterThan(t);
       const stats = engine.stats(name)!;
+      // Paused: the head waits for the pause's end (the limits may have room).
+      if (stats.pausedUntil !== undefined) {
+        expect(next.readyAt).toBeGreaterThanOrEqual(stats.pausedUntil);
+        continue;
+      }
       const need = costs(spec, next.load);
       const fitsByStats = stats.limits.every((l, k) => l.available >= need[k]! + 1e-7 * (1 + need[k]!));
       expect(fitsByStats).toBe(false);
@@ -309,6 +389,39 @@ describe("Engine properties", () => {
         (shape, ops) => run([shape, shape], ops),
       ),
       { numRuns: 150 },
+    );
+  });
+
+  it("pauses and feedback never reorder a queue: one lane, one priority, grants in arrival order", () => {
+    const step = fc.oneof(
+      { weight: 3, arbitrary: fc.record({ kind: fc.constant("acquire" as const), load: fc.integer({ min: 0, max: 30 }) }) },
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant("advance" as const), ms: fc.integer({ min: 0, max: 700 }) }) },
+      { weight: 2, arbitrary: opArb.filter((o) => o.kind === "feedback") },
+    );
+    fc.assert(
+      fc.property(shapeArb, fc.array(step, { minLength: 5, maxLength: 120 }), (shape, steps) => {
+        const clock = new SimulatedClock(0);
+        const engine = new Engine({ clock, onCallbackError: rethrow });
+        engine.putResource({ ...toSpec("r0", { ...shape, weights: [1], maxQueue: 1000 }), concurrency: 0 });
+        const order: number[] = [];
+        const leases: string[] = [];
+        let n = 0;
+        for (const s of steps) {
+          if (s.kind === "acquire") {
+            const mine = n++;
+            engine.acquire({ resource: "r0", load: s.load, priority: 1, lane: "", owner: "w" }, (r) => {
+              if (!r.ok) return;
+              order.push(mine);
+              leases.push(r.grant.lease.id);
+            });
+          } else if (s.kind === "advance") clock.advance(s.ms);
+          else if (s.viaReport || leases.length === 0) engine.report("r0", feedbackOf(s));
+          else engine.release(leases.shift()!, s.actual ?? undefined, undefined, feedbackOf(s));
+        }
+        clock.advance(3_600_000);
+        expect(order).toEqual([...order].sort((a, b) => a - b));
+      }),
+      { numRuns: 300 },
     );
   });
 

@@ -617,6 +617,8 @@ export class Engine {
     for (const g of r.limits) {
       if (g.spec.dimension !== "load") continue;
       g.adjust(delta);
+      // A refund during a pause does not refill the burst the pause ends with.
+      if (delta < 0 && r.pausedUntil > now) g.holdUntil(r.pausedUntil);
       (g.usage ??= new UsageWindow(g.spec.periodMs)).add(delta, now);
     }
     if (delta > 0) r.loadCharged += delta;
