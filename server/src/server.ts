@@ -112,6 +112,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if (e.kind === "paused") {
         log.warn("provider throttled: resource paused", {
           resource: e.resource,
+          at: e.at,
           until: new Date(e.until).toISOString(),
           pause_ms: e.pauseMs,
           from: e.retryAfter ? "retry_after" : "cooldown",

@@ -7,6 +7,7 @@ import {
   checkConcurrency,
   checkLaneShares,
   checkLeaseLife,
+  checkPauses,
   checkPriorities,
   checkRateLimits,
   checkUtilisation,
@@ -193,5 +194,23 @@ describe("priorities", () => {
     expect(checkPriorities(events, "api", "user", 100, window)).toEqual([]);
     const mixed = events.map((g) => (g.kind === "grant" && g.at % 30 === 0 ? { ...g, priority: 1 } : g));
     expect(checkPriorities(mixed, "api", "user", 100, window)).toHaveLength(1);
+  });
+});
+
+describe("pauses", () => {
+  const pause = (at: number, until: number, node = "n1"): RefereeEvent => ({ kind: "server-pause", node, resource: "api", at, until });
+  test("grants before a pause, at its start and from its end hold; one inside it breaks it", () => {
+    const ok: RefereeEvent[] = [grant(0), pause(100, 600), grant(100), grant(600), grant(700)];
+    expect(checkPauses(ok)).toEqual([]);
+    const inside = grant(350);
+    expect(checkPauses([...ok, inside])).toEqual([{ check: "pause", message: `api: lease ${inside.lease} granted at 350, inside the pause n1 began at 100 until 600` }]);
+    // Another resource is not paused.
+    expect(checkPauses([...ok, { ...grant(350), resource: "other" }])).toEqual([]);
+  });
+
+  test("a pause binds until the next change of leader, not past it", () => {
+    const lead: RefereeEvent = { kind: "lead", node: "n2", at: 300 };
+    expect(checkPauses([pause(100, 600), lead, grant(400)])).toEqual([]);
+    expect(checkPauses([pause(100, 600), lead, grant(250)])).toHaveLength(1);
   });
 });

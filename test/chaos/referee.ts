@@ -34,7 +34,16 @@ export interface ServerRelease {
   issued?: string;
 }
 
-export type RefereeEvent = HistoryEvent | ServerRelease;
+/** A server paused a resource for its provider's refusal (its "provider throttled: resource paused" line), from `at` to `until`. */
+export interface ServerPause {
+  kind: "server-pause";
+  node: string;
+  resource: string;
+  at: number;
+  until: number;
+}
+
+export type RefereeEvent = HistoryEvent | ServerRelease | ServerPause;
 
 export interface Violation {
   check: string;
@@ -173,6 +182,33 @@ export function checkRateLimits(events: RefereeEvent[], resources: RefereeResour
         message: `${m.resource} limit ${m.limit + 1} (${limit.dimension} ${limit.amount} per ${limit.periodMs} ms, burst ${limit.burst}): ${m.worstExcess.toFixed(3)} units over its bound in a window ending at ${m.at}`,
       };
     });
+}
+
+/**
+ * No grant falls inside a pause: after (not at: a grant of the same
+ * millisecond may have come first) the moment a server paused a resource
+ * and before the pause's end. A pause binds every grant until the next
+ * change of leader; a new leader honours the pauses of its snapshot, but one
+ * that its predecessor took after its last write it cannot know.
+ */
+export function checkPauses(events: RefereeEvent[]): Violation[] {
+  const leads = of(events, "lead")
+    .map((e) => e.at)
+    .sort((a, b) => a - b);
+  const grants = of(events, "grant");
+  const out: Violation[] = [];
+  for (const p of of(events, "server-pause")) {
+    const nextLead = leads.find((t) => t > p.at) ?? Infinity;
+    const end = Math.min(p.until, nextLead);
+    const inside = grants.find((g) => g.resource === p.resource && g.at > p.at && g.at < end);
+    if (inside !== undefined) {
+      out.push({
+        check: "pause",
+        message: `${p.resource}: lease ${inside.lease} granted at ${inside.at}, inside the pause ${p.node} began at ${p.at} until ${p.until}`,
+      });
+    }
+  }
+  return out;
 }
 
 /** When each granted lease stopped holding its slot: the earliest end any party recorded. */

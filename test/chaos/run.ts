@@ -11,6 +11,7 @@ import {
   checkConcurrency,
   checkLaneShares,
   checkLeaseLife,
+  checkPauses,
   checkPriorities,
   checkRateLimits,
   checkUtilisation,
@@ -34,6 +35,7 @@ export const chaosConfig = {
     tokens: { limits: [{ dimension: "load", amount: 3000, period: "1s", burst: 600 }], lease_ttl: "3s" },
     capped: { concurrency: 3, lease_ttl: "3s" },
     laned: { limits: [{ dimension: "requests", amount: 20, period: "1s", burst: 4 }], lanes: { user: 3, batch: 1 }, lease_ttl: "3s" },
+    throttled: { limits: [{ dimension: "requests", amount: 30, period: "1s", burst: 6 }], lease_ttl: "3s" },
   },
 };
 
@@ -42,6 +44,7 @@ export const chaosResources: RefereeResource[] = [
   { name: "tokens", limits: [{ dimension: "load", amount: 3000, periodMs: 1000, burst: 600 }], concurrency: 0, leaseTtlMs },
   { name: "capped", limits: [], concurrency: 3, leaseTtlMs },
   { name: "laned", limits: [{ dimension: "requests", amount: 20, periodMs: 1000, burst: 4 }], concurrency: 0, leaseTtlMs },
+  { name: "throttled", limits: [{ dimension: "requests", amount: 30, periodMs: 1000, burst: 6 }], concurrency: 0, leaseTtlMs },
 ];
 
 /** What one worker runs at once: each loop acquires, holds, releases, again. */
@@ -53,6 +56,8 @@ interface Loop {
   holdMs: [number, number];
   /** The actual load reported at release, when it differs from the estimate. */
   actualLoad?: [number, number];
+  /** The provider refuses this share of calls: the release reports it, with a retry-after in this range. */
+  throttle?: { share: number; retryAfterMs: [number, number] };
 }
 
 const loops: Loop[] = [
@@ -65,6 +70,8 @@ const loops: Loop[] = [
   { resource: "laned", lane: "user", priority: 100, holdMs: [0, 10] },
   { resource: "laned", lane: "user", priority: 1, holdMs: [0, 10] },
   { resource: "laned", lane: "batch", priority: 10, holdMs: [0, 10] },
+  // A provider that says no now and then: every refusal pauses the resource for the whole fleet.
+  { resource: "throttled", holdMs: [0, 20], throttle: { share: 0.03, retryAfterMs: [200, 800] } },
 ];
 
 /** The faults a schedule draws from, with their weights. */
@@ -105,6 +112,8 @@ export interface ChaosSummary {
   /** From each leader-ending fault to the next "leading" line, ms. */
   failoverMs: { p50: number; max: number; count: number };
   leaderRssMb: { start: number | undefined; end: number | undefined };
+  /** Pauses the provider's refusals caused (server log lines), and grants the referee found inside one. */
+  providerPauses: { count: number; grantsInside: number };
 }
 
 export interface ChaosResult {
@@ -197,6 +206,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const violations = [
       ...checkRateLimits(history, chaosResources),
       ...checkConcurrency(history, chaosResources),
+      ...checkPauses(history),
       ...checkAcquires(history, defaultRefereeOptions),
       ...checkLeaseLife(history, chaosResources, defaultRefereeOptions, excusedBy),
       ...checkUtilisation(history, chaosResources[0]!, { ...quiet, minShare: 0.9 }),
@@ -250,8 +260,9 @@ async function runLoop(worker: Worker, loop: Loop, random: () => number, stopAt:
     await sleep(between(loop.holdMs));
     if (worker.dead) return;
     const actualLoad = loop.actualLoad === undefined ? undefined : Math.round(between(loop.actualLoad));
+    const throttle = loop.throttle !== undefined && random() < loop.throttle.share ? { retryAfterMs: Math.round(between(loop.throttle.retryAfterMs)) } : undefined;
     const at = Date.now();
-    const released = await worker.adapter.call("release", { lease, actualLoad });
+    const released = await worker.adapter.call("release", { lease, actualLoad, ...(throttle && { throttle }) });
     if (worker.dead) return;
     const outcome = released.ok ? ((released.outcome as string | null) ?? null) : null;
     events.push({ kind: "release", worker: worker.name, lease, at, actualLoad, outcome: outcome as "released" | null });
@@ -365,6 +376,8 @@ function serverEvents(cluster: Cluster): RefereeEvent[] {
       if (e.msg === "lease expired") out.push({ kind: "expired", node: node.name, lease: e.lease as string, resource: e.resource as string, at: e.at as number });
       else if (e.msg === "lease released")
         out.push({ kind: "server-release", node: node.name, lease: e.lease as string, resource: e.resource as string, at: e.at as number, outcome: "released", reconciled: e.reconciled as number, issued: e.issued as string | undefined });
+      else if (e.msg === "provider throttled: resource paused")
+        out.push({ kind: "server-pause", node: node.name, resource: e.resource as string, at: e.at as number, until: (e.at as number) + (e.pause_ms as number) });
       else if (e.msg === "leading" || e.msg === "granting again: the leadership lease held") out.push({ kind: "lead", node: node.name, at: Date.parse(e.time as string) });
     }
   }
@@ -421,6 +434,7 @@ function summarize(options: ChaosOptions, history: RefereeEvent[], rssStart: num
     acquires: count(history.filter((e) => e.kind === "acquire").map((e) => (e as { outcome: string; code?: string }).outcome)),
     failoverMs: { p50: pauses[Math.floor(pauses.length / 2)] ?? NaN, max: pauses[pauses.length - 1] ?? NaN, count: pauses.length },
     leaderRssMb: { start: mb(rssStart), end: mb(rssEnd) },
+    providerPauses: { count: history.filter((e) => e.kind === "server-pause").length, grantsInside: checkPauses(history).length },
   };
 }
 

@@ -30,6 +30,7 @@ function table(s: ChaosSummary): string {
     ["worst window vs bound", s.worstWindow.map((w) => `${w.resource}: ${Math.abs(w.excess) < 1e-9 ? "at the bound" : w.excess < 0 ? `${-w.excess} under` : `${w.excess} OVER`}`).join(", ")],
     ["max concurrency vs cap", s.concurrency.map((c) => `${c.resource}: ${c.peak} of ${c.cap}`).join(", ")],
     ["acquires by outcome", Object.entries(s.acquires).map(([k, n]) => `${k} ${n}`).join(", ")],
+    ["provider pauses (throttled feedback)", `${s.providerPauses.count}, grants inside one: ${s.providerPauses.grantsInside}`],
     ["failover pauses", `p50 ${s.failoverMs.p50} ms, max ${s.failoverMs.max} ms (${s.failoverMs.count} failovers)`],
     ["leader memory", `${s.leaderRssMb.start} MB after warm-up, ${s.leaderRssMb.end} MB at the end`],
   ];

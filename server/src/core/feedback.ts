@@ -80,7 +80,7 @@ function throttle(r: Resource, retryAfterMs: Millis | undefined, grantedAt: Mill
   r.pausedUntil = until;
   r.pauseStartedAt = now;
   for (const g of r.limits) g.holdUntil(until);
-  return { kind: "paused", resource: r.name, until, pauseMs, retryAfter: retryAfterMs !== undefined };
+  return { kind: "paused", resource: r.name, at: now, until, pauseMs, retryAfter: retryAfterMs !== undefined };
 }
 
 /** Makes the provider's limit (converted to g's period) g's effective amount when lower than the configured one. */

@@ -85,7 +85,7 @@ export interface ProviderFeedback {
 
 /** What feedback changed, for logs (EngineOptions.onFeedback). */
 export type FeedbackEvent =
-  | { kind: "paused"; resource: string; until: Millis; pauseMs: Millis; retryAfter: boolean }
+  | { kind: "paused"; resource: string; at: Millis; until: Millis; pauseMs: Millis; retryAfter: boolean }
   | { kind: "learned"; resource: string; limit: number; configured: number; learned: number | undefined; periodMs: Millis };
 
 /** The gRPC status names the engine can fail with. */
