@@ -291,9 +291,9 @@ describe("resources list, get, stats, delete", () => {
       expect(counters![0]).toMatch(/^RESOURCE\s+LEASES\s+QUEUED\s+GRANTS\s+REJECTIONS\s+TIMEOUTS\s+CANCELLATIONS\s+EXPIRATIONS\s+WAIT_P50\s+WAIT_P90\s+WAIT_P99\s+WAIT_MAX$/);
       expect(counters![1]).toMatch(/^metered\s+1\s+0\s+1\s+0\s+0\s+0\s+0(\s+\d+(\.\d+)?ms){4}$/);
       expect(limitRows).toEqual([
-        expect.stringMatching(/^LIMIT\s+USED_LAST_PERIOD\s+BURST_IN_USE\s+AVAILABLE$/),
-        expect.stringMatching(/^10 requests\/86400s burst 10\s+1 \(10%\)\s+10%\s+9$/),
-        expect.stringMatching(/^1000 load\/86400s burst 1000\s+100 \(10%\)\s+10%\s+900$/),
+        expect.stringMatching(/^LIMIT\s+LEARNED\s+USED_LAST_PERIOD\s+BURST_IN_USE\s+AVAILABLE$/),
+        expect.stringMatching(/^10 requests\/86400s burst 10\s+-\s+1 \(10%\)\s+10%\s+9$/),
+        expect.stringMatching(/^1000 load\/86400s burst 1000\s+-\s+100 \(10%\)\s+10%\s+900$/),
       ]);
       expect(laneRows).toEqual([
         expect.stringMatching(/^LANE\s+WEIGHT\s+QUEUED\s+GRANTS\s+LOAD_GRANTED$/),
@@ -313,9 +313,11 @@ describe("resources list, get, stats, delete", () => {
           timeouts: 0,
           cancellations: 0,
           expirations: 0,
+          throttles: 0,
+          paused_until: null,
           limits: [
-            { dimension: "requests", amount: 10, period: "86400s", burst: 10 },
-            { dimension: "load", amount: 1000, period: "86400s", burst: 1000 },
+            { dimension: "requests", amount: 10, period: "86400s", burst: 10, learned_amount: null },
+            { dimension: "load", amount: 1000, period: "86400s", burst: 1000, learned_amount: null },
           ],
           lanes: [
             { name: "fast", weight: 3, queue_depth: 0, grants: 0, load_granted: 0 },

@@ -6,7 +6,7 @@
 // resourceToConfig), so this speaks the protobuf messages (`admin.raw`).
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
-import { durationMs } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { RateQueueError, type AdminClient } from "@ratequeue/client";
 import { ResourceSchema, type Resource, type ResourceStats } from "@ratequeue/proto";
 import { defaultNamespace, scopeOf } from "../auth/scope.js";
@@ -244,8 +244,12 @@ function statsToData(stats: ResourceStats) {
     wait_p90: wait(stats.waitP90),
     wait_p99: wait(stats.waitP99),
     wait_max: wait(stats.waitMax),
+    throttles: Number(stats.throttles),
+    paused_until: stats.pausedUntil === undefined ? null : timestampDate(stats.pausedUntil).toISOString(),
     limits: limits.map((limit, i) => ({
       ...limit,
+      // What provider feedback taught, when lower than the configured amount: the limit admits at this rate.
+      learned_amount: stats.limits[i]!.learnedAmount ?? null,
       used_last_period: stats.limits[i]!.usedLastPeriod,
       utilisation: stats.limits[i]!.utilisation,
       available: stats.limits[i]!.available,
@@ -286,13 +290,19 @@ function printStats(stats: ResourceStats, format: OutputFormat): void {
       ],
     ],
   );
+  if (data.paused_until !== null || data.throttles > 0) {
+    console.log("");
+    const paused = data.paused_until === null ? "not paused" : `paused until ${data.paused_until}`;
+    console.log(`provider: ${paused}; ${data.throttles} calls refused (throttled feedback)`);
+  }
   if (data.limits.length > 0) {
     console.log("");
     printTable(
-      ["LIMIT", "USED_LAST_PERIOD", "BURST_IN_USE", "AVAILABLE"],
+      ["LIMIT", "LEARNED", "USED_LAST_PERIOD", "BURST_IN_USE", "AVAILABLE"],
       data.limits.map((l) => [
         showLimit(l),
-        `${Math.round(l.used_last_period * 10) / 10} (${Math.round(Math.min(1, l.used_last_period / l.amount) * 100)}%)`,
+        l.learned_amount === null ? "-" : String(Math.round(l.learned_amount * 1000) / 1000),
+        `${Math.round(l.used_last_period * 10) / 10} (${Math.round(Math.min(1, l.used_last_period / (l.learned_amount ?? l.amount)) * 100)}%)`,
         `${Math.round(l.utilisation * 100)}%`,
         String(Math.floor(l.available)),
       ]),

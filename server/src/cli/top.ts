@@ -205,7 +205,7 @@ function requestRate(stats: ResourceStats): string {
 /** What the limit allowed over its last period that was used, as ratequeue_limit_utilisation_ratio counts it. */
 function utilisationCell(l: ResourceStats["limits"][number]): string {
   const width = 10;
-  const ratio = Math.min(1, l.usedLastPeriod / l.limit!.amount);
+  const ratio = Math.min(1, l.usedLastPeriod / (l.learnedAmount ?? l.limit!.amount));
   const used = Math.round(ratio * width);
   const name = l.limit!.dimension === Dimension.REQUESTS ? "req" : "load";
   return `${name} [${"#".repeat(used)}${".".repeat(width - used)}] ${String(Math.round(ratio * 100)).padStart(3)}%`;

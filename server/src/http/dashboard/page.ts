@@ -60,6 +60,8 @@ button.danger.armed { background: var(--bad); color: #fff; border-color: var(--b
 .figures dt { color: var(--muted); font-size: 12px; white-space: nowrap; }
 .card .outcomes { margin: 0 0 8px; color: var(--muted); font-size: 12px; }
 .card .outcomes b { color: var(--fg); font-weight: 600; font-variant-numeric: tabular-nums; }
+.card .paused { margin: 0 0 8px; padding: 4px 8px; border-radius: 4px; background: #fef3c7; color: #92400e; font-size: 12px; font-weight: 600; }
+.card .learned { color: #92400e; }
 .figures dd { margin: 0; font-size: 15px; font-weight: 600; font-variant-numeric: tabular-nums; }
 table.lanes { width: 100%; border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
 table.lanes th { text-align: right; color: var(--muted); font-weight: 500; border-bottom: 1px solid var(--line); padding: 2px 6px; }

@@ -338,9 +338,11 @@ export const dashboardScript = String.raw`
       const used = h("span", { "data-stat": "used" });
       const burst = h("span", { "data-stat": "utilisation" });
       const available = h("span", { "data-stat": "available" });
-      const foot = [used, " used over the last " + durationText(durationMs(l.period)) + " · burst in use ", burst, " · available now ", available];
+      // Shown while provider feedback holds the limit below its configured amount.
+      const learned = h("span", { "data-stat": "learned", class: "learned" });
+      const foot = [used, " used over the last " + durationText(durationMs(l.period)) + " · burst in use ", burst, " · available now ", available, learned];
       const m = meter(limitLabel(l), { meter: { "data-limit": i }, value: { "data-stat": "period-use" }, foot });
-      return { ...m, used, burst, available };
+      return { ...m, used, burst, available, learned };
     });
     const leases = num(def.concurrency) === 0 ? undefined : meter("leases held, of " + count(num(def.concurrency)), { meter: { "data-limit": "concurrency" }, value: { "data-stat": "concurrency" } });
     const figures = {
@@ -356,10 +358,13 @@ export const dashboardScript = String.raw`
       cancellations: h("b", { "data-stat": "cancellations" }),
       expirations: h("b", { "data-stat": "expirations" }),
       waitMax: h("b", { "data-stat": "wait-max" }),
+      throttles: h("b", { "data-stat": "throttles" }),
     };
+    // The provider said no: the resource grants nothing until this time.
+    const paused = h("p", { class: "paused", "data-stat": "paused", hidden: "" });
     const outcomeLine = h("p", { class: "outcomes" }, [
       "rejected ", outcomes.rejections, " · timed out ", outcomes.timeouts, " · cancelled ", outcomes.cancellations,
-      " · expired ", outcomes.expirations, " · longest wait ", outcomes.waitMax,
+      " · expired ", outcomes.expirations, " · longest wait ", outcomes.waitMax, " · refused by the provider ", outcomes.throttles,
     ]);
     const laneRows = lanes.map((lane) => {
       const cells = { queued: h("td", { "data-stat": "lane-queued" }), grants: h("td", { "data-stat": "lane-grants" }), load: h("td", { "data-stat": "lane-load" }) };
@@ -371,6 +376,7 @@ export const dashboardScript = String.raw`
     const el = h("article", { class: "card", "data-resource": def.name, "data-namespace": ns }, [
       h("header", {}, [h("h3", { text: def.name }), showNamespace ? h("span", { class: "ns", text: ns }) : null, h("span", { class: "spacer" }), ...buttons]),
       h("p", { class: "definition", text: facts.join(" · ") }),
+      paused,
       ...limitMeters.map((m) => m.el),
       leases && leases.el,
       h("dl", { class: "figures" }, Object.values(figures).map((f) => f.el)),
@@ -381,7 +387,7 @@ export const dashboardScript = String.raw`
       ]),
       ...charts.map((c) => c.el),
     ]);
-    return { el, limitMeters, leases, figures, outcomes, laneRows, charts, deleteButton, concurrency: num(def.concurrency) };
+    return { el, limitMeters, leases, figures, outcomes, paused, laneRows, charts, deleteButton, concurrency: num(def.concurrency) };
   }
 
   function updateCard(card, stats, at) {
@@ -397,9 +403,12 @@ export const dashboardScript = String.raw`
     (stats.limits || []).forEach((l, i) => {
       const m = card.limitMeters[i];
       if (m === undefined) return;
-      const allowed = num(l.limit && l.limit.amount);
+      // What the limit allowed: the learned amount while the provider holds it lower.
+      const learned = l.learnedAmount === undefined ? undefined : num(l.learnedAmount);
+      const allowed = learned === undefined ? num(l.limit && l.limit.amount) : learned;
       const ratio = allowed > 0 ? Math.min(1, num(l.usedLastPeriod) / allowed) : 0;
       m.set(ratio, percent(ratio));
+      m.learned.textContent = learned === undefined ? "" : " · learned from the provider: " + amount(learned) + " of " + amount(num(l.limit && l.limit.amount));
       m.used.textContent = amount(num(l.usedLastPeriod));
       m.burst.textContent = percent(num(l.utilisation));
       m.available.textContent = amount(num(l.available)) + " of " + amount(num(l.limit && l.limit.burst) || num(l.limit && l.limit.amount));
@@ -418,6 +427,10 @@ export const dashboardScript = String.raw`
     o.cancellations.textContent = count(num(stats.cancellations));
     o.expirations.textContent = count(num(stats.expirations));
     o.waitMax.textContent = waitText(durationMs(stats.waitMax));
+    o.throttles.textContent = count(num(stats.throttles));
+    const pausedUntil = stats.pausedUntil === undefined ? undefined : Date.parse(stats.pausedUntil);
+    card.paused.hidden = pausedUntil === undefined;
+    card.paused.textContent = pausedUntil === undefined ? "" : "paused: the provider refused a call; nothing is granted until " + new Date(pausedUntil).toLocaleTimeString();
     for (const row of card.laneRows) {
       const lane = lanes.find((l) => l.name === row.name) || {};
       row.cells.queued.textContent = count(num(lane.queueDepth));
