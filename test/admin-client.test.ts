@@ -55,6 +55,8 @@ describe("resources in the config file's shape", () => {
       defaultLane: "batch",
       leaseTtl: "90s",
       maxQueue: 100,
+      cooldown: "1s",
+      learnLimits: true,
     };
     expect(await admin.putResource(definition)).toEqual({ resource: stored, created: true });
     expect(await admin.getResource("openai-gpt4")).toEqual(stored);
@@ -64,7 +66,7 @@ describe("resources in the config file's shape", () => {
   test("a resource with only a name comes back with the server's defaults, and get → put stores it unchanged", async () => {
     await admin.putResource({ name: "bare" });
     const got = await admin.getResource("bare");
-    expect(got).toEqual({ name: "bare", limits: [], concurrency: 0, lanes: { default: 1 }, defaultLane: "default", leaseTtl: "30s", maxQueue: 10_000 });
+    expect(got).toEqual({ name: "bare", limits: [], concurrency: 0, lanes: { default: 1 }, defaultLane: "default", leaseTtl: "30s", maxQueue: 10_000, cooldown: "1s", learnLimits: true });
     expect(await admin.putResource(got)).toEqual({ resource: got, created: false });
     expect(await admin.getResource("bare")).toEqual(got);
   });

@@ -3,11 +3,11 @@
 // the official SDKs parse (and the real openai and anthropic Python packages
 // do parse them), its buckets refuse with 429 and the documented headers,
 // every answer carries the headers of its style, and /stats and /reset work.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
+import { startFakeProvider, type FakeProvider } from "./support/fake-provider.js";
 import { repoRoot } from "./support/server-process.js";
 
 const python = join(repoRoot, ".tools/venv/bin/python");
@@ -16,39 +16,6 @@ const completion = "This is a fake completion from the ratequeue test provider."
 const goDuration = /^(\d+h)?(\d+m)?(\d+(\.\d+)?s|\d+ms)$/;
 const rfc3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
 
-interface Provider {
-  url: string;
-  /** POSTs a JSON body with both providers' credentials (the fake ignores them). */
-  post(path: string, body: unknown): Promise<Response>;
-  stats(): Promise<{ calls: number; ok: number; throttled: number; overloaded: number; log: { t: number; status: number; tokens: number }[] }>;
-  reset(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-async function startProvider(args: string[]): Promise<Provider> {
-  const child = spawn(process.execPath, [join(repoRoot, "test/fixtures/fake-provider.mjs"), ...args], { stdio: ["ignore", "pipe", "inherit"] });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const url = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout }).once("line", (line) => resolve((JSON.parse(line) as { url: string }).url));
-    void exited.then(() => reject(new Error("fake provider exited before listening")));
-  });
-  const post = (path: string, body: unknown) =>
-    fetch(url + path, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: "Bearer sk-test", "x-api-key": "sk-ant-test" },
-      body: JSON.stringify(body),
-    });
-  return {
-    url,
-    post,
-    stats: async () => (await fetch(`${url}/stats`)).json(),
-    reset: async () => void (await post("/reset", {})).body?.cancel(),
-    async stop() {
-      child.kill("SIGTERM");
-      await exited;
-    },
-  };
-}
 
 /** The parsed `data:` payloads of an OpenAI stream, "[DONE]" as a string. */
 function openaiEvents(text: string): unknown[] {
@@ -75,9 +42,9 @@ function anthropicEvents(text: string): { type: string; [key: string]: unknown }
 }
 
 describe("OpenAI style", () => {
-  let provider: Provider;
+  let provider: FakeProvider;
   beforeAll(async () => {
-    provider = await startProvider(["--rpm", "1200", "--tpm", "60000", "--style", "openai"]); // buckets of 20 requests and 1000 tokens
+    provider = await startFakeProvider(["--rpm", "1200", "--tpm", "60000", "--style", "openai"]); // buckets of 20 requests and 1000 tokens
   });
   afterAll(() => provider.stop());
   beforeEach(() => provider.reset());
@@ -134,7 +101,7 @@ describe("OpenAI style", () => {
   });
 
   test("resets of long windows print like Go durations", async () => {
-    const slow = await startProvider(["--rpm", "1", "--tpm", "150000", "--burst-seconds", "360"]);
+    const slow = await startFakeProvider(["--rpm", "1", "--tpm", "150000", "--burst-seconds", "360"]);
     try {
       const res = await slow.post("/v1/chat/completions", { messages: [{ role: "user", content: prompt }] });
       expect(res.headers.get("x-ratelimit-reset-requests")).toBe("1m0s"); // one request of 6 refills in a minute
@@ -148,7 +115,7 @@ describe("OpenAI style", () => {
 
 describe("OpenAI style over budget", () => {
   test("over the request bucket: 429 with retry-after, retry-after-ms, the headers and OpenAI's error; admitted again after the wait", async () => {
-    const provider = await startProvider(["--rpm", "60"]); // a bucket of 1 request, refilled at 1 a second
+    const provider = await startFakeProvider(["--rpm", "60"]); // a bucket of 1 request, refilled at 1 a second
     try {
       const body = { messages: [{ role: "user", content: prompt }] };
       const first = await provider.post("/v1/chat/completions", body);
@@ -182,7 +149,7 @@ describe("OpenAI style over budget", () => {
   });
 
   test("over the token bucket: 429 of type tokens, waiting for the tokens this request needs", async () => {
-    const provider = await startProvider(["--rpm", "6000", "--tpm", "3000"]); // 50 tokens, refilled at 50 a second
+    const provider = await startFakeProvider(["--rpm", "6000", "--tpm", "3000"]); // 50 tokens, refilled at 50 a second
     try {
       const body = { messages: [{ role: "user", content: prompt }] }; // 25 tokens
       expect((await provider.post("/v1/chat/completions", body)).status).toBe(200);
@@ -202,7 +169,7 @@ describe("OpenAI style over budget", () => {
   });
 
   test("--overloaded-every 2: every second call is a 529 that charges nothing", async () => {
-    const provider = await startProvider(["--rpm", "1200", "--overloaded-every", "2"]);
+    const provider = await startFakeProvider(["--rpm", "1200", "--overloaded-every", "2"]);
     try {
       const body = { messages: [{ role: "user", content: prompt }] };
       const statuses = [];
@@ -220,7 +187,7 @@ describe("OpenAI style over budget", () => {
   });
 
   test("--latency-ms delays a JSON answer; a stream sends its headers at once and spreads its chunks over the latency", async () => {
-    const provider = await startProvider(["--rpm", "1200", "--latency-ms", "300"]);
+    const provider = await startFakeProvider(["--rpm", "1200", "--latency-ms", "300"]);
     try {
       const body = { messages: [{ role: "user", content: prompt }] };
       let start = Date.now();
@@ -243,10 +210,10 @@ describe("OpenAI style over budget", () => {
 });
 
 describe("Anthropic style", () => {
-  let provider: Provider;
+  let provider: FakeProvider;
   const before = Date.now();
   beforeAll(async () => {
-    provider = await startProvider(["--rpm", "1200", "--tpm", "60000", "--itpm", "30000", "--otpm", "12000", "--style", "anthropic"]);
+    provider = await startFakeProvider(["--rpm", "1200", "--tpm", "60000", "--itpm", "30000", "--otpm", "12000", "--style", "anthropic"]);
   });
   afterAll(() => provider.stop());
   beforeEach(() => provider.reset());
@@ -305,7 +272,7 @@ describe("Anthropic style", () => {
   });
 
   test("over budget: 429 with Anthropic's error body, retry-after, retry-after-ms and the headers", async () => {
-    const small = await startProvider(["--rpm", "60", "--style", "anthropic"]);
+    const small = await startFakeProvider(["--rpm", "60", "--style", "anthropic"]);
     try {
       const body = { max_tokens: 10, messages: [{ role: "user", content: prompt }] };
       expect((await small.post("/v1/messages", body)).status).toBe(200);
@@ -362,7 +329,7 @@ describe("the official SDKs", () => {
 
   for (const style of ["openai", "anthropic"] as const) {
     test(`the ${style} Python package reads the JSON answer, the stream's text and usage, and the 429 as RateLimitError`, async () => {
-      const provider = await startProvider(["--rpm", "60", "--burst-seconds", "2", "--style", style]); // 2 calls, then 429
+      const provider = await startFakeProvider(["--rpm", "60", "--burst-seconds", "2", "--style", style]); // 2 calls, then 429
       try {
         const out = JSON.parse(execFileSync(python, ["-c", sdkScript, provider.url, style], { encoding: "utf8" }));
         const usage = style === "openai" ? [10, 15, 25] : [10, 15];

@@ -18,6 +18,7 @@ const config = {
     one: { concurrency: 1, max_queue: 1 },
     many: { lease_ttl: "4s" },
     open: {},
+    provider: { limits: [{ dimension: "requests", amount: 20, period: "1s", burst: 2 }] },
   },
 };
 
@@ -108,6 +109,21 @@ export function conformance(language: Language): void {
       expect((await adapter.call("release", { lease: granted.lease })).ok).toBe(true);
       expect((await stats("tokens")).leasesInFlight).toBe(0);
       expect(await leasesOf(c)).toEqual({ held: [], lost: [] });
+    });
+
+    test("a release that reports the provider's refusal pauses the resource for every caller until its retry-after", async () => {
+      const c = await openOk(server.url);
+      const first = await adapter.ok("acquire", { client: c, resource: "provider" });
+      expect((await adapter.ok("release", { lease: first.lease, throttle: { retryAfterMs: 1000 } })).outcome).toBe("released");
+      const s = await stats("provider");
+      expect(s.throttles).toBe(1);
+      const pausedUntil = s.pausedUntil!.getTime();
+      expect(pausedUntil).toBeGreaterThanOrEqual((first.grantTimeMs as number) + 1000);
+      // Another client waits out the pause, and the limit resumes at its steady rate: 20/s, one per 50 ms.
+      const other = await openOk(server.url);
+      const next = await adapter.ok("acquire", { client: other, resource: "provider" });
+      expect(next.grantTimeMs).toBeGreaterThanOrEqual(pausedUntil + 50);
+      await adapter.ok("release", { lease: next.lease });
     });
 
     test("cancelling a waiting acquire frees its queue place at once", async () => {

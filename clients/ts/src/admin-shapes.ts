@@ -35,6 +35,12 @@ export interface LimitConfig {
   period: DurationInput;
   /** The most units that may be spent at once. Absent or 0: `amount`. */
   burst?: number;
+  /**
+   * What a load limit counts, for provider feedback: `"tokens"` (what absent
+   * means), `"input_tokens"` or `"output_tokens"` (Anthropic's separate
+   * budgets), or another label. Absent on requests limits.
+   */
+  unit?: string;
 }
 
 /**
@@ -61,6 +67,10 @@ export interface ResourceConfig {
   leaseTtl?: DurationInput;
   /** The most waiting requests. Absent or 0: 10 000. */
   maxQueue?: number;
+  /** The first pause after the provider refused a call without saying how long to wait; doubles on further refusals. Absent: 1 s. */
+  cooldown?: DurationInput;
+  /** Whether a provider limit lower than a configured one becomes the limit's effective amount. Absent: true. */
+  learnLimits?: boolean;
 }
 
 /** A limit as stored: the burst filled in, the period a canonical string. */
@@ -80,6 +90,8 @@ export interface StoredResource extends ResourceConfig {
   defaultLane: string;
   leaseTtl: string;
   maxQueue: number;
+  cooldown: string;
+  learnLimits: boolean;
 }
 
 /** One lane's live state and counters. */
@@ -103,6 +115,8 @@ export interface LimitStats {
   utilisation: number;
   /** Units charged over the period that ends now, refunds taken off (what ratequeue_limit_utilisation_ratio divides by the amount). */
   usedLastPeriod: number;
+  /** The amount per period the provider's feedback taught, when lower than the configured one; the limit admits at this rate. */
+  learnedAmount?: number;
 }
 
 /** A resource's live state and counters; waits of recent grants in milliseconds. */
@@ -127,6 +141,10 @@ export interface ResourceStats {
   waitP90Ms: number;
   waitP99Ms: number;
   waitMaxMs: number;
+  /** Until when the resource grants nothing after the provider refused a call; absent when it is not paused. */
+  pausedUntil?: Date;
+  /** Calls the provider refused (throttled feedback from releases and reports). */
+  throttles: number;
 }
 
 /** An API key's role by name. */
@@ -153,8 +171,8 @@ export function roleName(role: ApiKeyRole): ApiKeyRoleName | "unspecified" {
 const invalid = (field: string, rule: string) => new RateQueueError("INVALID_ARGUMENT", `${field}: ${rule}`);
 const shown = (value: unknown) => (typeof value === "string" ? `'${value}'` : typeof value === "bigint" ? `${value}n` : JSON.stringify(value) ?? String(value));
 
-const resourceKeys = ["name", "limits", "concurrency", "lanes", "defaultLane", "leaseTtl", "maxQueue"] as const;
-const limitKeys = ["dimension", "amount", "period", "burst"] as const;
+const resourceKeys = ["name", "limits", "concurrency", "lanes", "defaultLane", "leaseTtl", "maxQueue", "cooldown", "learnLimits"] as const;
+const limitKeys = ["dimension", "amount", "period", "burst", "unit"] as const;
 const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 /** Beyond this many ms a duration no longer fits its message exactly (the server allows at most 366 days). */
 const maxDurationMs = 1e15;
@@ -171,6 +189,11 @@ function record(field: string, value: unknown, keys?: readonly string[]): Record
 
 function number(field: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isFinite(value)) throw invalid(field, `must be a finite number, got ${shown(value)}`);
+  return value;
+}
+
+function flag(field: string, value: unknown): boolean {
+  if (typeof value !== "boolean") throw invalid(field, `must be true or false, got ${shown(value)}`);
   return value;
 }
 
@@ -226,6 +249,7 @@ export function resourceToMessage(resource: ResourceConfig): MessageInitShape<ty
         amount: number(`${field}.amount`, l.amount),
         period: durationOf(parseDuration(`${field}.period`, l.period)),
         burst: l.burst === undefined ? 0 : number(`${field}.burst`, l.burst),
+        unit: l.unit === undefined ? "" : text(`${field}.unit`, l.unit),
       };
     }),
     concurrency: r.concurrency === undefined ? 0 : count("resource.concurrency", r.concurrency),
@@ -233,6 +257,8 @@ export function resourceToMessage(resource: ResourceConfig): MessageInitShape<ty
     defaultLane: r.defaultLane === undefined ? "" : text("resource.defaultLane", r.defaultLane),
     leaseTtl: r.leaseTtl === undefined ? undefined : durationOf(parseDuration("resource.leaseTtl", r.leaseTtl)),
     maxQueue: r.maxQueue === undefined ? 0 : count("resource.maxQueue", r.maxQueue),
+    cooldown: r.cooldown === undefined ? undefined : durationOf(parseDuration("resource.cooldown", r.cooldown)),
+    learnLimits: r.learnLimits === undefined ? undefined : flag("resource.learnLimits", r.learnLimits),
   };
 }
 
@@ -244,6 +270,7 @@ function limitFromMessage(l: LimitMessage): StoredLimit {
     amount: l.amount,
     period: formatted(l.period, 0),
     burst: l.burst,
+    ...(l.unit !== "" && { unit: l.unit }),
   };
 }
 
@@ -257,6 +284,8 @@ export function resourceFromMessage(m: ResourceMessage): StoredResource {
     defaultLane: m.defaultLane,
     leaseTtl: formatted(m.leaseTtl, 30_000), // the server always sets it; unset means 30 s
     maxQueue: m.maxQueue,
+    cooldown: formatted(m.cooldown, 1000), // unset means 1 s
+    learnLimits: m.learnLimits ?? true,
   };
 }
 
@@ -272,6 +301,7 @@ export function statsFromMessage(m: ResourceStatsMessage): ResourceStats {
       available: l.available,
       utilisation: l.utilisation,
       usedLastPeriod: l.usedLastPeriod,
+      ...(l.learnedAmount !== undefined && { learnedAmount: l.learnedAmount }),
     })),
     grants: Number(m.grants),
     rejections: Number(m.rejections),
@@ -282,6 +312,8 @@ export function statsFromMessage(m: ResourceStatsMessage): ResourceStats {
     waitP90Ms: ms(m.waitP90),
     waitP99Ms: ms(m.waitP99),
     waitMaxMs: ms(m.waitMax),
+    ...(m.pausedUntil !== undefined && { pausedUntil: timestampDate(m.pausedUntil) }),
+    throttles: Number(m.throttles),
   };
 }
 

@@ -3,7 +3,17 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Connection, type ClientOptions } from "./connection.js";
 import { RateQueueError } from "./errors.js";
-import { AcquireRequestSchema, HeartbeatRequestSchema, ReleaseOutcome, ReleaseRequestSchema } from "@ratequeue/proto";
+import { AcquireRequestSchema, HeartbeatRequestSchema, ReleaseOutcome, ReleaseRequestSchema, ReportRequestSchema } from "@ratequeue/proto";
+import {
+  checkFeedback,
+  feedbackToMessage,
+  isEmptyFeedback,
+  mergeFeedback,
+  parseRateLimitHeaders,
+  pausedUntilDate,
+  type HeadersInput,
+  type ProviderFeedback,
+} from "./feedback.js";
 import { maxLeaseIdsPerHeartbeat, reconnectTimeoutMs, timeoutSlackMs } from "./protocol.js";
 import { Session } from "./session.js";
 
@@ -45,19 +55,47 @@ export interface Lease extends AsyncDisposable {
    */
   actualLoad?: number;
   /**
-   * Returns the slot; with actualLoad, corrects the load limits by the
-   * difference. While no server can be reached the release is sent again
-   * after each reconnect, for up to the lease's TTL (by then the server has
-   * freed the slot): then it rejects with UNAVAILABLE.
+   * Records what the provider said about the guarded call, to be sent with
+   * the release: merged into the lease's pending feedback (throttled stays
+   * true once true; other values replace earlier ones). A throttled release
+   * without an actualLoad refunds the whole load (the provider spent no
+   * tokens); the whole resource pauses, fleet-wide. After the release it
+   * has no effect. Refuses values that are not finite numbers >= 0 with
+   * INVALID_ARGUMENT.
    */
-  release(options?: { actualLoad?: number }): Promise<ReleaseResult>;
+  report(feedback: ProviderFeedback): void;
+  /**
+   * Reads the provider's answer (its status and rate-limit headers, see
+   * parseRateLimitHeaders) into the lease's pending feedback, as report does.
+   */
+  observe(headers: HeadersInput, status?: number): void;
+  /**
+   * Returns the slot, with the pending feedback; with actualLoad, corrects
+   * the load limits by the difference. While no server can be reached the
+   * release is sent again after each reconnect, for up to the lease's TTL (by
+   * then the server has freed the slot): then it rejects with UNAVAILABLE.
+   */
+  release(options?: { actualLoad?: number; feedback?: ProviderFeedback }): Promise<ReleaseResult>;
 }
 
 export interface RateQueueClient {
   /** Waits for a lease on `resource`. */
   acquire(resource: string, options?: AcquireOptions): Promise<Lease>;
-  /** Acquires, runs fn, and releases on return or throw; an error of fn wins over one of the release. */
+  /**
+   * Acquires, runs fn, and releases on return or throw; an error of fn wins
+   * over one of the release. An error that carries the provider's answer (a
+   * numeric `status` or `statusCode`, and `headers`, directly or on its
+   * `response`, as the openai and Anthropic SDKs' errors do) is observed
+   * first: a 429 thrown by fn pauses the resource.
+   */
   withLease<T>(resource: string, options: AcquireOptions, fn: (lease: Lease) => Promise<T> | T): Promise<T>;
+  /**
+   * Tells `resource` what the provider said about a call made without a
+   * lease (a leased call reports through its lease). Resolves with the time
+   * until which the resource now grants nothing, or undefined when it is
+   * not paused. Sent again once if the stream breaks before the answer.
+   */
+  report(resource: string, feedback: ProviderFeedback): Promise<Date | undefined>;
   /** Releases every held lease, fails waiting acquires, ends the stream. */
   close(): Promise<void>;
 }
@@ -84,6 +122,16 @@ function checkAcquireOptions({ load, priority, timeoutMs }: AcquireOptions): voi
   }
 }
 
+/** Observes the provider's answer an error carries, found by its shape (no dependency on any HTTP client). */
+function observeFailure(lease: Lease, err: unknown): void {
+  if (typeof err !== "object" || err === null) return;
+  const e = err as { status?: unknown; statusCode?: unknown; headers?: unknown; response?: { status?: unknown; headers?: unknown } | null };
+  const status = [e.status, e.statusCode, e.response?.status].find((s): s is number => typeof s === "number");
+  if (status === undefined) return;
+  const headers = [e.headers, e.response?.headers].find((h) => typeof h === "object" && h !== null) as HeadersInput | undefined;
+  lease.observe(headers ?? {}, status);
+}
+
 /** Creates a client. It connects on first use. */
 export function createClient(options: ClientOptions = {}): RateQueueClient {
   return new Client(options);
@@ -93,6 +141,7 @@ class HeldLease implements Lease {
   actualLoad?: number;
   private readonly controller = new AbortController();
   private released: Promise<ReleaseResult> | undefined;
+  private readonly feedback: ProviderFeedback = {};
 
   constructor(
     private readonly client: Client,
@@ -113,8 +162,25 @@ class HeldLease implements Lease {
     this.controller.abort(reason);
   }
 
-  release(options: { actualLoad?: number } = {}): Promise<ReleaseResult> {
-    return (this.released ??= this.client.release(this, options.actualLoad ?? this.actualLoad));
+  report(feedback: ProviderFeedback): void {
+    checkFeedback(feedback);
+    if (this.released === undefined) mergeFeedback(this.feedback, feedback);
+  }
+
+  observe(headers: HeadersInput, status?: number): void {
+    if (this.released === undefined) mergeFeedback(this.feedback, parseRateLimitHeaders(headers, status));
+  }
+
+  release(options: { actualLoad?: number; feedback?: ProviderFeedback } = {}): Promise<ReleaseResult> {
+    if (this.released !== undefined) return this.released;
+    // Feedback that cannot be encoded rejects this call; the lease stays held for a correct one.
+    try {
+      if (options.feedback !== undefined) this.report(options.feedback);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const feedback = isEmptyFeedback(this.feedback) ? undefined : this.feedback;
+    return (this.released = this.client.release(this, options.actualLoad ?? this.actualLoad, feedback));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -206,6 +272,7 @@ class Client implements RateQueueClient {
     try {
       result = await fn(lease);
     } catch (err) {
+      observeFailure(lease, err);
       await lease.release().catch(() => {});
       throw err;
     }
@@ -221,10 +288,18 @@ class Client implements RateQueueClient {
     this.connection.close();
   }
 
+  async report(resource: string, feedback: ProviderFeedback): Promise<Date | undefined> {
+    checkFeedback(feedback);
+    const value = create(ReportRequestSchema, { resource, feedback: feedbackToMessage(feedback) });
+    const response = await this.session.request({ case: "report", value }).answer;
+    if (response.kind.case !== "reported") throw new RateQueueError("INTERNAL", `unexpected answer '${response.kind.case}' to a report`);
+    return pausedUntilDate(response.kind.value.pausedUntil);
+  }
+
   /** Releases a lease (HeldLease.release makes it once). */
-  async release(lease: HeldLease, actualLoad: number | undefined): Promise<ReleaseResult> {
+  async release(lease: HeldLease, actualLoad: number | undefined, feedback: ProviderFeedback | undefined): Promise<ReleaseResult> {
     this.leases.delete(lease.id);
-    const value = create(ReleaseRequestSchema, { leaseId: lease.id, actualLoad });
+    const value = create(ReleaseRequestSchema, { leaseId: lease.id, actualLoad, feedback: feedback && feedbackToMessage(feedback) });
     const { id, answer } = this.session.request({ case: "release", value });
     const timer = setTimeout(
       () =>

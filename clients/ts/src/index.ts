@@ -2,6 +2,10 @@
 // package @ratequeue/proto.
 export { createClient } from "./client.js";
 export type { AcquireOptions, ClientOptions, Lease, RateQueueClient, ReleaseResult } from "./client.js";
+export { parseRateLimitHeaders } from "./feedback.js";
+export type { DimensionFeedback, HeadersInput, ProviderFeedback } from "./feedback.js";
+export { estimateTokens, wrapFetch } from "./wrap-fetch.js";
+export type { FetchFunction, WrapFetchOptions } from "./wrap-fetch.js";
 export { createAdminClient } from "./admin.js";
 export type { AdminClient, RawAdminClient } from "./admin.js";
 export { roleName } from "./admin-shapes.js";

@@ -31,6 +31,8 @@ interface Outstanding {
   since: number;
   /** An acquire's deadline (epoch ms): a re-sent acquire asks only for the time left. */
   deadline?: number;
+  /** How many streams the message was written to: a report is sent again only once. */
+  sends: number;
   resolve(response: SessionResponse): void;
   reject(err: RateQueueError): void;
 }
@@ -95,7 +97,7 @@ export class Session {
     const timeout = kind.case === "acquire" ? kind.value.timeout : undefined;
     const deadline = timeout === undefined ? undefined : since + durationMs(timeout);
     const answer = new Promise<SessionResponse>((resolve, reject) => {
-      this.outstanding.set(id, { request, since, deadline, resolve, reject });
+      this.outstanding.set(id, { request, since, deadline, sends: 0, resolve, reject });
     });
     this.write(request);
     if (kind.case === "acquire" && !this.healthy) this.armWatchdog();
@@ -138,6 +140,8 @@ export class Session {
   private write(request: SessionRequest): void {
     if (this.stream !== undefined) {
       this.stream.write(request);
+      const pending = this.outstanding.get(request.requestId);
+      if (pending !== undefined) pending.sends++;
       return;
     }
     // Opening sends everything outstanding, this request among them if it expects an answer.
@@ -161,22 +165,27 @@ export class Session {
     stream.on("error", (err: ServiceError) => this.dropped(stream, err));
     stream.on("end", () => this.dropped(stream));
     // Re-send what the previous stream left unanswered: acquires (with the
-    // time they have left), then releases. Heartbeats are sent afresh by the
-    // owner, for every lease it holds now.
+    // time they have left), then releases, then reports (a report only once:
+    // feedback is about a moment that has passed). Heartbeats are sent afresh
+    // by the owner, for every lease it holds now.
     const superseded = new RateQueueError("UNAVAILABLE", "the stream was replaced; a new heartbeat covers this one");
+    const unanswered = new RateQueueError("UNAVAILABLE", `the report was sent twice and no server answered it: ${this.lastError}`);
     for (const [id, pending] of this.outstanding) {
-      if (pending.request.kind.case === "heartbeat") {
+      const kind = pending.request.kind.case;
+      if (kind === "heartbeat" || (kind === "report" && pending.sends >= 2)) {
         this.outstanding.delete(id);
-        pending.reject(superseded);
+        pending.reject(kind === "heartbeat" ? superseded : unanswered);
       }
     }
-    for (const kind of ["acquire", "release"] as const) {
-      for (const { request, deadline } of this.outstanding.values()) {
+    for (const kind of ["acquire", "release", "report"] as const) {
+      for (const pending of this.outstanding.values()) {
+        const { request, deadline } = pending;
         if (request.kind.case !== kind) continue;
         if (deadline !== undefined && request.kind.case === "acquire") {
           request.kind.value.timeout = durationFromMs(Math.max(0, deadline - Date.now()));
         }
         stream.write(request);
+        pending.sends++;
       }
     }
     this.events.opened();
@@ -246,8 +255,8 @@ export class Session {
       return;
     }
     if (end === "final") {
-      // What waits cannot be granted by reconnecting; releases are sent again.
-      this.failOutstanding((p) => p.request.kind.case !== "release", RateQueueError.fromCode(err!.code, err!.details));
+      // What waits cannot be granted by reconnecting; releases (and reports, once) are sent again.
+      this.failOutstanding((p) => p.request.kind.case !== "release" && p.request.kind.case !== "report", RateQueueError.fromCode(err!.code, err!.details));
     } else {
       this.connection.moveOn(err);
     }

@@ -123,8 +123,13 @@ class Adapter:
         grant_ms = (lease.grant_time - _EPOCH) // dt.timedelta(milliseconds=1)
         return {"lease": lease.lease_id, "grantTimeMs": grant_ms, "load": lease.load}
 
-    async def release(self, lease_id: str, actual_load: Optional[float]) -> Optional[str]:
-        outcome = await self.lease(lease_id).release(actual_load=actual_load)
+    async def release(self, lease_id: str, actual_load: Optional[float],
+                      throttle: Optional[Dict[str, Any]] = None) -> Optional[str]:
+        lease = self.lease(lease_id)
+        if throttle is not None:
+            # The provider refused the call: the release carries it.
+            lease.report(throttled=True, retry_after=throttle["retryAfterMs"] / 1000)
+        outcome = await lease.release(actual_load=actual_load)
         return outcome.lower() if outcome is not None else None
 
     async def execute(self, kind: Optional[str], cmd: Dict[str, Any]) -> Dict[str, Any]:
@@ -171,7 +176,7 @@ class Adapter:
                         self.hold(cmd["client"], t.result())
             return {"leases": [lease.lease_id for lease in leases]}
         if kind == "release":
-            return {"outcome": await self.release(cmd["lease"], cmd.get("actualLoad"))}
+            return {"outcome": await self.release(cmd["lease"], cmd.get("actualLoad"), cmd.get("throttle"))}
         if kind == "releaseMany":
             ids = list(cmd["leases"])
             return {"outcomes": list(await asyncio.gather(*(self.release(i, None) for i in ids)))}

@@ -32,10 +32,12 @@ async function acquireOne(cmd, signal) {
   return lease;
 }
 
-async function releaseOne(id, actualLoad) {
+async function releaseOne(id, actualLoad, throttle) {
   const held = leases.get(id);
   if (held === undefined) throw new Error(`no lease '${id}' was acquired here`);
   held.released = true;
+  // The provider refused the call: the release carries it.
+  if (throttle !== undefined) held.lease.report({ throttled: true, retryAfterMs: throttle.retryAfterMs });
   return held.lease.release({ actualLoad });
 }
 
@@ -79,7 +81,7 @@ const commands = {
     const all = await Promise.all(Array.from({ length: cmd.count }, () => acquireOne(cmd)));
     return { leases: all.map((lease) => lease.id) };
   },
-  release: async (cmd) => ({ outcome: await releaseOne(cmd.lease, cmd.actualLoad) }),
+  release: async (cmd) => ({ outcome: await releaseOne(cmd.lease, cmd.actualLoad, cmd.throttle) }),
   releaseMany: async (cmd) => ({ outcomes: await Promise.all(cmd.leases.map((id) => releaseOne(id))) }),
   leases: async (cmd) => {
     const held = [];
