@@ -71,13 +71,15 @@ const (
 // every waiting operation fails with that code and every held lease is lost
 // (nobody can heartbeat it with this key; the server frees it at its TTL);
 // the client connects again only for a new operation. Any other code: every
-// waiting acquire fails with it; unanswered releases and held leases are kept
-// and the client reconnects to send and heartbeat them.
+// waiting acquire fails with it; unanswered releases and reports and held
+// leases are kept and the client reconnects to send and heartbeat them.
 //
 // Re-attaching. On a new stream the client sends, in this order: the waiting
 // acquires, in request-id order, each with a timeout of only what is left of
-// its own; the releases not yet answered; heartbeats naming every held lease,
-// at least one even when none is held: its answer shows the stream works.
+// its own; the releases not yet answered; the reports not yet answered, each
+// sent again only once (a report unanswered on a second stream fails
+// UNAVAILABLE); heartbeats naming every held lease, at least one even when
+// none is held: its answer shows the stream works.
 //
 // Without a stream. A waiting acquire survives at most the reconnect timeout
 // (30 s by default) without a working stream, then fails UNAVAILABLE. An
@@ -217,13 +219,15 @@ func (c *rateQueueServiceClient) Report(ctx context.Context, in *ReportRequest, 
 // every waiting operation fails with that code and every held lease is lost
 // (nobody can heartbeat it with this key; the server frees it at its TTL);
 // the client connects again only for a new operation. Any other code: every
-// waiting acquire fails with it; unanswered releases and held leases are kept
-// and the client reconnects to send and heartbeat them.
+// waiting acquire fails with it; unanswered releases and reports and held
+// leases are kept and the client reconnects to send and heartbeat them.
 //
 // Re-attaching. On a new stream the client sends, in this order: the waiting
 // acquires, in request-id order, each with a timeout of only what is left of
-// its own; the releases not yet answered; heartbeats naming every held lease,
-// at least one even when none is held: its answer shows the stream works.
+// its own; the releases not yet answered; the reports not yet answered, each
+// sent again only once (a report unanswered on a second stream fails
+// UNAVAILABLE); heartbeats naming every held lease, at least one even when
+// none is held: its answer shows the stream works.
 //
 // Without a stream. A waiting acquire survives at most the reconnect timeout
 // (30 s by default) without a working stream, then fails UNAVAILABLE. An
