@@ -68,6 +68,11 @@ type Limit struct {
 	// Burst is the most units that may be spent at once; 0 means Amount.
 	// A stored limit has it filled in.
 	Burst float64
+	// Unit is what a load limit counts, for provider feedback: "" or
+	// "tokens" (Feedback.Load applies), "input_tokens" or "output_tokens"
+	// (Feedback.InputTokens, OutputTokens), or another label. Empty on
+	// requests limits.
+	Unit string
 }
 
 // LaneWeight is one lane of a resource and its weight.
@@ -104,6 +109,14 @@ type Resource struct {
 	// MaxQueue is the most waiting requests, beyond which acquires fail with
 	// ErrQueueFull; 0 means 10,000.
 	MaxQueue int
+	// Cooldown is the first pause after the provider refused a call without
+	// saying how long to wait, doubling on further refusals; 0 means 1 s,
+	// at most 60 s.
+	Cooldown time.Duration
+	// LearnLimits says whether a provider limit lower than a configured one
+	// (Feedback's Limit) becomes the limit's effective amount until the
+	// resource is put again; nil means true.
+	LearnLimits *bool
 }
 
 // LaneStats is one lane's live state and counters.
@@ -129,6 +142,10 @@ type LimitStats struct {
 	// refunds taken off (what ratequeue_limit_utilisation_ratio divides by
 	// the amount).
 	UsedLastPeriod float64
+	// LearnedAmount is the amount per period the provider's feedback
+	// taught, when lower than Limit.Amount: the limit admits at this rate.
+	// Nil when nothing was learned.
+	LearnedAmount *float64
 }
 
 // ResourceStats is a resource's live state and counters.
@@ -146,6 +163,12 @@ type ResourceStats struct {
 	Grants, Rejections, Timeouts, Cancellations, Expirations uint64
 	// The waits of recent grants: median, 90th and 99th percentile, longest.
 	WaitP50, WaitP90, WaitP99, WaitMax time.Duration
+	// PausedUntil is until when the resource grants nothing after the
+	// provider refused a call; the zero time when it is not paused.
+	PausedUntil time.Time
+	// Throttles counts the calls the provider refused, as releases and
+	// reports said.
+	Throttles uint64
 }
 
 // Role is what an API key may do.
@@ -271,12 +294,16 @@ func (a *AdminClient) ResourceStats(ctx context.Context, name string) (ResourceS
 		WaitP90:        s.GetWaitP90().AsDuration(),
 		WaitP99:        s.GetWaitP99().AsDuration(),
 		WaitMax:        s.GetWaitMax().AsDuration(),
+		Throttles:      s.GetThrottles(),
+	}
+	if s.GetPausedUntil() != nil {
+		out.PausedUntil = s.GetPausedUntil().AsTime()
 	}
 	for _, l := range s.GetLanes() {
 		out.Lanes = append(out.Lanes, LaneStats{Name: l.GetName(), Weight: int(l.GetWeight()), QueueDepth: int(l.GetQueueDepth()), Grants: l.GetGrants(), LoadGranted: l.GetLoadGranted()})
 	}
 	for _, l := range s.GetLimits() {
-		out.Limits = append(out.Limits, LimitStats{Limit: limitFromProto(l.GetLimit()), Available: l.GetAvailable(), Utilisation: l.GetUtilisation(), UsedLastPeriod: l.GetUsedLastPeriod()})
+		out.Limits = append(out.Limits, LimitStats{Limit: limitFromProto(l.GetLimit()), Available: l.GetAvailable(), Utilisation: l.GetUtilisation(), UsedLastPeriod: l.GetUsedLastPeriod(), LearnedAmount: l.LearnedAmount})
 	}
 	return out, nil
 }
@@ -343,7 +370,7 @@ func resourceToProto(r Resource) (*pb.Resource, error) {
 		if !ok {
 			return nil, invalidField(fmt.Sprintf("resource.limits[%d].dimension", i), "must be %q or %q, got %q", DimensionRequests, DimensionLoad, l.Dimension)
 		}
-		msg.Limits = append(msg.Limits, &pb.Limit{Dimension: dim, Amount: l.Amount, Period: durationpb.New(l.Period), Burst: l.Burst})
+		msg.Limits = append(msg.Limits, &pb.Limit{Dimension: dim, Amount: l.Amount, Period: durationpb.New(l.Period), Burst: l.Burst, Unit: l.Unit})
 	}
 	var err error
 	if msg.Concurrency, err = uint32Field("resource.concurrency", r.Concurrency); err != nil {
@@ -362,6 +389,10 @@ func resourceToProto(r Resource) (*pb.Resource, error) {
 	if msg.MaxQueue, err = uint32Field("resource.max_queue", r.MaxQueue); err != nil {
 		return nil, err
 	}
+	if r.Cooldown != 0 {
+		msg.Cooldown = durationpb.New(r.Cooldown)
+	}
+	msg.LearnLimits = r.LearnLimits
 	return msg, nil
 }
 
@@ -370,7 +401,7 @@ func limitFromProto(l *pb.Limit) Limit {
 	if l.GetDimension() == pb.Dimension_DIMENSION_LOAD {
 		dim = DimensionLoad
 	}
-	return Limit{Dimension: dim, Amount: l.GetAmount(), Period: l.GetPeriod().AsDuration(), Burst: l.GetBurst()}
+	return Limit{Dimension: dim, Amount: l.GetAmount(), Period: l.GetPeriod().AsDuration(), Burst: l.GetBurst(), Unit: l.GetUnit()}
 }
 
 func resourceFromProto(m *pb.Resource) Resource {
@@ -380,6 +411,8 @@ func resourceFromProto(m *pb.Resource) Resource {
 		DefaultLane: m.GetDefaultLane(),
 		LeaseTTL:    m.GetLeaseTtl().AsDuration(),
 		MaxQueue:    int(m.GetMaxQueue()),
+		Cooldown:    m.GetCooldown().AsDuration(),
+		LearnLimits: m.LearnLimits,
 	}
 	for _, l := range m.GetLimits() {
 		r.Limits = append(r.Limits, limitFromProto(l))

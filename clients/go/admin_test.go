@@ -55,13 +55,15 @@ func TestAdminPutReturnsTheResourceAsStored(t *testing.T) {
 		Name: "admin-openai-gpt4",
 		Limits: []ratequeue.Limit{
 			{Dimension: ratequeue.DimensionRequests, Amount: 500, Period: time.Minute, Burst: 20},
-			{Dimension: ratequeue.DimensionLoad, Amount: 30000, Period: time.Minute},
+			{Dimension: ratequeue.DimensionLoad, Amount: 30000, Period: time.Minute, Unit: "input_tokens"},
 		},
 		Concurrency: 8,
 		Lanes:       []ratequeue.LaneWeight{{Name: "user-facing", Weight: 3}, {Name: "batch", Weight: 1}},
 		DefaultLane: "batch",
 		LeaseTTL:    90 * time.Second,
 		MaxQueue:    100,
+		Cooldown:    2 * time.Second,
+		LearnLimits: new(false),
 	}
 	stored := definition
 	stored.Limits = slices.Clone(definition.Limits)
@@ -91,7 +93,7 @@ func TestAdminDefaultsAreFilledInAndGetThenPutRoundTrips(t *testing.T) {
 	}
 	sameResource(t, got, ratequeue.Resource{
 		Name: "admin-bare", Lanes: []ratequeue.LaneWeight{{Name: "default", Weight: 1}}, DefaultLane: "default",
-		LeaseTTL: 30 * time.Second, MaxQueue: 10000,
+		LeaseTTL: 30 * time.Second, MaxQueue: 10000, Cooldown: time.Second, LearnLimits: new(true),
 	})
 	again, created, err := a.PutResource(ctx, got)
 	if err != nil || created {
@@ -217,6 +219,8 @@ func TestAdminBadInputIsErrInvalidNamingTheField(t *testing.T) {
 		{"a lane weight over 1000", ratequeue.Resource{Lanes: []ratequeue.LaneWeight{{Name: "a", Weight: 5000}}}, "resource.lanes[0].weight:"},
 		{"a default lane that is not a lane", ratequeue.Resource{Lanes: []ratequeue.LaneWeight{{Name: "a", Weight: 1}}, DefaultLane: "b"}, "resource.default_lane: 'b' is not one of the lanes"},
 		{"a lease TTL under 100 ms", ratequeue.Resource{LeaseTTL: 10 * time.Millisecond}, "resource.lease_ttl:"},
+		{"a unit on a requests limit", ratequeue.Resource{Limits: []ratequeue.Limit{{Dimension: ratequeue.DimensionRequests, Amount: 1, Period: time.Second, Unit: "tokens"}}}, "resource.limits[0].unit:"},
+		{"a cooldown over 60 s", ratequeue.Resource{Cooldown: 2 * time.Minute}, "resource.cooldown:"},
 	} {
 		t.Run(tc.what, func(t *testing.T) {
 			tc.r.Name = "admin-refused"

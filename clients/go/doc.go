@@ -47,6 +47,16 @@
 //	if errors.Is(err, ratequeue.ErrTimeout) { ... }
 //	status.Code(err) // codes.DeadlineExceeded
 //
+// Tell the server what the provider answered, and one 429 pauses the whole
+// fleet while the provider's rate-limit headers keep the budget honest.
+// Transport does it for any net/http client:
+//
+//	hc := &http.Client{Transport: &ratequeue.Transport{Client: c, Resource: "openai-gpt4"}}
+//
+// or by hand: lease.ObserveResponse(resp) or lease.Report(ctx, Feedback{...})
+// before lease.Release (the feedback goes with the release), and
+// c.Report(ctx, resource, feedback) for a call made without a lease.
+//
 // Resources, their statistics and API keys are managed with an AdminClient,
 // in the config file's shape:
 //

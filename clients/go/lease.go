@@ -36,6 +36,10 @@ type Lease struct {
 
 	mu       sync.Mutex
 	released bool
+
+	fbMu     sync.Mutex
+	feedback Feedback // recorded by Report and Observe, sent with the release
+	fbSent   bool     // the release has taken feedback
 }
 
 // ID returns the lease's server-side id.
@@ -191,7 +195,8 @@ func (c *Client) hold(g *pb.AcquireResponse) *Lease {
 	return l
 }
 
-// Release returns the lease's slot; ActualLoad reconciles its load. Releasing
+// Release returns the lease's slot; ActualLoad reconciles its load, and the
+// feedback recorded by Report and Observe goes with it. Releasing
 // a lease again is harmless and returns nil. Release fails with
 // ErrLeaseExpired when the lease had expired first. A release that no
 // server answers is sent again on every new session until the lease's TTL
@@ -217,7 +222,7 @@ func (l *Lease) Release(ctx context.Context, opts ...ReleaseOption) error {
 		err  error
 	}
 	ch := make(chan answer, 1)
-	req := &pb.ReleaseRequest{LeaseId: l.id, ActualLoad: o.actualLoad}
+	req := &pb.ReleaseRequest{LeaseId: l.id, ActualLoad: o.actualLoad, Feedback: l.takeFeedback().toProto()}
 	id, err := c.start(&pb.SessionRequest{Kind: &pb.SessionRequest_Release{Release: req}}, time.Now().Add(l.ttl),
 		func(resp *pb.SessionResponse, err error) { ch <- answer{resp, err} })
 	if err != nil {
@@ -247,6 +252,25 @@ func (l *Lease) Release(ctx context.Context, opts ...ReleaseOption) error {
 		return newError(codes.NotFound, fmt.Sprintf("release %s on %q: %s", l.id, l.resource, r.GetMessage()))
 	}
 	return nil
+}
+
+// releaseNoWait sends the lease's release, with its feedback, and returns
+// without waiting for the answer: the release is on the session stream
+// before any acquire sent after it, and is sent again on every new session
+// until the lease's TTL has passed. Its outcome is not reported.
+func (l *Lease) releaseNoWait(actualLoad *float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released {
+		return
+	}
+	l.released = true
+	c := l.c
+	c.mu.Lock()
+	delete(c.leases, l.id) // stop heartbeating
+	c.mu.Unlock()
+	req := &pb.ReleaseRequest{LeaseId: l.id, ActualLoad: actualLoad, Feedback: l.takeFeedback().toProto()}
+	_, _ = c.start(&pb.SessionRequest{Kind: &pb.SessionRequest_Release{Release: req}}, time.Now().Add(l.ttl), nil)
 }
 
 // Do acquires a lease on resource, runs fn and releases the lease, even

@@ -146,7 +146,7 @@ func (c *Client) open(ctx context.Context, ep endpoint) (*session, string, error
 
 // attach makes s the open session and re-attaches everything to it, in the
 // protocol's order: the waiting acquires in request-id order, the releases
-// not yet answered, then heartbeats naming every held lease. It reports
+// and reports not yet answered, then heartbeats naming every held lease. It reports
 // false when the client has closed.
 func (c *Client) attach(s *session) bool {
 	// Holding s's send lock while s becomes visible keeps a new op, which
@@ -167,7 +167,10 @@ func (c *Client) attach(s *session) bool {
 		switch o.req.GetKind().(type) {
 		case *pb.SessionRequest_Acquire:
 			acquires = append(acquires, o)
-		case *pb.SessionRequest_Release:
+		case *pb.SessionRequest_Release, *pb.SessionRequest_Report:
+			// A report unanswered on the old stream may have been applied
+			// there: sending it again can at worst lengthen a pause, while
+			// losing it lets the fleet run into the provider's limit.
 			releases = append(releases, o)
 		default:
 			delete(c.ops, id) // a heartbeat: the ones below name every lease

@@ -45,7 +45,10 @@ type command struct {
 	Count              int      `json:"count"`
 	Lease              string   `json:"lease"`
 	ActualLoad         *float64 `json:"actualLoad"`
-	Leases             []string `json:"leases"`
+	Throttle           *struct {
+		RetryAfterMs float64 `json:"retryAfterMs"`
+	} `json:"throttle"`
+	Leases []string `json:"leases"`
 }
 
 // fields are an answer's fields besides id and ok.
@@ -140,7 +143,11 @@ func (a *adapter) serve(cmd command, received time.Time) {
 		f, err = a.acquireMany(cmd)
 	case "release":
 		var outcome any
-		outcome, err = a.release(cmd.Lease, cmd.ActualLoad)
+		if cmd.Throttle != nil {
+			outcome, err = a.releaseThrottled(cmd.Lease, cmd.ActualLoad, time.Duration(cmd.Throttle.RetryAfterMs*float64(time.Millisecond)))
+		} else {
+			outcome, err = a.release(cmd.Lease, cmd.ActualLoad)
+		}
 		f = fields{"outcome": outcome}
 	case "releaseMany":
 		f, err = a.releaseMany(cmd)
@@ -310,6 +317,19 @@ func (a *adapter) acquireMany(cmd command) (fields, error) {
 		return nil, first
 	}
 	return fields{"leases": ids}, nil
+}
+
+// releaseThrottled reports the provider's refusal on a lease acquired here, then releases it.
+func (a *adapter) releaseThrottled(id string, actualLoad *float64, retryAfter time.Duration) (any, error) {
+	a.mu.Lock()
+	h := a.leases[id]
+	held := h != nil && !h.released
+	a.mu.Unlock()
+	if held {
+		// Before the release this only records it: the release carries it.
+		_ = h.lease.Report(context.Background(), ratequeue.Feedback{Throttled: true, RetryAfter: &retryAfter})
+	}
+	return a.release(id, actualLoad)
 }
 
 // release releases a lease acquired here and returns its outcome.
