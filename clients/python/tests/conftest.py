@@ -486,4 +486,64 @@ def proxy(server: ServerProcess) -> Iterator[TcpProxy]:
     p.close()
 
 
+FAKE_PROVIDER_JS = REPO / "test" / "fixtures" / "fake-provider.mjs"
+
+
+class FakeProvider:
+    """``node test/fixtures/fake-provider.mjs``: an OpenAI- and
+    Anthropic-shaped provider behind its own token buckets (see its header).
+    Stopped with SIGTERM by :meth:`stop`."""
+
+    def __init__(self, *args: str) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(["node", str(FAKE_PROVIDER_JS), *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        try:
+            self.url = json.loads(line)["url"]
+        except (ValueError, KeyError):
+            self.proc.kill()
+            raise RuntimeError(f"the fake provider did not start: {line!r} {self.proc.stderr.read()}")
+
+    def _call(self, method: str, path: str) -> dict:
+        import urllib.request
+
+        req = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def stats(self) -> dict:
+        """``{"calls", "ok", "throttled", "overloaded", "log": [{"t", "status", "tokens"}]}``, t in ms since the
+        start or the last :meth:`reset`."""
+        return self._call("GET", "/stats")
+
+    def reset(self) -> None:
+        """Empty stats, full buckets, t = 0 from now."""
+        self._call("POST", "/reset")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def fake_provider() -> Iterator[Callable[..., FakeProvider]]:
+    """Starts fake providers with the given flags (``fake_provider("--rpm", "60")``); stops them after the test."""
+    started: List[FakeProvider] = []
+
+    def start(*args: str) -> FakeProvider:
+        p = FakeProvider(*args)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
 PYTHON = sys.executable

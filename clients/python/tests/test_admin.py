@@ -73,6 +73,8 @@ def test_a_dict_in_the_config_files_shape_comes_back_as_stored(admin):
         default_lane="batch",
         lease_ttl=timedelta(seconds=90),
         max_queue=100,
+        cooldown=timedelta(seconds=1),  # the defaults, filled in
+        learn_limits=True,
     )
     assert admin.put_resource(definition) == (stored, True)
     assert admin.get_resource("openai-gpt4") == stored
@@ -84,9 +86,34 @@ def test_a_resource_with_only_a_name_gets_the_defaults_and_round_trips(admin):
     admin.put_resource(ratequeue.Resource("bare"))
     got = admin.get_resource("bare")
     assert got == ratequeue.Resource(name="bare", limits=[], concurrency=0, lanes={"default": 1},
-                                     default_lane="default", lease_ttl=timedelta(seconds=30), max_queue=10000)
+                                     default_lane="default", lease_ttl=timedelta(seconds=30), max_queue=10000,
+                                     cooldown=timedelta(seconds=1), learn_limits=True)
     assert admin.put_resource(got) == (got, False)
     assert admin.get_resource("bare") == got
+
+
+def test_the_provider_feedback_settings_round_trip(admin):
+    definition = {
+        "name": "claude",
+        "limits": [
+            {"dimension": "requests", "amount": 50, "period": "1m"},
+            {"dimension": "load", "amount": 40000, "period": "1m", "unit": "input_tokens"},
+            {"dimension": "load", "amount": 8000, "period": "1m", "unit": "output_tokens"},
+        ],
+        "cooldown": "2s",
+        "learn_limits": False,
+    }
+    stored, _ = admin.put_resource(definition)
+    assert [l.unit for l in stored.limits] == ["", "input_tokens", "output_tokens"]
+    assert (stored.cooldown, stored.learn_limits) == (timedelta(seconds=2), False)
+    assert admin.get_resource("claude") == stored
+    stats = admin.resource_stats("claude")
+    assert stats.paused_until is None and stats.throttles == 0
+    assert [l.learned_amount for l in stats.limits] == [None, None, None]
+    with pytest.raises(ratequeue.InvalidRequest, match=r"^resource\.learn_limits: "):
+        admin.put_resource({"name": "x", "learn_limits": "yes"})
+    with pytest.raises(ratequeue.InvalidRequest, match=r"^resource\.cooldown: "):
+        admin.put_resource({"name": "x", "cooldown": "soon"})
 
 
 @pytest.mark.parametrize("period, seconds", [

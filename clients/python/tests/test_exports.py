@@ -19,12 +19,14 @@ PUBLIC = [
     "ApiKey",
     "Client",
     "ClientConfig",
+    "DimensionFeedback",
     "InvalidRequest",
     "LaneStats",
     "Lease",
     "Limit",
     "LimitStats",
     "PermissionDenied",
+    "ProviderFeedback",
     "QueueFull",
     "RateQueueError",
     "Resource",
@@ -43,12 +45,14 @@ AIO = [
     "AsyncAcquire",
     "Client",
     "ClientConfig",
+    "DimensionFeedback",
     "InvalidRequest",
     "LaneStats",
     "Lease",
     "Limit",
     "LimitStats",
     "PermissionDenied",
+    "ProviderFeedback",
     "QueueFull",
     "RateQueueError",
     "Resource",
@@ -140,6 +144,43 @@ def test_protocol_names_are_typed_once():
         text = path.read_text()
         for lit in literals:
             assert lit not in text, f"{path.name} spells {lit}: use ratequeue._protocol"
+
+
+def test_feedback_api_on_leases_and_clients():
+    """A lease records feedback without I/O (the same on sync and async
+    leases) and sends it with its release; a client reports without a lease."""
+    for cls in (ratequeue.Lease, ratequeue.aio.Lease):
+        for name in ("observe", "report"):
+            assert not inspect.iscoroutinefunction(getattr(cls, name))
+        params = inspect.signature(cls.report).parameters
+        assert list(params) == ["self", "throttled", "retry_after", "requests", "load", "input_tokens", "output_tokens"]
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in params.items() if n != "self")
+        assert list(inspect.signature(cls.observe).parameters) == ["self", "headers", "status"]
+    assert not inspect.iscoroutinefunction(ratequeue.Client.report)
+    assert inspect.iscoroutinefunction(ratequeue.aio.Client.report)
+    assert list(inspect.signature(ratequeue.Client.report).parameters) == ["self", "resource", "feedback"]
+    assert ratequeue.ProviderFeedback is ratequeue.aio.ProviderFeedback is ratequeue.feedback.ProviderFeedback
+
+
+def test_integration_module_names():
+    import ratequeue.anthropic
+    import ratequeue.feedback
+    import ratequeue.httpx
+    import ratequeue.openai
+
+    assert sorted(ratequeue.feedback.__all__) == ["DimensionFeedback", "ProviderFeedback", "THROTTLED_STATUSES",
+                                                  "parse_headers"]
+    assert sorted(ratequeue.httpx.__all__) == ["AsyncRateQueueTransport", "RateQueueTransport", "default_estimate"]
+    assert ratequeue.openai.__all__ == ratequeue.anthropic.__all__ == ["wrap"]
+    wrap_params = ["client", "resource", "estimate", "priority", "lane", "api_key", "url", "feedback"]
+    for wrap in (ratequeue.openai.wrap, ratequeue.anthropic.wrap):
+        params = inspect.signature(wrap).parameters
+        assert list(params) == wrap_params
+        assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in wrap_params[2:])
+    for cls in (ratequeue.httpx.RateQueueTransport, ratequeue.httpx.AsyncRateQueueTransport):
+        params = inspect.signature(cls).parameters
+        assert list(params) == ["resource", "transport", "estimate", "priority", "lane", "api_key", "url", "client",
+                                "feedback"]
 
 
 def test_langchain_names():

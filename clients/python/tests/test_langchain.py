@@ -102,6 +102,29 @@ def test_wrapper_reconciles_with_real_usage(url, admin):
     assert 600 <= available() < 601
 
 
+def test_wrapper_reports_a_429_and_observes_response_headers(url, admin):
+    import httpx
+    from langchain_core.runnables import RunnableLambda
+
+    name = admin.put(rate=10, burst=100, period=60, load_rate=10000, load_burst=10000)
+
+    def refused(_):
+        req = httpx.Request("POST", "https://api.openai.com/v1/chat/completions")
+        httpx.Response(429, headers={"retry-after": "0.3"}, request=req).raise_for_status()
+
+    with pytest.raises(httpx.HTTPStatusError):
+        with_ratequeue(RunnableLambda(refused), name, estimate=lambda _: 500).invoke("hi")
+    stats = admin.stats(name)
+    assert stats.throttles == 1 and stats.HasField("paused_until")
+    assert stats.limits[1].used_last_period == 0  # the refused call's estimate was refunded
+
+    # ChatOpenAI(include_response_headers=True) puts them in response_metadata.
+    answer = AIMessage(content="ok", response_metadata={"headers": {"x-ratelimit-remaining-requests": "1"}})
+    model = GenericFakeChatModel(messages=iter([answer]))
+    assert with_ratequeue(model, name).invoke("hi").content == "ok"
+    assert admin.stats(name).limits[0].available < 1.5
+
+
 def test_estimate_tokens():
     assert estimate_tokens("a" * 400) == 101
     assert estimate_tokens([("system", "a" * 40), ("human", "b" * 40)], output_tokens=10) > 20

@@ -152,3 +152,43 @@ def test_an_unanswered_release_is_sent_again_after_reconnecting(admin, proxy):
     wait_for(lambda: admin.stats(name).leases_in_flight == 0, 10)
     assert admin.stats(name).expirations == 0
     client.close()
+
+
+def test_feedback_goes_with_a_release_sent_again_after_reconnecting(admin, proxy):
+    name = admin.put(concurrency=1, lease_ttl=20)
+    client = ratequeue.Client(proxy.url)
+    lease = client.acquire_lease(name)
+    lease.report(throttled=True, retry_after=0.5)
+    proxy.refuse()
+    assert lease.release() is None
+    proxy.admit()
+    wait_for(lambda: admin.stats(name).leases_in_flight == 0, 10)
+    assert admin.stats(name).throttles == 1
+    client.close()
+
+
+def test_a_report_waits_for_a_stream_and_fails_after_the_reconnect_timeout(admin, proxy):
+    """A report waits for its answer: sent when a stream is up again; with
+    none within the reconnect timeout it fails UNAVAILABLE."""
+    name = admin.put()
+    client = rq.Client(proxy.url, reconnect_timeout=1.5)
+
+    async def main():
+        await client.report(name, {"requests": {"remaining": 100}})  # connected
+        proxy.refuse()
+        report = asyncio.ensure_future(client.report(name, {"throttled": True, "retry_after": 0.2}))
+        await asyncio.sleep(0.5)
+        assert not report.done()
+        proxy.admit()
+        assert await asyncio.wait_for(report, 10) is not None  # paused until then
+        assert admin.stats(name).throttles == 1
+
+        proxy.refuse()
+        down = time.monotonic()
+        with pytest.raises(ratequeue.Unavailable):
+            await asyncio.wait_for(client.report(name, {"throttled": True}), 10)
+        assert 1.5 <= time.monotonic() - down < 1.5 + 3
+        assert admin.stats(name).throttles == 1
+        await client.close()
+
+    asyncio.run(main())

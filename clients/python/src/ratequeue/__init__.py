@@ -2,7 +2,10 @@
 
 Sync API here (``ratequeue.acquire``, ``@ratequeue.limited``,
 ``ratequeue.Client``, and ``ratequeue.Admin`` for resources and keys); the async API is :mod:`ratequeue.aio`; LangChain
-integration is :mod:`ratequeue.langchain` (``pip install ratequeue[langchain]``).
+integration is :mod:`ratequeue.langchain` (``pip install ratequeue[langchain]``). What a provider says (429s,
+rate-limit headers) reaches the server through the lease (``lease.observe``, ``lease.report``; parser in
+:mod:`ratequeue.feedback`); :mod:`ratequeue.openai` and :mod:`ratequeue.anthropic` wrap those SDKs in one line,
+on :mod:`ratequeue.httpx`'s transports.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from ._admin import Admin, ApiKey, LaneStats, Limit, LimitStats, Resource, ResourceStats
 from ._client import Acquire, Client, Lease, acquire, limited
 from ._config import ClientConfig
+from .feedback import DimensionFeedback, ProviderFeedback
 from ._errors import (
     AcquireTimeout,
     InvalidRequest,
@@ -30,12 +34,14 @@ __all__ = [
     "ApiKey",
     "Client",
     "ClientConfig",
+    "DimensionFeedback",
     "InvalidRequest",
     "LaneStats",
     "Lease",
     "Limit",
     "LimitStats",
     "PermissionDenied",
+    "ProviderFeedback",
     "QueueFull",
     "RateQueueError",
     "Resource",

@@ -126,12 +126,17 @@ class Limit:
             of seconds or a string like ``"60s"``; held as a timedelta.
         burst: The most units that may be spent at once; 0 means
             ``amount``. A stored limit has it filled in.
+        unit: What a load limit counts, for provider feedback: ``""`` or
+            ``"tokens"`` (the provider's token budget applies),
+            ``"input_tokens"`` or ``"output_tokens"`` (Anthropic's separate
+            budgets), or another label. Empty on requests limits.
     """
 
     dimension: str
     amount: float
     period: _dt.timedelta
     burst: float = 0
+    unit: str = ""
 
     def __post_init__(self) -> None:
         if self.dimension not in _DIMENSIONS:
@@ -139,6 +144,7 @@ class Limit:
         self.amount = _number("amount", self.amount)
         self.period = _timedelta("period", self.period)
         self.burst = _number("burst", self.burst)
+        self.unit = _text("unit", self.unit)
 
 
 @dataclass
@@ -166,6 +172,12 @@ class Resource:
             timedelta.
         max_queue: The most waiting requests, beyond which acquires fail
             with ``QueueFull``; None means 10,000.
+        cooldown: The first pause after the provider refused a call without
+            saying how long to wait, doubling on further refusals, at most
+            60 s; None means 1 s. Given like ``Limit.period``.
+        learn_limits: Whether a provider limit lower than a configured one
+            becomes the limit's effective amount until the resource is put
+            again; None means True.
     """
 
     name: str
@@ -175,6 +187,8 @@ class Resource:
     default_lane: Optional[str] = None
     lease_ttl: Optional[_dt.timedelta] = None
     max_queue: Optional[int] = None
+    cooldown: Optional[_dt.timedelta] = None
+    learn_limits: Optional[bool] = None
 
     def __post_init__(self) -> None:
         self.name = _text("name", self.name)
@@ -191,6 +205,10 @@ class Resource:
             self.lease_ttl = _timedelta("lease_ttl", self.lease_ttl)
         if self.max_queue is not None:
             self.max_queue = _count("max_queue", self.max_queue)
+        if self.cooldown is not None:
+            self.cooldown = _timedelta("cooldown", self.cooldown)
+        if self.learn_limits is not None and not isinstance(self.learn_limits, bool):
+            raise _invalid("learn_limits", f"must be a bool, got {self.learn_limits!r}")
 
 
 def _limit(i: int, value: Any) -> Limit:
@@ -242,12 +260,16 @@ class LimitStats:
         used_last_period: Units charged over the period that ends now, refunds
             taken off (what ``ratequeue_limit_utilisation_ratio`` divides by the
             amount).
+        learned_amount: The amount per period the provider's feedback
+            taught, when lower than ``limit.amount``: the limit admits at
+            this rate. None when nothing was learned.
     """
 
     limit: Limit
     available: float
     utilisation: float
     used_last_period: float
+    learned_amount: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +291,9 @@ class ResourceStats:
         wait_p90: 90th percentile wait of recent grants.
         wait_p99: 99th percentile wait of recent grants.
         wait_max: Longest wait of recent grants.
+        paused_until: Until when the resource grants nothing after the
+            provider refused a call (UTC); None when it is not paused.
+        throttles: Calls the provider refused, as releases and reports said.
     """
 
     name: str
@@ -284,6 +309,8 @@ class ResourceStats:
     wait_p90: _dt.timedelta
     wait_p99: _dt.timedelta
     wait_max: _dt.timedelta
+    paused_until: Optional[_dt.datetime] = None
+    throttles: int = 0
 
 
 @dataclass(frozen=True)
@@ -320,7 +347,8 @@ def _duration(td: _dt.timedelta) -> duration_pb2.Duration:
 def _to_message(r: Resource) -> pb.Resource:
     msg = pb.Resource(
         name=r.name,
-        limits=[pb.Limit(dimension=_DIMENSIONS[l.dimension], amount=l.amount, period=_duration(l.period), burst=l.burst)
+        limits=[pb.Limit(dimension=_DIMENSIONS[l.dimension], amount=l.amount, period=_duration(l.period), burst=l.burst,
+                         unit=l.unit)
                 for l in r.limits],
         concurrency=r.concurrency,
         lanes=[pb.Lane(name=lane, weight=weight) for lane, weight in r.lanes.items()],
@@ -329,11 +357,16 @@ def _to_message(r: Resource) -> pb.Resource:
     )
     if r.lease_ttl is not None:
         msg.lease_ttl.CopyFrom(_duration(r.lease_ttl))
+    if r.cooldown is not None:
+        msg.cooldown.CopyFrom(_duration(r.cooldown))
+    if r.learn_limits is not None:
+        msg.learn_limits = r.learn_limits
     return msg
 
 
 def _limit_of(m: pb.Limit) -> Limit:
-    return Limit("load" if m.dimension == pb.DIMENSION_LOAD else "requests", m.amount, m.period.ToTimedelta(), m.burst)
+    return Limit("load" if m.dimension == pb.DIMENSION_LOAD else "requests", m.amount, m.period.ToTimedelta(), m.burst,
+                 m.unit)
 
 
 def _resource_of(m: pb.Resource) -> Resource:
@@ -346,6 +379,9 @@ def _resource_of(m: pb.Resource) -> Resource:
         # The server always sets it; unset means 30 s.
         lease_ttl=m.lease_ttl.ToTimedelta() if m.HasField("lease_ttl") else _dt.timedelta(seconds=30),
         max_queue=m.max_queue,
+        # Unset means 1 s and true.
+        cooldown=m.cooldown.ToTimedelta() if m.HasField("cooldown") else _dt.timedelta(seconds=1),
+        learn_limits=m.learn_limits if m.HasField("learn_limits") else True,
     )
 
 
@@ -354,7 +390,8 @@ def _stats_of(m: pb.ResourceStats) -> ResourceStats:
         name=m.name,
         leases_in_flight=m.leases_in_flight,
         lanes=tuple(LaneStats(l.name, l.weight, l.queue_depth, l.grants, l.load_granted) for l in m.lanes),
-        limits=tuple(LimitStats(_limit_of(l.limit), l.available, l.utilisation, l.used_last_period) for l in m.limits),
+        limits=tuple(LimitStats(_limit_of(l.limit), l.available, l.utilisation, l.used_last_period,
+                                l.learned_amount if l.HasField("learned_amount") else None) for l in m.limits),
         grants=m.grants,
         rejections=m.rejections,
         timeouts=m.timeouts,
@@ -364,6 +401,8 @@ def _stats_of(m: pb.ResourceStats) -> ResourceStats:
         wait_p90=m.wait_p90.ToTimedelta(),
         wait_p99=m.wait_p99.ToTimedelta(),
         wait_max=m.wait_max.ToTimedelta(),
+        paused_until=m.paused_until.ToDatetime(tzinfo=_dt.timezone.utc) if m.HasField("paused_until") else None,
+        throttles=m.throttles,
     )
 
 

@@ -8,21 +8,24 @@ configuration share one stream.
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import functools
 import inspect
 import logging
 import threading
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Mapping, Optional, Tuple, TypeVar, Union
 
 from . import _runtime
 from ._config import ClientConfig
 from ._errors import RateQueueError
 from ._session import LEASE_ATTRIBUTES, BaseLease, Session
+from .feedback import ProviderFeedback, _from_exception
 
 log = logging.getLogger("ratequeue")
 
 F = TypeVar("F", bound=Callable[..., Any])
 Load = Union[float, int]
+Feedback = Union[ProviderFeedback, Mapping[str, Any]]
 
 
 class Lease(BaseLease):
@@ -76,6 +79,22 @@ async def _release_async(lease: BaseLease, actual_load: Optional[float]) -> Opti
     return await asyncio.shield(fut)  # a cancelled caller still releases
 
 
+def _paused_until(resp) -> Optional[_dt.datetime]:
+    if resp is None or not resp.HasField("paused_until"):
+        return None
+    return resp.paused_until.ToDatetime(tzinfo=_dt.timezone.utc)
+
+
+def _observe_exception(lease: BaseLease, exc: Optional[BaseException]) -> None:
+    """Records the throttled answer an exception carries (an SDK's
+    RateLimitError, httpx.HTTPStatusError) before the lease is released."""
+    if exc is None or lease.released:
+        return
+    feedback = _from_exception(exc)
+    if feedback is not None:
+        lease._record(feedback)
+
+
 class _Base:
     def __init__(self, url: Optional[str] = None, *, api_key: Optional[str] = None,
                  config: Optional[ClientConfig] = None, **options: Any) -> None:
@@ -112,7 +131,13 @@ class AsyncClient(_Base):
         ``timeout`` is how long to wait in seconds: ``None`` waits until
         granted or cancelled, ``0`` makes one attempt. Raises
         :class:`AcquireTimeout` when it passes. The lease is released when
-        the block exits, with ``lease.actual_load`` if it was set.
+        the block exits, with ``lease.actual_load`` if it was set and the
+        feedback recorded on it; an exception carrying a provider's 429, 503
+        or 529 answer (``openai.RateLimitError``,
+        ``anthropic.RateLimitError``, ``httpx.HTTPStatusError``; anything
+        with ``status_code`` or ``response.status_code`` and
+        ``response.headers``) is recorded first, so the resource pauses
+        fleet-wide, and then raised on.
         """
         return AsyncAcquire(self, resource, load=load, priority=priority, lane=lane, timeout=timeout)
 
@@ -132,6 +157,25 @@ class AsyncClient(_Base):
     async def release(self, lease: BaseLease, *, actual_load: Optional[float] = None) -> Optional[str]:
         """Releases a lease: the same as ``await lease.release(actual_load=...)``."""
         return await _release_async(lease, actual_load)
+
+    async def report(self, resource: str, feedback: Feedback) -> Optional[_dt.datetime]:
+        """Tells the resource what the provider said about a call made
+        without a lease (a lease carries it with its release instead:
+        ``lease.observe``, ``lease.report``).
+
+        ``feedback`` is a :class:`ratequeue.ProviderFeedback` (for example
+        ``ratequeue.feedback.parse_headers(response.headers,
+        response.status_code)``) or a dict of its fields. Returns until when
+        the resource is paused (UTC), or None when it is not. Raises
+        :class:`ratequeue.InvalidRequest` for feedback that cannot be sent,
+        :class:`ratequeue.ResourceNotFound` for an unknown resource, and
+        :class:`ratequeue.Unavailable` when no server answered (the report
+        is sent again after one reconnect, not more: it is news about a
+        moment that has passed).
+        """
+        checked = ProviderFeedback.of(feedback)
+        session = self._session
+        return _paused_until(await _runtime.run_async(lambda: session.report(resource, checked)))
 
     async def close(self) -> None:
         """Closes this configuration's session stream in this process."""
@@ -167,6 +211,14 @@ class Client(_Base):
         """Releases a lease: the same as ``lease.release(actual_load=...)``."""
         return _release_sync(lease, actual_load)
 
+    def report(self, resource: str, feedback: Feedback) -> Optional[_dt.datetime]:
+        """Blocks while telling the resource about a call made without a
+        lease; see :meth:`ratequeue.aio.Client.report`."""
+        _check_thread()
+        checked = ProviderFeedback.of(feedback)
+        session = self._session
+        return _paused_until(_runtime.run_sync(lambda: session.report(resource, checked)))
+
     def close(self) -> None:
         """Closes this configuration's session stream in this process."""
         session = self._session
@@ -195,9 +247,10 @@ class AsyncAcquire:
         self.lease = await self._client.acquire_lease(self._resource, **self._kw)
         return self.lease
 
-    async def __aexit__(self, *exc: Any) -> bool:
+    async def __aexit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
         lease, self.lease = self.lease, None
         if lease is not None:
+            _observe_exception(lease, exc)
             try:
                 await lease.release()
             except RateQueueError as e:
@@ -216,9 +269,10 @@ class Acquire:
         self.lease = self._client.acquire_lease(self._resource, **self._kw)
         return self.lease
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
         lease, self.lease = self.lease, None
         if lease is not None:
+            _observe_exception(lease, exc)
             try:
                 lease.release()
             except RateQueueError as e:
@@ -239,6 +293,16 @@ def acquire_async(resource: str, *, load: Load = 1, priority: int = 10, lane: Op
     """``async with ratequeue.aio.acquire(...) as lease:``; see :meth:`AsyncClient.acquire`."""
     return AsyncClient(url, api_key=api_key).acquire(resource, load=load, priority=priority, lane=lane,
                                                      timeout=timeout)
+
+
+def clients_for(url: Optional[str], api_key: Optional[str],
+                client: Optional[Union[Client, AsyncClient]]) -> Tuple[Client, AsyncClient]:
+    """The sync and async clients an integration uses: ``client`` itself for
+    its kind, and one of the other kind with its configuration (else from
+    ``url`` and ``api_key``, which default to the environment)."""
+    config = client.config if client is not None else ClientConfig.resolve(url, api_key)
+    return (client if isinstance(client, Client) else Client(config=config),
+            client if isinstance(client, AsyncClient) else AsyncClient(config=config))
 
 
 def limited(resource: str, *, load: Union[Load, Callable[..., Load]] = 1, priority: int = 10,

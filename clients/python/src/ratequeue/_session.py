@@ -12,8 +12,8 @@ following the "Session protocol" rules in ``proto/ratequeue/v1/ratequeue.proto``
 - between connection attempts it pauses with backoff (following a standby's
   ``ratequeue-leader`` hint first, else the next server of the list); on a
   new stream it re-sends the waiting acquires with what is left of their
-  timeouts, then the unanswered releases, then heartbeats every held lease
-  to re-attach it;
+  timeouts, then the unanswered releases, then the unanswered reports, then
+  heartbeats every held lease to re-attach it;
 - how a stream's end is handled depends on its status (``RETRIED_CODES``,
   ``KEY_REFUSED_CODES``, any other); a key refusal is remembered until a
   stream answers, and wins over a timeout;
@@ -24,7 +24,13 @@ following the "Session protocol" rules in ``proto/ratequeue/v1/ratequeue.proto``
   itself only ``TIMEOUT_SLACK`` later, or after ``reconnect_timeout`` without
   a working stream;
 - a cancelled waiter sends a cancel, and a grant that arrives for a waiter
-  that has gone is released at once.
+  that has gone is released at once;
+- a release carries the lease's provider feedback; a report (feedback
+  without a lease) waits for its answer and is sent again after a reconnect,
+  but only once (it is news about a moment that has passed): one that two
+  working streams carried without an answer fails UNAVAILABLE (a connection
+  attempt that never worked does not count); without a working stream it
+  fails after the reconnect timeout, as an acquire does.
 
 Nothing here may block: it runs on an event loop shared by the whole process.
 """
@@ -36,7 +42,7 @@ import datetime as _dt
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Type
+from typing import Any, Dict, List, Mapping, Optional, Type, Union
 
 import grpc
 import grpc.aio
@@ -44,12 +50,14 @@ import grpc.aio
 from . import _protocol as protocol
 from ._config import ClientConfig, Endpoint
 from ._errors import AcquireTimeout, RateQueueError, Unavailable, error_for, error_from_rpc
+from .feedback import DimensionFeedback, Headers, ProviderFeedback, Seconds, _to_proto, parse_headers
 from ._proto.ratequeue.v1 import ratequeue_pb2 as pb
 from ._proto.ratequeue.v1 import ratequeue_pb2_grpc as pb_grpc
 
 log = logging.getLogger("ratequeue")
 
 _TICK = 0.05  # seconds between housekeeping rounds (heartbeats, local timeouts)
+_RESENT_ORDER = {"acquire": 0, "release": 1, "report": 2}
 
 
 LEASE_ATTRIBUTES = """
@@ -67,6 +75,10 @@ LEASE_ATTRIBUTES = """
         actual_load: Set it before the lease is released to reconcile the
             estimate given at acquire (for example with the tokens really
             used).
+        feedback: What the provider said about the call
+            (:class:`ratequeue.ProviderFeedback`), recorded by
+            :meth:`observe` and :meth:`report` and sent with the release;
+            None until then.
         released: True once the lease was released.
         lost: True when the lease can no longer be held: the server reported
             it expired (it was not heartbeated in time, for example while the
@@ -90,11 +102,47 @@ class BaseLease:
     wait_time: float
     grant_time: Optional[_dt.datetime] = None
     actual_load: Optional[float] = None
+    feedback: Optional[ProviderFeedback] = field(default=None, init=False)
     released: bool = field(default=False, init=False)
     lost: bool = field(default=False, init=False)
     # The configuration whose session granted the lease; release() finds
     # the process's session for it (a fresh one after a fork or a close).
     _config: Optional[ClientConfig] = field(default=None, repr=False, compare=False)
+
+    def observe(self, headers: Optional[Headers], status: Optional[int] = None) -> None:
+        """Records what the provider's answer says: ``status`` 429, 503 or
+        529 means it refused the call; its rate-limit headers (OpenAI's
+        ``x-ratelimit-*``, Anthropic's ``anthropic-ratelimit-*``,
+        ``retry-after``) tell its budget. Sent with the release; see
+        :func:`ratequeue.feedback.parse_headers`."""
+        self._record(parse_headers(headers, status))
+
+    def report(self, *, throttled: bool = False, retry_after: Optional[Seconds] = None,
+               requests: Union[DimensionFeedback, Mapping[str, Any], None] = None,
+               load: Union[DimensionFeedback, Mapping[str, Any], None] = None,
+               input_tokens: Union[DimensionFeedback, Mapping[str, Any], None] = None,
+               output_tokens: Union[DimensionFeedback, Mapping[str, Any], None] = None) -> None:
+        """Records what the provider said about the call, sent with the
+        release: ``throttled=True`` when it refused the call (the whole
+        resource pauses for ``retry_after`` seconds or a timedelta, fleet-wide,
+        and a release without ``actual_load`` refunds the load); the
+        dimensions (:class:`ratequeue.DimensionFeedback` or dicts with
+        ``limit``, ``remaining``, ``reset``) lower what the resource admits.
+
+        Throttled stays true once recorded; later values replace earlier
+        ones. Raises :class:`ratequeue.InvalidRequest` for a value that
+        cannot be sent.
+        """
+        self._record(ProviderFeedback.of(dict(
+            throttled=throttled, retry_after=retry_after, requests=requests, load=load,
+            input_tokens=input_tokens, output_tokens=output_tokens), ""))
+
+    def _record(self, feedback: ProviderFeedback) -> None:
+        if self.released:
+            raise RuntimeError(f"lease {self.lease_id} is released: report later feedback with client.report()")
+        if self.feedback is None:
+            self.feedback = ProviderFeedback()
+        self.feedback.merge(feedback)
 
 
 BaseLease.__doc__ += LEASE_ATTRIBUTES
@@ -102,13 +150,14 @@ BaseLease.__doc__ += LEASE_ATTRIBUTES
 @dataclass(eq=False)
 class _Op:
     rid: int
-    kind: str  # "acquire" | "release" | "heartbeat"
+    kind: str  # "acquire" | "release" | "report" | "heartbeat"
     payload: object
     future: "asyncio.Future"
     created: float
     # acquire: when its timeout ends; release: when to stop re-sending it.
     deadline: Optional[float] = None
     lease_type: Type[BaseLease] = BaseLease  # acquire: the class of the lease it makes
+    sends: int = 0  # report: the working streams that carried it and broke before its answer
 
 
 @dataclass(eq=False)
@@ -207,11 +256,21 @@ class Session:
             actual_load = lease.actual_load
         if actual_load is not None:
             req.actual_load = float(actual_load)
+        if lease.feedback is not None and not lease.feedback.empty:
+            req.feedback.CopyFrom(_to_proto(lease.feedback))
         op = self._add_op("release", req, deadline=self._loop.time() + lease.ttl)
         if not self._healthy:
             return None
         resp = await asyncio.shield(op.future)
         return pb.ReleaseOutcome.Name(resp.outcome).replace("RELEASE_OUTCOME_", "") if resp is not None else None
+
+    async def report(self, resource: str, feedback: ProviderFeedback):
+        """Gives provider feedback without a lease; returns the server's
+        ReportResponse. Fails UNAVAILABLE when two streams broke before an
+        answer, or after the reconnect timeout without a working stream."""
+        self._start()
+        op = self._add_op("report", pb.ReportRequest(resource=resource, feedback=_to_proto(feedback)))
+        return await asyncio.shield(op.future)
 
     @property
     def held_leases(self) -> List[BaseLease]:
@@ -307,6 +366,8 @@ class Session:
             msg.acquire.CopyFrom(req)
         elif op.kind == "release":
             msg.release.CopyFrom(op.payload)
+        elif op.kind == "report":
+            msg.report.CopyFrom(op.payload)
         else:
             msg.heartbeat.CopyFrom(op.payload)
         self._queue.put_nowait(msg)
@@ -333,6 +394,11 @@ class Session:
         if self._ops.pop(op.rid, None) is op:
             self._send_cancel(op.rid)
         self._fail(op, err)
+
+    def _give_up_report(self, op: _Op) -> None:
+        del self._ops[op.rid]
+        self._fail(op, self._refusal or Unavailable(
+            f"no ratequeue server reachable for {self.config.reconnect_timeout:g}s: {self._last_error}"))
 
     def _give_back(self, lease: BaseLease) -> None:
         """Releases a lease nobody will use."""
@@ -446,9 +512,13 @@ class Session:
             self._queue = queue
             self._healthy = False
             # Re-send what waits, in request-id order (acquires first, then
-            # releases), then re-attach held leases; that heartbeat also
-            # proves the stream works, even when nothing is held.
-            waiting = sorted(self._ops.values(), key=lambda o: (o.kind != "acquire", o.rid))
+            # releases, then reports: a report only once), then re-attach
+            # held leases; that heartbeat also proves the stream works, even
+            # when nothing is held.
+            for op in [op for op in self._ops.values() if op.kind == "report" and op.sends >= 2]:
+                del self._ops[op.rid]
+                self._fail(op, Unavailable(f"the report was sent twice and no server answered it: {self._last_error}"))
+            waiting = sorted(self._ops.values(), key=lambda o: (_RESENT_ORDER.get(o.kind, 3), o.rid))
             for op in waiting:
                 self._send_op(op)
             self._heartbeat(list(self._leases.values()), probe=True)
@@ -496,6 +566,7 @@ class Session:
         self._queue = None
         if self._loop is None:
             return
+        worked = self._healthy
         if self._healthy or self._disconnected_since is None:
             self._disconnected_since = self._loop.time()
         self._healthy = False
@@ -504,6 +575,8 @@ class Session:
                 del self._ops[op.rid]
             elif op.kind == "release":  # nobody waits for a stream: it is re-sent on the next one
                 self._resolve(op, None)
+            elif op.kind == "report" and worked:  # it went out on a stream that worked, unanswered
+                op.sends += 1
 
     def _heartbeat(self, held: List[_Held], *, probe: bool = False) -> None:
         """Heartbeats these leases, MAX_LEASE_IDS_PER_HEARTBEAT per message;
@@ -540,7 +613,7 @@ class Session:
             return True
         if kind == "failure":
             err = error_for(resp.failure.code, resp.failure.message)
-            if op.kind == "acquire":
+            if op.kind in ("acquire", "report"):
                 self._fail(op, err)
             else:
                 log.warning("ratequeue: %s failed: %s", op.kind, err)
@@ -553,6 +626,8 @@ class Session:
                 self._give_back(lease)
         elif kind == "released":
             self._resolve(op, resp.released)
+        elif kind == "reported":
+            self._resolve(op, resp.reported)
         elif kind == "heartbeat":
             for st in resp.heartbeat.leases:
                 if not st.held:
@@ -607,6 +682,10 @@ class Session:
                 if now > op.deadline:  # the server has freed the slot by now anyway
                     del self._ops[op.rid]
                     self._resolve(op, None)
+            elif op.kind == "report":
+                if (not self._healthy and down_since is not None
+                        and now - max(down_since, op.created) >= self.config.reconnect_timeout):
+                    self._give_up_report(op)
             elif op.kind == "acquire":
                 # The server answers a timeout itself; past the slack, it
                 # could not be reached. A key refusal is the better reason.

@@ -22,6 +22,7 @@ from ._client import AsyncLease as Lease
 from ._client import acquire_async as acquire
 from ._client import limited
 from ._config import ClientConfig
+from .feedback import DimensionFeedback, ProviderFeedback
 from ._errors import (
     AcquireTimeout,
     InvalidRequest,
@@ -40,12 +41,14 @@ __all__ = [
     "AsyncAcquire",
     "Client",
     "ClientConfig",
+    "DimensionFeedback",
     "InvalidRequest",
     "LaneStats",
     "Lease",
     "Limit",
     "LimitStats",
     "PermissionDenied",
+    "ProviderFeedback",
     "QueueFull",
     "RateQueueError",
     "Resource",

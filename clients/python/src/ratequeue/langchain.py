@@ -9,8 +9,12 @@ Two pieces:
   wraps a chat model and holds each call until granted: it acquires the
   estimated tokens before the call, holds the lease during it (so the
   resource's concurrency cap applies) and releases it with the real token
-  count from the answer's ``usage_metadata``. Use it for token budgets and
-  concurrency.
+  count from the answer's ``usage_metadata``, and with what the provider
+  said: a 429 the model raises (``openai.RateLimitError``,
+  ``anthropic.RateLimitError``) pauses the resource fleet-wide, and the
+  rate-limit headers in the answer's ``response_metadata["headers"]``
+  (``ChatOpenAI(include_response_headers=True)``) lower its budget. Use it
+  for token budgets and concurrency.
 
 Use one or the other on a resource, not both, or each call counts twice.
 """
@@ -22,19 +26,10 @@ from typing import Any, AsyncIterator, Callable, Iterator, Optional, Union
 from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from ._client import AsyncClient, Client
-from ._config import ClientConfig
+from ._client import AsyncClient, Client, clients_for
 from ._errors import AcquireTimeout
 
 __all__ = ["RateQueueRateLimiter", "RateQueueRunnable", "estimate_tokens", "with_ratequeue"]
-
-
-def _clients(url: Optional[str], api_key: Optional[str], client: Optional[Union[Client, AsyncClient]]):
-    """The sync and async clients to use: ``client`` itself for its kind,
-    and one of the other kind with its configuration."""
-    config = client.config if client is not None else ClientConfig.resolve(url, api_key)
-    return (client if isinstance(client, Client) else Client(config=config),
-            client if isinstance(client, AsyncClient) else AsyncClient(config=config))
 
 
 class RateQueueRateLimiter(BaseRateLimiter):
@@ -63,7 +58,7 @@ class RateQueueRateLimiter(BaseRateLimiter):
         self.priority = priority
         self.lane = lane
         self.timeout = timeout
-        self._sync, self._async = _clients(url, api_key, client)
+        self._sync, self._async = clients_for(url, api_key, client)
 
     def _kw(self, blocking: bool) -> dict:
         return dict(load=self.load, priority=self.priority, lane=self.lane,
@@ -114,6 +109,19 @@ def estimate_tokens(input: Any, *, output_tokens: int = 0) -> float:
     return max(1, len(_text_of(input)) // 4 + 1) + output_tokens
 
 
+def _settle(lease: Any, message: Any, *, chunk: bool = False) -> None:
+    """Puts what an answer (or one streamed chunk) says on the lease: its
+    tokens (chunks add up) and its response headers. A model's exception is
+    recorded by the acquire's own exit (a 429 pauses the resource)."""
+    used = _usage_total(message)
+    if used is not None:
+        lease.actual_load = (lease.actual_load or 0) + used if chunk else used
+    metadata = getattr(message, "response_metadata", None)
+    headers = metadata.get("headers") if isinstance(metadata, dict) else None
+    if headers:
+        lease.observe(headers)
+
+
 def _usage_total(message: Any) -> Optional[float]:
     usage = getattr(message, "usage_metadata", None)
     if usage:
@@ -134,7 +142,15 @@ class RateQueueRunnable(Runnable):
     ``usage_metadata["total_tokens"]`` of the answer (summed over chunks when
     streaming; ask the provider to report usage in the stream, e.g.
     ``ChatOpenAI(stream_usage=True)``, or the estimate stands), so the resource's token limits are charged what was really
-    used. The lease is held during the call, so the resource's concurrency
+    used. A provider's 429 the model raises is reported with the release
+    (the whole resource pauses, fleet-wide, and the call's load is
+    refunded), then raised on; response headers in ``response_metadata``
+    (``ChatOpenAI(include_response_headers=True)``) are observed. The
+    model's own retries happen inside the one lease, unseen: for them to
+    wait for the fleet-wide pause too, give the model an HTTP client on
+    :class:`ratequeue.httpx.RateQueueTransport` instead of wrapping it (e.g.
+    ``ChatOpenAI(http_client=openai.DefaultHttpxClient(transport=RateQueueTransport("openai-gpt4")))``).
+    The lease is held during the call, so the resource's concurrency
     cap bounds calls in flight across all processes. ``batch`` runs
     ``invoke`` per input, each with its own lease.
     """
@@ -149,7 +165,7 @@ class RateQueueRunnable(Runnable):
         self.priority = priority
         self.lane = lane
         self.timeout = timeout
-        self._sync, self._async = _clients(url, api_key, client)
+        self._sync, self._async = clients_for(url, api_key, client)
 
     def _default_estimate(self, input: Any) -> float:
         max_tokens = getattr(self.bound, "max_tokens", None)
@@ -172,30 +188,26 @@ class RateQueueRunnable(Runnable):
     def invoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> Any:
         with self._sync.acquire(self.resource, **self._kw(input)) as lease:
             out = self.bound.invoke(input, config, **kwargs)
-            lease.actual_load = _usage_total(out)
+            _settle(lease, out)
         return out
 
     async def ainvoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> Any:
         async with self._async.acquire(self.resource, **self._kw(input)) as lease:
             out = await self.bound.ainvoke(input, config, **kwargs)
-            lease.actual_load = _usage_total(out)
+            _settle(lease, out)
         return out
 
     def stream(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> Iterator[Any]:
         with self._sync.acquire(self.resource, **self._kw(input)) as lease:
             for chunk in self.bound.stream(input, config, **kwargs):
-                used = _usage_total(chunk)
-                if used is not None:
-                    lease.actual_load = (lease.actual_load or 0) + used
+                _settle(lease, chunk, chunk=True)
                 yield chunk
 
     async def astream(self, input: Any, config: Optional[RunnableConfig] = None,
                       **kwargs: Any) -> AsyncIterator[Any]:
         async with self._async.acquire(self.resource, **self._kw(input)) as lease:
             async for chunk in self.bound.astream(input, config, **kwargs):
-                used = _usage_total(chunk)
-                if used is not None:
-                    lease.actual_load = (lease.actual_load or 0) + used
+                _settle(lease, chunk, chunk=True)
                 yield chunk
 
 
