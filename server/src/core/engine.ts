@@ -18,7 +18,7 @@ import { Gcra } from "./gcra.js";
 import { IndexedHeap } from "./indexed-heap.js";
 import { chargeLane, chooseLane, joinLane, resetVirtualTime } from "./lane-scheduling.js";
 import { LazyTimer } from "./lazy-timer.js";
-import { LeaseTable } from "./lease-table.js";
+import { LeaseTable, parseLeaseId } from "./lease-table.js";
 import { copySpec, Lane, Resource, Waiter } from "./resource.js";
 import { restoreResource, snapshotResource, type EngineSnapshot, type RestoreOptions } from "./snapshot.js";
 import { TakeoverWindow } from "./takeover.js";
@@ -102,6 +102,8 @@ export class Engine {
   private readonly onFeedback: ((event: FeedbackEvent) => void) | undefined;
   private readonly grantDeadline: () => Millis;
   private readonly resources = new Map<string, Resource>();
+  /** The resources by the tag their lease ids end with: feedback on a lease that already ended still finds its resource. */
+  private readonly byTag = new Map<string, Resource>();
   private readonly leases: LeaseTable;
   private readonly deadlines = new IndexedHeap<Waiter>(
     (a, b) => a.deadline < b.deadline || (a.deadline === b.deadline && a.seq < b.seq),
@@ -168,6 +170,7 @@ export class Engine {
     if (r === undefined) {
       r = this.newResource(s, now);
       this.resources.set(s.name, r);
+      this.byTag.set(r.tag, r);
     } else {
       this.reconfigure(r, s, now);
     }
@@ -201,6 +204,7 @@ export class Engine {
     r.deleted = true;
     r.rateTimer.clear();
     this.resources.delete(name);
+    if (this.byTag.get(r.tag) === r) this.byTag.delete(r.tag);
     this.flush();
     return true;
   }
@@ -310,6 +314,10 @@ export class Engine {
       if (r !== undefined && mayCharge(r.name)) {
         if (actualLoad !== undefined) this.reconcile(r, actualLoad, now);
         if (feedback !== undefined) this.feedback(r, feedback, now, markNow(r), now);
+      } else if (feedback !== undefined) {
+        // A lease that expired (or was released) before this release: what the provider said still counts.
+        const tagged = this.resourceOfLeaseId(leaseId);
+        if (tagged !== undefined && mayCharge(tagged.name)) this.feedback(tagged, feedback, now, markNow(tagged), now);
       }
       this.flush();
       return this.leases.endedAs(leaseId);
@@ -504,12 +512,14 @@ export class Engine {
       r.deleted = true;
     }
     this.resources.clear();
+    this.byTag.clear();
     this.leases.clear();
     this.closedMessage = undefined;
     for (const rs of s.resources) {
       const r = this.newResource(copySpec(rs.spec), now);
       restoreResource(r, rs, now, options.notBefore);
       this.resources.set(r.name, r);
+      this.byTag.set(r.tag, r);
     }
     // Nobody could heartbeat before the takeover, nor before the old leader stopped.
     const graceFrom = options.leaseGraceFrom === undefined ? undefined : Math.max(options.leaseGraceFrom, options.notBefore ?? -Infinity);
@@ -533,6 +543,12 @@ export class Engine {
   }
 
   // ------------------------------------------------------------- internals
+
+  /** The resource a lease id of a default generator names by its tag, or undefined. */
+  private resourceOfLeaseId(id: string): Resource | undefined {
+    const tag = parseLeaseId(id)?.tag;
+    return tag === undefined ? undefined : this.byTag.get(tag);
+  }
 
   /** Re-attaches an unknown lease of a previous leader (see heartbeat), or undefined. */
   private adopt(id: string, reattach: { owner: string; mayAdopt(resource: string): boolean }, now: Millis) {

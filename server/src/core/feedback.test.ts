@@ -244,6 +244,21 @@ describe("provider feedback: remaining and learned limits", () => {
   });
 });
 
+describe("provider feedback on a lease that already ended", () => {
+  it("a throttled release of an expired lease still pauses its resource; one of another namespace's resource does not", () => {
+    const { clock, engine, granted, acq } = setup(spec({ limits: [rps(10)], leaseTtlMs: 1000 }));
+    acq();
+    clock.advance(1500);
+    expect(engine.release(granted[0]!.id, undefined, undefined, throttled(2000))).toBe("expired");
+    expect(engine.stats("api")).toMatchObject({ pausedUntil: 3500, throttles: 1 });
+    acq();
+    clock.advance(5000);
+    // Expired too, but the caller may not charge its resource (another namespace's): nothing happens.
+    expect(engine.release(granted[1]!.id, undefined, () => false, throttled(60_000))).toBe("expired");
+    expect(engine.stats("api")?.pausedUntil).toBeUndefined();
+  });
+});
+
 describe("provider feedback: snapshots", () => {
   it("a pause and a learned limit survive a snapshot and restore, also on a conservative takeover", () => {
     const { clock, engine, granted, acq } = setup(spec({ limits: [rps(600, 2, 60_000)] }));
