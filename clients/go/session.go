@@ -60,6 +60,10 @@ type op struct {
 	// done receives the answer; nil when nobody waits for it. Guarded by
 	// Client.mu once the op is registered.
 	done func(*pb.SessionResponse, error)
+	// broken, for a report, counts the streams that had answered and broke
+	// with it unanswered: at two it fails (feedback is news about a moment
+	// that has passed). Guarded by Client.mu.
+	broken int
 }
 
 // connect opens a session on the current server, or on the next ones in
@@ -146,7 +150,8 @@ func (c *Client) open(ctx context.Context, ep endpoint) (*session, string, error
 
 // attach makes s the open session and re-attaches everything to it, in the
 // protocol's order: the waiting acquires in request-id order, the releases
-// and reports not yet answered, then heartbeats naming every held lease. It reports
+// not yet answered, the reports not yet answered (each until two working
+// streams broke without answering it), then heartbeats naming every held lease. It reports
 // false when the client has closed.
 func (c *Client) attach(s *session) bool {
 	// Holding s's send lock while s becomes visible keeps a new op, which
@@ -162,26 +167,42 @@ func (c *Client) attach(s *session) bool {
 	c.sess = s
 	c.downAt = time.Time{}
 	c.refusal = nil
-	var acquires, releases []*op
+	var acquires, releases, reports []*op
+	var givenUp []func(*pb.SessionResponse, error)
 	for id, o := range c.ops {
 		switch o.req.GetKind().(type) {
 		case *pb.SessionRequest_Acquire:
 			acquires = append(acquires, o)
-		case *pb.SessionRequest_Release, *pb.SessionRequest_Report:
+		case *pb.SessionRequest_Release:
+			releases = append(releases, o)
+		case *pb.SessionRequest_Report:
 			// A report unanswered on the old stream may have been applied
 			// there: sending it again can at worst lengthen a pause, while
-			// losing it lets the fleet run into the provider's limit.
-			releases = append(releases, o)
+			// losing it lets the fleet run into the provider's limit. After
+			// two working streams broke without answering it, it is stale.
+			if o.broken >= 2 {
+				delete(c.ops, id)
+				if o.done != nil {
+					givenUp = append(givenUp, o.done)
+				}
+				continue
+			}
+			reports = append(reports, o)
 		default:
 			delete(c.ops, id) // a heartbeat: the ones below name every lease
 		}
 	}
 	beats := c.heartbeatsLocked(func(*Lease) bool { return true })
+	lastErr := c.lastErr
 	c.mu.Unlock()
+	for _, done := range givenUp {
+		done(nil, newError(codes.Unavailable, "two streams broke before a server answered the report: "+errString(lastErr)))
+	}
 	byID := func(a, b *op) int { return cmp.Compare(a.req.GetRequestId(), b.req.GetRequestId()) }
 	slices.SortFunc(acquires, byID)
 	slices.SortFunc(releases, byID)
-	for _, req := range slices.Concat(resendable(acquires), resendable(releases), beats) {
+	slices.SortFunc(reports, byID)
+	for _, req := range slices.Concat(resendable(acquires), resendable(releases), resendable(reports), beats) {
 		if s.stream.Send(req) != nil {
 			break // run notices the broken stream and reconnects
 		}
@@ -218,6 +239,12 @@ func (c *Client) run(s *session) {
 		if c.sess == s {
 			c.sess = nil
 			c.downAt = time.Now()
+			// s answered (its probe at least): every report still unanswered was on it.
+			for _, o := range c.ops {
+				if o.req.GetReport() != nil {
+					o.broken++
+				}
+			}
 		}
 		closed := c.closed
 		// Acquires given up on the ended stream are cancelled with it.

@@ -31,8 +31,8 @@ interface Outstanding {
   since: number;
   /** An acquire's deadline (epoch ms): a re-sent acquire asks only for the time left. */
   deadline?: number;
-  /** How many streams the message was written to: a report is sent again only once. */
-  sends: number;
+  /** How many streams that had answered broke with this message unanswered: a report gives up at two. */
+  brokenStreams: number;
   resolve(response: SessionResponse): void;
   reject(err: RateQueueError): void;
 }
@@ -97,10 +97,10 @@ export class Session {
     const timeout = kind.case === "acquire" ? kind.value.timeout : undefined;
     const deadline = timeout === undefined ? undefined : since + durationMs(timeout);
     const answer = new Promise<SessionResponse>((resolve, reject) => {
-      this.outstanding.set(id, { request, since, deadline, sends: 0, resolve, reject });
+      this.outstanding.set(id, { request, since, deadline, brokenStreams: 0, resolve, reject });
     });
     this.write(request);
-    if (kind.case === "acquire" && !this.healthy) this.armWatchdog();
+    if ((kind.case === "acquire" || kind.case === "report") && !this.healthy) this.armWatchdog();
     return { id, answer };
   }
 
@@ -140,8 +140,6 @@ export class Session {
   private write(request: SessionRequest): void {
     if (this.stream !== undefined) {
       this.stream.write(request);
-      const pending = this.outstanding.get(request.requestId);
-      if (pending !== undefined) pending.sends++;
       return;
     }
     // Opening sends everything outstanding, this request among them if it expects an answer.
@@ -165,14 +163,15 @@ export class Session {
     stream.on("error", (err: ServiceError) => this.dropped(stream, err));
     stream.on("end", () => this.dropped(stream));
     // Re-send what the previous stream left unanswered: acquires (with the
-    // time they have left), then releases, then reports (a report only once:
-    // feedback is about a moment that has passed). Heartbeats are sent afresh
-    // by the owner, for every lease it holds now.
+    // time they have left), then releases, then reports (a report until two
+    // working streams broke without answering it: feedback is about a moment
+    // that has passed). Heartbeats are sent afresh by the owner, for every
+    // lease it holds now.
     const superseded = new RateQueueError("UNAVAILABLE", "the stream was replaced; a new heartbeat covers this one");
-    const unanswered = new RateQueueError("UNAVAILABLE", `the report was sent twice and no server answered it: ${this.lastError}`);
+    const unanswered = new RateQueueError("UNAVAILABLE", `two streams broke before a server answered the report: ${this.lastError}`);
     for (const [id, pending] of this.outstanding) {
       const kind = pending.request.kind.case;
-      if (kind === "heartbeat" || (kind === "report" && pending.sends >= 2)) {
+      if (kind === "heartbeat" || (kind === "report" && pending.brokenStreams >= 2)) {
         this.outstanding.delete(id);
         pending.reject(kind === "heartbeat" ? superseded : unanswered);
       }
@@ -185,7 +184,6 @@ export class Session {
           request.kind.value.timeout = durationFromMs(Math.max(0, deadline - Date.now()));
         }
         stream.write(request);
-        pending.sends++;
       }
     }
     this.events.opened();
@@ -242,6 +240,8 @@ export class Session {
     this.departureTimer = undefined;
     if (this.closed) return;
     if (this.healthy || this.downSince === undefined) this.downSince = Date.now();
+    // Every unanswered report was on this stream; one that had answered counts.
+    if (this.healthy) for (const p of this.outstanding.values()) if (p.request.kind.case === "report") p.brokenStreams++;
     this.healthy = false;
     const end = err === undefined ? "retry" : streamEnd(err.code);
     this.lastError = err === undefined ? "the server ended the stream" : `${status[err.code] ?? err.code}: ${err.details}`;
@@ -277,13 +277,14 @@ export class Session {
     }
   }
 
-  /** Fails, at the right moment, the acquires that have waited the reconnect timeout without a working stream. */
+  /** Fails, at the right moment, the acquires and reports that have waited the reconnect timeout without a working stream. */
   private armWatchdog(): void {
     if (this.watchdog !== undefined || this.closed) return;
     const limit = this.options.reconnectTimeoutMs;
     const expiresAt = (p: Outstanding) => Math.max(p.since, this.downSince ?? p.since) + limit;
     let next = Infinity;
-    for (const p of this.outstanding.values()) if (p.request.kind.case === "acquire") next = Math.min(next, expiresAt(p));
+    const timed = (p: Outstanding) => p.request.kind.case === "acquire" || p.request.kind.case === "report";
+    for (const p of this.outstanding.values()) if (timed(p)) next = Math.min(next, expiresAt(p));
     if (next === Infinity) return;
     this.watchdog = setTimeout(
       () => {
@@ -291,7 +292,7 @@ export class Session {
         if (this.healthy) return;
         const now = Date.now();
         const err = new RateQueueError("UNAVAILABLE", `no ratequeue server reachable for ${limit} ms: ${this.lastError}`);
-        this.failOutstanding((p) => p.request.kind.case === "acquire" && expiresAt(p) <= now, err);
+        this.failOutstanding((p) => timed(p) && expiresAt(p) <= now, err);
         this.armWatchdog();
       },
       Math.max(0, next - Date.now()),

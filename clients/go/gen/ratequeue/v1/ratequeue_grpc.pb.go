@@ -76,24 +76,24 @@ const (
 //
 // Re-attaching. On a new stream the client sends, in this order: the waiting
 // acquires, in request-id order, each with a timeout of only what is left of
-// its own; the releases not yet answered; the reports not yet answered, each
-// sent again only once (a report unanswered on a second stream fails
-// UNAVAILABLE); heartbeats naming every held lease, at least one even when
+// its own; the releases not yet answered; the reports not yet answered (a
+// report fails UNAVAILABLE once two streams that had answered broke without
+// answering it); heartbeats naming every held lease, at least one even when
 // none is held: its answer shows the stream works.
 //
-// Without a stream. A waiting acquire survives at most the reconnect timeout
-// (30 s by default) without a working stream, then fails UNAVAILABLE. An
-// acquire's timeout is the server's to enforce: the client gives up on its own
-// only 2 s after the timeout (the server could not be reached), or when the
-// caller's own context ends (Go: at its deadline; a context already past its
-// deadline makes one attempt, timeout 0); either way a key refusal seen on
-// the last attempt wins over DEADLINE_EXCEEDED. An acquire given up at its
-// own deadline sends no cancel: the server ends that wait itself. An
-// unanswered release is sent again after reconnecting until the lease's ttl
-// has passed; by then the server has freed the slot.
+// Without a stream. A waiting acquire or report survives at most the reconnect
+// timeout (30 s by default) without a working stream, then fails UNAVAILABLE.
+// An acquire's timeout is the server's to enforce: the client gives up on its
+// own only 2 s after the timeout (the server could not be reached), or when
+// the caller's own context ends (Go: at its deadline; a context already past
+// its deadline makes one attempt, timeout 0); either way a key refusal seen on
+// the last attempt wins over DEADLINE_EXCEEDED. An acquire given up at its own
+// deadline sends no cancel: the server ends that wait itself. An unanswered
+// release is sent again after reconnecting until the lease's ttl has passed;
+// by then the server has freed the slot.
 type RateQueueServiceClient interface {
 	// Session is one worker process's stream. The client sends acquire,
-	// release, heartbeat and cancel messages tagged with its own request ids;
+	// release, heartbeat, cancel and report messages tagged with its own ids;
 	// the server answers each with a message tagged with the same id, and sends
 	// lease-expired notices with request id 0. Closing the stream cancels the
 	// session's waiting acquires; its leases live on until their TTL, so a
@@ -224,24 +224,24 @@ func (c *rateQueueServiceClient) Report(ctx context.Context, in *ReportRequest, 
 //
 // Re-attaching. On a new stream the client sends, in this order: the waiting
 // acquires, in request-id order, each with a timeout of only what is left of
-// its own; the releases not yet answered; the reports not yet answered, each
-// sent again only once (a report unanswered on a second stream fails
-// UNAVAILABLE); heartbeats naming every held lease, at least one even when
+// its own; the releases not yet answered; the reports not yet answered (a
+// report fails UNAVAILABLE once two streams that had answered broke without
+// answering it); heartbeats naming every held lease, at least one even when
 // none is held: its answer shows the stream works.
 //
-// Without a stream. A waiting acquire survives at most the reconnect timeout
-// (30 s by default) without a working stream, then fails UNAVAILABLE. An
-// acquire's timeout is the server's to enforce: the client gives up on its own
-// only 2 s after the timeout (the server could not be reached), or when the
-// caller's own context ends (Go: at its deadline; a context already past its
-// deadline makes one attempt, timeout 0); either way a key refusal seen on
-// the last attempt wins over DEADLINE_EXCEEDED. An acquire given up at its
-// own deadline sends no cancel: the server ends that wait itself. An
-// unanswered release is sent again after reconnecting until the lease's ttl
-// has passed; by then the server has freed the slot.
+// Without a stream. A waiting acquire or report survives at most the reconnect
+// timeout (30 s by default) without a working stream, then fails UNAVAILABLE.
+// An acquire's timeout is the server's to enforce: the client gives up on its
+// own only 2 s after the timeout (the server could not be reached), or when
+// the caller's own context ends (Go: at its deadline; a context already past
+// its deadline makes one attempt, timeout 0); either way a key refusal seen on
+// the last attempt wins over DEADLINE_EXCEEDED. An acquire given up at its own
+// deadline sends no cancel: the server ends that wait itself. An unanswered
+// release is sent again after reconnecting until the lease's ttl has passed;
+// by then the server has freed the slot.
 type RateQueueServiceServer interface {
 	// Session is one worker process's stream. The client sends acquire,
-	// release, heartbeat and cancel messages tagged with its own request ids;
+	// release, heartbeat, cancel and report messages tagged with its own ids;
 	// the server answers each with a message tagged with the same id, and sends
 	// lease-expired notices with request id 0. Closing the stream cancels the
 	// session's waiting acquires; its leases live on until their TTL, so a
