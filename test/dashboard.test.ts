@@ -237,6 +237,18 @@ describe("the dashboard in chromium", () => {
       expect(held.waitP99Ms).toBeGreaterThan(200);
       await expect.poll(() => atRest(page, "team-a", "api"), { timeout: 10_000 }).toEqual([]);
 
+      // The provider said no on team-a's api, and that its limit is half the configured one: the card says so.
+      expect(await teamA.report("api", { throttled: true, retryAfterMs: 60_000, requests: { limit: 30 } })).toBeInstanceOf(Date);
+      const feedbackShown = () =>
+        card(page, "team-a", "api").evaluate((el) => {
+          const paused = el.querySelector<HTMLElement>('[data-stat="paused"]');
+          const text = (stat: string) => el.querySelector(`[data-stat="${stat}"]`)?.textContent ?? "";
+          return { paused: paused?.hidden ? "(hidden)" : (paused?.textContent ?? ""), learned: text("learned"), throttles: text("throttles") };
+        });
+      await expect
+        .poll(feedbackShown, { timeout: 10_000 })
+        .toEqual({ paused: expect.stringMatching(/^paused: the provider refused a call; nothing is granted until /), learned: " · learned from the provider: 30 of 60", throttles: "1" });
+
       // paced moves at 10 grants/s: the page catches up with a reading of GetResourceStats
       // within a refresh or two, and never shows more than the server has granted.
       const before = Number((await admin.getResourceStats("paced")).grants);

@@ -414,15 +414,30 @@ async function drained(cluster: Cluster): Promise<Violation[]> {
   }
 }
 
+/**
+ * From each fault that ended a leadership to the next "leading" line, ms,
+ * sorted. A kill or SIGTERM of the leader always ends it; a cut of the
+ * leader's link to Redis only when a node took the lead before the next
+ * fault (a cut shorter than the leader TTL leaves the leader in place).
+ */
+export function failoverPauses(faults: FaultEvent[], leads: number[]): number[] {
+  const byTime = [...faults].sort((a, b) => a.at - b.at);
+  return byTime
+    .flatMap((f, i) => {
+      const next = leads.find((t) => t > f.at);
+      if (next === undefined) return [];
+      if (f.fault === "kill-leader" || f.fault === "term-leader") return [next - f.at];
+      const nextFault = byTime[i + 1]?.at ?? Infinity;
+      return f.fault === "cut-leader-redis" && next < nextFault ? [next - f.at] : [];
+    })
+    .sort((a, b) => a - b);
+}
+
 function summarize(options: ChaosOptions, history: RefereeEvent[], rssStart: number | undefined, rssEnd: number | undefined): ChaosSummary {
   const count = (xs: string[]) => xs.reduce<Record<string, number>>((m, x) => ((m[x] = (m[x] ?? 0) + 1), m), {});
   const faults = history.filter((e): e is FaultEvent => e.kind === "fault");
   const leads = history.filter((e) => e.kind === "lead").map((e) => e.at).sort((a, b) => a - b);
-  const pauses = faults
-    .filter((f) => ["kill-leader", "term-leader", "cut-leader-redis"].includes(f.fault))
-    .map((f) => (leads.find((t) => t > f.at) ?? NaN) - f.at)
-    .filter(Number.isFinite)
-    .sort((a, b) => a - b);
+  const pauses = failoverPauses(faults, leads);
   const mb = (bytes: number | undefined) => (bytes === undefined ? undefined : Math.round(bytes / 2 ** 20));
   return {
     seed: options.seed,
