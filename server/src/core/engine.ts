@@ -310,15 +310,11 @@ export class Engine {
       // A lease of the old leader this engine never knew: the old leader
       // charged its estimate, unknown here, so the whole actual load is
       // charged (at least the true difference).
-      const r = actualLoad === undefined && feedback === undefined ? undefined : this.takeover.resourceOf(leaseId, now);
-      if (r !== undefined && mayCharge(r.name)) {
-        if (actualLoad !== undefined) this.reconcile(r, actualLoad, now);
-        if (feedback !== undefined) this.feedback(r, feedback, now, markNow(r), now);
-      } else if (feedback !== undefined) {
-        // A lease that expired (or was released) before this release: what the provider said still counts.
-        const tagged = this.resourceOfLeaseId(leaseId);
-        if (tagged !== undefined && mayCharge(tagged.name)) this.feedback(tagged, feedback, now, markNow(tagged), now);
-      }
+      const r = actualLoad === undefined ? undefined : this.takeover.resourceOf(leaseId, now);
+      if (r !== undefined && mayCharge(r.name)) this.reconcile(r, actualLoad!, now);
+      // Expired, released, or a previous leader's: what the provider said still counts, on the resource the id names.
+      const named = feedback === undefined ? undefined : this.resourceOfLeaseId(leaseId);
+      if (named !== undefined && mayCharge(named.name)) this.feedback(named, feedback!, now, markNow(named), now);
       this.flush();
       return this.leases.endedAs(leaseId);
     }
