@@ -22,7 +22,8 @@ export function failure(code: FailureCode, message: string): AcquireResult {
 /**
  * Why a request is refused at once, or undefined: the engine is closed
  * (`closedMessage`), the resource or lane is unknown, the load exceeds a
- * burst, or the queue is full. Counts the refusal on the resource.
+ * burst of the resource or an ancestor, or the queue is full. Counts the
+ * refusal on the resource.
  */
 export function refusal(r: Resource | undefined, req: AcquireRequest, closedMessage: string | undefined): AcquireResult | undefined {
   if (closedMessage !== undefined) return failure("UNAVAILABLE", closedMessage);
@@ -46,13 +47,16 @@ export function refusal(r: Resource | undefined, req: AcquireRequest, closedMess
   return undefined;
 }
 
-/** A message when `load` exceeds some limit's burst (it can never be granted). */
+/** A message when `load` exceeds some limit's burst here or at an ancestor (it can never be granted). */
 export function neverFits(r: Resource, load: number): string | undefined {
-  for (let i = 0; i < r.limits.length; i++) {
-    const g = r.limits[i] as Gcra;
-    if (!g.canEverFit(g.cost(load))) {
-      const what = g.spec.dimension === "load" ? `load ${load}` : "a request's cost of 1";
-      return `${what} exceeds the burst ${g.spec.burst} of ${describeLimit(g.spec, i)}; it can never be granted`;
+  for (let n: Resource | undefined = r; n !== undefined; n = n.parent) {
+    for (let i = 0; i < n.limits.length; i++) {
+      const g = n.limits[i] as Gcra;
+      if (!g.canEverFit(g.cost(load))) {
+        const what = g.spec.dimension === "load" ? `load ${load}` : "a request's cost of 1";
+        const of = n === r ? "" : ` of '${n.name}', an ancestor of '${r.name}'`;
+        return `${what} exceeds the burst ${g.spec.burst} of ${describeLimit(g.spec, i)}${of}; it can never be granted`;
+      }
     }
   }
   return undefined;
@@ -62,6 +66,22 @@ export function neverFits(r: Resource, load: number): string | undefined {
 export function hasRoom(r: Resource, now: Millis): boolean {
   const cap = r.spec.concurrency;
   return cap <= 0 || r.inFlight + r.unknownAt(now) < cap;
+}
+
+/** hasRoom at r and every ancestor. */
+export function hasRoomUp(r: Resource, now: Millis): boolean {
+  for (let n: Resource | undefined = r; n !== undefined; n = n.parent) if (!hasRoom(n, now)) return false;
+  return true;
+}
+
+/** readyAt at r and every ancestor: the time from which all of them admit `load`. */
+export function readyAtUp(r: Resource, load: number, now: Millis): Millis {
+  let at = readyAt(r, load, now);
+  for (let n = r.parent; n !== undefined; n = n.parent) {
+    const t = readyAt(n, load, now);
+    if (t > at) at = t;
+  }
+  return at;
 }
 
 /** The time from which every limit admits `load` and no pause holds the resource (<= now: it fits now). */

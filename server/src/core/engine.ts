@@ -12,34 +12,38 @@
 // queuing between lanes), lease-table.ts (held leases, their expiry order and
 // tombstones), lazy-timer.ts (the deadline, expiry and rate timers),
 // stats.ts, snapshot.ts and takeover.ts (what a new leader assumes it cannot see).
-import { failure, hasRoom, neverFits, readyAt, refusal, timeoutFailure } from "./admission.js";
+import { failure, hasRoom, hasRoomUp, neverFits, readyAt, readyAtUp, refusal, timeoutFailure } from "./admission.js";
 import { applyFeedback, markNow, type GrantMark } from "./feedback.js";
 import { Gcra } from "./gcra.js";
 import { IndexedHeap } from "./indexed-heap.js";
-import { chargeLane, chooseLane, joinLane, resetVirtualTime } from "./lane-scheduling.js";
+import { chargeFlows, chooseLane, joinLane, selectNext, type Wake } from "./lane-scheduling.js";
 import { LazyTimer } from "./lazy-timer.js";
 import { LeaseTable, parseLeaseId } from "./lease-table.js";
 import { copySpec, Lane, Resource, Waiter } from "./resource.js";
 import { restoreResource, snapshotResource, type EngineSnapshot, type RestoreOptions } from "./snapshot.js";
 import { TakeoverWindow } from "./takeover.js";
 import { UsageWindow } from "./usage.js";
-import { resourceMetrics, resourceStats } from "./stats.js";
-import type {
-  AcquireRequest,
-  AcquireResult,
-  Clock,
-  FailureCode,
-  FeedbackEvent,
-  HeartbeatResult,
-  Lease,
-  Millis,
-  NextWaiting,
-  ProviderFeedback,
-  ReleaseOutcome,
-  ResourceMetrics,
-  ResourceSpec,
-  ResourceStats,
-  Ticket,
+import { childStats, parentStats, resourceMetrics, resourceStats } from "./stats.js";
+import { addBacklog, attach, detach, heightOf, isAncestorOrSelf, rootOf } from "./tree.js";
+import {
+  DEFAULT_PER_KEY_IDLE_MS,
+  MAX_TREE_DEPTH,
+  type AcquireRequest,
+  type AcquireResult,
+  type Clock,
+  type Failure,
+  type FailureCode,
+  type FeedbackEvent,
+  type HeartbeatResult,
+  type Lease,
+  type Millis,
+  type NextWaiting,
+  type ProviderFeedback,
+  type ReleaseOutcome,
+  type ResourceMetrics,
+  type ResourceSpec,
+  type ResourceStats,
+  type Ticket,
 } from "./types.js";
 
 /** Options of {@link Engine}. */
@@ -92,6 +96,13 @@ const FAILED_AT_ONCE = null;
  * and the engine is work-conserving: whenever the request chosen to go next
  * fits, it is granted at once.
  *
+ * Resources form trees (tree.ts): a grant on a child must fit the child and
+ * every ancestor at the same moment, and counts at every level, so each
+ * level's guarantees hold for its whole subtree. A parent shares its grants
+ * between the children with waiters by their shares (lane-scheduling.ts).
+ * Keyed children ("NAME/KEY") are made from their parent's template on
+ * first use and forgotten once idle at full budget.
+ *
  * Not thread-safe, nor does it need to be: every method is synchronous.
  */
 export class Engine {
@@ -123,6 +134,17 @@ export class Engine {
   private readonly dirtyList: Resource[] = [];
   /** After a takeover: the leases the old leader may hold unseen (see restore). */
   private readonly takeover = new TakeoverWindow();
+  /** Keyed children with no lease and no waiter, by when they may be forgotten. */
+  private readonly idle = new IndexedHeap<Resource>(
+    (a, b) => a.dropAt < b.dropAt,
+    (r) => r.idleIndex,
+    (r, i) => {
+      r.idleIndex = i;
+    },
+  );
+  private readonly idleTimer: LazyTimer;
+  /** Scratch for selectNext. */
+  private readonly wake: Wake = { at: Infinity };
 
   /** Creates an engine with no resources. */
   constructor(options: EngineOptions) {
@@ -148,6 +170,11 @@ export class Engine {
       this.expiryTimer.armBy(this.leases.nextExpiry());
       this.flush();
     });
+    this.idleTimer = new LazyTimer(this.clock, () => {
+      this.settle(this.clock.now());
+      this.dropIdle(this.clock.now());
+      this.flush();
+    });
   }
 
   // ---------------------------------------------------------------- resources
@@ -160,23 +187,68 @@ export class Engine {
    * keep counting against the new concurrency; waiters of a removed lane
    * move to the default lane; waiters whose cost now exceeds a burst fail
    * with INVALID_ARGUMENT; then the queue is re-evaluated.
+   *
+   * A spec naming a parent puts the resource under it (moving its leases
+   * and waiters along when it had another). A resource declared under the
+   * name of one of its parent's keyed children takes that child's place
+   * (its state kept) and is no longer keyed. A new template replaces the
+   * spec of every keyed child. The caller checks {@link treeProblem} first:
+   * a spec it refuses throws here.
    */
   putResource(spec: ResourceSpec): { created: boolean } {
+    const problem = this.treeProblem(spec);
+    if (problem !== undefined) throw new Error(problem.message);
     const now = this.clock.now();
     this.settle(now);
     const s = copySpec(spec);
+    delete s.keyed;
     let r = this.resources.get(s.name);
     const created = r === undefined;
     if (r === undefined) {
       r = this.newResource(s, now);
-      this.resources.set(s.name, r);
-      this.byTag.set(r.tag, r);
+      this.link(r);
     } else {
+      const oldRoot = rootOf(r);
       this.reconfigure(r, s, now);
+      if (rootOf(r) !== oldRoot) this.pump(oldRoot, now);
+      if (r.children !== undefined) for (const c of r.children) if (c.spec.keyed === true) this.reconfigure(c, keyedSpec(r, c.name), now);
+      this.touchKeyed(r, now);
     }
     this.pump(r, now);
     this.flush();
     return { created };
+  }
+
+  /**
+   * Why `spec` cannot be put as it stands in the tree, or undefined: its
+   * parent is unknown (NOT_FOUND) or keyed, it would be its own ancestor, or
+   * the tree would grow past MAX_TREE_DEPTH levels (INVALID_ARGUMENT).
+   */
+  treeProblem(spec: ResourceSpec): Failure | undefined {
+    const existing = this.resources.get(spec.name);
+    let below = spec.perKey !== undefined ? 1 : 0;
+    if (existing?.children !== undefined) {
+      for (const c of existing.children) if (c.spec.keyed !== true) below = Math.max(below, 1 + heightOf(c));
+    }
+    let depth = 0;
+    if (spec.parent !== undefined) {
+      const parent = this.resources.get(spec.parent);
+      if (parent === undefined) return { code: "NOT_FOUND", message: `parent '${spec.parent}' of '${spec.name}' not found; put the parent first` };
+      if (parent.spec.keyed === true) {
+        return { code: "INVALID_ARGUMENT", message: `parent '${spec.parent}' is a keyed child; declare it to give it children` };
+      }
+      if (existing !== undefined && isAncestorOrSelf(existing, parent)) {
+        return { code: "INVALID_ARGUMENT", message: `parent '${spec.parent}' is '${spec.name}' or one of its children; a tree has no cycles` };
+      }
+      depth = parent.depth + 1;
+    }
+    if (depth + below + 1 > MAX_TREE_DEPTH) {
+      return {
+        code: "INVALID_ARGUMENT",
+        message: `'${spec.name}' would make a tree of ${depth + below + 1} levels (keyed children count as one); at most ${MAX_TREE_DEPTH}`,
+      };
+    }
+    return undefined;
   }
 
   /** The resource's definition, or undefined. */
@@ -185,28 +257,53 @@ export class Engine {
     return r && copySpec(r.spec);
   }
 
-  /** Every resource's definition, ordered by name. */
+  /** Every declared resource's definition (keyed children are listed by {@link listChildren}), ordered by name. */
   listResources(): ResourceSpec[] {
-    return [...this.resources.keys()].sort().map((n) => copySpec((this.resources.get(n) as Resource).spec));
+    const names: string[] = [];
+    for (const r of this.resources.values()) if (r.spec.keyed !== true) names.push(r.name);
+    return names.sort().map((n) => copySpec((this.resources.get(n) as Resource).spec));
+  }
+
+  /** The names of a resource's direct children, keyed ones included, ordered by name; undefined when unknown. */
+  listChildren(name: string): string[] | undefined {
+    const r = this.resources.get(name);
+    if (r === undefined) return undefined;
+    return r.children === undefined ? [] : [...r.children].map((c) => c.name).sort();
   }
 
   /**
-   * Removes a resource. Its waiters fail with NOT_FOUND; its leases end
-   * silently (a later release of one says "unknown"). False when unknown.
+   * Removes a resource and its keyed children. Their waiters fail with
+   * NOT_FOUND; their leases end silently (a later release of one says
+   * "unknown"). False when unknown. The caller checks {@link deleteProblem}
+   * first: a resource with declared children throws here.
    */
   deleteResource(name: string): boolean {
+    const problem = this.deleteProblem(name);
+    if (problem !== undefined) throw new Error(problem.message);
     const now = this.clock.now();
     this.settle(now);
     const r = this.resources.get(name);
     if (r === undefined) return false;
-    this.failAllWaiters(r, "NOT_FOUND", `resource '${name}' was deleted`);
-    this.leases.dropResource(r);
-    r.deleted = true;
-    r.rateTimer.clear();
-    this.resources.delete(name);
-    if (this.byTag.get(r.tag) === r) this.byTag.delete(r.tag);
+    const gone = new Set<Resource>([r]);
+    if (r.children !== undefined) for (const c of r.children) gone.add(c);
+    for (const x of gone) this.failAllWaiters(x, "NOT_FOUND", `resource '${x.name}' was deleted`);
+    this.leases.dropResources(gone);
+    const root = rootOf(r);
+    detach(r);
+    for (const x of gone) this.forget(x);
+    if (root !== r) this.pump(root, now);
     this.flush();
     return true;
+  }
+
+  /** Why a resource cannot be deleted now (it has declared children: FAILED_PRECONDITION), or undefined. */
+  deleteProblem(name: string): Failure | undefined {
+    const r = this.resources.get(name);
+    if (r?.children === undefined) return undefined;
+    const declared = [...r.children].filter((c) => c.spec.keyed !== true).map((c) => c.name);
+    if (declared.length === 0) return undefined;
+    const shown = declared.sort().slice(0, 5).map((n) => `'${n}'`).join(", ");
+    return { code: "FAILED_PRECONDITION", message: `resource '${name}' has children (${shown}${declared.length > 5 ? ", ..." : ""}); delete them first` };
   }
 
   // ----------------------------------------------------------------- acquire
@@ -216,8 +313,13 @@ export class Engine {
    * or failure; onResult has then already been called); otherwise a ticket,
    * and onResult is called exactly once later.
    *
+   * With a key, the request goes to the keyed child "resource/key", made
+   * from the resource's template on first use; an acquire may also name a
+   * keyed child directly.
+   *
    * Fails at once with NOT_FOUND (unknown resource), INVALID_ARGUMENT
-   * (unknown lane; a cost above some limit's burst), RESOURCE_EXHAUSTED
+   * (unknown lane; a cost above some limit's burst; a key the resource has
+   * no template for), RESOURCE_EXHAUSTED
    * (queue full), DEADLINE_EXCEEDED (deadline not after now and no grant at
    * once) or UNAVAILABLE (after shutdown). A new request is granted at once
    * only if it is the one the queue would serve next and it fits.
@@ -225,18 +327,19 @@ export class Engine {
   acquire(req: AcquireRequest, onResult: (r: AcquireResult) => void): Ticket | null {
     const now = this.clock.now();
     this.settle(now);
-    const r = this.resources.get(req.resource);
-    const refused = refusal(r, req, this.closedMessage);
+    const found = this.closedMessage === undefined ? this.resolve(req.resource, req.key, now) : undefined;
+    const refused = typeof found === "object" && !(found instanceof Resource) ? { ok: false as const, failure: found } : refusal(found, req, this.closedMessage);
     if (refused !== undefined) {
       this.post(onResult, refused);
+      if (found instanceof Resource) this.touchKeyed(found, now);
       this.flush();
       return FAILED_AT_ONCE;
     }
-    const res = r as Resource;
+    const res = found as Resource;
     const lane = req.lane === "" ? res.defaultLane : (res.laneByName.get(req.lane) as Lane);
-    if (res.waiting === 0 && hasRoom(res, now) && readyAt(res, req.load, now) <= now) {
-      // Fast path: an empty queue would serve this request first anyway
-      // (and with no waiter, every finish tag is already reset).
+    if ((res.parent === undefined ? res.backlog : rootOf(res).backlog) === 0 && hasRoomUp(res, now) && readyAtUp(res, req.load, now) <= now) {
+      // Fast path: with nothing waiting in the tree, this request is the one
+      // it would serve first anyway (and every finish tag is already reset).
       this.grant(res, lane, req.load, req.owner, now, onResult, now);
       this.flush();
       return null;
@@ -251,6 +354,7 @@ export class Engine {
       w.lane.timeouts++;
       this.post(onResult, timeoutFailure(w, now));
       this.pump(res, now);
+      this.touchKeyed(res, now);
     }
     this.flush();
     return w.decided ? null : w;
@@ -275,6 +379,7 @@ export class Engine {
     ticket.lane.cancellations++;
     this.post(ticket.onResult, failure("CANCELLED", `acquire on '${r.name}' was cancelled`));
     this.pump(r, now);
+    this.touchKeyed(r, now);
     this.flush();
     return true;
   }
@@ -314,7 +419,9 @@ export class Engine {
       if (r !== undefined && mayCharge(r.name)) this.reconcile(r, actualLoad!, now);
       // Expired, released, or a previous leader's: what the provider said still counts, on the resource the id names.
       const named = feedback === undefined ? undefined : this.resourceOfLeaseId(leaseId);
-      if (named !== undefined && mayCharge(named.name)) this.feedback(named, feedback!, now, markNow(named), now);
+      if (named !== undefined && mayCharge(named.name)) for (let n: Resource | undefined = named; n; n = n.parent) this.feedback(n, feedback!, now, markNow(n), now);
+      if (r !== undefined) this.touchKeyed(r, now);
+      if (named !== undefined) this.touchKeyed(named, now);
       this.flush();
       return this.leases.endedAs(leaseId);
     }
@@ -329,8 +436,18 @@ export class Engine {
       this.reconcile(r, reconciled, now);
     }
     if (this.onLeaseReleased !== undefined) this.post(this.onLeaseReleased, { lease: rec.toLease(), at: now, reconciled, issued: this.leases.lastIssued() });
-    if (feedback !== undefined) this.feedback(r, feedback, rec.grantedAt, { grants: rec.markGrants, load: rec.markLoad }, now);
-    if (r.waiting > 0) this.pump(r, now);
+    if (feedback !== undefined) {
+      this.feedback(r, feedback, rec.grantedAt, { grants: rec.markGrants, load: rec.markLoad }, now);
+      const marks = rec.ancestorMarks;
+      let i = 0;
+      for (let a = r.parent; a !== undefined; a = a.parent, i += 2) {
+        // An ancestor put above the resource after the grant counts from now.
+        const mark = marks !== undefined && i + 1 < marks.length ? { grants: marks[i]!, load: marks[i + 1]! } : markNow(a);
+        this.feedback(a, feedback, rec.grantedAt, mark, now);
+      }
+    }
+    this.pump(r, now);
+    this.touchKeyed(r, now);
     this.flush();
     return "released";
   }
@@ -379,26 +496,61 @@ export class Engine {
   report(resource: string, feedback: ProviderFeedback): { pausedUntil: Millis | undefined } | undefined {
     const now = this.clock.now();
     this.settle(now);
-    const r = this.resources.get(resource);
-    if (r === undefined) return undefined;
-    this.feedback(r, feedback, now, markNow(r), now);
-    if (r.waiting > 0) this.pump(r, now);
+    const found = this.resolve(resource, undefined, now);
+    if (!(found instanceof Resource)) return undefined;
+    let pausedUntil = -Infinity;
+    for (let n: Resource | undefined = found; n !== undefined; n = n.parent) {
+      this.feedback(n, feedback, now, markNow(n), now);
+      if (n.pausedUntil > pausedUntil) pausedUntil = n.pausedUntil;
+    }
+    this.pump(found, now);
+    this.touchKeyed(found, now);
     this.flush();
-    return { pausedUntil: r.pausedUntil > now ? r.pausedUntil : undefined };
+    return { pausedUntil: pausedUntil > now ? pausedUntil : undefined };
   }
 
   // ------------------------------------------------------------ introspection
 
-  /** A resource's live statistics, or undefined. */
-  stats(name: string): ResourceStats | undefined {
+  /**
+   * A resource's live statistics, or undefined. `children` says how many of
+   * the direct children to describe, the most demanding first (waiting, then
+   * in flight, then granted; default 20), and which ones the caller may see.
+   */
+  stats(name: string, children: { limit?: number; visible?: (name: string) => boolean } = {}): ResourceStats | undefined {
     const r = this.resources.get(name);
-    return r && resourceStats(r, this.clock.now());
+    if (r === undefined) return undefined;
+    const now = this.clock.now();
+    const visible = children.visible ?? (() => true);
+    const top: Resource[] = [];
+    let count = 0;
+    if (r.children !== undefined) {
+      for (const c of r.children) {
+        if (!visible(c.name)) continue;
+        count++;
+        top.push(c);
+      }
+    }
+    top.sort((a, b) => b.backlog - a.backlog || b.inFlight - a.inFlight || b.grants - a.grants || (a.name < b.name ? -1 : 1));
+    top.length = Math.min(top.length, children.limit ?? 20);
+    return {
+      ...resourceStats(r, now),
+      children: top.map(childStats),
+      childrenCount: count,
+      ...(r.parent !== undefined && { parent: parentStats(r.parent, now) }),
+    };
   }
 
-  /** Every resource's counters and gauges, read now (for metrics at scrape time). */
+  /** Every declared resource's counters and gauges, read now (for metrics at scrape time; keyed children count in their parent). */
   metrics(): ResourceMetrics[] {
     const now = this.clock.now();
-    return [...this.resources.values()].map((r) => resourceMetrics(r, now));
+    const out: ResourceMetrics[] = [];
+    for (const r of this.resources.values()) if (r.spec.keyed !== true) out.push(resourceMetrics(r, now));
+    return out;
+  }
+
+  /** Resources held in memory, keyed children included. */
+  resourceCount(): number {
+    return this.resources.size;
   }
 
   /** The resource a held lease is on; undefined when no such lease is held. */
@@ -462,10 +614,12 @@ export class Engine {
     this.closedMessage = message;
   }
 
-  /** The engine's state as plain JSON values (waiters excluded). */
+  /** The engine's state as plain JSON values (waiters excluded; keyed children only while they hold state). */
   snapshot(): EngineSnapshot {
     const now = this.clock.now();
-    const resources = [...this.resources.keys()].sort().map((name) => snapshotResource(this.resources.get(name) as Resource, now));
+    const names: string[] = [];
+    for (const r of this.resources.values()) if (r.spec.keyed !== true || this.holdsState(r, now)) names.push(r.name);
+    const resources = names.sort().map((name) => snapshotResource(this.resources.get(name) as Resource, now));
     const leases = [...this.leases.values()].map((rec) => rec.toLease());
     const issued = this.leases.issued();
     return { version: 1, takenAt: now, resources, leases, ...(issued && { issued }) };
@@ -510,12 +664,18 @@ export class Engine {
     this.resources.clear();
     this.byTag.clear();
     this.leases.clear();
+    this.idle.clear();
     this.closedMessage = undefined;
     for (const rs of s.resources) {
       const r = this.newResource(copySpec(rs.spec), now);
       restoreResource(r, rs, now, options.notBefore);
       this.resources.set(r.name, r);
       this.byTag.set(r.tag, r);
+    }
+    // Parents first is not promised: the tree is linked once every resource exists.
+    for (const r of this.resources.values()) {
+      const parent = r.spec.parent === undefined ? undefined : this.resources.get(r.spec.parent);
+      if (parent !== undefined) attach(r, parent);
     }
     // Nobody could heartbeat before the takeover, nor before the old leader stopped.
     const graceFrom = options.leaseGraceFrom === undefined ? undefined : Math.max(options.leaseGraceFrom, options.notBefore ?? -Infinity);
@@ -528,6 +688,7 @@ export class Engine {
       if (options.notBefore !== undefined && l.expiresAt <= options.notBefore) expiredKnown.set(r, (expiredKnown.get(r) ?? 0) + 1);
     }
     this.takeover.begin(s, this.resources, expiredKnown, now, options.notBefore);
+    for (const r of this.resources.values()) this.touchKeyed(r, now);
     this.expiryTimer.armBy(this.leases.nextExpiry());
     this.settle(now);
     this.flush();
@@ -561,35 +722,124 @@ export class Engine {
     return r;
   }
 
+  /** Makes a new resource known: by name, by tag, and under its parent. */
+  private link(r: Resource): void {
+    this.resources.set(r.name, r);
+    this.byTag.set(r.tag, r);
+    const parent = r.spec.parent === undefined ? undefined : this.resources.get(r.spec.parent);
+    if (parent !== undefined) attach(r, parent);
+  }
+
+  /** Forgets a resource that has no lease and no waiter left (deleted, or a keyed child gone idle). */
+  private forget(r: Resource): void {
+    detach(r);
+    r.deleted = true;
+    r.rateTimer.clear();
+    if (r.idleIndex >= 0) this.idle.remove(r);
+    this.resources.delete(r.name);
+    if (this.byTag.get(r.tag) === r) this.byTag.delete(r.tag);
+  }
+
   /**
-   * Grants from the queue while its chosen head fits. The head is served
-   * strictly: when it does not fit, nothing behind it is granted. Arms the
-   * resource's timer for the exact time the head's limits allow it; a head
-   * blocked by concurrency waits for a release or expiry instead.
+   * The resource an acquire or report names: `name`, or with a key its keyed
+   * child, or a keyed child named directly ("NAME/KEY" under a resource with
+   * a template); a keyed child not held yet is made now. A failure for a key
+   * that cannot be served; undefined when nothing matches.
+   */
+  private resolve(name: string, key: string | undefined, now: Millis): Resource | Failure | undefined {
+    if (key !== undefined && key !== "") {
+      const parent = this.resources.get(name);
+      if (parent === undefined) return undefined;
+      const child = this.resources.get(name + "/" + key);
+      if (child !== undefined) {
+        if (child.parent === parent) return child;
+        return { code: "INVALID_ARGUMENT", message: `resource '${child.name}' exists but is not a child of '${name}'; acquire it without a key` };
+      }
+      if (parent.spec.perKey === undefined) {
+        return { code: "INVALID_ARGUMENT", message: `resource '${name}' has no per_key template; declare per_key to acquire it with a key` };
+      }
+      return this.makeKeyed(parent, name + "/" + key, now);
+    }
+    const r = this.resources.get(name);
+    if (r !== undefined) return r;
+    // The longest known prefix before a '/' is the parent a keyed child would have.
+    for (let i = name.lastIndexOf("/"); i > 0; i = name.lastIndexOf("/", i - 1)) {
+      const parent = this.resources.get(name.slice(0, i));
+      if (parent === undefined) continue;
+      return parent.spec.perKey === undefined || i === name.length - 1 ? undefined : this.makeKeyed(parent, name, now);
+    }
+    return undefined;
+  }
+
+  /** A new keyed child of `parent` (its template must exist), linked and known. */
+  private makeKeyed(parent: Resource, name: string, now: Millis): Resource {
+    const r = this.newResource(keyedSpec(parent, name), now);
+    this.link(r);
+    // Made while a takeover's window is open: the old leader may have granted on it unseen.
+    this.takeover.fresh(r, now);
+    return r;
+  }
+
+  /** A keyed child with no lease and no waiter is due to be forgotten once idle long enough at full budget; a busy one is not. */
+  private touchKeyed(r: Resource, now: Millis): void {
+    if (r.spec.keyed !== true || r.inFlight > 0 || r.backlog > 0) {
+      if (r.idleIndex >= 0) this.idle.remove(r);
+      return;
+    }
+    if (r.idleIndex >= 0) return;
+    r.dropAt = Math.max(now, fullAt(r)) + idleMsOf(r);
+    this.idle.push(r);
+    this.idleTimer.armBy(r.dropAt);
+  }
+
+  /** Forgets the keyed children idle at full budget for their parent's per_key_idle by `now`. */
+  private dropIdle(now: Millis): void {
+    for (let r = this.idle.peek(); r !== undefined && r.dropAt <= now; r = this.idle.peek()) {
+      this.idle.pop();
+      // Feedback on an ended lease may have spent budget since it went idle: it waits again from full.
+      const full = fullAt(r);
+      const due = Math.max(full, r.dropAt - idleMsOf(r)) + idleMsOf(r);
+      if (due > now || this.holdsState(r, now)) {
+        r.dropAt = Math.max(due, now + 1);
+        this.idle.push(r);
+        continue;
+      }
+      this.forget(r);
+    }
+    this.idleTimer.armBy(this.idle.peek()?.dropAt);
+  }
+
+  /** True while forgetting r would lose something: a lease, a waiter, spent budget, a pause or unknown leases. */
+  private holdsState(r: Resource, now: Millis): boolean {
+    return r.inFlight > 0 || r.backlog > 0 || fullAt(r) > now || r.unknownAt(now) > 0;
+  }
+
+  /**
+   * Grants while the request the tree chooses next fits every level on its
+   * way (selectNext). Within a lane the head is served strictly: when it
+   * does not fit, nothing behind it is granted. Arms the root's timer for
+   * the exact time a blocked choice may fit; one blocked by concurrency
+   * waits for a release or expiry instead.
    */
   private pump(r: Resource, now: Millis): void {
     // Suspended, shut down, or past the leader's deadline: grants nothing.
     if (this.closedMessage !== undefined || now >= this.grantDeadline()) return;
-    while (r.waiting > 0) {
-      if (!hasRoom(r, now)) {
-        // Unknown leases of a previous leader block until they have certainly expired.
-        if (r.unknownAt(now) > 0) r.rateTimer.armBy(r.unknownUntil);
+    const root = r.parent === undefined ? r : rootOf(r);
+    const wake = this.wake;
+    while (root.backlog > 0) {
+      wake.at = Infinity;
+      const w = selectNext(root, now, wake);
+      if (w === undefined) {
+        if (wake.at !== Infinity) root.rateTimer.armBy(wake.at);
         return;
       }
-      const lane = chooseLane(r);
-      const w = lane.queue.peek() as Waiter;
-      const at = readyAt(r, w.load, now);
-      if (at > now) {
-        r.rateTimer.armBy(at);
-        return;
-      }
+      chargeFlows(w);
       this.removeWaiter(w);
-      chargeLane(r, lane, w.load);
-      this.grant(r, lane, w.load, w.owner, w.enqueuedAt, w.onResult, now);
+      this.grant(w.res, w.lane, w.load, w.owner, w.enqueuedAt, w.onResult, now);
     }
   }
 
-  /** Charges the limits, creates the lease and posts the grant (the request is no longer queued). */
+  /** Charges the limits of the resource and every ancestor, creates the lease and posts the grant (the request is no longer queued). */
   private grant(
     r: Resource,
     lane: Lane,
@@ -599,21 +849,24 @@ export class Engine {
     onResult: (r: AcquireResult) => void,
     now: Millis,
   ): void {
-    const limits = r.limits;
-    for (let i = 0; i < limits.length; i++) {
-      const g = limits[i] as Gcra;
-      const cost = g.cost(load);
-      g.charge(cost, now);
-      (g.usage ??= new UsageWindow(g.spec.periodMs)).add(cost, now);
+    const waited = now - since;
+    for (let n: Resource | undefined = r; n !== undefined; n = n.parent) {
+      const limits = n.limits;
+      for (let i = 0; i < limits.length; i++) {
+        const g = limits[i] as Gcra;
+        const cost = g.cost(load);
+        g.charge(cost, now);
+        (g.usage ??= new UsageWindow(g.spec.periodMs)).add(cost, now);
+      }
+      n.grants++;
+      n.loadGrantedTotal += load;
+      n.recordWait(waited);
     }
-    r.grants++;
-    r.loadGrantedTotal += load;
     const rec = this.leases.grant(r, load, owner, now);
     this.expiryTimer.armBy(rec.expiresAt);
+    if (r.idleIndex >= 0) this.idle.remove(r);
     lane.grants++;
     lane.loadGranted += load;
-    const waited = now - since;
-    r.recordWait(waited);
     lane.recordWait(waited);
     this.post(onResult, { ok: true, grant: { lease: rec.toLease(), waitedMs: waited } });
   }
@@ -624,22 +877,25 @@ export class Engine {
     if (this.onFeedback !== undefined) for (const e of events) this.post(this.onFeedback, e);
   }
 
-  /** Charges (delta > 0) or refunds (delta < 0) a release's reconciliation on the load limits. */
+  /** Charges (delta > 0) or refunds (delta < 0) a release's reconciliation on the load limits of the resource and every ancestor. */
   private reconcile(r: Resource, delta: number, now: Millis): void {
-    for (const g of r.limits) {
-      if (g.spec.dimension !== "load") continue;
-      g.adjust(delta);
-      // A refund during a pause does not refill the burst the pause ends with.
-      if (delta < 0 && r.pausedUntil > now) g.holdUntil(r.pausedUntil);
-      (g.usage ??= new UsageWindow(g.spec.periodMs)).add(delta, now);
+    for (let n: Resource | undefined = r; n !== undefined; n = n.parent) {
+      for (const g of n.limits) {
+        if (g.spec.dimension !== "load") continue;
+        g.adjust(delta);
+        // A refund during a pause does not refill the burst the pause ends with.
+        if (delta < 0 && n.pausedUntil > now) g.holdUntil(n.pausedUntil);
+        (g.usage ??= new UsageWindow(g.spec.periodMs)).add(delta, now);
+      }
+      if (delta > 0) n.loadCharged += delta;
+      else n.loadRefunded -= delta;
     }
-    if (delta > 0) r.loadCharged += delta;
-    else r.loadRefunded -= delta;
   }
 
   private enqueue(r: Resource, w: Waiter): void {
     joinLane(r, w.lane, w);
     r.waiting++;
+    addBacklog(r, 1);
     this.waitingTotal++;
     if (w.deadline !== Infinity) {
       this.deadlines.push(w);
@@ -654,8 +910,8 @@ export class Engine {
     if (w.deadlineIndex >= 0) this.deadlines.remove(w);
     w.decided = true;
     r.waiting--;
+    addBacklog(r, -1);
     this.waitingTotal--;
-    if (r.waiting === 0) resetVirtualTime(r);
   }
 
   private failAllWaiters(r: Resource, code: FailureCode, message: string): void {
@@ -667,6 +923,11 @@ export class Engine {
   }
 
   private reconfigure(r: Resource, spec: ResourceSpec, now: Millis): void {
+    if (spec.parent !== r.spec.parent) {
+      detach(r);
+      const parent = spec.parent === undefined ? undefined : this.resources.get(spec.parent);
+      if (parent !== undefined) attach(r, parent);
+    }
     // Limits: keep the state of one with the same dimension and period.
     const old = r.limits.slice();
     r.limits = spec.limits.map((ls) => {
@@ -692,14 +953,19 @@ export class Engine {
     for (const l of oldLanes) if (r.laneByName.get(l.name) !== l) moved.push(...l.queue.clear());
     moved.sort((a, b) => a.seq - b.seq);
     for (const w of moved) joinLane(r, r.defaultLane, w);
-    // Waiters that can no longer ever fit fail now rather than wait forever.
-    if (r.waiting === 0) return;
+    // Waiters here and below that can no longer ever fit fail now rather than wait forever.
+    this.failNeverFitting(r);
+  }
+
+  private failNeverFitting(r: Resource): void {
+    if (r.backlog === 0) return;
     for (const w of r.waitersByArrival()) {
       const never = neverFits(r, w.load);
       if (never === undefined) continue;
       this.removeWaiter(w);
       this.post(w.onResult, failure("INVALID_ARGUMENT", never));
     }
+    if (r.active !== undefined) for (const c of [...r.active]) this.failNeverFitting(c);
   }
 
   /**
@@ -712,21 +978,24 @@ export class Engine {
     const dirty = this.dirtyList;
     for (let rec = this.leases.popExpired(now); rec !== undefined; rec = this.leases.popExpired(now)) {
       const r = rec.res;
-      r.expirations++;
+      for (let n: Resource | undefined = r; n !== undefined; n = n.parent) n.expirations++;
       if (this.onLeaseExpired !== undefined) this.post(this.onLeaseExpired, rec.toLease());
-      if (!r.dirty) {
-        r.dirty = true;
-        dirty.push(r);
+      const root = rootOf(r);
+      if (!root.dirty) {
+        root.dirty = true;
+        dirty.push(root);
       }
+      this.touchKeyed(r, now);
     }
     let due: Waiter[] | undefined;
     let w = this.deadlines.peek();
     while (w !== undefined && w.deadline <= now) {
       this.deadlines.pop();
       (due ??= []).push(w);
-      if (!w.res.dirty) {
-        w.res.dirty = true;
-        dirty.push(w.res);
+      const root = rootOf(w.res);
+      if (!root.dirty) {
+        root.dirty = true;
+        dirty.push(root);
       }
       w = this.deadlines.peek();
     }
@@ -739,6 +1008,7 @@ export class Engine {
         x.res.timeouts++;
         x.lane.timeouts++;
         this.post(x.onResult, timeoutFailure(x, now));
+        this.touchKeyed(x.res, now);
       }
       for (const r of dirty) if (!r.deleted) this.pump(r, now);
     }
@@ -786,4 +1056,36 @@ export class Engine {
     this.outHead = 0;
     if (thrown !== undefined) throw thrown.error;
   }
+}
+
+/** The spec of `parent`'s keyed child `name`: the template's limits, cap and share, the parent's lanes and lease terms. */
+function keyedSpec(parent: Resource, name: string): ResourceSpec {
+  const p = parent.spec;
+  const t = p.perKey as NonNullable<ResourceSpec["perKey"]>;
+  return {
+    name,
+    limits: t.limits,
+    concurrency: t.concurrency,
+    lanes: p.lanes,
+    defaultLane: p.defaultLane,
+    leaseTtlMs: p.leaseTtlMs,
+    maxQueue: p.maxQueue,
+    ...(p.cooldownMs !== undefined && { cooldownMs: p.cooldownMs }),
+    ...(p.learnLimits !== undefined && { learnLimits: p.learnLimits }),
+    parent: parent.name,
+    share: t.share,
+    keyed: true,
+  };
+}
+
+/** When every limit of r is back at full budget and no pause holds it (-Infinity: already). */
+function fullAt(r: Resource): Millis {
+  let at = r.pausedUntil;
+  for (const g of r.limits) if (g.tat > at) at = g.tat;
+  return at;
+}
+
+/** How long a keyed child of r's parent lives on once idle at full budget. */
+function idleMsOf(r: Resource): Millis {
+  return r.parent?.spec.perKeyIdleMs ?? DEFAULT_PER_KEY_IDLE_MS;
 }

@@ -3,6 +3,7 @@
 import { IndexedHeap } from "./indexed-heap.js";
 import type { Resource } from "./resource.js";
 import { type Ended, Tombstones } from "./tombstones.js";
+import { addInFlight } from "./tree.js";
 import type { Lease, Millis, ReleaseOutcome } from "./types.js";
 
 /** Separates a lease id made by the default generator from its resource's tag. */
@@ -43,6 +44,8 @@ export class LeaseRecord {
    */
   markGrants = 0;
   markLoad = 0;
+  /** The same marks for each ancestor of its resource, nearest first, as [grants, load, ...]; undefined for a root's lease. */
+  ancestorMarks: number[] | undefined = undefined;
 
   constructor(
     readonly id: string,
@@ -203,14 +206,14 @@ export class LeaseTable {
     return t === "released" ? "already_released" : t === "expired" ? "expired" : "unknown";
   }
 
-  /** Forgets the leases of a deleted resource, leaving no tombstones (a later release says "unknown"). */
-  dropResource(r: Resource): void {
+  /** Forgets the leases of deleted resources, leaving no tombstones (a later release says "unknown"). */
+  dropResources(deleted: ReadonlySet<Resource>): void {
     for (const rec of this.byId.values()) {
-      if (rec.res !== r) continue;
+      if (!deleted.has(rec.res)) continue;
       this.byId.delete(rec.id);
       this.expiries.remove(rec);
+      addInFlight(rec.res, -1);
     }
-    r.inFlight = 0;
   }
 
   /** Forgets every lease and tombstone (a restore replaces them). */
@@ -221,16 +224,22 @@ export class LeaseTable {
   }
 
   private hold(rec: LeaseRecord): void {
-    rec.markGrants = rec.res.grants;
-    rec.markLoad = rec.res.loadGrantedTotal;
+    const r = rec.res;
+    rec.markGrants = r.grants;
+    rec.markLoad = r.loadGrantedTotal;
+    if (r.parent !== undefined) {
+      const marks: number[] = [];
+      for (let a: Resource | undefined = r.parent; a !== undefined; a = a.parent) marks.push(a.grants, a.loadGrantedTotal);
+      rec.ancestorMarks = marks;
+    }
     this.byId.set(rec.id, rec);
     this.expiries.push(rec);
-    rec.res.inFlight++;
+    addInFlight(r, 1);
   }
 
   private end(rec: LeaseRecord, how: Ended): void {
     this.byId.delete(rec.id);
-    rec.res.inFlight--;
+    addInFlight(rec.res, -1);
     this.tombstones.add(rec.id, rec.serial, how);
   }
 

@@ -3,7 +3,7 @@
 import { Gcra } from "./gcra.js";
 import { IndexedHeap } from "./indexed-heap.js";
 import type { LazyTimer } from "./lazy-timer.js";
-import type { AcquireResult, LaneSpec, Millis, ResourceSpec, Ticket } from "./types.js";
+import type { AcquireResult, LaneSpec, LimitSpec, Millis, ResourceSpec, Ticket } from "./types.js";
 
 /** The upper bounds of the wait buckets each lane counts grants in, ms (metrics' histogram). */
 export const WAIT_BUCKETS_MS: readonly number[] = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000];
@@ -134,6 +134,24 @@ export class Resource {
   /** The length of the latest pause without retry-after; 0 once a call succeeds. */
   backoffMs: Millis = 0;
   throttles = 0;
+  /** The parent in a resource tree (tree.ts); undefined for a root. */
+  parent: Resource | undefined = undefined;
+  /** Levels above this resource: 0 for a root. */
+  depth = 0;
+  /** Direct children, made at the first one. */
+  children: Set<Resource> | undefined = undefined;
+  /** Children with waiters below them: the flows the scheduler weighs beside the lanes (lane-scheduling.ts). */
+  active: Set<Resource> | undefined = undefined;
+  /** Waiters in this resource and every descendant. */
+  backlog = 0;
+  /** Weighted fair queuing finish tag as a flow of the parent, valid while finishEpoch is the parent's epoch. */
+  finish = 0;
+  finishEpoch = -1;
+  /** Counts resets of vtime: a child whose finishEpoch differs starts again at vtime. */
+  epoch = 0;
+  /** A keyed child's position in the engine's idle heap (-1: not idle), and when it may be dropped. */
+  idleIndex = -1;
+  dropAt: Millis = Infinity;
 
   /** @param rateTimer wakes the queue when its head's limits will admit it. */
   constructor(
@@ -176,13 +194,7 @@ export class Resource {
 export function copySpec(s: ResourceSpec): ResourceSpec {
   return {
     name: s.name,
-    limits: s.limits.map((l) => ({
-      dimension: l.dimension,
-      amount: l.amount,
-      periodMs: l.periodMs,
-      burst: l.burst,
-      ...(l.unit !== undefined && { unit: l.unit }),
-    })),
+    limits: s.limits.map(copyLimit),
     concurrency: s.concurrency,
     lanes: s.lanes.map((l) => ({ name: l.name, weight: l.weight })),
     defaultLane: s.defaultLane,
@@ -190,6 +202,24 @@ export function copySpec(s: ResourceSpec): ResourceSpec {
     maxQueue: s.maxQueue,
     ...(s.cooldownMs !== undefined && { cooldownMs: s.cooldownMs }),
     ...(s.learnLimits !== undefined && { learnLimits: s.learnLimits }),
+    ...(s.parent !== undefined && { parent: s.parent }),
+    ...(s.share !== undefined && { share: s.share }),
+    ...(s.perKey !== undefined && {
+      perKey: { limits: s.perKey.limits.map(copyLimit), concurrency: s.perKey.concurrency, share: s.perKey.share },
+    }),
+    ...(s.perKeyIdleMs !== undefined && { perKeyIdleMs: s.perKeyIdleMs }),
+    ...(s.childrenFrom !== undefined && { childrenFrom: [...s.childrenFrom] }),
+    ...(s.keyed === true && { keyed: true }),
+  };
+}
+
+function copyLimit(l: LimitSpec): LimitSpec {
+  return {
+    dimension: l.dimension,
+    amount: l.amount,
+    periodMs: l.periodMs,
+    burst: l.burst,
+    ...(l.unit !== undefined && { unit: l.unit }),
   };
 }
 

@@ -1,6 +1,6 @@
 // A resource's live statistics, read from the state the engine keeps anyway.
 import { WAIT_BUCKETS_MS, type Resource } from "./resource.js";
-import type { Millis, ResourceMetrics, ResourceStats } from "./types.js";
+import type { ChildStats, LimitStats, Millis, ParentStats, ResourceMetrics, ResourceStats } from "./types.js";
 
 /** The bounds of the wait buckets in ResourceMetrics, ms. */
 export const waitBucketsMs = WAIT_BUCKETS_MS;
@@ -11,8 +11,40 @@ function nearestRank(sorted: number[], p: number): number {
   return sorted[i] as number;
 }
 
-/** The statistics of `r` at `now`. */
-export function resourceStats(r: Resource, now: Millis): ResourceStats {
+/** Each limit's utilisation at `now`. */
+function limitStats(r: Resource, now: Millis): LimitStats[] {
+  return r.limits.map((g) => {
+    const available = g.available(now);
+    return {
+      limit: { ...g.spec },
+      available,
+      utilisation: 1 - available / g.spec.burst,
+      usedLastPeriod: g.usage?.used(now) ?? 0,
+      ...(g.learned !== undefined && { learnedAmount: g.learned }),
+    };
+  });
+}
+
+/** A child's demand and grants, over its subtree. */
+export function childStats(c: Resource): ChildStats {
+  return {
+    name: c.name,
+    share: c.spec.share ?? 1,
+    keyed: c.spec.keyed === true,
+    leasesInFlight: c.inFlight,
+    queueDepth: c.backlog,
+    grants: c.grants,
+    loadGranted: c.loadGrantedTotal,
+  };
+}
+
+/** A parent's state at `now`, as numbers. */
+export function parentStats(p: Resource, now: Millis): ParentStats {
+  return { name: p.name, leasesInFlight: p.inFlight, queueDepth: p.backlog, limits: limitStats(p, now) };
+}
+
+/** The statistics of `r` at `now`, without its tree (Engine.stats adds it). */
+export function resourceStats(r: Resource, now: Millis): Omit<ResourceStats, "children" | "childrenCount" | "parent"> {
   const sorted = r.waits.slice().sort((a, b) => a - b);
   return {
     name: r.name,
@@ -24,16 +56,7 @@ export function resourceStats(r: Resource, now: Millis): ResourceStats {
       grants: l.grants,
       loadGranted: l.loadGranted,
     })),
-    limits: r.limits.map((g) => {
-      const available = g.available(now);
-      return {
-        limit: { ...g.spec },
-        available,
-        utilisation: 1 - available / g.spec.burst,
-        usedLastPeriod: g.usage?.used(now) ?? 0,
-        ...(g.learned !== undefined && { learnedAmount: g.learned }),
-      };
-    }),
+    limits: limitStats(r, now),
     grants: r.grants,
     rejections: r.rejections,
     timeouts: r.timeouts,

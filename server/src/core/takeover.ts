@@ -30,7 +30,7 @@ import type { Millis } from "./types.js";
  */
 export function unknownLeases(
   r: Resource,
-  s: ResourceSnapshot,
+  s: Pick<ResourceSnapshot, "tats" | "unknownLeases">,
   takenAt: Millis,
   known: number,
   expiredKnown: number,
@@ -58,6 +58,9 @@ export function unknownLeases(
 export class TakeoverWindow {
   private byTag = new Map<string, Resource>();
   private issued: { prefix: string; serial: number } | undefined;
+  /** The restored snapshot's time and the restore's notBefore, for resources made after it (fresh). */
+  private takenAt = -Infinity;
+  private notBefore: Millis | undefined;
 
   /**
    * Opens the windows of a restore. `expiredKnown` counts, per resource, the
@@ -75,6 +78,28 @@ export class TakeoverWindow {
       if (unknown.until > now) this.byTag.set(r.tag, r);
     }
     this.issued = notBefore === undefined ? undefined : s.issued;
+    this.takenAt = s.takenAt;
+    this.notBefore = notBefore;
+  }
+
+  /**
+   * A resource made after the restore that the snapshot did not hold (a
+   * keyed child made on first use): the old leader may have made it too
+   * after its snapshot and granted on it until notBefore. It starts as a
+   * restored resource would from a snapshot in which it was unused: every
+   * limit spent at notBefore, and as many unknown leases as it could have
+   * granted until then, for one lease TTL.
+   */
+  fresh(r: Resource, now: Millis): void {
+    const notBefore = this.notBefore;
+    if (notBefore === undefined) return;
+    for (const g of r.limits) if (g.tat < notBefore + g.tolerance) g.tat = notBefore + g.tolerance;
+    const unknown = unknownLeases(r, { tats: [] }, this.takenAt, 0, 0, now, notBefore);
+    if (unknown.until <= now || unknown.count === 0) return;
+    r.unknownLeases = unknown.count;
+    r.unknownUntil = unknown.until;
+    r.unknownStillHeldUntil = this.takenAt + r.spec.leaseTtlMs;
+    this.byTag.set(r.tag, r);
   }
 
   /** The resource an unknown lease id names while its window is open; else undefined. */

@@ -58,7 +58,33 @@ export interface ResourceSpec {
   cooldownMs?: Millis;
   /** Whether a provider limit lower than a configured one becomes its effective amount; undefined means true. */
   learnLimits?: boolean;
+  /** The parent resource (an engine name); undefined for a root. Every grant here must fit every ancestor too. */
+  parent?: string;
+  /** The share of the parent's grants while several children wait; undefined means 1. */
+  share?: number;
+  /** The template of keyed children ("NAME/KEY"), made on first use by an acquire with a key. */
+  perKey?: KeyedChildTemplate;
+  /** How long a keyed child at full budget with no leases and no waiters lives on; undefined means 10 min. */
+  perKeyIdleMs?: Millis;
+  /** Namespaces whose admins may declare children of this resource (the engine only keeps it). */
+  childrenFrom?: string[];
+  /** Set by the engine on a child it made from its parent's template. */
+  keyed?: boolean;
 }
+
+/** What each keyed child of a resource gets; lanes, lease TTL, queue size and cooldown come from the parent. */
+export interface KeyedChildTemplate {
+  limits: LimitSpec[];
+  /** 0 means no cap. */
+  concurrency: number;
+  share: number;
+}
+
+/** The most levels of a resource tree (a root and three levels of children). */
+export const MAX_TREE_DEPTH = 4;
+
+/** How long an idle keyed child lives when its parent names no per_key_idle. */
+export const DEFAULT_PER_KEY_IDLE_MS = 600_000;
 
 /** What a provider's rate-limit headers said about one dimension of its budget. */
 export interface DimensionFeedback {
@@ -95,7 +121,8 @@ export type FailureCode =
   | "RESOURCE_EXHAUSTED"
   | "DEADLINE_EXCEEDED"
   | "CANCELLED"
-  | "UNAVAILABLE";
+  | "UNAVAILABLE"
+  | "FAILED_PRECONDITION";
 
 export interface Failure {
   code: FailureCode;
@@ -115,6 +142,8 @@ export interface AcquireRequest {
   deadline?: Millis;
   /** Who holds the lease once granted (a session id); echoed on expiry. */
   owner: string;
+  /** A key inside the resource: the acquire is charged to its keyed child "resource/key" (made on first use). */
+  key?: string;
 }
 
 export interface Lease {
@@ -180,6 +209,31 @@ export interface ResourceStats {
   pausedUntil?: Millis;
   /** Throttled feedback received (releases and reports). */
   throttles: number;
+  /** The direct children with the most demand (see Engine.stats); empty for a leaf. */
+  children: ChildStats[];
+  /** How many direct children the resource has, keyed ones included. */
+  childrenCount: number;
+  /** The parent's state; undefined for a root. */
+  parent?: ParentStats;
+}
+
+/** One child's demand and grants (counted over its subtree). */
+export interface ChildStats {
+  name: string;
+  share: number;
+  keyed: boolean;
+  leasesInFlight: number;
+  queueDepth: number;
+  grants: number;
+  loadGranted: number;
+}
+
+/** A parent's state, as numbers. */
+export interface ParentStats {
+  name: string;
+  leasesInFlight: number;
+  queueDepth: number;
+  limits: LimitStats[];
 }
 
 /**

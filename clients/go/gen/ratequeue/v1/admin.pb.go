@@ -301,7 +301,32 @@ type Resource struct {
 	// Whether a provider limit lower than a configured one becomes the
 	// limit's effective amount until the resource is next put. Unset means
 	// true.
-	LearnLimits   *bool `protobuf:"varint,9,opt,name=learn_limits,json=learnLimits,proto3,oneof" json:"learn_limits,omitempty"`
+	LearnLimits *bool `protobuf:"varint,9,opt,name=learn_limits,json=learnLimits,proto3,oneof" json:"learn_limits,omitempty"`
+	// The resource this one is a child of. An acquire here is granted only
+	// when this resource and every ancestor allow it at the same moment, and
+	// the grant, its release and provider feedback count at every level.
+	// Empty means a root. A parent in another namespace is named
+	// "NAMESPACE@NAME" and must list this resource's namespace in its
+	// children_from. Trees are at most 4 levels deep.
+	Parent string `protobuf:"bytes,10,opt,name=parent,proto3" json:"parent,omitempty"`
+	// This resource's share of its parent's grants while several children
+	// wait, relative to its siblings (weighted fair queuing over load, as
+	// lanes share a resource), 1 to 1000. Zero means 1.
+	Share uint32 `protobuf:"varint,11,opt,name=share,proto3" json:"share,omitempty"`
+	// The template of keyed children. An acquire naming this resource with a
+	// key is charged to the child "NAME/KEY", made from this template on
+	// first use with this resource's lanes, lease TTL, queue size and
+	// cooldown. A resource declared as "NAME/KEY" with parent NAME overrides
+	// the template for that key.
+	PerKey *KeyedChildTemplate `protobuf:"bytes,12,opt,name=per_key,json=perKey,proto3" json:"per_key,omitempty"`
+	// A keyed child back at full budget with no leases and no waiters is
+	// dropped after this long, and costs no memory. Unset means 10 min.
+	PerKeyIdle *durationpb.Duration `protobuf:"bytes,13,opt,name=per_key_idle,json=perKeyIdle,proto3" json:"per_key_idle,omitempty"`
+	// Namespaces whose admins may declare children of this resource in their
+	// own namespace. They see and change only their own children.
+	ChildrenFrom []string `protobuf:"bytes,14,rep,name=children_from,json=childrenFrom,proto3" json:"children_from,omitempty"`
+	// Output only: made from the parent's per_key template on first use.
+	Keyed         bool `protobuf:"varint,15,opt,name=keyed,proto3" json:"keyed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -399,6 +424,113 @@ func (x *Resource) GetLearnLimits() bool {
 	return false
 }
 
+func (x *Resource) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *Resource) GetShare() uint32 {
+	if x != nil {
+		return x.Share
+	}
+	return 0
+}
+
+func (x *Resource) GetPerKey() *KeyedChildTemplate {
+	if x != nil {
+		return x.PerKey
+	}
+	return nil
+}
+
+func (x *Resource) GetPerKeyIdle() *durationpb.Duration {
+	if x != nil {
+		return x.PerKeyIdle
+	}
+	return nil
+}
+
+func (x *Resource) GetChildrenFrom() []string {
+	if x != nil {
+		return x.ChildrenFrom
+	}
+	return nil
+}
+
+func (x *Resource) GetKeyed() bool {
+	if x != nil {
+		return x.Keyed
+	}
+	return false
+}
+
+// KeyedChildTemplate is what each keyed child of a resource gets.
+type KeyedChildTemplate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Each keyed child's own rate limits (its quota).
+	Limits []*Limit `protobuf:"bytes,1,rep,name=limits,proto3" json:"limits,omitempty"`
+	// The most leases each keyed child holds at once. Zero means no cap.
+	Concurrency uint32 `protobuf:"varint,2,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	// Each keyed child's share of the parent's grants, 1 to 1000. Zero
+	// means 1.
+	Share         uint32 `protobuf:"varint,3,opt,name=share,proto3" json:"share,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyedChildTemplate) Reset() {
+	*x = KeyedChildTemplate{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyedChildTemplate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyedChildTemplate) ProtoMessage() {}
+
+func (x *KeyedChildTemplate) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyedChildTemplate.ProtoReflect.Descriptor instead.
+func (*KeyedChildTemplate) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *KeyedChildTemplate) GetLimits() []*Limit {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+func (x *KeyedChildTemplate) GetConcurrency() uint32 {
+	if x != nil {
+		return x.Concurrency
+	}
+	return 0
+}
+
+func (x *KeyedChildTemplate) GetShare() uint32 {
+	if x != nil {
+		return x.Share
+	}
+	return 0
+}
+
 // PutResourceRequest creates or replaces a resource.
 type PutResourceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -410,7 +542,7 @@ type PutResourceRequest struct {
 
 func (x *PutResourceRequest) Reset() {
 	*x = PutResourceRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[3]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +554,7 @@ func (x *PutResourceRequest) String() string {
 func (*PutResourceRequest) ProtoMessage() {}
 
 func (x *PutResourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[3]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +567,7 @@ func (x *PutResourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResourceRequest.ProtoReflect.Descriptor instead.
 func (*PutResourceRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PutResourceRequest) GetResource() *Resource {
@@ -458,7 +590,7 @@ type PutResourceResponse struct {
 
 func (x *PutResourceResponse) Reset() {
 	*x = PutResourceResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[4]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +602,7 @@ func (x *PutResourceResponse) String() string {
 func (*PutResourceResponse) ProtoMessage() {}
 
 func (x *PutResourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[4]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +615,7 @@ func (x *PutResourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResourceResponse.ProtoReflect.Descriptor instead.
 func (*PutResourceResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PutResourceResponse) GetResource() *Resource {
@@ -511,7 +643,7 @@ type GetResourceRequest struct {
 
 func (x *GetResourceRequest) Reset() {
 	*x = GetResourceRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[5]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +655,7 @@ func (x *GetResourceRequest) String() string {
 func (*GetResourceRequest) ProtoMessage() {}
 
 func (x *GetResourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[5]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +668,7 @@ func (x *GetResourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceRequest.ProtoReflect.Descriptor instead.
 func (*GetResourceRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetResourceRequest) GetName() string {
@@ -557,7 +689,7 @@ type GetResourceResponse struct {
 
 func (x *GetResourceResponse) Reset() {
 	*x = GetResourceResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[6]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +701,7 @@ func (x *GetResourceResponse) String() string {
 func (*GetResourceResponse) ProtoMessage() {}
 
 func (x *GetResourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[6]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +714,7 @@ func (x *GetResourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceResponse.ProtoReflect.Descriptor instead.
 func (*GetResourceResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetResourceResponse) GetResource() *Resource {
@@ -592,16 +724,25 @@ func (x *GetResourceResponse) GetResource() *Resource {
 	return nil
 }
 
-// ListResourcesRequest lists resources.
+// ListResourcesRequest lists resources, a page at a time.
 type ListResourcesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The most resources to return, at most 1000. Zero means every declared
+	// resource in one page.
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the direct children of this resource, keyed children included.
+	// Empty means the declared resources of the namespace (keyed children
+	// are listed only through their parent).
+	Parent        string `protobuf:"bytes,3,opt,name=parent,proto3" json:"parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListResourcesRequest) Reset() {
 	*x = ListResourcesRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[7]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +754,7 @@ func (x *ListResourcesRequest) String() string {
 func (*ListResourcesRequest) ProtoMessage() {}
 
 func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[7]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,21 +767,44 @@ func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesRequest.ProtoReflect.Descriptor instead.
 func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
-// ListResourcesResponse holds every resource.
+func (x *ListResourcesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListResourcesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListResourcesRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+// ListResourcesResponse holds a page of resources.
 type ListResourcesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The resources, ordered by name.
-	Resources     []*Resource `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	Resources []*Resource `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	// Pass as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListResourcesResponse) Reset() {
 	*x = ListResourcesResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[8]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +816,7 @@ func (x *ListResourcesResponse) String() string {
 func (*ListResourcesResponse) ProtoMessage() {}
 
 func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[8]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +829,7 @@ func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesResponse.ProtoReflect.Descriptor instead.
 func (*ListResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListResourcesResponse) GetResources() []*Resource {
@@ -673,6 +837,13 @@ func (x *ListResourcesResponse) GetResources() []*Resource {
 		return x.Resources
 	}
 	return nil
+}
+
+func (x *ListResourcesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // DeleteResourceRequest names a resource to delete.
@@ -686,7 +857,7 @@ type DeleteResourceRequest struct {
 
 func (x *DeleteResourceRequest) Reset() {
 	*x = DeleteResourceRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[9]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +869,7 @@ func (x *DeleteResourceRequest) String() string {
 func (*DeleteResourceRequest) ProtoMessage() {}
 
 func (x *DeleteResourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[9]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +882,7 @@ func (x *DeleteResourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResourceRequest.ProtoReflect.Descriptor instead.
 func (*DeleteResourceRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteResourceRequest) GetName() string {
@@ -730,7 +901,7 @@ type DeleteResourceResponse struct {
 
 func (x *DeleteResourceResponse) Reset() {
 	*x = DeleteResourceResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[10]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +913,7 @@ func (x *DeleteResourceResponse) String() string {
 func (*DeleteResourceResponse) ProtoMessage() {}
 
 func (x *DeleteResourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[10]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,21 +926,24 @@ func (x *DeleteResourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResourceResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResourceResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 // GetResourceStatsRequest names a resource.
 type GetResourceStatsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The resource's name.
-	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The most children to describe, the busiest first, at most 1000. Zero
+	// means 20.
+	ChildrenLimit uint32 `protobuf:"varint,2,opt,name=children_limit,json=childrenLimit,proto3" json:"children_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetResourceStatsRequest) Reset() {
 	*x = GetResourceStatsRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[11]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +955,7 @@ func (x *GetResourceStatsRequest) String() string {
 func (*GetResourceStatsRequest) ProtoMessage() {}
 
 func (x *GetResourceStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[11]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +968,7 @@ func (x *GetResourceStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetResourceStatsRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetResourceStatsRequest) GetName() string {
@@ -802,6 +976,13 @@ func (x *GetResourceStatsRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *GetResourceStatsRequest) GetChildrenLimit() uint32 {
+	if x != nil {
+		return x.ChildrenLimit
+	}
+	return 0
 }
 
 // LaneStats is one lane's live state and counters.
@@ -823,7 +1004,7 @@ type LaneStats struct {
 
 func (x *LaneStats) Reset() {
 	*x = LaneStats{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[12]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1016,7 @@ func (x *LaneStats) String() string {
 func (*LaneStats) ProtoMessage() {}
 
 func (x *LaneStats) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[12]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1029,7 @@ func (x *LaneStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LaneStats.ProtoReflect.Descriptor instead.
 func (*LaneStats) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LaneStats) GetName() string {
@@ -907,7 +1088,7 @@ type LimitStats struct {
 
 func (x *LimitStats) Reset() {
 	*x = LimitStats{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[13]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1100,7 @@ func (x *LimitStats) String() string {
 func (*LimitStats) ProtoMessage() {}
 
 func (x *LimitStats) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[13]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1113,7 @@ func (x *LimitStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitStats.ProtoReflect.Descriptor instead.
 func (*LimitStats) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LimitStats) GetLimit() *Limit {
@@ -1004,14 +1185,22 @@ type ResourceStats struct {
 	PausedUntil *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=paused_until,json=pausedUntil,proto3" json:"paused_until,omitempty"`
 	// Calls the provider refused (throttled feedback), reported by releases
 	// and reports.
-	Throttles     uint64 `protobuf:"varint,15,opt,name=throttles,proto3" json:"throttles,omitempty"`
+	Throttles uint64 `protobuf:"varint,15,opt,name=throttles,proto3" json:"throttles,omitempty"`
+	// The direct children with the most demand (waiting, then in flight,
+	// then granted), at most GetResourceStatsRequest.children_limit of them.
+	// A tenant admin sees only its own namespace's children.
+	Children []*ChildStats `protobuf:"bytes,16,rep,name=children,proto3" json:"children,omitempty"`
+	// How many direct children the resource has now, keyed ones included.
+	ChildrenCount uint32 `protobuf:"varint,17,opt,name=children_count,json=childrenCount,proto3" json:"children_count,omitempty"`
+	// The parent's state, as numbers; unset for a root.
+	Parent        *ParentStats `protobuf:"bytes,18,opt,name=parent,proto3" json:"parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResourceStats) Reset() {
 	*x = ResourceStats{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[14]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1212,7 @@ func (x *ResourceStats) String() string {
 func (*ResourceStats) ProtoMessage() {}
 
 func (x *ResourceStats) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[14]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1225,7 @@ func (x *ResourceStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStats.ProtoReflect.Descriptor instead.
 func (*ResourceStats) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResourceStats) GetName() string {
@@ -1144,6 +1333,200 @@ func (x *ResourceStats) GetThrottles() uint64 {
 	return 0
 }
 
+func (x *ResourceStats) GetChildren() []*ChildStats {
+	if x != nil {
+		return x.Children
+	}
+	return nil
+}
+
+func (x *ResourceStats) GetChildrenCount() uint32 {
+	if x != nil {
+		return x.ChildrenCount
+	}
+	return 0
+}
+
+func (x *ResourceStats) GetParent() *ParentStats {
+	if x != nil {
+		return x.Parent
+	}
+	return nil
+}
+
+// ChildStats is one child's share of its parent's demand and grants.
+type ChildStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The child's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The child's share of the parent's grants.
+	Share uint32 `protobuf:"varint,2,opt,name=share,proto3" json:"share,omitempty"`
+	// True for a child made from the parent's per_key template.
+	Keyed bool `protobuf:"varint,3,opt,name=keyed,proto3" json:"keyed,omitempty"`
+	// Leases held now in the child and its descendants.
+	LeasesInFlight uint32 `protobuf:"varint,4,opt,name=leases_in_flight,json=leasesInFlight,proto3" json:"leases_in_flight,omitempty"`
+	// Requests waiting now in the child and its descendants.
+	QueueDepth uint32 `protobuf:"varint,5,opt,name=queue_depth,json=queueDepth,proto3" json:"queue_depth,omitempty"`
+	// Grants made in the child and its descendants since it was created.
+	Grants uint64 `protobuf:"varint,6,opt,name=grants,proto3" json:"grants,omitempty"`
+	// Load granted in the child and its descendants since it was created.
+	LoadGranted   float64 `protobuf:"fixed64,7,opt,name=load_granted,json=loadGranted,proto3" json:"load_granted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChildStats) Reset() {
+	*x = ChildStats{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChildStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChildStats) ProtoMessage() {}
+
+func (x *ChildStats) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChildStats.ProtoReflect.Descriptor instead.
+func (*ChildStats) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ChildStats) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ChildStats) GetShare() uint32 {
+	if x != nil {
+		return x.Share
+	}
+	return 0
+}
+
+func (x *ChildStats) GetKeyed() bool {
+	if x != nil {
+		return x.Keyed
+	}
+	return false
+}
+
+func (x *ChildStats) GetLeasesInFlight() uint32 {
+	if x != nil {
+		return x.LeasesInFlight
+	}
+	return 0
+}
+
+func (x *ChildStats) GetQueueDepth() uint32 {
+	if x != nil {
+		return x.QueueDepth
+	}
+	return 0
+}
+
+func (x *ChildStats) GetGrants() uint64 {
+	if x != nil {
+		return x.Grants
+	}
+	return 0
+}
+
+func (x *ChildStats) GetLoadGranted() float64 {
+	if x != nil {
+		return x.LoadGranted
+	}
+	return 0
+}
+
+// ParentStats is the state of a resource's parent, as numbers.
+type ParentStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The parent's name ("NAMESPACE@NAME" when in another namespace).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Leases held now under the parent, every child's included.
+	LeasesInFlight uint32 `protobuf:"varint,2,opt,name=leases_in_flight,json=leasesInFlight,proto3" json:"leases_in_flight,omitempty"`
+	// Requests waiting now under the parent, every child's included.
+	QueueDepth uint32 `protobuf:"varint,3,opt,name=queue_depth,json=queueDepth,proto3" json:"queue_depth,omitempty"`
+	// Per limit utilisation of the parent, in its limit order.
+	Limits        []*LimitStats `protobuf:"bytes,4,rep,name=limits,proto3" json:"limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParentStats) Reset() {
+	*x = ParentStats{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParentStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParentStats) ProtoMessage() {}
+
+func (x *ParentStats) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParentStats.ProtoReflect.Descriptor instead.
+func (*ParentStats) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ParentStats) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ParentStats) GetLeasesInFlight() uint32 {
+	if x != nil {
+		return x.LeasesInFlight
+	}
+	return 0
+}
+
+func (x *ParentStats) GetQueueDepth() uint32 {
+	if x != nil {
+		return x.QueueDepth
+	}
+	return 0
+}
+
+func (x *ParentStats) GetLimits() []*LimitStats {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
 // GetResourceStatsResponse returns a resource's statistics.
 type GetResourceStatsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1155,7 +1538,7 @@ type GetResourceStatsResponse struct {
 
 func (x *GetResourceStatsResponse) Reset() {
 	*x = GetResourceStatsResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[15]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1550,7 @@ func (x *GetResourceStatsResponse) String() string {
 func (*GetResourceStatsResponse) ProtoMessage() {}
 
 func (x *GetResourceStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[15]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1563,7 @@ func (x *GetResourceStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetResourceStatsResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetResourceStatsResponse) GetStats() *ResourceStats {
@@ -1202,7 +1585,7 @@ type Namespace struct {
 
 func (x *Namespace) Reset() {
 	*x = Namespace{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[16]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1597,7 @@ func (x *Namespace) String() string {
 func (*Namespace) ProtoMessage() {}
 
 func (x *Namespace) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[16]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1610,7 @@ func (x *Namespace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Namespace.ProtoReflect.Descriptor instead.
 func (*Namespace) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Namespace) GetName() string {
@@ -1248,7 +1631,7 @@ type CreateNamespaceRequest struct {
 
 func (x *CreateNamespaceRequest) Reset() {
 	*x = CreateNamespaceRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[17]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1643,7 @@ func (x *CreateNamespaceRequest) String() string {
 func (*CreateNamespaceRequest) ProtoMessage() {}
 
 func (x *CreateNamespaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[17]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1656,7 @@ func (x *CreateNamespaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNamespaceRequest.ProtoReflect.Descriptor instead.
 func (*CreateNamespaceRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateNamespaceRequest) GetName() string {
@@ -1296,7 +1679,7 @@ type CreateNamespaceResponse struct {
 
 func (x *CreateNamespaceResponse) Reset() {
 	*x = CreateNamespaceResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[18]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1691,7 @@ func (x *CreateNamespaceResponse) String() string {
 func (*CreateNamespaceResponse) ProtoMessage() {}
 
 func (x *CreateNamespaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[18]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1704,7 @@ func (x *CreateNamespaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNamespaceResponse.ProtoReflect.Descriptor instead.
 func (*CreateNamespaceResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateNamespaceResponse) GetNamespace() *Namespace {
@@ -1347,7 +1730,7 @@ type ListNamespacesRequest struct {
 
 func (x *ListNamespacesRequest) Reset() {
 	*x = ListNamespacesRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[19]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1742,7 @@ func (x *ListNamespacesRequest) String() string {
 func (*ListNamespacesRequest) ProtoMessage() {}
 
 func (x *ListNamespacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[19]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1755,7 @@ func (x *ListNamespacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNamespacesRequest.ProtoReflect.Descriptor instead.
 func (*ListNamespacesRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 // ListNamespacesResponse holds every namespace.
@@ -1386,7 +1769,7 @@ type ListNamespacesResponse struct {
 
 func (x *ListNamespacesResponse) Reset() {
 	*x = ListNamespacesResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[20]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1781,7 @@ func (x *ListNamespacesResponse) String() string {
 func (*ListNamespacesResponse) ProtoMessage() {}
 
 func (x *ListNamespacesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[20]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1794,7 @@ func (x *ListNamespacesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNamespacesResponse.ProtoReflect.Descriptor instead.
 func (*ListNamespacesResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListNamespacesResponse) GetNamespaces() []*Namespace {
@@ -1432,7 +1815,7 @@ type DeleteNamespaceRequest struct {
 
 func (x *DeleteNamespaceRequest) Reset() {
 	*x = DeleteNamespaceRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[21]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1827,7 @@ func (x *DeleteNamespaceRequest) String() string {
 func (*DeleteNamespaceRequest) ProtoMessage() {}
 
 func (x *DeleteNamespaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[21]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1840,7 @@ func (x *DeleteNamespaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNamespaceRequest.ProtoReflect.Descriptor instead.
 func (*DeleteNamespaceRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteNamespaceRequest) GetName() string {
@@ -1478,7 +1861,7 @@ type DeleteNamespaceResponse struct {
 
 func (x *DeleteNamespaceResponse) Reset() {
 	*x = DeleteNamespaceResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[22]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1873,7 @@ func (x *DeleteNamespaceResponse) String() string {
 func (*DeleteNamespaceResponse) ProtoMessage() {}
 
 func (x *DeleteNamespaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[22]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1886,7 @@ func (x *DeleteNamespaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNamespaceResponse.ProtoReflect.Descriptor instead.
 func (*DeleteNamespaceResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteNamespaceResponse) GetRevokedKeys() uint32 {
@@ -1533,7 +1916,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[23]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1928,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[23]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1941,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ApiKey) GetId() string {
@@ -1611,7 +1994,7 @@ type CreateApiKeyRequest struct {
 
 func (x *CreateApiKeyRequest) Reset() {
 	*x = CreateApiKeyRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[24]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +2006,7 @@ func (x *CreateApiKeyRequest) String() string {
 func (*CreateApiKeyRequest) ProtoMessage() {}
 
 func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[24]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +2019,7 @@ func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateApiKeyRequest) GetNamespace() string {
@@ -1674,7 +2057,7 @@ type CreateApiKeyResponse struct {
 
 func (x *CreateApiKeyResponse) Reset() {
 	*x = CreateApiKeyResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[25]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +2069,7 @@ func (x *CreateApiKeyResponse) String() string {
 func (*CreateApiKeyResponse) ProtoMessage() {}
 
 func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[25]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +2082,7 @@ func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateApiKeyResponse) GetApiKey() *ApiKey {
@@ -1727,7 +2110,7 @@ type ListApiKeysRequest struct {
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[26]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +2122,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[26]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +2135,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListApiKeysRequest) GetNamespace() string {
@@ -1773,7 +2156,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[27]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1785,7 +2168,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[27]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1798,7 +2181,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
@@ -1819,7 +2202,7 @@ type RevokeApiKeyRequest struct {
 
 func (x *RevokeApiKeyRequest) Reset() {
 	*x = RevokeApiKeyRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[28]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +2214,7 @@ func (x *RevokeApiKeyRequest) String() string {
 func (*RevokeApiKeyRequest) ProtoMessage() {}
 
 func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[28]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2227,7 @@ func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RevokeApiKeyRequest) GetId() string {
@@ -1863,7 +2246,7 @@ type RevokeApiKeyResponse struct {
 
 func (x *RevokeApiKeyResponse) Reset() {
 	*x = RevokeApiKeyResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[29]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +2258,7 @@ func (x *RevokeApiKeyResponse) String() string {
 func (*RevokeApiKeyResponse) ProtoMessage() {}
 
 func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[29]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +2271,7 @@ func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 var File_ratequeue_v1_admin_proto protoreflect.FileDescriptor
@@ -1904,7 +2287,7 @@ const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	"\x04unit\x18\x05 \x01(\tR\x04unit\"2\n" +
 	"\x04Lane\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06weight\x18\x02 \x01(\rR\x06weight\"\xff\x02\n" +
+	"\x06weight\x18\x02 \x01(\rR\x06weight\"\xe0\x04\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x06limits\x18\x02 \x03(\v2\x13.ratequeue.v1.LimitR\x06limits\x12 \n" +
@@ -1914,8 +2297,20 @@ const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	"\tlease_ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bleaseTtl\x12\x1b\n" +
 	"\tmax_queue\x18\a \x01(\rR\bmaxQueue\x125\n" +
 	"\bcooldown\x18\b \x01(\v2\x19.google.protobuf.DurationR\bcooldown\x12&\n" +
-	"\flearn_limits\x18\t \x01(\bH\x00R\vlearnLimits\x88\x01\x01B\x0f\n" +
-	"\r_learn_limits\"H\n" +
+	"\flearn_limits\x18\t \x01(\bH\x00R\vlearnLimits\x88\x01\x01\x12\x16\n" +
+	"\x06parent\x18\n" +
+	" \x01(\tR\x06parent\x12\x14\n" +
+	"\x05share\x18\v \x01(\rR\x05share\x129\n" +
+	"\aper_key\x18\f \x01(\v2 .ratequeue.v1.KeyedChildTemplateR\x06perKey\x12;\n" +
+	"\fper_key_idle\x18\r \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"perKeyIdle\x12#\n" +
+	"\rchildren_from\x18\x0e \x03(\tR\fchildrenFrom\x12\x14\n" +
+	"\x05keyed\x18\x0f \x01(\bR\x05keyedB\x0f\n" +
+	"\r_learn_limits\"y\n" +
+	"\x12KeyedChildTemplate\x12+\n" +
+	"\x06limits\x18\x01 \x03(\v2\x13.ratequeue.v1.LimitR\x06limits\x12 \n" +
+	"\vconcurrency\x18\x02 \x01(\rR\vconcurrency\x12\x14\n" +
+	"\x05share\x18\x03 \x01(\rR\x05share\"H\n" +
 	"\x12PutResourceRequest\x122\n" +
 	"\bresource\x18\x01 \x01(\v2\x16.ratequeue.v1.ResourceR\bresource\"c\n" +
 	"\x13PutResourceResponse\x122\n" +
@@ -1924,15 +2319,21 @@ const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	"\x12GetResourceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"I\n" +
 	"\x13GetResourceResponse\x122\n" +
-	"\bresource\x18\x01 \x01(\v2\x16.ratequeue.v1.ResourceR\bresource\"\x16\n" +
-	"\x14ListResourcesRequest\"M\n" +
+	"\bresource\x18\x01 \x01(\v2\x16.ratequeue.v1.ResourceR\bresource\"j\n" +
+	"\x14ListResourcesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06parent\x18\x03 \x01(\tR\x06parent\"u\n" +
 	"\x15ListResourcesResponse\x124\n" +
-	"\tresources\x18\x01 \x03(\v2\x16.ratequeue.v1.ResourceR\tresources\"+\n" +
+	"\tresources\x18\x01 \x03(\v2\x16.ratequeue.v1.ResourceR\tresources\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"+\n" +
 	"\x15DeleteResourceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x18\n" +
-	"\x16DeleteResourceResponse\"-\n" +
+	"\x16DeleteResourceResponse\"T\n" +
 	"\x17GetResourceStatsRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x93\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
+	"\x0echildren_limit\x18\x02 \x01(\rR\rchildrenLimit\"\x93\x01\n" +
 	"\tLaneStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\rR\x06weight\x12\x1f\n" +
@@ -1947,7 +2348,7 @@ const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	"\vutilisation\x18\x03 \x01(\x01R\vutilisation\x12(\n" +
 	"\x10used_last_period\x18\x04 \x01(\x01R\x0eusedLastPeriod\x12*\n" +
 	"\x0elearned_amount\x18\x05 \x01(\x01H\x00R\rlearnedAmount\x88\x01\x01B\x11\n" +
-	"\x0f_learned_amount\"\xff\x04\n" +
+	"\x0f_learned_amount\"\x8f\x06\n" +
 	"\rResourceStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
 	"\x10leases_in_flight\x18\x02 \x01(\rR\x0eleasesInFlight\x12-\n" +
@@ -1966,7 +2367,26 @@ const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	"\bwait_p99\x18\f \x01(\v2\x19.google.protobuf.DurationR\awaitP99\x124\n" +
 	"\bwait_max\x18\r \x01(\v2\x19.google.protobuf.DurationR\awaitMax\x12=\n" +
 	"\fpaused_until\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vpausedUntil\x12\x1c\n" +
-	"\tthrottles\x18\x0f \x01(\x04R\tthrottles\"M\n" +
+	"\tthrottles\x18\x0f \x01(\x04R\tthrottles\x124\n" +
+	"\bchildren\x18\x10 \x03(\v2\x18.ratequeue.v1.ChildStatsR\bchildren\x12%\n" +
+	"\x0echildren_count\x18\x11 \x01(\rR\rchildrenCount\x121\n" +
+	"\x06parent\x18\x12 \x01(\v2\x19.ratequeue.v1.ParentStatsR\x06parent\"\xd2\x01\n" +
+	"\n" +
+	"ChildStats\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05share\x18\x02 \x01(\rR\x05share\x12\x14\n" +
+	"\x05keyed\x18\x03 \x01(\bR\x05keyed\x12(\n" +
+	"\x10leases_in_flight\x18\x04 \x01(\rR\x0eleasesInFlight\x12\x1f\n" +
+	"\vqueue_depth\x18\x05 \x01(\rR\n" +
+	"queueDepth\x12\x16\n" +
+	"\x06grants\x18\x06 \x01(\x04R\x06grants\x12!\n" +
+	"\fload_granted\x18\a \x01(\x01R\vloadGranted\"\x9e\x01\n" +
+	"\vParentStats\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
+	"\x10leases_in_flight\x18\x02 \x01(\rR\x0eleasesInFlight\x12\x1f\n" +
+	"\vqueue_depth\x18\x03 \x01(\rR\n" +
+	"queueDepth\x120\n" +
+	"\x06limits\x18\x04 \x03(\v2\x18.ratequeue.v1.LimitStatsR\x06limits\"M\n" +
 	"\x18GetResourceStatsResponse\x121\n" +
 	"\x05stats\x18\x01 \x01(\v2\x1b.ratequeue.v1.ResourceStatsR\x05stats\"\x1f\n" +
 	"\tNamespace\x12\x12\n" +
@@ -2044,97 +2464,106 @@ func file_ratequeue_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_ratequeue_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ratequeue_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_ratequeue_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_ratequeue_v1_admin_proto_goTypes = []any{
 	(Dimension)(0),                   // 0: ratequeue.v1.Dimension
 	(ApiKeyRole)(0),                  // 1: ratequeue.v1.ApiKeyRole
 	(*Limit)(nil),                    // 2: ratequeue.v1.Limit
 	(*Lane)(nil),                     // 3: ratequeue.v1.Lane
 	(*Resource)(nil),                 // 4: ratequeue.v1.Resource
-	(*PutResourceRequest)(nil),       // 5: ratequeue.v1.PutResourceRequest
-	(*PutResourceResponse)(nil),      // 6: ratequeue.v1.PutResourceResponse
-	(*GetResourceRequest)(nil),       // 7: ratequeue.v1.GetResourceRequest
-	(*GetResourceResponse)(nil),      // 8: ratequeue.v1.GetResourceResponse
-	(*ListResourcesRequest)(nil),     // 9: ratequeue.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),    // 10: ratequeue.v1.ListResourcesResponse
-	(*DeleteResourceRequest)(nil),    // 11: ratequeue.v1.DeleteResourceRequest
-	(*DeleteResourceResponse)(nil),   // 12: ratequeue.v1.DeleteResourceResponse
-	(*GetResourceStatsRequest)(nil),  // 13: ratequeue.v1.GetResourceStatsRequest
-	(*LaneStats)(nil),                // 14: ratequeue.v1.LaneStats
-	(*LimitStats)(nil),               // 15: ratequeue.v1.LimitStats
-	(*ResourceStats)(nil),            // 16: ratequeue.v1.ResourceStats
-	(*GetResourceStatsResponse)(nil), // 17: ratequeue.v1.GetResourceStatsResponse
-	(*Namespace)(nil),                // 18: ratequeue.v1.Namespace
-	(*CreateNamespaceRequest)(nil),   // 19: ratequeue.v1.CreateNamespaceRequest
-	(*CreateNamespaceResponse)(nil),  // 20: ratequeue.v1.CreateNamespaceResponse
-	(*ListNamespacesRequest)(nil),    // 21: ratequeue.v1.ListNamespacesRequest
-	(*ListNamespacesResponse)(nil),   // 22: ratequeue.v1.ListNamespacesResponse
-	(*DeleteNamespaceRequest)(nil),   // 23: ratequeue.v1.DeleteNamespaceRequest
-	(*DeleteNamespaceResponse)(nil),  // 24: ratequeue.v1.DeleteNamespaceResponse
-	(*ApiKey)(nil),                   // 25: ratequeue.v1.ApiKey
-	(*CreateApiKeyRequest)(nil),      // 26: ratequeue.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),     // 27: ratequeue.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),       // 28: ratequeue.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),      // 29: ratequeue.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),      // 30: ratequeue.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),     // 31: ratequeue.v1.RevokeApiKeyResponse
-	(*durationpb.Duration)(nil),      // 32: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
+	(*KeyedChildTemplate)(nil),       // 5: ratequeue.v1.KeyedChildTemplate
+	(*PutResourceRequest)(nil),       // 6: ratequeue.v1.PutResourceRequest
+	(*PutResourceResponse)(nil),      // 7: ratequeue.v1.PutResourceResponse
+	(*GetResourceRequest)(nil),       // 8: ratequeue.v1.GetResourceRequest
+	(*GetResourceResponse)(nil),      // 9: ratequeue.v1.GetResourceResponse
+	(*ListResourcesRequest)(nil),     // 10: ratequeue.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),    // 11: ratequeue.v1.ListResourcesResponse
+	(*DeleteResourceRequest)(nil),    // 12: ratequeue.v1.DeleteResourceRequest
+	(*DeleteResourceResponse)(nil),   // 13: ratequeue.v1.DeleteResourceResponse
+	(*GetResourceStatsRequest)(nil),  // 14: ratequeue.v1.GetResourceStatsRequest
+	(*LaneStats)(nil),                // 15: ratequeue.v1.LaneStats
+	(*LimitStats)(nil),               // 16: ratequeue.v1.LimitStats
+	(*ResourceStats)(nil),            // 17: ratequeue.v1.ResourceStats
+	(*ChildStats)(nil),               // 18: ratequeue.v1.ChildStats
+	(*ParentStats)(nil),              // 19: ratequeue.v1.ParentStats
+	(*GetResourceStatsResponse)(nil), // 20: ratequeue.v1.GetResourceStatsResponse
+	(*Namespace)(nil),                // 21: ratequeue.v1.Namespace
+	(*CreateNamespaceRequest)(nil),   // 22: ratequeue.v1.CreateNamespaceRequest
+	(*CreateNamespaceResponse)(nil),  // 23: ratequeue.v1.CreateNamespaceResponse
+	(*ListNamespacesRequest)(nil),    // 24: ratequeue.v1.ListNamespacesRequest
+	(*ListNamespacesResponse)(nil),   // 25: ratequeue.v1.ListNamespacesResponse
+	(*DeleteNamespaceRequest)(nil),   // 26: ratequeue.v1.DeleteNamespaceRequest
+	(*DeleteNamespaceResponse)(nil),  // 27: ratequeue.v1.DeleteNamespaceResponse
+	(*ApiKey)(nil),                   // 28: ratequeue.v1.ApiKey
+	(*CreateApiKeyRequest)(nil),      // 29: ratequeue.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),     // 30: ratequeue.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),       // 31: ratequeue.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),      // 32: ratequeue.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),      // 33: ratequeue.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),     // 34: ratequeue.v1.RevokeApiKeyResponse
+	(*durationpb.Duration)(nil),      // 35: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 36: google.protobuf.Timestamp
 }
 var file_ratequeue_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: ratequeue.v1.Limit.dimension:type_name -> ratequeue.v1.Dimension
-	32, // 1: ratequeue.v1.Limit.period:type_name -> google.protobuf.Duration
+	35, // 1: ratequeue.v1.Limit.period:type_name -> google.protobuf.Duration
 	2,  // 2: ratequeue.v1.Resource.limits:type_name -> ratequeue.v1.Limit
 	3,  // 3: ratequeue.v1.Resource.lanes:type_name -> ratequeue.v1.Lane
-	32, // 4: ratequeue.v1.Resource.lease_ttl:type_name -> google.protobuf.Duration
-	32, // 5: ratequeue.v1.Resource.cooldown:type_name -> google.protobuf.Duration
-	4,  // 6: ratequeue.v1.PutResourceRequest.resource:type_name -> ratequeue.v1.Resource
-	4,  // 7: ratequeue.v1.PutResourceResponse.resource:type_name -> ratequeue.v1.Resource
-	4,  // 8: ratequeue.v1.GetResourceResponse.resource:type_name -> ratequeue.v1.Resource
-	4,  // 9: ratequeue.v1.ListResourcesResponse.resources:type_name -> ratequeue.v1.Resource
-	2,  // 10: ratequeue.v1.LimitStats.limit:type_name -> ratequeue.v1.Limit
-	14, // 11: ratequeue.v1.ResourceStats.lanes:type_name -> ratequeue.v1.LaneStats
-	15, // 12: ratequeue.v1.ResourceStats.limits:type_name -> ratequeue.v1.LimitStats
-	32, // 13: ratequeue.v1.ResourceStats.wait_p50:type_name -> google.protobuf.Duration
-	32, // 14: ratequeue.v1.ResourceStats.wait_p90:type_name -> google.protobuf.Duration
-	32, // 15: ratequeue.v1.ResourceStats.wait_p99:type_name -> google.protobuf.Duration
-	32, // 16: ratequeue.v1.ResourceStats.wait_max:type_name -> google.protobuf.Duration
-	33, // 17: ratequeue.v1.ResourceStats.paused_until:type_name -> google.protobuf.Timestamp
-	16, // 18: ratequeue.v1.GetResourceStatsResponse.stats:type_name -> ratequeue.v1.ResourceStats
-	18, // 19: ratequeue.v1.CreateNamespaceResponse.namespace:type_name -> ratequeue.v1.Namespace
-	18, // 20: ratequeue.v1.ListNamespacesResponse.namespaces:type_name -> ratequeue.v1.Namespace
-	1,  // 21: ratequeue.v1.ApiKey.role:type_name -> ratequeue.v1.ApiKeyRole
-	33, // 22: ratequeue.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	1,  // 23: ratequeue.v1.CreateApiKeyRequest.role:type_name -> ratequeue.v1.ApiKeyRole
-	25, // 24: ratequeue.v1.CreateApiKeyResponse.api_key:type_name -> ratequeue.v1.ApiKey
-	25, // 25: ratequeue.v1.ListApiKeysResponse.api_keys:type_name -> ratequeue.v1.ApiKey
-	5,  // 26: ratequeue.v1.AdminService.PutResource:input_type -> ratequeue.v1.PutResourceRequest
-	7,  // 27: ratequeue.v1.AdminService.GetResource:input_type -> ratequeue.v1.GetResourceRequest
-	9,  // 28: ratequeue.v1.AdminService.ListResources:input_type -> ratequeue.v1.ListResourcesRequest
-	11, // 29: ratequeue.v1.AdminService.DeleteResource:input_type -> ratequeue.v1.DeleteResourceRequest
-	13, // 30: ratequeue.v1.AdminService.GetResourceStats:input_type -> ratequeue.v1.GetResourceStatsRequest
-	19, // 31: ratequeue.v1.AdminService.CreateNamespace:input_type -> ratequeue.v1.CreateNamespaceRequest
-	21, // 32: ratequeue.v1.AdminService.ListNamespaces:input_type -> ratequeue.v1.ListNamespacesRequest
-	23, // 33: ratequeue.v1.AdminService.DeleteNamespace:input_type -> ratequeue.v1.DeleteNamespaceRequest
-	26, // 34: ratequeue.v1.AdminService.CreateApiKey:input_type -> ratequeue.v1.CreateApiKeyRequest
-	28, // 35: ratequeue.v1.AdminService.ListApiKeys:input_type -> ratequeue.v1.ListApiKeysRequest
-	30, // 36: ratequeue.v1.AdminService.RevokeApiKey:input_type -> ratequeue.v1.RevokeApiKeyRequest
-	6,  // 37: ratequeue.v1.AdminService.PutResource:output_type -> ratequeue.v1.PutResourceResponse
-	8,  // 38: ratequeue.v1.AdminService.GetResource:output_type -> ratequeue.v1.GetResourceResponse
-	10, // 39: ratequeue.v1.AdminService.ListResources:output_type -> ratequeue.v1.ListResourcesResponse
-	12, // 40: ratequeue.v1.AdminService.DeleteResource:output_type -> ratequeue.v1.DeleteResourceResponse
-	17, // 41: ratequeue.v1.AdminService.GetResourceStats:output_type -> ratequeue.v1.GetResourceStatsResponse
-	20, // 42: ratequeue.v1.AdminService.CreateNamespace:output_type -> ratequeue.v1.CreateNamespaceResponse
-	22, // 43: ratequeue.v1.AdminService.ListNamespaces:output_type -> ratequeue.v1.ListNamespacesResponse
-	24, // 44: ratequeue.v1.AdminService.DeleteNamespace:output_type -> ratequeue.v1.DeleteNamespaceResponse
-	27, // 45: ratequeue.v1.AdminService.CreateApiKey:output_type -> ratequeue.v1.CreateApiKeyResponse
-	29, // 46: ratequeue.v1.AdminService.ListApiKeys:output_type -> ratequeue.v1.ListApiKeysResponse
-	31, // 47: ratequeue.v1.AdminService.RevokeApiKey:output_type -> ratequeue.v1.RevokeApiKeyResponse
-	37, // [37:48] is the sub-list for method output_type
-	26, // [26:37] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	35, // 4: ratequeue.v1.Resource.lease_ttl:type_name -> google.protobuf.Duration
+	35, // 5: ratequeue.v1.Resource.cooldown:type_name -> google.protobuf.Duration
+	5,  // 6: ratequeue.v1.Resource.per_key:type_name -> ratequeue.v1.KeyedChildTemplate
+	35, // 7: ratequeue.v1.Resource.per_key_idle:type_name -> google.protobuf.Duration
+	2,  // 8: ratequeue.v1.KeyedChildTemplate.limits:type_name -> ratequeue.v1.Limit
+	4,  // 9: ratequeue.v1.PutResourceRequest.resource:type_name -> ratequeue.v1.Resource
+	4,  // 10: ratequeue.v1.PutResourceResponse.resource:type_name -> ratequeue.v1.Resource
+	4,  // 11: ratequeue.v1.GetResourceResponse.resource:type_name -> ratequeue.v1.Resource
+	4,  // 12: ratequeue.v1.ListResourcesResponse.resources:type_name -> ratequeue.v1.Resource
+	2,  // 13: ratequeue.v1.LimitStats.limit:type_name -> ratequeue.v1.Limit
+	15, // 14: ratequeue.v1.ResourceStats.lanes:type_name -> ratequeue.v1.LaneStats
+	16, // 15: ratequeue.v1.ResourceStats.limits:type_name -> ratequeue.v1.LimitStats
+	35, // 16: ratequeue.v1.ResourceStats.wait_p50:type_name -> google.protobuf.Duration
+	35, // 17: ratequeue.v1.ResourceStats.wait_p90:type_name -> google.protobuf.Duration
+	35, // 18: ratequeue.v1.ResourceStats.wait_p99:type_name -> google.protobuf.Duration
+	35, // 19: ratequeue.v1.ResourceStats.wait_max:type_name -> google.protobuf.Duration
+	36, // 20: ratequeue.v1.ResourceStats.paused_until:type_name -> google.protobuf.Timestamp
+	18, // 21: ratequeue.v1.ResourceStats.children:type_name -> ratequeue.v1.ChildStats
+	19, // 22: ratequeue.v1.ResourceStats.parent:type_name -> ratequeue.v1.ParentStats
+	16, // 23: ratequeue.v1.ParentStats.limits:type_name -> ratequeue.v1.LimitStats
+	17, // 24: ratequeue.v1.GetResourceStatsResponse.stats:type_name -> ratequeue.v1.ResourceStats
+	21, // 25: ratequeue.v1.CreateNamespaceResponse.namespace:type_name -> ratequeue.v1.Namespace
+	21, // 26: ratequeue.v1.ListNamespacesResponse.namespaces:type_name -> ratequeue.v1.Namespace
+	1,  // 27: ratequeue.v1.ApiKey.role:type_name -> ratequeue.v1.ApiKeyRole
+	36, // 28: ratequeue.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 29: ratequeue.v1.CreateApiKeyRequest.role:type_name -> ratequeue.v1.ApiKeyRole
+	28, // 30: ratequeue.v1.CreateApiKeyResponse.api_key:type_name -> ratequeue.v1.ApiKey
+	28, // 31: ratequeue.v1.ListApiKeysResponse.api_keys:type_name -> ratequeue.v1.ApiKey
+	6,  // 32: ratequeue.v1.AdminService.PutResource:input_type -> ratequeue.v1.PutResourceRequest
+	8,  // 33: ratequeue.v1.AdminService.GetResource:input_type -> ratequeue.v1.GetResourceRequest
+	10, // 34: ratequeue.v1.AdminService.ListResources:input_type -> ratequeue.v1.ListResourcesRequest
+	12, // 35: ratequeue.v1.AdminService.DeleteResource:input_type -> ratequeue.v1.DeleteResourceRequest
+	14, // 36: ratequeue.v1.AdminService.GetResourceStats:input_type -> ratequeue.v1.GetResourceStatsRequest
+	22, // 37: ratequeue.v1.AdminService.CreateNamespace:input_type -> ratequeue.v1.CreateNamespaceRequest
+	24, // 38: ratequeue.v1.AdminService.ListNamespaces:input_type -> ratequeue.v1.ListNamespacesRequest
+	26, // 39: ratequeue.v1.AdminService.DeleteNamespace:input_type -> ratequeue.v1.DeleteNamespaceRequest
+	29, // 40: ratequeue.v1.AdminService.CreateApiKey:input_type -> ratequeue.v1.CreateApiKeyRequest
+	31, // 41: ratequeue.v1.AdminService.ListApiKeys:input_type -> ratequeue.v1.ListApiKeysRequest
+	33, // 42: ratequeue.v1.AdminService.RevokeApiKey:input_type -> ratequeue.v1.RevokeApiKeyRequest
+	7,  // 43: ratequeue.v1.AdminService.PutResource:output_type -> ratequeue.v1.PutResourceResponse
+	9,  // 44: ratequeue.v1.AdminService.GetResource:output_type -> ratequeue.v1.GetResourceResponse
+	11, // 45: ratequeue.v1.AdminService.ListResources:output_type -> ratequeue.v1.ListResourcesResponse
+	13, // 46: ratequeue.v1.AdminService.DeleteResource:output_type -> ratequeue.v1.DeleteResourceResponse
+	20, // 47: ratequeue.v1.AdminService.GetResourceStats:output_type -> ratequeue.v1.GetResourceStatsResponse
+	23, // 48: ratequeue.v1.AdminService.CreateNamespace:output_type -> ratequeue.v1.CreateNamespaceResponse
+	25, // 49: ratequeue.v1.AdminService.ListNamespaces:output_type -> ratequeue.v1.ListNamespacesResponse
+	27, // 50: ratequeue.v1.AdminService.DeleteNamespace:output_type -> ratequeue.v1.DeleteNamespaceResponse
+	30, // 51: ratequeue.v1.AdminService.CreateApiKey:output_type -> ratequeue.v1.CreateApiKeyResponse
+	32, // 52: ratequeue.v1.AdminService.ListApiKeys:output_type -> ratequeue.v1.ListApiKeysResponse
+	34, // 53: ratequeue.v1.AdminService.RevokeApiKey:output_type -> ratequeue.v1.RevokeApiKeyResponse
+	43, // [43:54] is the sub-list for method output_type
+	32, // [32:43] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_ratequeue_v1_admin_proto_init() }
@@ -2143,14 +2572,14 @@ func file_ratequeue_v1_admin_proto_init() {
 		return
 	}
 	file_ratequeue_v1_admin_proto_msgTypes[2].OneofWrappers = []any{}
-	file_ratequeue_v1_admin_proto_msgTypes[13].OneofWrappers = []any{}
+	file_ratequeue_v1_admin_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ratequeue_v1_admin_proto_rawDesc), len(file_ratequeue_v1_admin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

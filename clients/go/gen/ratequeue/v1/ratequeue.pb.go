@@ -99,7 +99,13 @@ type AcquireRequest struct {
 	// How long the caller is willing to wait. Unset means until the call's
 	// deadline (unary) or until cancelled (session); zero means one attempt
 	// that fails at once with DEADLINE_EXCEEDED when no slot is free.
-	Timeout       *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Timeout *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// A key inside the resource, for example a customer id: 1 to 128
+	// characters, no '@', whitespace or control characters. The acquire is
+	// charged to the child "RESOURCE/KEY", made from the resource's per_key
+	// template on first use, and to the resource and its ancestors. Empty
+	// means the resource itself.
+	Key           string `protobuf:"bytes,6,opt,name=key,proto3" json:"key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -167,6 +173,13 @@ func (x *AcquireRequest) GetTimeout() *durationpb.Duration {
 		return x.Timeout
 	}
 	return nil
+}
+
+func (x *AcquireRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
 }
 
 // AcquireResponse carries the granted lease.
@@ -1351,13 +1364,14 @@ var File_ratequeue_v1_ratequeue_proto protoreflect.FileDescriptor
 
 const file_ratequeue_v1_ratequeue_proto_rawDesc = "" +
 	"\n" +
-	"\x1cratequeue/v1/ratequeue.proto\x12\fratequeue.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x01\n" +
+	"\x1cratequeue/v1/ratequeue.proto\x12\fratequeue.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x01\n" +
 	"\x0eAcquireRequest\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x12\x17\n" +
 	"\x04load\x18\x02 \x01(\x01H\x00R\x04load\x88\x01\x01\x12\x1f\n" +
 	"\bpriority\x18\x03 \x01(\x05H\x01R\bpriority\x88\x01\x01\x12\x12\n" +
 	"\x04lane\x18\x04 \x01(\tR\x04lane\x123\n" +
-	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeoutB\a\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x10\n" +
+	"\x03key\x18\x06 \x01(\tR\x03keyB\a\n" +
 	"\x05_loadB\v\n" +
 	"\t_priority\"t\n" +
 	"\x0fAcquireResponse\x12)\n" +

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ratequeue/v1/admin.proto.
  */
 export const file_ratequeue_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChhyYXRlcXVldWUvdjEvYWRtaW4ucHJvdG8SDHJhdGVxdWV1ZS52MSKLAQoFTGltaXQSKgoJZGltZW5zaW9uGAEgASgOMhcucmF0ZXF1ZXVlLnYxLkRpbWVuc2lvbhIOCgZhbW91bnQYAiABKAESKQoGcGVyaW9kGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBWJ1cnN0GAQgASgBEgwKBHVuaXQYBSABKAkiJAoETGFuZRIMCgRuYW1lGAEgASgJEg4KBndlaWdodBgCIAEoDSKlAgoIUmVzb3VyY2USDAoEbmFtZRgBIAEoCRIjCgZsaW1pdHMYAiADKAsyEy5yYXRlcXVldWUudjEuTGltaXQSEwoLY29uY3VycmVuY3kYAyABKA0SIQoFbGFuZXMYBCADKAsyEi5yYXRlcXVldWUudjEuTGFuZRIUCgxkZWZhdWx0X2xhbmUYBSABKAkSLAoJbGVhc2VfdHRsGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCW1heF9xdWV1ZRgHIAEoDRIrCghjb29sZG93bhgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxsZWFybl9saW1pdHMYCSABKAhIAIgBAUIPCg1fbGVhcm5fbGltaXRzIj4KElB1dFJlc291cmNlUmVxdWVzdBIoCghyZXNvdXJjZRgBIAEoCzIWLnJhdGVxdWV1ZS52MS5SZXNvdXJjZSJQChNQdXRSZXNvdXJjZVJlc3BvbnNlEigKCHJlc291cmNlGAEgASgLMhYucmF0ZXF1ZXVlLnYxLlJlc291cmNlEg8KB2NyZWF0ZWQYAiABKAgiIgoSR2V0UmVzb3VyY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiPwoTR2V0UmVzb3VyY2VSZXNwb25zZRIoCghyZXNvdXJjZRgBIAEoCzIWLnJhdGVxdWV1ZS52MS5SZXNvdXJjZSIWChRMaXN0UmVzb3VyY2VzUmVxdWVzdCJCChVMaXN0UmVzb3VyY2VzUmVzcG9uc2USKQoJcmVzb3VyY2VzGAEgAygLMhYucmF0ZXF1ZXVlLnYxLlJlc291cmNlIiUKFURlbGV0ZVJlc291cmNlUmVxdWVzdBIMCgRuYW1lGAEgASgJIhgKFkRlbGV0ZVJlc291cmNlUmVzcG9uc2UiJwoXR2V0UmVzb3VyY2VTdGF0c1JlcXVlc3QSDAoEbmFtZRgBIAEoCSJkCglMYW5lU3RhdHMSDAoEbmFtZRgBIAEoCRIOCgZ3ZWlnaHQYAiABKA0SEwoLcXVldWVfZGVwdGgYAyABKA0SDgoGZ3JhbnRzGAQgASgEEhQKDGxvYWRfZ3JhbnRlZBgFIAEoASKiAQoKTGltaXRTdGF0cxIiCgVsaW1pdBgBIAEoCzITLnJhdGVxdWV1ZS52MS5MaW1pdBIRCglhdmFpbGFibGUYAiABKAESEwoLdXRpbGlzYXRpb24YAyABKAESGAoQdXNlZF9sYXN0X3BlcmlvZBgEIAEoARIbCg5sZWFybmVkX2Ftb3VudBgFIAEoAUgAiAEBQhEKD19sZWFybmVkX2Ftb3VudCLkAwoNUmVzb3VyY2VTdGF0cxIMCgRuYW1lGAEgASgJEhgKEGxlYXNlc19pbl9mbGlnaHQYAiABKA0SJgoFbGFuZXMYAyADKAsyFy5yYXRlcXVldWUudjEuTGFuZVN0YXRzEigKBmxpbWl0cxgEIAMoCzIYLnJhdGVxdWV1ZS52MS5MaW1pdFN0YXRzEg4KBmdyYW50cxgFIAEoBBISCgpyZWplY3Rpb25zGAYgASgEEhAKCHRpbWVvdXRzGAcgASgEEhUKDWNhbmNlbGxhdGlvbnMYCCABKAQSEwoLZXhwaXJhdGlvbnMYCSABKAQSKwoId2FpdF9wNTAYCiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoId2FpdF9wOTAYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoId2FpdF9wOTkYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoId2FpdF9tYXgYDSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMAoMcGF1c2VkX3VudGlsGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0aHJvdHRsZXMYDyABKAQiRgoYR2V0UmVzb3VyY2VTdGF0c1Jlc3BvbnNlEioKBXN0YXRzGAEgASgLMhsucmF0ZXF1ZXVlLnYxLlJlc291cmNlU3RhdHMiGQoJTmFtZXNwYWNlEgwKBG5hbWUYASABKAkiJgoWQ3JlYXRlTmFtZXNwYWNlUmVxdWVzdBIMCgRuYW1lGAEgASgJIlYKF0NyZWF0ZU5hbWVzcGFjZVJlc3BvbnNlEioKCW5hbWVzcGFjZRgBIAEoCzIXLnJhdGVxdWV1ZS52MS5OYW1lc3BhY2USDwoHY3JlYXRlZBgCIAEoCCIXChVMaXN0TmFtZXNwYWNlc1JlcXVlc3QiRQoWTGlzdE5hbWVzcGFjZXNSZXNwb25zZRIrCgpuYW1lc3BhY2VzGAEgAygLMhcucmF0ZXF1ZXVlLnYxLk5hbWVzcGFjZSImChZEZWxldGVOYW1lc3BhY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiLwoXRGVsZXRlTmFtZXNwYWNlUmVzcG9uc2USFAoMcmV2b2tlZF9rZXlzGAEgASgNIpUBCgZBcGlLZXkSCgoCaWQYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEiYKBHJvbGUYAyABKA4yGC5yYXRlcXVldWUudjEuQXBpS2V5Um9sZRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSJgoEcm9sZRgCIAEoDjIYLnJhdGVxdWV1ZS52MS5BcGlLZXlSb2xlEhMKC2Rlc2NyaXB0aW9uGAMgASgJIkoKFENyZWF0ZUFwaUtleVJlc3BvbnNlEiUKB2FwaV9rZXkYASABKAsyFC5yYXRlcXVldWUudjEuQXBpS2V5EgsKA2tleRgCIAEoCSInChJMaXN0QXBpS2V5c1JlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJIj0KE0xpc3RBcGlLZXlzUmVzcG9uc2USJgoIYXBpX2tleXMYASADKAsyFC5yYXRlcXVldWUudjEuQXBpS2V5IiEKE1Jldm9rZUFwaUtleVJlcXVlc3QSCgoCaWQYASABKAkiFgoUUmV2b2tlQXBpS2V5UmVzcG9uc2UqUgoJRGltZW5zaW9uEhkKFURJTUVOU0lPTl9VTlNQRUNJRklFRBAAEhYKEkRJTUVOU0lPTl9SRVFVRVNUUxABEhIKDkRJTUVOU0lPTl9MT0FEEAIqcgoKQXBpS2V5Um9sZRIcChhBUElfS0VZX1JPTEVfVU5TUEVDSUZJRUQQABIXChNBUElfS0VZX1JPTEVfV09SS0VSEAESFgoSQVBJX0tFWV9ST0xFX0FETUlOEAISFQoRQVBJX0tFWV9ST0xFX1JPT1QQAzLvBwoMQWRtaW5TZXJ2aWNlElIKC1B1dFJlc291cmNlEiAucmF0ZXF1ZXVlLnYxLlB1dFJlc291cmNlUmVxdWVzdBohLnJhdGVxdWV1ZS52MS5QdXRSZXNvdXJjZVJlc3BvbnNlElIKC0dldFJlc291cmNlEiAucmF0ZXF1ZXVlLnYxLkdldFJlc291cmNlUmVxdWVzdBohLnJhdGVxdWV1ZS52MS5HZXRSZXNvdXJjZVJlc3BvbnNlElgKDUxpc3RSZXNvdXJjZXMSIi5yYXRlcXVldWUudjEuTGlzdFJlc291cmNlc1JlcXVlc3QaIy5yYXRlcXVldWUudjEuTGlzdFJlc291cmNlc1Jlc3BvbnNlElsKDkRlbGV0ZVJlc291cmNlEiMucmF0ZXF1ZXVlLnYxLkRlbGV0ZVJlc291cmNlUmVxdWVzdBokLnJhdGVxdWV1ZS52MS5EZWxldGVSZXNvdXJjZVJlc3BvbnNlEmEKEEdldFJlc291cmNlU3RhdHMSJS5yYXRlcXVldWUudjEuR2V0UmVzb3VyY2VTdGF0c1JlcXVlc3QaJi5yYXRlcXVldWUudjEuR2V0UmVzb3VyY2VTdGF0c1Jlc3BvbnNlEl4KD0NyZWF0ZU5hbWVzcGFjZRIkLnJhdGVxdWV1ZS52MS5DcmVhdGVOYW1lc3BhY2VSZXF1ZXN0GiUucmF0ZXF1ZXVlLnYxLkNyZWF0ZU5hbWVzcGFjZVJlc3BvbnNlElsKDkxpc3ROYW1lc3BhY2VzEiMucmF0ZXF1ZXVlLnYxLkxpc3ROYW1lc3BhY2VzUmVxdWVzdBokLnJhdGVxdWV1ZS52MS5MaXN0TmFtZXNwYWNlc1Jlc3BvbnNlEl4KD0RlbGV0ZU5hbWVzcGFjZRIkLnJhdGVxdWV1ZS52MS5EZWxldGVOYW1lc3BhY2VSZXF1ZXN0GiUucmF0ZXF1ZXVlLnYxLkRlbGV0ZU5hbWVzcGFjZVJlc3BvbnNlElUKDENyZWF0ZUFwaUtleRIhLnJhdGVxdWV1ZS52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0GiIucmF0ZXF1ZXVlLnYxLkNyZWF0ZUFwaUtleVJlc3BvbnNlElIKC0xpc3RBcGlLZXlzEiAucmF0ZXF1ZXVlLnYxLkxpc3RBcGlLZXlzUmVxdWVzdBohLnJhdGVxdWV1ZS52MS5MaXN0QXBpS2V5c1Jlc3BvbnNlElUKDFJldm9rZUFwaUtleRIhLnJhdGVxdWV1ZS52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GiIucmF0ZXF1ZXVlLnYxLlJldm9rZUFwaUtleVJlc3BvbnNlQrcBChBjb20ucmF0ZXF1ZXVlLnYxQgpBZG1pblByb3RvUAFaRmdpdGh1Yi5jb20vcmF0ZXF1ZXVlL3JhdGVxdWV1ZS9jbGllbnRzL2dvL2dlbi9yYXRlcXVldWUvdjE7cmF0ZXF1ZXVldjGiAgNSWFiqAgxSYXRlcXVldWUuVjHKAgxSYXRlcXVldWVcVjHiAhhSYXRlcXVldWVcVjFcR1BCTWV0YWRhdGHqAg1SYXRlcXVldWU6OlYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChhyYXRlcXVldWUvdjEvYWRtaW4ucHJvdG8SDHJhdGVxdWV1ZS52MSKLAQoFTGltaXQSKgoJZGltZW5zaW9uGAEgASgOMhcucmF0ZXF1ZXVlLnYxLkRpbWVuc2lvbhIOCgZhbW91bnQYAiABKAESKQoGcGVyaW9kGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBWJ1cnN0GAQgASgBEgwKBHVuaXQYBSABKAkiJAoETGFuZRIMCgRuYW1lGAEgASgJEg4KBndlaWdodBgCIAEoDSLOAwoIUmVzb3VyY2USDAoEbmFtZRgBIAEoCRIjCgZsaW1pdHMYAiADKAsyEy5yYXRlcXVldWUudjEuTGltaXQSEwoLY29uY3VycmVuY3kYAyABKA0SIQoFbGFuZXMYBCADKAsyEi5yYXRlcXVldWUudjEuTGFuZRIUCgxkZWZhdWx0X2xhbmUYBSABKAkSLAoJbGVhc2VfdHRsGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCW1heF9xdWV1ZRgHIAEoDRIrCghjb29sZG93bhgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxsZWFybl9saW1pdHMYCSABKAhIAIgBARIOCgZwYXJlbnQYCiABKAkSDQoFc2hhcmUYCyABKA0SMQoHcGVyX2tleRgMIAEoCzIgLnJhdGVxdWV1ZS52MS5LZXllZENoaWxkVGVtcGxhdGUSLwoMcGVyX2tleV9pZGxlGA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDWNoaWxkcmVuX2Zyb20YDiADKAkSDQoFa2V5ZWQYDyABKAhCDwoNX2xlYXJuX2xpbWl0cyJdChJLZXllZENoaWxkVGVtcGxhdGUSIwoGbGltaXRzGAEgAygLMhMucmF0ZXF1ZXVlLnYxLkxpbWl0EhMKC2NvbmN1cnJlbmN5GAIgASgNEg0KBXNoYXJlGAMgASgNIj4KElB1dFJlc291cmNlUmVxdWVzdBIoCghyZXNvdXJjZRgBIAEoCzIWLnJhdGVxdWV1ZS52MS5SZXNvdXJjZSJQChNQdXRSZXNvdXJjZVJlc3BvbnNlEigKCHJlc291cmNlGAEgASgLMhYucmF0ZXF1ZXVlLnYxLlJlc291cmNlEg8KB2NyZWF0ZWQYAiABKAgiIgoSR2V0UmVzb3VyY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiPwoTR2V0UmVzb3VyY2VSZXNwb25zZRIoCghyZXNvdXJjZRgBIAEoCzIWLnJhdGVxdWV1ZS52MS5SZXNvdXJjZSJNChRMaXN0UmVzb3VyY2VzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIOCgZwYXJlbnQYAyABKAkiWwoVTGlzdFJlc291cmNlc1Jlc3BvbnNlEikKCXJlc291cmNlcxgBIAMoCzIWLnJhdGVxdWV1ZS52MS5SZXNvdXJjZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJQoVRGVsZXRlUmVzb3VyY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiGAoWRGVsZXRlUmVzb3VyY2VSZXNwb25zZSI/ChdHZXRSZXNvdXJjZVN0YXRzUmVxdWVzdBIMCgRuYW1lGAEgASgJEhYKDmNoaWxkcmVuX2xpbWl0GAIgASgNImQKCUxhbmVTdGF0cxIMCgRuYW1lGAEgASgJEg4KBndlaWdodBgCIAEoDRITCgtxdWV1ZV9kZXB0aBgDIAEoDRIOCgZncmFudHMYBCABKAQSFAoMbG9hZF9ncmFudGVkGAUgASgBIqIBCgpMaW1pdFN0YXRzEiIKBWxpbWl0GAEgASgLMhMucmF0ZXF1ZXVlLnYxLkxpbWl0EhEKCWF2YWlsYWJsZRgCIAEoARITCgt1dGlsaXNhdGlvbhgDIAEoARIYChB1c2VkX2xhc3RfcGVyaW9kGAQgASgBEhsKDmxlYXJuZWRfYW1vdW50GAUgASgBSACIAQFCEQoPX2xlYXJuZWRfYW1vdW50ItMECg1SZXNvdXJjZVN0YXRzEgwKBG5hbWUYASABKAkSGAoQbGVhc2VzX2luX2ZsaWdodBgCIAEoDRImCgVsYW5lcxgDIAMoCzIXLnJhdGVxdWV1ZS52MS5MYW5lU3RhdHMSKAoGbGltaXRzGAQgAygLMhgucmF0ZXF1ZXVlLnYxLkxpbWl0U3RhdHMSDgoGZ3JhbnRzGAUgASgEEhIKCnJlamVjdGlvbnMYBiABKAQSEAoIdGltZW91dHMYByABKAQSFQoNY2FuY2VsbGF0aW9ucxgIIAEoBBITCgtleHBpcmF0aW9ucxgJIAEoBBIrCgh3YWl0X3A1MBgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIrCgh3YWl0X3A5MBgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIrCgh3YWl0X3A5ORgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIrCgh3YWl0X21heBgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCgxwYXVzZWRfdW50aWwYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXRocm90dGxlcxgPIAEoBBIqCghjaGlsZHJlbhgQIAMoCzIYLnJhdGVxdWV1ZS52MS5DaGlsZFN0YXRzEhYKDmNoaWxkcmVuX2NvdW50GBEgASgNEikKBnBhcmVudBgSIAEoCzIZLnJhdGVxdWV1ZS52MS5QYXJlbnRTdGF0cyKNAQoKQ2hpbGRTdGF0cxIMCgRuYW1lGAEgASgJEg0KBXNoYXJlGAIgASgNEg0KBWtleWVkGAMgASgIEhgKEGxlYXNlc19pbl9mbGlnaHQYBCABKA0SEwoLcXVldWVfZGVwdGgYBSABKA0SDgoGZ3JhbnRzGAYgASgEEhQKDGxvYWRfZ3JhbnRlZBgHIAEoASJ0CgtQYXJlbnRTdGF0cxIMCgRuYW1lGAEgASgJEhgKEGxlYXNlc19pbl9mbGlnaHQYAiABKA0SEwoLcXVldWVfZGVwdGgYAyABKA0SKAoGbGltaXRzGAQgAygLMhgucmF0ZXF1ZXVlLnYxLkxpbWl0U3RhdHMiRgoYR2V0UmVzb3VyY2VTdGF0c1Jlc3BvbnNlEioKBXN0YXRzGAEgASgLMhsucmF0ZXF1ZXVlLnYxLlJlc291cmNlU3RhdHMiGQoJTmFtZXNwYWNlEgwKBG5hbWUYASABKAkiJgoWQ3JlYXRlTmFtZXNwYWNlUmVxdWVzdBIMCgRuYW1lGAEgASgJIlYKF0NyZWF0ZU5hbWVzcGFjZVJlc3BvbnNlEioKCW5hbWVzcGFjZRgBIAEoCzIXLnJhdGVxdWV1ZS52MS5OYW1lc3BhY2USDwoHY3JlYXRlZBgCIAEoCCIXChVMaXN0TmFtZXNwYWNlc1JlcXVlc3QiRQoWTGlzdE5hbWVzcGFjZXNSZXNwb25zZRIrCgpuYW1lc3BhY2VzGAEgAygLMhcucmF0ZXF1ZXVlLnYxLk5hbWVzcGFjZSImChZEZWxldGVOYW1lc3BhY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiLwoXRGVsZXRlTmFtZXNwYWNlUmVzcG9uc2USFAoMcmV2b2tlZF9rZXlzGAEgASgNIpUBCgZBcGlLZXkSCgoCaWQYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEiYKBHJvbGUYAyABKA4yGC5yYXRlcXVldWUudjEuQXBpS2V5Um9sZRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSJgoEcm9sZRgCIAEoDjIYLnJhdGVxdWV1ZS52MS5BcGlLZXlSb2xlEhMKC2Rlc2NyaXB0aW9uGAMgASgJIkoKFENyZWF0ZUFwaUtleVJlc3BvbnNlEiUKB2FwaV9rZXkYASABKAsyFC5yYXRlcXVldWUudjEuQXBpS2V5EgsKA2tleRgCIAEoCSInChJMaXN0QXBpS2V5c1JlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJIj0KE0xpc3RBcGlLZXlzUmVzcG9uc2USJgoIYXBpX2tleXMYASADKAsyFC5yYXRlcXVldWUudjEuQXBpS2V5IiEKE1Jldm9rZUFwaUtleVJlcXVlc3QSCgoCaWQYASABKAkiFgoUUmV2b2tlQXBpS2V5UmVzcG9uc2UqUgoJRGltZW5zaW9uEhkKFURJTUVOU0lPTl9VTlNQRUNJRklFRBAAEhYKEkRJTUVOU0lPTl9SRVFVRVNUUxABEhIKDkRJTUVOU0lPTl9MT0FEEAIqcgoKQXBpS2V5Um9sZRIcChhBUElfS0VZX1JPTEVfVU5TUEVDSUZJRUQQABIXChNBUElfS0VZX1JPTEVfV09SS0VSEAESFgoSQVBJX0tFWV9ST0xFX0FETUlOEAISFQoRQVBJX0tFWV9ST0xFX1JPT1QQAzLvBwoMQWRtaW5TZXJ2aWNlElIKC1B1dFJlc291cmNlEiAucmF0ZXF1ZXVlLnYxLlB1dFJlc291cmNlUmVxdWVzdBohLnJhdGVxdWV1ZS52MS5QdXRSZXNvdXJjZVJlc3BvbnNlElIKC0dldFJlc291cmNlEiAucmF0ZXF1ZXVlLnYxLkdldFJlc291cmNlUmVxdWVzdBohLnJhdGVxdWV1ZS52MS5HZXRSZXNvdXJjZVJlc3BvbnNlElgKDUxpc3RSZXNvdXJjZXMSIi5yYXRlcXVldWUudjEuTGlzdFJlc291cmNlc1JlcXVlc3QaIy5yYXRlcXVldWUudjEuTGlzdFJlc291cmNlc1Jlc3BvbnNlElsKDkRlbGV0ZVJlc291cmNlEiMucmF0ZXF1ZXVlLnYxLkRlbGV0ZVJlc291cmNlUmVxdWVzdBokLnJhdGVxdWV1ZS52MS5EZWxldGVSZXNvdXJjZVJlc3BvbnNlEmEKEEdldFJlc291cmNlU3RhdHMSJS5yYXRlcXVldWUudjEuR2V0UmVzb3VyY2VTdGF0c1JlcXVlc3QaJi5yYXRlcXVldWUudjEuR2V0UmVzb3VyY2VTdGF0c1Jlc3BvbnNlEl4KD0NyZWF0ZU5hbWVzcGFjZRIkLnJhdGVxdWV1ZS52MS5DcmVhdGVOYW1lc3BhY2VSZXF1ZXN0GiUucmF0ZXF1ZXVlLnYxLkNyZWF0ZU5hbWVzcGFjZVJlc3BvbnNlElsKDkxpc3ROYW1lc3BhY2VzEiMucmF0ZXF1ZXVlLnYxLkxpc3ROYW1lc3BhY2VzUmVxdWVzdBokLnJhdGVxdWV1ZS52MS5MaXN0TmFtZXNwYWNlc1Jlc3BvbnNlEl4KD0RlbGV0ZU5hbWVzcGFjZRIkLnJhdGVxdWV1ZS52MS5EZWxldGVOYW1lc3BhY2VSZXF1ZXN0GiUucmF0ZXF1ZXVlLnYxLkRlbGV0ZU5hbWVzcGFjZVJlc3BvbnNlElUKDENyZWF0ZUFwaUtleRIhLnJhdGVxdWV1ZS52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0GiIucmF0ZXF1ZXVlLnYxLkNyZWF0ZUFwaUtleVJlc3BvbnNlElIKC0xpc3RBcGlLZXlzEiAucmF0ZXF1ZXVlLnYxLkxpc3RBcGlLZXlzUmVxdWVzdBohLnJhdGVxdWV1ZS52MS5MaXN0QXBpS2V5c1Jlc3BvbnNlElUKDFJldm9rZUFwaUtleRIhLnJhdGVxdWV1ZS52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GiIucmF0ZXF1ZXVlLnYxLlJldm9rZUFwaUtleVJlc3BvbnNlQrcBChBjb20ucmF0ZXF1ZXVlLnYxQgpBZG1pblByb3RvUAFaRmdpdGh1Yi5jb20vcmF0ZXF1ZXVlL3JhdGVxdWV1ZS9jbGllbnRzL2dvL2dlbi9yYXRlcXVldWUvdjE7cmF0ZXF1ZXVldjGiAgNSWFiqAgxSYXRlcXVldWUuVjHKAgxSYXRlcXVldWVcVjHiAhhSYXRlcXVldWVcVjFcR1BCTWV0YWRhdGHqAg1SYXRlcXVldWU6OlYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Limit is one rate limit: at most burst + t * amount / period units in any
@@ -170,6 +170,61 @@ export type Resource = Message<"ratequeue.v1.Resource"> & {
    * @generated from field: optional bool learn_limits = 9;
    */
   learnLimits?: boolean | undefined;
+
+  /**
+   * The resource this one is a child of. An acquire here is granted only
+   * when this resource and every ancestor allow it at the same moment, and
+   * the grant, its release and provider feedback count at every level.
+   * Empty means a root. A parent in another namespace is named
+   * "NAMESPACE@NAME" and must list this resource's namespace in its
+   * children_from. Trees are at most 4 levels deep.
+   *
+   * @generated from field: string parent = 10;
+   */
+  parent: string;
+
+  /**
+   * This resource's share of its parent's grants while several children
+   * wait, relative to its siblings (weighted fair queuing over load, as
+   * lanes share a resource), 1 to 1000. Zero means 1.
+   *
+   * @generated from field: uint32 share = 11;
+   */
+  share: number;
+
+  /**
+   * The template of keyed children. An acquire naming this resource with a
+   * key is charged to the child "NAME/KEY", made from this template on
+   * first use with this resource's lanes, lease TTL, queue size and
+   * cooldown. A resource declared as "NAME/KEY" with parent NAME overrides
+   * the template for that key.
+   *
+   * @generated from field: ratequeue.v1.KeyedChildTemplate per_key = 12;
+   */
+  perKey?: KeyedChildTemplate | undefined;
+
+  /**
+   * A keyed child back at full budget with no leases and no waiters is
+   * dropped after this long, and costs no memory. Unset means 10 min.
+   *
+   * @generated from field: google.protobuf.Duration per_key_idle = 13;
+   */
+  perKeyIdle?: Duration | undefined;
+
+  /**
+   * Namespaces whose admins may declare children of this resource in their
+   * own namespace. They see and change only their own children.
+   *
+   * @generated from field: repeated string children_from = 14;
+   */
+  childrenFrom: string[];
+
+  /**
+   * Output only: made from the parent's per_key template on first use.
+   *
+   * @generated from field: bool keyed = 15;
+   */
+  keyed: boolean;
 };
 
 /**
@@ -178,6 +233,42 @@ export type Resource = Message<"ratequeue.v1.Resource"> & {
  */
 export const ResourceSchema: GenMessage<Resource> = /*@__PURE__*/
   messageDesc(file_ratequeue_v1_admin, 2);
+
+/**
+ * KeyedChildTemplate is what each keyed child of a resource gets.
+ *
+ * @generated from message ratequeue.v1.KeyedChildTemplate
+ */
+export type KeyedChildTemplate = Message<"ratequeue.v1.KeyedChildTemplate"> & {
+  /**
+   * Each keyed child's own rate limits (its quota).
+   *
+   * @generated from field: repeated ratequeue.v1.Limit limits = 1;
+   */
+  limits: Limit[];
+
+  /**
+   * The most leases each keyed child holds at once. Zero means no cap.
+   *
+   * @generated from field: uint32 concurrency = 2;
+   */
+  concurrency: number;
+
+  /**
+   * Each keyed child's share of the parent's grants, 1 to 1000. Zero
+   * means 1.
+   *
+   * @generated from field: uint32 share = 3;
+   */
+  share: number;
+};
+
+/**
+ * Describes the message ratequeue.v1.KeyedChildTemplate.
+ * Use `create(KeyedChildTemplateSchema)` to create a new message.
+ */
+export const KeyedChildTemplateSchema: GenMessage<KeyedChildTemplate> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 3);
 
 /**
  * PutResourceRequest creates or replaces a resource.
@@ -198,7 +289,7 @@ export type PutResourceRequest = Message<"ratequeue.v1.PutResourceRequest"> & {
  * Use `create(PutResourceRequestSchema)` to create a new message.
  */
 export const PutResourceRequestSchema: GenMessage<PutResourceRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 3);
+  messageDesc(file_ratequeue_v1_admin, 4);
 
 /**
  * PutResourceResponse returns the stored definition, with defaults filled in.
@@ -226,7 +317,7 @@ export type PutResourceResponse = Message<"ratequeue.v1.PutResourceResponse"> & 
  * Use `create(PutResourceResponseSchema)` to create a new message.
  */
 export const PutResourceResponseSchema: GenMessage<PutResourceResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 4);
+  messageDesc(file_ratequeue_v1_admin, 5);
 
 /**
  * GetResourceRequest names a resource.
@@ -247,7 +338,7 @@ export type GetResourceRequest = Message<"ratequeue.v1.GetResourceRequest"> & {
  * Use `create(GetResourceRequestSchema)` to create a new message.
  */
 export const GetResourceRequestSchema: GenMessage<GetResourceRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 5);
+  messageDesc(file_ratequeue_v1_admin, 6);
 
 /**
  * GetResourceResponse returns a resource.
@@ -268,14 +359,37 @@ export type GetResourceResponse = Message<"ratequeue.v1.GetResourceResponse"> & 
  * Use `create(GetResourceResponseSchema)` to create a new message.
  */
 export const GetResourceResponseSchema: GenMessage<GetResourceResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 6);
+  messageDesc(file_ratequeue_v1_admin, 7);
 
 /**
- * ListResourcesRequest lists resources.
+ * ListResourcesRequest lists resources, a page at a time.
  *
  * @generated from message ratequeue.v1.ListResourcesRequest
  */
 export type ListResourcesRequest = Message<"ratequeue.v1.ListResourcesRequest"> & {
+  /**
+   * The most resources to return, at most 1000. Zero means every declared
+   * resource in one page.
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page; empty for the first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only the direct children of this resource, keyed children included.
+   * Empty means the declared resources of the namespace (keyed children
+   * are listed only through their parent).
+   *
+   * @generated from field: string parent = 3;
+   */
+  parent: string;
 };
 
 /**
@@ -283,10 +397,10 @@ export type ListResourcesRequest = Message<"ratequeue.v1.ListResourcesRequest"> 
  * Use `create(ListResourcesRequestSchema)` to create a new message.
  */
 export const ListResourcesRequestSchema: GenMessage<ListResourcesRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 7);
+  messageDesc(file_ratequeue_v1_admin, 8);
 
 /**
- * ListResourcesResponse holds every resource.
+ * ListResourcesResponse holds a page of resources.
  *
  * @generated from message ratequeue.v1.ListResourcesResponse
  */
@@ -297,6 +411,13 @@ export type ListResourcesResponse = Message<"ratequeue.v1.ListResourcesResponse"
    * @generated from field: repeated ratequeue.v1.Resource resources = 1;
    */
   resources: Resource[];
+
+  /**
+   * Pass as page_token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -304,7 +425,7 @@ export type ListResourcesResponse = Message<"ratequeue.v1.ListResourcesResponse"
  * Use `create(ListResourcesResponseSchema)` to create a new message.
  */
 export const ListResourcesResponseSchema: GenMessage<ListResourcesResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 8);
+  messageDesc(file_ratequeue_v1_admin, 9);
 
 /**
  * DeleteResourceRequest names a resource to delete.
@@ -325,7 +446,7 @@ export type DeleteResourceRequest = Message<"ratequeue.v1.DeleteResourceRequest"
  * Use `create(DeleteResourceRequestSchema)` to create a new message.
  */
 export const DeleteResourceRequestSchema: GenMessage<DeleteResourceRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 9);
+  messageDesc(file_ratequeue_v1_admin, 10);
 
 /**
  * DeleteResourceResponse confirms a deletion.
@@ -340,7 +461,7 @@ export type DeleteResourceResponse = Message<"ratequeue.v1.DeleteResourceRespons
  * Use `create(DeleteResourceResponseSchema)` to create a new message.
  */
 export const DeleteResourceResponseSchema: GenMessage<DeleteResourceResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 10);
+  messageDesc(file_ratequeue_v1_admin, 11);
 
 /**
  * GetResourceStatsRequest names a resource.
@@ -354,6 +475,14 @@ export type GetResourceStatsRequest = Message<"ratequeue.v1.GetResourceStatsRequ
    * @generated from field: string name = 1;
    */
   name: string;
+
+  /**
+   * The most children to describe, the busiest first, at most 1000. Zero
+   * means 20.
+   *
+   * @generated from field: uint32 children_limit = 2;
+   */
+  childrenLimit: number;
 };
 
 /**
@@ -361,7 +490,7 @@ export type GetResourceStatsRequest = Message<"ratequeue.v1.GetResourceStatsRequ
  * Use `create(GetResourceStatsRequestSchema)` to create a new message.
  */
 export const GetResourceStatsRequestSchema: GenMessage<GetResourceStatsRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 11);
+  messageDesc(file_ratequeue_v1_admin, 12);
 
 /**
  * LaneStats is one lane's live state and counters.
@@ -410,7 +539,7 @@ export type LaneStats = Message<"ratequeue.v1.LaneStats"> & {
  * Use `create(LaneStatsSchema)` to create a new message.
  */
 export const LaneStatsSchema: GenMessage<LaneStats> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 12);
+  messageDesc(file_ratequeue_v1_admin, 13);
 
 /**
  * LimitStats is one limit's current utilisation.
@@ -461,7 +590,7 @@ export type LimitStats = Message<"ratequeue.v1.LimitStats"> & {
  * Use `create(LimitStatsSchema)` to create a new message.
  */
 export const LimitStatsSchema: GenMessage<LimitStats> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 13);
+  messageDesc(file_ratequeue_v1_admin, 14);
 
 /**
  * ResourceStats is a resource's live state and counters.
@@ -575,6 +704,29 @@ export type ResourceStats = Message<"ratequeue.v1.ResourceStats"> & {
    * @generated from field: uint64 throttles = 15;
    */
   throttles: bigint;
+
+  /**
+   * The direct children with the most demand (waiting, then in flight,
+   * then granted), at most GetResourceStatsRequest.children_limit of them.
+   * A tenant admin sees only its own namespace's children.
+   *
+   * @generated from field: repeated ratequeue.v1.ChildStats children = 16;
+   */
+  children: ChildStats[];
+
+  /**
+   * How many direct children the resource has now, keyed ones included.
+   *
+   * @generated from field: uint32 children_count = 17;
+   */
+  childrenCount: number;
+
+  /**
+   * The parent's state, as numbers; unset for a root.
+   *
+   * @generated from field: ratequeue.v1.ParentStats parent = 18;
+   */
+  parent?: ParentStats | undefined;
 };
 
 /**
@@ -582,7 +734,112 @@ export type ResourceStats = Message<"ratequeue.v1.ResourceStats"> & {
  * Use `create(ResourceStatsSchema)` to create a new message.
  */
 export const ResourceStatsSchema: GenMessage<ResourceStats> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 14);
+  messageDesc(file_ratequeue_v1_admin, 15);
+
+/**
+ * ChildStats is one child's share of its parent's demand and grants.
+ *
+ * @generated from message ratequeue.v1.ChildStats
+ */
+export type ChildStats = Message<"ratequeue.v1.ChildStats"> & {
+  /**
+   * The child's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The child's share of the parent's grants.
+   *
+   * @generated from field: uint32 share = 2;
+   */
+  share: number;
+
+  /**
+   * True for a child made from the parent's per_key template.
+   *
+   * @generated from field: bool keyed = 3;
+   */
+  keyed: boolean;
+
+  /**
+   * Leases held now in the child and its descendants.
+   *
+   * @generated from field: uint32 leases_in_flight = 4;
+   */
+  leasesInFlight: number;
+
+  /**
+   * Requests waiting now in the child and its descendants.
+   *
+   * @generated from field: uint32 queue_depth = 5;
+   */
+  queueDepth: number;
+
+  /**
+   * Grants made in the child and its descendants since it was created.
+   *
+   * @generated from field: uint64 grants = 6;
+   */
+  grants: bigint;
+
+  /**
+   * Load granted in the child and its descendants since it was created.
+   *
+   * @generated from field: double load_granted = 7;
+   */
+  loadGranted: number;
+};
+
+/**
+ * Describes the message ratequeue.v1.ChildStats.
+ * Use `create(ChildStatsSchema)` to create a new message.
+ */
+export const ChildStatsSchema: GenMessage<ChildStats> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 16);
+
+/**
+ * ParentStats is the state of a resource's parent, as numbers.
+ *
+ * @generated from message ratequeue.v1.ParentStats
+ */
+export type ParentStats = Message<"ratequeue.v1.ParentStats"> & {
+  /**
+   * The parent's name ("NAMESPACE@NAME" when in another namespace).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Leases held now under the parent, every child's included.
+   *
+   * @generated from field: uint32 leases_in_flight = 2;
+   */
+  leasesInFlight: number;
+
+  /**
+   * Requests waiting now under the parent, every child's included.
+   *
+   * @generated from field: uint32 queue_depth = 3;
+   */
+  queueDepth: number;
+
+  /**
+   * Per limit utilisation of the parent, in its limit order.
+   *
+   * @generated from field: repeated ratequeue.v1.LimitStats limits = 4;
+   */
+  limits: LimitStats[];
+};
+
+/**
+ * Describes the message ratequeue.v1.ParentStats.
+ * Use `create(ParentStatsSchema)` to create a new message.
+ */
+export const ParentStatsSchema: GenMessage<ParentStats> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 17);
 
 /**
  * GetResourceStatsResponse returns a resource's statistics.
@@ -603,7 +860,7 @@ export type GetResourceStatsResponse = Message<"ratequeue.v1.GetResourceStatsRes
  * Use `create(GetResourceStatsResponseSchema)` to create a new message.
  */
 export const GetResourceStatsResponseSchema: GenMessage<GetResourceStatsResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 15);
+  messageDesc(file_ratequeue_v1_admin, 18);
 
 /**
  * Namespace is a tenant: a set of resources and the keys that may use them.
@@ -625,7 +882,7 @@ export type Namespace = Message<"ratequeue.v1.Namespace"> & {
  * Use `create(NamespaceSchema)` to create a new message.
  */
 export const NamespaceSchema: GenMessage<Namespace> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 16);
+  messageDesc(file_ratequeue_v1_admin, 19);
 
 /**
  * CreateNamespaceRequest names a namespace to create.
@@ -646,7 +903,7 @@ export type CreateNamespaceRequest = Message<"ratequeue.v1.CreateNamespaceReques
  * Use `create(CreateNamespaceRequestSchema)` to create a new message.
  */
 export const CreateNamespaceRequestSchema: GenMessage<CreateNamespaceRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 17);
+  messageDesc(file_ratequeue_v1_admin, 20);
 
 /**
  * CreateNamespaceResponse returns the namespace.
@@ -674,7 +931,7 @@ export type CreateNamespaceResponse = Message<"ratequeue.v1.CreateNamespaceRespo
  * Use `create(CreateNamespaceResponseSchema)` to create a new message.
  */
 export const CreateNamespaceResponseSchema: GenMessage<CreateNamespaceResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 18);
+  messageDesc(file_ratequeue_v1_admin, 21);
 
 /**
  * ListNamespacesRequest lists namespaces.
@@ -689,7 +946,7 @@ export type ListNamespacesRequest = Message<"ratequeue.v1.ListNamespacesRequest"
  * Use `create(ListNamespacesRequestSchema)` to create a new message.
  */
 export const ListNamespacesRequestSchema: GenMessage<ListNamespacesRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 19);
+  messageDesc(file_ratequeue_v1_admin, 22);
 
 /**
  * ListNamespacesResponse holds every namespace.
@@ -710,7 +967,7 @@ export type ListNamespacesResponse = Message<"ratequeue.v1.ListNamespacesRespons
  * Use `create(ListNamespacesResponseSchema)` to create a new message.
  */
 export const ListNamespacesResponseSchema: GenMessage<ListNamespacesResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 20);
+  messageDesc(file_ratequeue_v1_admin, 23);
 
 /**
  * DeleteNamespaceRequest names a namespace to delete.
@@ -731,7 +988,7 @@ export type DeleteNamespaceRequest = Message<"ratequeue.v1.DeleteNamespaceReques
  * Use `create(DeleteNamespaceRequestSchema)` to create a new message.
  */
 export const DeleteNamespaceRequestSchema: GenMessage<DeleteNamespaceRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 21);
+  messageDesc(file_ratequeue_v1_admin, 24);
 
 /**
  * DeleteNamespaceResponse confirms a deletion.
@@ -752,7 +1009,7 @@ export type DeleteNamespaceResponse = Message<"ratequeue.v1.DeleteNamespaceRespo
  * Use `create(DeleteNamespaceResponseSchema)` to create a new message.
  */
 export const DeleteNamespaceResponseSchema: GenMessage<DeleteNamespaceResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 22);
+  messageDesc(file_ratequeue_v1_admin, 25);
 
 /**
  * ApiKey describes a key; it never holds the secret.
@@ -802,7 +1059,7 @@ export type ApiKey = Message<"ratequeue.v1.ApiKey"> & {
  * Use `create(ApiKeySchema)` to create a new message.
  */
 export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 23);
+  messageDesc(file_ratequeue_v1_admin, 26);
 
 /**
  * CreateApiKeyRequest asks for a new key.
@@ -837,7 +1094,7 @@ export type CreateApiKeyRequest = Message<"ratequeue.v1.CreateApiKeyRequest"> & 
  * Use `create(CreateApiKeyRequestSchema)` to create a new message.
  */
 export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 24);
+  messageDesc(file_ratequeue_v1_admin, 27);
 
 /**
  * CreateApiKeyResponse returns the new key and its secret.
@@ -866,7 +1123,7 @@ export type CreateApiKeyResponse = Message<"ratequeue.v1.CreateApiKeyResponse"> 
  * Use `create(CreateApiKeyResponseSchema)` to create a new message.
  */
 export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 25);
+  messageDesc(file_ratequeue_v1_admin, 28);
 
 /**
  * ListApiKeysRequest lists keys.
@@ -887,7 +1144,7 @@ export type ListApiKeysRequest = Message<"ratequeue.v1.ListApiKeysRequest"> & {
  * Use `create(ListApiKeysRequestSchema)` to create a new message.
  */
 export const ListApiKeysRequestSchema: GenMessage<ListApiKeysRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 26);
+  messageDesc(file_ratequeue_v1_admin, 29);
 
 /**
  * ListApiKeysResponse holds keys without their secrets.
@@ -908,7 +1165,7 @@ export type ListApiKeysResponse = Message<"ratequeue.v1.ListApiKeysResponse"> & 
  * Use `create(ListApiKeysResponseSchema)` to create a new message.
  */
 export const ListApiKeysResponseSchema: GenMessage<ListApiKeysResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 27);
+  messageDesc(file_ratequeue_v1_admin, 30);
 
 /**
  * RevokeApiKeyRequest names a key to revoke.
@@ -929,7 +1186,7 @@ export type RevokeApiKeyRequest = Message<"ratequeue.v1.RevokeApiKeyRequest"> & 
  * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
  */
 export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 28);
+  messageDesc(file_ratequeue_v1_admin, 31);
 
 /**
  * RevokeApiKeyResponse confirms a revocation.
@@ -944,7 +1201,7 @@ export type RevokeApiKeyResponse = Message<"ratequeue.v1.RevokeApiKeyResponse"> 
  * Use `create(RevokeApiKeyResponseSchema)` to create a new message.
  */
 export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 29);
+  messageDesc(file_ratequeue_v1_admin, 32);
 
 /**
  * Dimension is what a rate limit counts.

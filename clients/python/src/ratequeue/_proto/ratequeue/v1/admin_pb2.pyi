@@ -54,7 +54,7 @@ class Lane(_message.Message):
     def __init__(self, name: _Optional[str] = ..., weight: _Optional[int] = ...) -> None: ...
 
 class Resource(_message.Message):
-    __slots__ = ("name", "limits", "concurrency", "lanes", "default_lane", "lease_ttl", "max_queue", "cooldown", "learn_limits")
+    __slots__ = ("name", "limits", "concurrency", "lanes", "default_lane", "lease_ttl", "max_queue", "cooldown", "learn_limits", "parent", "share", "per_key", "per_key_idle", "children_from", "keyed")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,12 @@ class Resource(_message.Message):
     MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
     COOLDOWN_FIELD_NUMBER: _ClassVar[int]
     LEARN_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    PER_KEY_FIELD_NUMBER: _ClassVar[int]
+    PER_KEY_IDLE_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FROM_FIELD_NUMBER: _ClassVar[int]
+    KEYED_FIELD_NUMBER: _ClassVar[int]
     name: str
     limits: _containers.RepeatedCompositeFieldContainer[Limit]
     concurrency: int
@@ -73,7 +79,23 @@ class Resource(_message.Message):
     max_queue: int
     cooldown: _duration_pb2.Duration
     learn_limits: bool
-    def __init__(self, name: _Optional[str] = ..., limits: _Optional[_Iterable[_Union[Limit, _Mapping]]] = ..., concurrency: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[Lane, _Mapping]]] = ..., default_lane: _Optional[str] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_queue: _Optional[int] = ..., cooldown: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., learn_limits: bool = ...) -> None: ...
+    parent: str
+    share: int
+    per_key: KeyedChildTemplate
+    per_key_idle: _duration_pb2.Duration
+    children_from: _containers.RepeatedScalarFieldContainer[str]
+    keyed: bool
+    def __init__(self, name: _Optional[str] = ..., limits: _Optional[_Iterable[_Union[Limit, _Mapping]]] = ..., concurrency: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[Lane, _Mapping]]] = ..., default_lane: _Optional[str] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_queue: _Optional[int] = ..., cooldown: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., learn_limits: bool = ..., parent: _Optional[str] = ..., share: _Optional[int] = ..., per_key: _Optional[_Union[KeyedChildTemplate, _Mapping]] = ..., per_key_idle: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., children_from: _Optional[_Iterable[str]] = ..., keyed: bool = ...) -> None: ...
+
+class KeyedChildTemplate(_message.Message):
+    __slots__ = ("limits", "concurrency", "share")
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    limits: _containers.RepeatedCompositeFieldContainer[Limit]
+    concurrency: int
+    share: int
+    def __init__(self, limits: _Optional[_Iterable[_Union[Limit, _Mapping]]] = ..., concurrency: _Optional[int] = ..., share: _Optional[int] = ...) -> None: ...
 
 class PutResourceRequest(_message.Message):
     __slots__ = ("resource",)
@@ -102,14 +124,22 @@ class GetResourceResponse(_message.Message):
     def __init__(self, resource: _Optional[_Union[Resource, _Mapping]] = ...) -> None: ...
 
 class ListResourcesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token", "parent")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    parent: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., parent: _Optional[str] = ...) -> None: ...
 
 class ListResourcesResponse(_message.Message):
-    __slots__ = ("resources",)
+    __slots__ = ("resources", "next_page_token")
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     resources: _containers.RepeatedCompositeFieldContainer[Resource]
-    def __init__(self, resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DeleteResourceRequest(_message.Message):
     __slots__ = ("name",)
@@ -122,10 +152,12 @@ class DeleteResourceResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class GetResourceStatsRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "children_limit")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_LIMIT_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    children_limit: int
+    def __init__(self, name: _Optional[str] = ..., children_limit: _Optional[int] = ...) -> None: ...
 
 class LaneStats(_message.Message):
     __slots__ = ("name", "weight", "queue_depth", "grants", "load_granted")
@@ -156,7 +188,7 @@ class LimitStats(_message.Message):
     def __init__(self, limit: _Optional[_Union[Limit, _Mapping]] = ..., available: _Optional[float] = ..., utilisation: _Optional[float] = ..., used_last_period: _Optional[float] = ..., learned_amount: _Optional[float] = ...) -> None: ...
 
 class ResourceStats(_message.Message):
-    __slots__ = ("name", "leases_in_flight", "lanes", "limits", "grants", "rejections", "timeouts", "cancellations", "expirations", "wait_p50", "wait_p90", "wait_p99", "wait_max", "paused_until", "throttles")
+    __slots__ = ("name", "leases_in_flight", "lanes", "limits", "grants", "rejections", "timeouts", "cancellations", "expirations", "wait_p50", "wait_p90", "wait_p99", "wait_max", "paused_until", "throttles", "children", "children_count", "parent")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LEASES_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     LANES_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +204,9 @@ class ResourceStats(_message.Message):
     WAIT_MAX_FIELD_NUMBER: _ClassVar[int]
     PAUSED_UNTIL_FIELD_NUMBER: _ClassVar[int]
     THROTTLES_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     leases_in_flight: int
     lanes: _containers.RepeatedCompositeFieldContainer[LaneStats]
@@ -187,7 +222,40 @@ class ResourceStats(_message.Message):
     wait_max: _duration_pb2.Duration
     paused_until: _timestamp_pb2.Timestamp
     throttles: int
-    def __init__(self, name: _Optional[str] = ..., leases_in_flight: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[LaneStats, _Mapping]]] = ..., limits: _Optional[_Iterable[_Union[LimitStats, _Mapping]]] = ..., grants: _Optional[int] = ..., rejections: _Optional[int] = ..., timeouts: _Optional[int] = ..., cancellations: _Optional[int] = ..., expirations: _Optional[int] = ..., wait_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_p90: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., paused_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., throttles: _Optional[int] = ...) -> None: ...
+    children: _containers.RepeatedCompositeFieldContainer[ChildStats]
+    children_count: int
+    parent: ParentStats
+    def __init__(self, name: _Optional[str] = ..., leases_in_flight: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[LaneStats, _Mapping]]] = ..., limits: _Optional[_Iterable[_Union[LimitStats, _Mapping]]] = ..., grants: _Optional[int] = ..., rejections: _Optional[int] = ..., timeouts: _Optional[int] = ..., cancellations: _Optional[int] = ..., expirations: _Optional[int] = ..., wait_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_p90: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., paused_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., throttles: _Optional[int] = ..., children: _Optional[_Iterable[_Union[ChildStats, _Mapping]]] = ..., children_count: _Optional[int] = ..., parent: _Optional[_Union[ParentStats, _Mapping]] = ...) -> None: ...
+
+class ChildStats(_message.Message):
+    __slots__ = ("name", "share", "keyed", "leases_in_flight", "queue_depth", "grants", "load_granted")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    KEYED_FIELD_NUMBER: _ClassVar[int]
+    LEASES_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_GRANTED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    share: int
+    keyed: bool
+    leases_in_flight: int
+    queue_depth: int
+    grants: int
+    load_granted: float
+    def __init__(self, name: _Optional[str] = ..., share: _Optional[int] = ..., keyed: bool = ..., leases_in_flight: _Optional[int] = ..., queue_depth: _Optional[int] = ..., grants: _Optional[int] = ..., load_granted: _Optional[float] = ...) -> None: ...
+
+class ParentStats(_message.Message):
+    __slots__ = ("name", "leases_in_flight", "queue_depth", "limits")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LEASES_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    leases_in_flight: int
+    queue_depth: int
+    limits: _containers.RepeatedCompositeFieldContainer[LimitStats]
+    def __init__(self, name: _Optional[str] = ..., leases_in_flight: _Optional[int] = ..., queue_depth: _Optional[int] = ..., limits: _Optional[_Iterable[_Union[LimitStats, _Mapping]]] = ...) -> None: ...
 
 class GetResourceStatsResponse(_message.Message):
     __slots__ = ("stats",)

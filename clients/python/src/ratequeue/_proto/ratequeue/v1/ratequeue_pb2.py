@@ -26,49 +26,49 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cratequeue/v1/ratequeue.proto\x12\x0cratequeue.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n\x0e\x41\x63quireRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\x04load\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08priority\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x0c\n\x04lane\x18\x04 \x01(\t\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x07\n\x05_loadB\x0b\n\t_priority\"c\n\x0f\x41\x63quireResponse\x12\"\n\x05lease\x18\x01 \x01(\x0b\x32\x13.ratequeue.v1.Lease\x12,\n\twait_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xc2\x01\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0c\n\x04load\x18\x03 \x01(\x01\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\ngrant_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"~\n\x0eReleaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x18\n\x0b\x61\x63tual_load\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x30\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x03 \x01(\x0b\x32\x1e.ratequeue.v1.ProviderFeedbackB\x0e\n\x0c_actual_load\"\xa6\x02\n\x10ProviderFeedback\x12\x11\n\tthrottled\x18\x01 \x01(\x08\x12.\n\x0bretry_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x08requests\x18\x03 \x01(\x0b\x32\x1f.ratequeue.v1.DimensionFeedback\x12-\n\x04load\x18\x04 \x01(\x0b\x32\x1f.ratequeue.v1.DimensionFeedback\x12\x35\n\x0cinput_tokens\x18\x05 \x01(\x0b\x32\x1f.ratequeue.v1.DimensionFeedback\x12\x36\n\routput_tokens\x18\x06 \x01(\x0b\x32\x1f.ratequeue.v1.DimensionFeedback\"\xb2\x01\n\x11\x44imensionFeedback\x12\x12\n\x05limit\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12/\n\x0climit_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\tremaining\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12(\n\x05reset\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\x08\n\x06_limitB\x0c\n\n_remaining\"S\n\rReportRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x30\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x02 \x01(\x0b\x32\x1e.ratequeue.v1.ProviderFeedback\"B\n\x0eReportResponse\x12\x30\n\x0cpaused_until\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x0fReleaseResponse\x12-\n\x07outcome\x18\x01 \x01(\x0e\x32\x1c.ratequeue.v1.ReleaseOutcome\x12\x0f\n\x07message\x18\x02 \x01(\t\"%\n\x10HeartbeatRequest\x12\x11\n\tlease_ids\x18\x01 \x03(\t\"]\n\nLeaseState\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0c\n\x04held\x18\x02 \x01(\x08\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x11HeartbeatResponse\x12(\n\x06leases\x18\x01 \x03(\x0b\x32\x18.ratequeue.v1.LeaseState\"+\n\rSessionCancel\x12\x1a\n\x12\x61\x63quire_request_id\x18\x01 \x01(\x04\"\xa1\x02\n\x0eSessionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12/\n\x07\x61\x63quire\x18\x02 \x01(\x0b\x32\x1c.ratequeue.v1.AcquireRequestH\x00\x12/\n\x07release\x18\x03 \x01(\x0b\x32\x1c.ratequeue.v1.ReleaseRequestH\x00\x12\x33\n\theartbeat\x18\x04 \x01(\x0b\x32\x1e.ratequeue.v1.HeartbeatRequestH\x00\x12-\n\x06\x63\x61ncel\x18\x05 \x01(\x0b\x32\x1b.ratequeue.v1.SessionCancelH\x00\x12-\n\x06report\x18\x06 \x01(\x0b\x32\x1b.ratequeue.v1.ReportRequestH\x00\x42\x06\n\x04kind\"(\n\x07\x46\x61ilure\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"2\n\x0cLeaseExpired\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\"\xd9\x02\n\x0fSessionResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x30\n\x07granted\x18\x02 \x01(\x0b\x32\x1d.ratequeue.v1.AcquireResponseH\x00\x12\x31\n\x08released\x18\x03 \x01(\x0b\x32\x1d.ratequeue.v1.ReleaseResponseH\x00\x12\x34\n\theartbeat\x18\x04 \x01(\x0b\x32\x1f.ratequeue.v1.HeartbeatResponseH\x00\x12(\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x15.ratequeue.v1.FailureH\x00\x12\x33\n\rlease_expired\x18\x06 \x01(\x0b\x32\x1a.ratequeue.v1.LeaseExpiredH\x00\x12\x30\n\x08reported\x18\x07 \x01(\x0b\x32\x1c.ratequeue.v1.ReportResponseH\x00\x42\x06\n\x04kind*\xaf\x01\n\x0eReleaseOutcome\x12\x1f\n\x1bRELEASE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18RELEASE_OUTCOME_RELEASED\x10\x01\x12$\n RELEASE_OUTCOME_ALREADY_RELEASED\x10\x02\x12\x1b\n\x17RELEASE_OUTCOME_EXPIRED\x10\x03\x12\x1b\n\x17RELEASE_OUTCOME_UNKNOWN\x10\x04\x32\x81\x03\n\x10RateQueueService\x12J\n\x07Session\x12\x1c.ratequeue.v1.SessionRequest\x1a\x1d.ratequeue.v1.SessionResponse(\x01\x30\x01\x12\x46\n\x07\x41\x63quire\x12\x1c.ratequeue.v1.AcquireRequest\x1a\x1d.ratequeue.v1.AcquireResponse\x12\x46\n\x07Release\x12\x1c.ratequeue.v1.ReleaseRequest\x1a\x1d.ratequeue.v1.ReleaseResponse\x12L\n\tHeartbeat\x12\x1e.ratequeue.v1.HeartbeatRequest\x1a\x1f.ratequeue.v1.HeartbeatResponse\x12\x43\n\x06Report\x12\x1b.ratequeue.v1.ReportRequest\x1a\x1c.ratequeue.v1.ReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cratequeue/v1/ratequeue.proto\x12\x0cratequeue.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x01\n\x0e\x41\x63quireRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\x04load\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08priority\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x0c\n\x04lane\x18\x04 \x01(\t\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03key\x18\x06 \x01(\tB\x07\n\x05_loadB\x0b\n\t_priority\"c\n\x0f\x41\x63quireResponse\x12\"\n\x05lease\x18\x01 \x01(\x0b\x32\x13.ratequeue.v1.Lease\x12,\n\twait_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xc2\x01\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0c\n\x04load\x18\x03 \x01(\x01\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\ngrant_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"~\n\x0eReleaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x18\n\x0b\x61\x63tual_load\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x30\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x03 \x01(\x0b\x32\x1e.ratequeue.v1.ProviderFeedbackB\x0e\n\x0c_actual_load\"\xa6\x02\n\x10ProviderFeedback\x12\x11\n\tthrottled\x18\x01 \x01(\x08\x12.\n\x0bretry_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x08requests\x18\x03 \x01(\x0b\x32\x1f.ratequeue.v1.DimensionFeedback\x12-\n\x04load\x18\x04 \x01(\x0b\x32\x1f.ratequeue.v1.DimensionFeedback\x12\x35\n\x0cinput_tokens\x18\x05 \x01(\x0b\x32\x1f.ratequeue.v1.DimensionFeedback\x12\x36\n\routput_tokens\x18\x06 \x01(\x0b\x32\x1f.ratequeue.v1.DimensionFeedback\"\xb2\x01\n\x11\x44imensionFeedback\x12\x12\n\x05limit\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12/\n\x0climit_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\tremaining\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12(\n\x05reset\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\x08\n\x06_limitB\x0c\n\n_remaining\"S\n\rReportRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x30\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x02 \x01(\x0b\x32\x1e.ratequeue.v1.ProviderFeedback\"B\n\x0eReportResponse\x12\x30\n\x0cpaused_until\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x0fReleaseResponse\x12-\n\x07outcome\x18\x01 \x01(\x0e\x32\x1c.ratequeue.v1.ReleaseOutcome\x12\x0f\n\x07message\x18\x02 \x01(\t\"%\n\x10HeartbeatRequest\x12\x11\n\tlease_ids\x18\x01 \x03(\t\"]\n\nLeaseState\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0c\n\x04held\x18\x02 \x01(\x08\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x11HeartbeatResponse\x12(\n\x06leases\x18\x01 \x03(\x0b\x32\x18.ratequeue.v1.LeaseState\"+\n\rSessionCancel\x12\x1a\n\x12\x61\x63quire_request_id\x18\x01 \x01(\x04\"\xa1\x02\n\x0eSessionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12/\n\x07\x61\x63quire\x18\x02 \x01(\x0b\x32\x1c.ratequeue.v1.AcquireRequestH\x00\x12/\n\x07release\x18\x03 \x01(\x0b\x32\x1c.ratequeue.v1.ReleaseRequestH\x00\x12\x33\n\theartbeat\x18\x04 \x01(\x0b\x32\x1e.ratequeue.v1.HeartbeatRequestH\x00\x12-\n\x06\x63\x61ncel\x18\x05 \x01(\x0b\x32\x1b.ratequeue.v1.SessionCancelH\x00\x12-\n\x06report\x18\x06 \x01(\x0b\x32\x1b.ratequeue.v1.ReportRequestH\x00\x42\x06\n\x04kind\"(\n\x07\x46\x61ilure\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"2\n\x0cLeaseExpired\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\"\xd9\x02\n\x0fSessionResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x30\n\x07granted\x18\x02 \x01(\x0b\x32\x1d.ratequeue.v1.AcquireResponseH\x00\x12\x31\n\x08released\x18\x03 \x01(\x0b\x32\x1d.ratequeue.v1.ReleaseResponseH\x00\x12\x34\n\theartbeat\x18\x04 \x01(\x0b\x32\x1f.ratequeue.v1.HeartbeatResponseH\x00\x12(\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x15.ratequeue.v1.FailureH\x00\x12\x33\n\rlease_expired\x18\x06 \x01(\x0b\x32\x1a.ratequeue.v1.LeaseExpiredH\x00\x12\x30\n\x08reported\x18\x07 \x01(\x0b\x32\x1c.ratequeue.v1.ReportResponseH\x00\x42\x06\n\x04kind*\xaf\x01\n\x0eReleaseOutcome\x12\x1f\n\x1bRELEASE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18RELEASE_OUTCOME_RELEASED\x10\x01\x12$\n RELEASE_OUTCOME_ALREADY_RELEASED\x10\x02\x12\x1b\n\x17RELEASE_OUTCOME_EXPIRED\x10\x03\x12\x1b\n\x17RELEASE_OUTCOME_UNKNOWN\x10\x04\x32\x81\x03\n\x10RateQueueService\x12J\n\x07Session\x12\x1c.ratequeue.v1.SessionRequest\x1a\x1d.ratequeue.v1.SessionResponse(\x01\x30\x01\x12\x46\n\x07\x41\x63quire\x12\x1c.ratequeue.v1.AcquireRequest\x1a\x1d.ratequeue.v1.AcquireResponse\x12\x46\n\x07Release\x12\x1c.ratequeue.v1.ReleaseRequest\x1a\x1d.ratequeue.v1.ReleaseResponse\x12L\n\tHeartbeat\x12\x1e.ratequeue.v1.HeartbeatRequest\x1a\x1f.ratequeue.v1.HeartbeatResponse\x12\x43\n\x06Report\x12\x1b.ratequeue.v1.ReportRequest\x1a\x1c.ratequeue.v1.ReportResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ratequeue.v1.ratequeue_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RELEASEOUTCOME']._serialized_start=2387
-  _globals['_RELEASEOUTCOME']._serialized_end=2562
+  _globals['_RELEASEOUTCOME']._serialized_start=2400
+  _globals['_RELEASEOUTCOME']._serialized_end=2575
   _globals['_ACQUIREREQUEST']._serialized_start=112
-  _globals['_ACQUIREREQUEST']._serialized_end=268
-  _globals['_ACQUIRERESPONSE']._serialized_start=270
-  _globals['_ACQUIRERESPONSE']._serialized_end=369
-  _globals['_LEASE']._serialized_start=372
-  _globals['_LEASE']._serialized_end=566
-  _globals['_RELEASEREQUEST']._serialized_start=568
-  _globals['_RELEASEREQUEST']._serialized_end=694
-  _globals['_PROVIDERFEEDBACK']._serialized_start=697
-  _globals['_PROVIDERFEEDBACK']._serialized_end=991
-  _globals['_DIMENSIONFEEDBACK']._serialized_start=994
-  _globals['_DIMENSIONFEEDBACK']._serialized_end=1172
-  _globals['_REPORTREQUEST']._serialized_start=1174
-  _globals['_REPORTREQUEST']._serialized_end=1257
-  _globals['_REPORTRESPONSE']._serialized_start=1259
-  _globals['_REPORTRESPONSE']._serialized_end=1325
-  _globals['_RELEASERESPONSE']._serialized_start=1327
-  _globals['_RELEASERESPONSE']._serialized_end=1408
-  _globals['_HEARTBEATREQUEST']._serialized_start=1410
-  _globals['_HEARTBEATREQUEST']._serialized_end=1447
-  _globals['_LEASESTATE']._serialized_start=1449
-  _globals['_LEASESTATE']._serialized_end=1542
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1544
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1605
-  _globals['_SESSIONCANCEL']._serialized_start=1607
-  _globals['_SESSIONCANCEL']._serialized_end=1650
-  _globals['_SESSIONREQUEST']._serialized_start=1653
-  _globals['_SESSIONREQUEST']._serialized_end=1942
-  _globals['_FAILURE']._serialized_start=1944
-  _globals['_FAILURE']._serialized_end=1984
-  _globals['_LEASEEXPIRED']._serialized_start=1986
-  _globals['_LEASEEXPIRED']._serialized_end=2036
-  _globals['_SESSIONRESPONSE']._serialized_start=2039
-  _globals['_SESSIONRESPONSE']._serialized_end=2384
-  _globals['_RATEQUEUESERVICE']._serialized_start=2565
-  _globals['_RATEQUEUESERVICE']._serialized_end=2950
+  _globals['_ACQUIREREQUEST']._serialized_end=281
+  _globals['_ACQUIRERESPONSE']._serialized_start=283
+  _globals['_ACQUIRERESPONSE']._serialized_end=382
+  _globals['_LEASE']._serialized_start=385
+  _globals['_LEASE']._serialized_end=579
+  _globals['_RELEASEREQUEST']._serialized_start=581
+  _globals['_RELEASEREQUEST']._serialized_end=707
+  _globals['_PROVIDERFEEDBACK']._serialized_start=710
+  _globals['_PROVIDERFEEDBACK']._serialized_end=1004
+  _globals['_DIMENSIONFEEDBACK']._serialized_start=1007
+  _globals['_DIMENSIONFEEDBACK']._serialized_end=1185
+  _globals['_REPORTREQUEST']._serialized_start=1187
+  _globals['_REPORTREQUEST']._serialized_end=1270
+  _globals['_REPORTRESPONSE']._serialized_start=1272
+  _globals['_REPORTRESPONSE']._serialized_end=1338
+  _globals['_RELEASERESPONSE']._serialized_start=1340
+  _globals['_RELEASERESPONSE']._serialized_end=1421
+  _globals['_HEARTBEATREQUEST']._serialized_start=1423
+  _globals['_HEARTBEATREQUEST']._serialized_end=1460
+  _globals['_LEASESTATE']._serialized_start=1462
+  _globals['_LEASESTATE']._serialized_end=1555
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1557
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1618
+  _globals['_SESSIONCANCEL']._serialized_start=1620
+  _globals['_SESSIONCANCEL']._serialized_end=1663
+  _globals['_SESSIONREQUEST']._serialized_start=1666
+  _globals['_SESSIONREQUEST']._serialized_end=1955
+  _globals['_FAILURE']._serialized_start=1957
+  _globals['_FAILURE']._serialized_end=1997
+  _globals['_LEASEEXPIRED']._serialized_start=1999
+  _globals['_LEASEEXPIRED']._serialized_end=2049
+  _globals['_SESSIONRESPONSE']._serialized_start=2052
+  _globals['_SESSIONRESPONSE']._serialized_end=2397
+  _globals['_RATEQUEUESERVICE']._serialized_start=2578
+  _globals['_RATEQUEUESERVICE']._serialized_end=2963
 # @@protoc_insertion_point(module_scope)

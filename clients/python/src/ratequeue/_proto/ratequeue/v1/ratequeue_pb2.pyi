@@ -25,18 +25,20 @@ RELEASE_OUTCOME_EXPIRED: ReleaseOutcome
 RELEASE_OUTCOME_UNKNOWN: ReleaseOutcome
 
 class AcquireRequest(_message.Message):
-    __slots__ = ("resource", "load", "priority", "lane", "timeout")
+    __slots__ = ("resource", "load", "priority", "lane", "timeout", "key")
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     LANE_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
     resource: str
     load: float
     priority: int
     lane: str
     timeout: _duration_pb2.Duration
-    def __init__(self, resource: _Optional[str] = ..., load: _Optional[float] = ..., priority: _Optional[int] = ..., lane: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    key: str
+    def __init__(self, resource: _Optional[str] = ..., load: _Optional[float] = ..., priority: _Optional[int] = ..., lane: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., key: _Optional[str] = ...) -> None: ...
 
 class AcquireResponse(_message.Message):
     __slots__ = ("lease", "wait_time")
