@@ -45,7 +45,8 @@ type Lease struct {
 // ID returns the lease's server-side id.
 func (l *Lease) ID() string { return l.id }
 
-// Resource returns the resource the lease is on.
+// Resource returns the resource the lease is on: "RESOURCE/KEY", the keyed
+// child, for an acquire with Key.
 func (l *Lease) Resource() string { return l.resource }
 
 // Load returns the load charged for the lease.
@@ -68,7 +69,8 @@ func (l *Lease) Lost() <-chan struct{} { return l.lost }
 
 func (l *Lease) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
 
-// Acquire waits for a lease on resource. It honours ctx: the deadline is
+// Acquire waits for a lease on resource (with Key, on the resource's keyed
+// child). It honours ctx: the deadline is
 // sent to the server as the request's timeout, and when ctx ends the wait
 // ends at once, with an error matching ErrTimeout (deadline) or
 // context.Canceled; a cancelled request is withdrawn from the queue, and
@@ -88,7 +90,10 @@ func (c *Client) Acquire(ctx context.Context, resource string, opts ...AcquireOp
 		opt(&o)
 	}
 	what := "acquire " + resource
-	req := &pb.AcquireRequest{Resource: resource, Load: o.load, Priority: o.priority, Lane: o.lane}
+	if o.key != "" {
+		what += "/" + o.key
+	}
+	req := &pb.AcquireRequest{Resource: resource, Load: o.load, Priority: o.priority, Lane: o.lane, Key: o.key}
 	wait := ctx // ends the wait
 	switch err := ctx.Err(); {
 	case err == nil:

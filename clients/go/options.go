@@ -98,6 +98,7 @@ type acquireOptions struct {
 	load     *float64
 	priority *int32
 	lane     string
+	key      string
 }
 
 // Load sets what the call costs on the resource's load limits (tokens,
@@ -117,6 +118,19 @@ func Priority(p int32) AcquireOption {
 // lane.
 func Lane(name string) AcquireOption {
 	return func(o *acquireOptions) { o.lane = name }
+}
+
+// Key charges the acquire to a key inside the resource, for example a
+// customer or tenant id: 1 to 128 characters, no '@', whitespace or control
+// characters. The lease is then on the keyed child "RESOURCE/KEY", which
+// the server makes from the resource's per_key template on first use, and
+// the grant counts against the child's own quota and against the resource
+// and its ancestors at once. The resource must have a per_key template
+// (else the acquire fails with ErrInvalid), unless "RESOURCE/KEY" is
+// declared as a child of its own. "" (the default) means the resource
+// itself.
+func Key(key string) AcquireOption {
+	return func(o *acquireOptions) { o.key = key }
 }
 
 // ReleaseOption configures one Release.

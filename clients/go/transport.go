@@ -54,6 +54,12 @@ type Transport struct {
 	Priority *int32
 	// Lane is the lane to wait in; "" means the resource's default lane.
 	Lane string
+	// Key returns the key inside Resource a request is charged to (see the
+	// Key acquire option), for example the customer id a header or the
+	// request's context carries, so that each customer has its own quota
+	// inside the shared limit; nil, or "" for a request, means the
+	// resource itself.
+	Key func(req *http.Request) string
 	// DisableFeedback sends no feedback: refusals pause nothing and the
 	// headers teach nothing (the tokens are still reconciled from usage).
 	// For comparisons; a fleet wants the feedback.
@@ -81,6 +87,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if t.Lane != "" {
 		opts = append(opts, Lane(t.Lane))
+	}
+	if t.Key != nil {
+		opts = append(opts, Key(t.Key(req)))
 	}
 	lease, err := t.Client.Acquire(ctx, t.Resource, opts...)
 	if err != nil {
