@@ -117,6 +117,44 @@ type Resource struct {
 	// (Feedback's Limit) becomes the limit's effective amount until the
 	// resource is put again; nil means true.
 	LearnLimits *bool
+	// Parent is the resource this one is a child of; "" means a root. A
+	// grant here must fit this resource and every ancestor at the same
+	// moment, and counts at every level. A parent in another namespace is
+	// "NAMESPACE@NAME" and must list this namespace in ChildrenFrom. The
+	// parent must exist first (else ErrNotFound); a tree is at most 4
+	// levels deep. "NAME/KEY" with Parent NAME overrides NAME's PerKey
+	// template for that key.
+	Parent string
+	// Share is this resource's share of its parent's grants while several
+	// children wait, relative to its siblings, 1 to 1000; 0 means 1.
+	Share int
+	// PerKey is the template of the keyed children that acquires with Key
+	// make on first use ("NAME/KEY", with this resource's lanes, lease TTL,
+	// queue size and cooldown); nil means none, and such acquires fail with
+	// ErrInvalid.
+	PerKey *KeyedChildTemplate
+	// PerKeyIdle is how long a keyed child back at full budget, with no
+	// leases and no waiters, lives on before it is dropped; 0 means 10 min.
+	PerKeyIdle time.Duration
+	// ChildrenFrom are the namespaces whose admins may declare children of
+	// this resource in their own namespace.
+	ChildrenFrom []string
+	// Keyed is output only: the server made this resource from its
+	// parent's PerKey template. PutResource ignores it.
+	Keyed bool
+}
+
+// KeyedChildTemplate is what each keyed child of a resource gets: its own
+// quota inside the parent's limits.
+type KeyedChildTemplate struct {
+	// Limits are each keyed child's own rate limits; at most 16.
+	Limits []Limit
+	// Concurrency is the most leases each keyed child holds at once; 0
+	// means no cap.
+	Concurrency int
+	// Share is each keyed child's share of the parent's grants, 1 to 1000;
+	// 0 means 1.
+	Share int
 }
 
 // LaneStats is one lane's live state and counters.
@@ -169,6 +207,60 @@ type ResourceStats struct {
 	// Throttles counts the calls the provider refused, as releases and
 	// reports said.
 	Throttles uint64
+	// Children are the direct children with the most demand (waiting, then
+	// in flight, then granted), at most StatsOptions.ChildrenLimit of them
+	// (20 by default); ChildrenCount is how many direct children there are
+	// now, keyed ones included. A tenant admin sees only its own
+	// namespace's children.
+	Children      []ChildStats
+	ChildrenCount int
+	// Parent is the parent's state; nil for a root.
+	Parent *ParentStats
+}
+
+// ChildStats is one child's demand and grants, its descendants' included.
+type ChildStats struct {
+	Name  string
+	Share int
+	// Keyed is true for a child made from the parent's PerKey template.
+	Keyed          bool
+	LeasesInFlight int
+	QueueDepth     int
+	// Grants and LoadGranted count since the child was created.
+	Grants      uint64
+	LoadGranted float64
+}
+
+// ParentStats is the state of a resource's parent.
+type ParentStats struct {
+	// Name is the parent's name ("NAMESPACE@NAME" in another namespace).
+	Name string
+	// LeasesInFlight and QueueDepth count under the parent, every child's
+	// included.
+	LeasesInFlight int
+	QueueDepth     int
+	// Limits are the parent's, in its limit order.
+	Limits []LimitStats
+}
+
+// ListOptions selects a page of ListResourcesPage.
+type ListOptions struct {
+	// PageSize is the most resources in the page, at most 1000; 0 means
+	// all of them in one page.
+	PageSize int
+	// PageToken is the next token of the previous page; "" for the first.
+	PageToken string
+	// Parent lists the direct children of this resource, keyed children
+	// included; "" lists the namespace's declared resources (keyed
+	// children are listed only through their parent).
+	Parent string
+}
+
+// StatsOptions tunes ResourceStatsWith.
+type StatsOptions struct {
+	// ChildrenLimit is the most children ResourceStats.Children describes,
+	// at most 1000; 0 means 20.
+	ChildrenLimit int
 }
 
 // Role is what an API key may do.
@@ -249,19 +341,46 @@ func (a *AdminClient) GetResource(ctx context.Context, name string) (Resource, e
 	return resourceFromProto(resp.GetResource()), nil
 }
 
-// ListResources returns every resource of the namespace, ordered by name.
+// ListResources returns every declared resource of the namespace, ordered
+// by name (keyed children are listed by ListResourcesPage with their
+// parent).
 func (a *AdminClient) ListResources(ctx context.Context) ([]Resource, error) {
+	out, _, err := a.ListResourcesPage(ctx, ListOptions{})
+	return out, err
+}
+
+// ListResourcesPage returns a page of resources ordered by name, and the
+// token of the next page, "" after the last one: pass it as the next
+// call's ListOptions.PageToken, with the same PageSize and Parent.
+//
+//	opts := ratequeue.ListOptions{Parent: "openai-gpt4", PageSize: 100}
+//	for {
+//		page, next, err := admin.ListResourcesPage(ctx, opts)
+//		if err != nil {
+//			return err
+//		}
+//		use(page)
+//		if next == "" {
+//			break
+//		}
+//		opts.PageToken = next
+//	}
+func (a *AdminClient) ListResourcesPage(ctx context.Context, o ListOptions) (page []Resource, next string, err error) {
+	size, err := uint32Field("page_size", o.PageSize)
+	if err != nil {
+		return nil, "", err
+	}
 	resp, err := call(ctx, a, func(ctx context.Context) (*pb.ListResourcesResponse, error) {
-		return a.rpc.ListResources(ctx, &pb.ListResourcesRequest{})
+		return a.rpc.ListResources(ctx, &pb.ListResourcesRequest{PageSize: size, PageToken: o.PageToken, Parent: o.Parent})
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	out := make([]Resource, 0, len(resp.GetResources()))
+	page = make([]Resource, 0, len(resp.GetResources()))
 	for _, r := range resp.GetResources() {
-		out = append(out, resourceFromProto(r))
+		page = append(page, resourceFromProto(r))
 	}
-	return out, nil
+	return page, resp.GetNextPageToken(), nil
 }
 
 // DeleteResource deletes a resource: its waiting acquires fail with
@@ -273,10 +392,21 @@ func (a *AdminClient) DeleteResource(ctx context.Context, name string) error {
 	return err
 }
 
-// ResourceStats returns a resource's live state and counters.
+// ResourceStats returns a resource's live state and counters, with its 20
+// busiest children.
 func (a *AdminClient) ResourceStats(ctx context.Context, name string) (ResourceStats, error) {
+	return a.ResourceStatsWith(ctx, name, StatsOptions{})
+}
+
+// ResourceStatsWith is ResourceStats as o says, for example with more
+// children described.
+func (a *AdminClient) ResourceStatsWith(ctx context.Context, name string, o StatsOptions) (ResourceStats, error) {
+	childrenLimit, err := uint32Field("children_limit", o.ChildrenLimit)
+	if err != nil {
+		return ResourceStats{}, err
+	}
 	resp, err := call(ctx, a, func(ctx context.Context) (*pb.GetResourceStatsResponse, error) {
-		return a.rpc.GetResourceStats(ctx, &pb.GetResourceStatsRequest{Name: name})
+		return a.rpc.GetResourceStats(ctx, &pb.GetResourceStatsRequest{Name: name, ChildrenLimit: childrenLimit})
 	})
 	if err != nil {
 		return ResourceStats{}, err
@@ -295,6 +425,7 @@ func (a *AdminClient) ResourceStats(ctx context.Context, name string) (ResourceS
 		WaitP99:        s.GetWaitP99().AsDuration(),
 		WaitMax:        s.GetWaitMax().AsDuration(),
 		Throttles:      s.GetThrottles(),
+		ChildrenCount:  int(s.GetChildrenCount()),
 	}
 	if s.GetPausedUntil() != nil {
 		out.PausedUntil = s.GetPausedUntil().AsTime()
@@ -302,10 +433,25 @@ func (a *AdminClient) ResourceStats(ctx context.Context, name string) (ResourceS
 	for _, l := range s.GetLanes() {
 		out.Lanes = append(out.Lanes, LaneStats{Name: l.GetName(), Weight: int(l.GetWeight()), QueueDepth: int(l.GetQueueDepth()), Grants: l.GetGrants(), LoadGranted: l.GetLoadGranted()})
 	}
-	for _, l := range s.GetLimits() {
-		out.Limits = append(out.Limits, LimitStats{Limit: limitFromProto(l.GetLimit()), Available: l.GetAvailable(), Utilisation: l.GetUtilisation(), UsedLastPeriod: l.GetUsedLastPeriod(), LearnedAmount: l.LearnedAmount})
+	out.Limits = limitStatsFromProto(s.GetLimits())
+	for _, ch := range s.GetChildren() {
+		out.Children = append(out.Children, ChildStats{
+			Name: ch.GetName(), Share: int(ch.GetShare()), Keyed: ch.GetKeyed(), LeasesInFlight: int(ch.GetLeasesInFlight()),
+			QueueDepth: int(ch.GetQueueDepth()), Grants: ch.GetGrants(), LoadGranted: ch.GetLoadGranted(),
+		})
+	}
+	if p := s.GetParent(); p != nil {
+		out.Parent = &ParentStats{Name: p.GetName(), LeasesInFlight: int(p.GetLeasesInFlight()), QueueDepth: int(p.GetQueueDepth()), Limits: limitStatsFromProto(p.GetLimits())}
 	}
 	return out, nil
+}
+
+func limitStatsFromProto(ls []*pb.LimitStats) []LimitStats {
+	var out []LimitStats
+	for _, l := range ls {
+		out = append(out, LimitStats{Limit: limitFromProto(l.GetLimit()), Available: l.GetAvailable(), Utilisation: l.GetUtilisation(), UsedLastPeriod: l.GetUsedLastPeriod(), LearnedAmount: l.LearnedAmount})
+	}
+	return out
 }
 
 // CreateKey makes an API key. It returns the key itself, "rq_<id>_<secret>",
@@ -363,16 +509,26 @@ func uint32Field(field string, n int) (uint32, error) {
 	return uint32(n), nil
 }
 
-func resourceToProto(r Resource) (*pb.Resource, error) {
-	msg := &pb.Resource{Name: r.Name, DefaultLane: r.DefaultLane}
-	for i, l := range r.Limits {
+// limitsToProto encodes the limits of field (for example
+// "resource.limits").
+func limitsToProto(field string, ls []Limit) ([]*pb.Limit, error) {
+	var out []*pb.Limit
+	for i, l := range ls {
 		dim, ok := dimensions[l.Dimension]
 		if !ok {
-			return nil, invalidField(fmt.Sprintf("resource.limits[%d].dimension", i), "must be %q or %q, got %q", DimensionRequests, DimensionLoad, l.Dimension)
+			return nil, invalidField(fmt.Sprintf("%s[%d].dimension", field, i), "must be %q or %q, got %q", DimensionRequests, DimensionLoad, l.Dimension)
 		}
-		msg.Limits = append(msg.Limits, &pb.Limit{Dimension: dim, Amount: l.Amount, Period: durationpb.New(l.Period), Burst: l.Burst, Unit: l.Unit})
+		out = append(out, &pb.Limit{Dimension: dim, Amount: l.Amount, Period: durationpb.New(l.Period), Burst: l.Burst, Unit: l.Unit})
 	}
+	return out, nil
+}
+
+func resourceToProto(r Resource) (*pb.Resource, error) {
+	msg := &pb.Resource{Name: r.Name, DefaultLane: r.DefaultLane, Parent: r.Parent, ChildrenFrom: r.ChildrenFrom}
 	var err error
+	if msg.Limits, err = limitsToProto("resource.limits", r.Limits); err != nil {
+		return nil, err
+	}
 	if msg.Concurrency, err = uint32Field("resource.concurrency", r.Concurrency); err != nil {
 		return nil, err
 	}
@@ -393,7 +549,33 @@ func resourceToProto(r Resource) (*pb.Resource, error) {
 		msg.Cooldown = durationpb.New(r.Cooldown)
 	}
 	msg.LearnLimits = r.LearnLimits
+	if msg.Share, err = uint32Field("resource.share", r.Share); err != nil {
+		return nil, err
+	}
+	if t := r.PerKey; t != nil {
+		msg.PerKey = &pb.KeyedChildTemplate{}
+		if msg.PerKey.Limits, err = limitsToProto("resource.per_key.limits", t.Limits); err != nil {
+			return nil, err
+		}
+		if msg.PerKey.Concurrency, err = uint32Field("resource.per_key.concurrency", t.Concurrency); err != nil {
+			return nil, err
+		}
+		if msg.PerKey.Share, err = uint32Field("resource.per_key.share", t.Share); err != nil {
+			return nil, err
+		}
+	}
+	if r.PerKeyIdle != 0 {
+		msg.PerKeyIdle = durationpb.New(r.PerKeyIdle)
+	}
 	return msg, nil
+}
+
+func limitsFromProto(ls []*pb.Limit) []Limit {
+	var out []Limit
+	for _, l := range ls {
+		out = append(out, limitFromProto(l))
+	}
+	return out
 }
 
 func limitFromProto(l *pb.Limit) Limit {
@@ -406,16 +588,22 @@ func limitFromProto(l *pb.Limit) Limit {
 
 func resourceFromProto(m *pb.Resource) Resource {
 	r := Resource{
-		Name:        m.GetName(),
-		Concurrency: int(m.GetConcurrency()),
-		DefaultLane: m.GetDefaultLane(),
-		LeaseTTL:    m.GetLeaseTtl().AsDuration(),
-		MaxQueue:    int(m.GetMaxQueue()),
-		Cooldown:    m.GetCooldown().AsDuration(),
-		LearnLimits: m.LearnLimits,
+		Name:         m.GetName(),
+		Concurrency:  int(m.GetConcurrency()),
+		DefaultLane:  m.GetDefaultLane(),
+		LeaseTTL:     m.GetLeaseTtl().AsDuration(),
+		MaxQueue:     int(m.GetMaxQueue()),
+		Cooldown:     m.GetCooldown().AsDuration(),
+		LearnLimits:  m.LearnLimits,
+		Parent:       m.GetParent(),
+		Share:        int(m.GetShare()),
+		PerKeyIdle:   m.GetPerKeyIdle().AsDuration(),
+		Keyed:        m.GetKeyed(),
+		Limits:       limitsFromProto(m.GetLimits()),
+		ChildrenFrom: m.GetChildrenFrom(),
 	}
-	for _, l := range m.GetLimits() {
-		r.Limits = append(r.Limits, limitFromProto(l))
+	if t := m.GetPerKey(); t != nil {
+		r.PerKey = &KeyedChildTemplate{Limits: limitsFromProto(t.GetLimits()), Concurrency: int(t.GetConcurrency()), Share: int(t.GetShare())}
 	}
 	for _, l := range m.GetLanes() {
 		r.Lanes = append(r.Lanes, LaneWeight{Name: l.GetName(), Weight: int(l.GetWeight())})
