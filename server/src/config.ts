@@ -4,9 +4,9 @@
 import { readFileSync } from "node:fs";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Dimension, LaneSchema, LimitSchema, ResourceSchema, type Resource } from "@ratequeue/proto";
+import { Dimension, KeyedChildTemplateSchema, LaneSchema, LimitSchema, ResourceSchema, type Limit, type Resource } from "@ratequeue/proto";
 import { Document, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from "yaml";
-import { DEFAULT_COOLDOWN_MS, type ResourceSpec } from "./core/index.js";
+import { DEFAULT_COOLDOWN_MS, DEFAULT_PER_KEY_IDLE_MS, type LimitSpec, type ResourceSpec } from "./core/index.js";
 import { RpcError } from "./errors.js";
 import { checkNamespace } from "./validate/fields.js";
 import { resourceFromProto } from "./validate/requests.js";
@@ -43,9 +43,18 @@ export function formatDuration(ms: number): string {
   return `${Math.round(ms * 1000) / 1000}ms`;
 }
 
+/** One limit in the config file's shape. */
+export interface ConfigLimit {
+  dimension: "requests" | "load";
+  amount: number;
+  period: string;
+  burst: number;
+  unit?: string;
+}
+
 /** One resource in the config file's shape: what `resources.<name>` holds. */
 export interface ConfigResource {
-  limits: { dimension: "requests" | "load"; amount: number; period: string; burst: number; unit?: string }[];
+  limits: ConfigLimit[];
   concurrency: number;
   lanes: Record<string, number>;
   default_lane: string;
@@ -53,6 +62,24 @@ export interface ConfigResource {
   max_queue: number;
   cooldown: string;
   learn_limits: boolean;
+  /** A child's parent and share of it; absent on a root. */
+  parent?: string;
+  share?: number;
+  /** The keyed children's template and how long an idle one lives; absent without one. */
+  per_key?: { limits: ConfigLimit[]; concurrency: number; share: number };
+  per_key_idle?: string;
+  /** Namespaces that may declare children of this resource; absent when none. */
+  children_from?: string[];
+}
+
+function limitToConfig(l: LimitSpec): ConfigLimit {
+  return {
+    dimension: l.dimension,
+    amount: l.amount,
+    period: formatDuration(l.periodMs),
+    burst: l.burst,
+    ...(l.unit !== undefined && l.unit !== "" && { unit: l.unit }),
+  };
 }
 
 /**
@@ -61,14 +88,9 @@ export interface ConfigResource {
  * `apply` rely on this round trip).
  */
 export function resourceToConfig(spec: ResourceSpec): ConfigResource {
+  const perKey = spec.perKey;
   return {
-    limits: spec.limits.map((l) => ({
-      dimension: l.dimension,
-      amount: l.amount,
-      period: formatDuration(l.periodMs),
-      burst: l.burst,
-      ...(l.unit !== undefined && l.unit !== "" && { unit: l.unit }),
-    })),
+    limits: spec.limits.map(limitToConfig),
     concurrency: spec.concurrency,
     lanes: Object.fromEntries(spec.lanes.map((l) => [l.name, l.weight])),
     default_lane: spec.defaultLane,
@@ -76,6 +98,12 @@ export function resourceToConfig(spec: ResourceSpec): ConfigResource {
     max_queue: spec.maxQueue,
     cooldown: formatDuration(spec.cooldownMs ?? DEFAULT_COOLDOWN_MS),
     learn_limits: spec.learnLimits ?? true,
+    ...(spec.parent !== undefined && { parent: spec.parent, share: spec.share ?? 1 }),
+    ...(perKey !== undefined && {
+      per_key: { limits: perKey.limits.map(limitToConfig), concurrency: perKey.concurrency, share: perKey.share },
+      per_key_idle: formatDuration(spec.perKeyIdleMs ?? DEFAULT_PER_KEY_IDLE_MS),
+    }),
+    ...(spec.childrenFrom !== undefined && spec.childrenFrom.length > 0 && { children_from: [...spec.childrenFrom] }),
   };
 }
 
@@ -189,15 +217,47 @@ export function parseConfig(doc: unknown): Config {
     resources.push(...more);
     if (ns !== defaultNamespace) namespaces.push(ns);
   }
-  return { resources, namespaces };
+  return { resources: parentsFirst(resources), namespaces };
+}
+
+/**
+ * The resources with every parent before its children, the order in which
+ * they can be put. A parent the config does not declare, or a cycle, is an
+ * error; depth and namespaces are checked when the resources are put.
+ */
+function parentsFirst(specs: ResourceSpec[]): ResourceSpec[] {
+  const byName = new Map(specs.map((spec) => [spec.name, spec]));
+  const placed = new Set<string>();
+  const out: ResourceSpec[] = [];
+  for (const spec of specs) {
+    const chain: ResourceSpec[] = [];
+    for (let s: ResourceSpec | undefined = spec; s !== undefined && !placed.has(s.name); ) {
+      if (chain.includes(s)) throw new ConfigError(`${configKey(spec.name)}.parent: '${s.name}' is its own ancestor; a tree has no cycles`);
+      chain.push(s);
+      if (s.parent === undefined) break;
+      const parent = byName.get(s.parent);
+      if (parent === undefined) throw new ConfigError(`${configKey(s.name)}.parent: '${s.parent}' is not declared in the config`);
+      s = parent;
+    }
+    for (const s of chain.reverse()) {
+      placed.add(s.name);
+      out.push(s);
+    }
+  }
+  return out;
+}
+
+/** Where an engine name is declared in the config file. */
+function configKey(engineName: string): string {
+  const i = engineName.indexOf("@");
+  return i < 0 ? `resources.${engineName}` : `namespaces.${engineName.slice(0, i)}.resources.${engineName.slice(i + 1)}`;
 }
 
 function resourcesFromConfig(key: string, value: unknown, namespace: string): ResourceSpec[] {
   const scope = scopeOf(namespace);
   return Object.entries(asObject(key, value ?? {})).map(([name, body]) => {
     try {
-      const spec = resourceFromProto(resourceFromConfig(name, body, key));
-      return { ...spec, name: scope.engineName(spec.name) };
+      return scope.engineSpec(resourceFromProto(resourceFromConfig(name, body, key)));
     } catch (err) {
       if (err instanceof RpcError) throw new ConfigError(`${key}.${name}: ${err.message}`);
       throw err;
@@ -205,8 +265,23 @@ function resourcesFromConfig(key: string, value: unknown, namespace: string): Re
   });
 }
 
-const resourceKeys = new Set(["limits", "concurrency", "lanes", "default_lane", "lease_ttl", "max_queue", "cooldown", "learn_limits"]);
+const resourceKeys = new Set([
+  "limits",
+  "concurrency",
+  "lanes",
+  "default_lane",
+  "lease_ttl",
+  "max_queue",
+  "cooldown",
+  "learn_limits",
+  "parent",
+  "share",
+  "per_key",
+  "per_key_idle",
+  "children_from",
+]);
 const limitKeys = new Set(["dimension", "amount", "period", "burst", "unit"]);
+const perKeyKeys = new Set(["limits", "concurrency", "share"]);
 
 function resourceFromConfig(name: string, value: unknown, parent = "resources"): Resource {
   const key = `${parent}.${name}`;
@@ -214,26 +289,20 @@ function resourceFromConfig(name: string, value: unknown, parent = "resources"):
   for (const k of Object.keys(r)) {
     if (!resourceKeys.has(k)) throw new ConfigError(`${key}.${k}: unknown key; expected one of ${[...resourceKeys].join(", ")}`);
   }
-  const limits = r.limits === undefined ? [] : r.limits;
-  if (!Array.isArray(limits)) throw new ConfigError(`${key}.limits: must be a list`);
+  let perKey: Record<string, unknown> | undefined;
+  if (r.per_key !== undefined) {
+    perKey = asObject(`${key}.per_key`, r.per_key ?? {});
+    for (const k of Object.keys(perKey)) {
+      if (!perKeyKeys.has(k)) throw new ConfigError(`${key}.per_key.${k}: unknown key; expected one of ${[...perKeyKeys].join(", ")}`);
+    }
+  }
+  const childrenFrom = r.children_from ?? [];
+  if (!Array.isArray(childrenFrom) || childrenFrom.some((ns) => typeof ns !== "string")) {
+    throw new ConfigError(`${key}.children_from: must be a list of namespace names`);
+  }
   return create(ResourceSchema, {
     name,
-    limits: limits.map((raw, i) => {
-      const lkey = `${key}.limits[${i}]`;
-      const l = asObject(lkey, raw);
-      for (const k of Object.keys(l)) {
-        if (!limitKeys.has(k)) throw new ConfigError(`${lkey}.${k}: unknown key; expected one of ${[...limitKeys].join(", ")}`);
-      }
-      const dimension = l.dimension === "requests" ? Dimension.REQUESTS : l.dimension === "load" ? Dimension.LOAD : undefined;
-      if (dimension === undefined) throw new ConfigError(`${lkey}.dimension: must be 'requests' or 'load'`);
-      return create(LimitSchema, {
-        dimension,
-        amount: asNumber(`${lkey}.amount`, l.amount),
-        period: durationFromMs(parseDuration(`${lkey}.period`, l.period)),
-        burst: l.burst === undefined ? 0 : asNumber(`${lkey}.burst`, l.burst),
-        unit: l.unit === undefined ? "" : String(l.unit),
-      });
-    }),
+    limits: limitsFromConfig(`${key}.limits`, r.limits),
     concurrency: r.concurrency === undefined ? 0 : asNumber(`${key}.concurrency`, r.concurrency),
     lanes: Object.entries(asObject(`${key}.lanes`, r.lanes ?? {})).map(([lane, weight]) =>
       create(LaneSchema, { name: lane, weight: asNumber(`${key}.lanes.${lane}`, weight) }),
@@ -243,6 +312,38 @@ function resourceFromConfig(name: string, value: unknown, parent = "resources"):
     maxQueue: r.max_queue === undefined ? 0 : asNumber(`${key}.max_queue`, r.max_queue),
     cooldown: r.cooldown === undefined ? undefined : durationFromMs(parseDuration(`${key}.cooldown`, r.cooldown)),
     ...(r.learn_limits !== undefined && { learnLimits: asBoolean(`${key}.learn_limits`, r.learn_limits) }),
+    parent: r.parent === undefined ? "" : String(r.parent),
+    share: r.share === undefined ? 0 : asNumber(`${key}.share`, r.share),
+    ...(perKey !== undefined && {
+      perKey: create(KeyedChildTemplateSchema, {
+        limits: limitsFromConfig(`${key}.per_key.limits`, perKey.limits),
+        concurrency: perKey.concurrency === undefined ? 0 : asNumber(`${key}.per_key.concurrency`, perKey.concurrency),
+        share: perKey.share === undefined ? 0 : asNumber(`${key}.per_key.share`, perKey.share),
+      }),
+    }),
+    ...(r.per_key_idle !== undefined && { perKeyIdle: durationFromMs(parseDuration(`${key}.per_key_idle`, r.per_key_idle)) }),
+    childrenFrom: childrenFrom as string[],
+  });
+}
+
+function limitsFromConfig(key: string, value: unknown): Limit[] {
+  const limits = value === undefined ? [] : value;
+  if (!Array.isArray(limits)) throw new ConfigError(`${key}: must be a list`);
+  return limits.map((raw, i) => {
+    const lkey = `${key}[${i}]`;
+    const l = asObject(lkey, raw);
+    for (const k of Object.keys(l)) {
+      if (!limitKeys.has(k)) throw new ConfigError(`${lkey}.${k}: unknown key; expected one of ${[...limitKeys].join(", ")}`);
+    }
+    const dimension = l.dimension === "requests" ? Dimension.REQUESTS : l.dimension === "load" ? Dimension.LOAD : undefined;
+    if (dimension === undefined) throw new ConfigError(`${lkey}.dimension: must be 'requests' or 'load'`);
+    return create(LimitSchema, {
+      dimension,
+      amount: asNumber(`${lkey}.amount`, l.amount),
+      period: durationFromMs(parseDuration(`${lkey}.period`, l.period)),
+      burst: l.burst === undefined ? 0 : asNumber(`${lkey}.burst`, l.burst),
+      unit: l.unit === undefined ? "" : String(l.unit),
+    });
   });
 }
 

@@ -137,7 +137,13 @@ async function apply(admin: AdminClient, file: string, namespace: string | undef
   });
   if (options.prune) {
     const declared = new Set(wanted.map((s) => s.name));
-    for (const name of current.keys()) if (!declared.has(name)) steps.push({ kind: "delete", name });
+    // Children before their parents: a resource with children cannot be deleted.
+    const depth = (name: string): number => {
+      const parent = current.get(name)?.parent;
+      return parent === undefined || !current.has(parent) ? 0 : 1 + depth(parent);
+    };
+    const gone = [...current.keys()].filter((name) => !declared.has(name));
+    for (const name of gone.sort((a, b) => depth(b) - depth(a))) steps.push({ kind: "delete", name });
   }
   for (const step of steps) {
     if (!options.dryRun) {
@@ -178,14 +184,15 @@ function resourcesToApply(config: Config, file: string, namespace: string | unde
   if (namespace === undefined) return `${file}: declares namespaces (${declared.join(", ")}); choose the one to apply with --namespace`;
   if (!declared.includes(namespace)) return `${file}: declares no resources of namespace '${namespace}' (only of ${declared.join(", ")})`;
   const scope = scopeOf(namespace);
-  return config.resources.filter((r) => scope.owns(r.name)).map((r) => ({ ...r, name: scope.publicName(r.name) }));
+  return config.resources.filter((r) => scope.owns(r.name)).map((r) => scope.publicSpec(r));
 }
 
 /** The config keys whose values differ, each as "key old -> new". */
 function changedFields(from: ResourceSpec, to: ResourceSpec): string[] {
   const before = resourceToConfig(from);
   const after = resourceToConfig(to);
-  return (Object.keys(after) as (keyof ConfigResource)[])
+  const keys = new Set([...Object.keys(before), ...Object.keys(after)]) as Set<keyof ConfigResource>;
+  return [...keys]
     .filter((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]))
     .map((key) => `${key} ${showField(before, key)} -> ${showField(after, key)}`);
 }
@@ -193,7 +200,13 @@ function changedFields(from: ResourceSpec, to: ResourceSpec): string[] {
 function showField(resource: ConfigResource, key: keyof ConfigResource): string {
   if (key === "limits") return resource.limits.length === 0 ? "none" : resource.limits.map(showLimit).join(", ");
   if (key === "lanes") return showLanes(resource.lanes);
-  return String(resource[key]);
+  const value = resource[key];
+  if (value === undefined) return "none";
+  if (key === "per_key") {
+    const t = resource.per_key!;
+    return `{ limits ${t.limits.length === 0 ? "none" : t.limits.map(showLimit).join(", ")}, concurrency ${t.concurrency}, share ${t.share} }`;
+  }
+  return Array.isArray(value) ? value.join(", ") : String(value);
 }
 
 function showLimit(l: ConfigResource["limits"][number]): string {

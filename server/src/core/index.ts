@@ -6,3 +6,4 @@ export { waitBucketsMs } from "./stats.js";
 export { DEFAULT_COOLDOWN_MS } from "./feedback.js";
 export type { CountersSnapshot, EngineSnapshot, ResourceSnapshot, RestoreOptions } from "./snapshot.js";
 export type * from "./types.js";
+export { DEFAULT_PER_KEY_IDLE_MS, MAX_TREE_DEPTH } from "./types.js";

@@ -12,13 +12,13 @@ import {
 } from "@ratequeue/proto";
 import type { Authenticator, Principal } from "../auth/index.js";
 import type { Engine, ResourceSpec } from "../core/index.js";
-import { RpcError } from "../errors.js";
+import { invalidField, RpcError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Gate, ResourceStore } from "../store/index.js";
-import { checkName } from "../validate/fields.js";
+import { checkName, checkNumber, limits } from "../validate/fields.js";
 import { resourceFromProto } from "../validate/requests.js";
 import { createAccessAdmin } from "./access-admin.js";
-import { resourceToProto, statsToProto } from "./convert.js";
+import { resourceToProto, statsToProto, statusOf } from "./convert.js";
 import { unary } from "./handler.js";
 import type { ServiceHandlers } from "./service-handlers.js";
 
@@ -46,36 +46,81 @@ export function createAdminService(deps: AdminDeps): ServiceHandlers<typeof Admi
   /** A resource's spec in the caller's namespace, by its public name. */
   const specIn = (p: Principal, name: string): ResourceSpec | undefined => engine.getResource(p.scope.engineName(name));
 
+  /** Refuses a put that the tree cannot take, in the caller's words. */
+  const checkTree = (p: Principal, spec: ResourceSpec): void => {
+    if (spec.parent !== undefined && !p.scope.owns(spec.parent)) {
+      // A parent of another namespace takes children only from the namespaces it names.
+      const parent = engine.getResource(spec.parent);
+      if (parent === undefined || !(parent.childrenFrom ?? []).includes(p.namespace)) {
+        throw new RpcError(
+          parent === undefined ? status.NOT_FOUND : status.PERMISSION_DENIED,
+          parent === undefined
+            ? `parent '${p.scope.publicRef(spec.parent)}' not found`
+            : `resource '${p.scope.publicRef(spec.parent)}' does not take children from namespace '${p.namespace}' (its children_from)`,
+        );
+      }
+    }
+    const problem = engine.treeProblem(spec);
+    if (problem !== undefined) throw new RpcError(statusOf(problem.code), p.scope.publicMessage(problem.message));
+  };
+  /** The children of `parentRef` the caller may list: all of its own resource's, only its own of another namespace's parent. */
+  const childrenIn = (p: Principal, parentRef: string): string[] => {
+    const ref = p.scope.engineRef(parentRef.includes("@") ? parentRef : checkName("parent", parentRef));
+    const own = p.scope.owns(ref);
+    const parent = engine.getResource(ref);
+    if (parent === undefined || (!own && !(parent.childrenFrom ?? []).includes(p.namespace))) throw notFound(parentRef);
+    const names = engine.listChildren(ref) ?? [];
+    return own ? names : names.filter((n) => p.scope.owns(n));
+  };
+
   return {
     putResource: unary(log, "PutResource", async (req, call) => {
       const p = await caller(call);
       auth.require(p, "admin", "PutResource");
-      const publicSpec = resourceFromProto(req.resource);
-      const spec = { ...publicSpec, name: p.scope.engineName(publicSpec.name) };
+      const spec = p.scope.engineSpec(resourceFromProto(req.resource));
+      checkTree(p, spec);
       await store.put(spec);
       const { created } = engine.putResource(spec);
       log.info("resource stored", { resource: spec.name, created });
-      return create(PutResourceResponseSchema, { resource: resourceToProto(publicSpec), created });
+      return create(PutResourceResponseSchema, { resource: resourceToProto(p.scope.publicSpec(spec)), created });
     }),
     getResource: unary(log, "GetResource", async (req, call) => {
       const p = await caller(call);
       const spec = specIn(p, checkName("name", req.name));
       if (spec === undefined) throw notFound(req.name);
-      return create(GetResourceResponseSchema, { resource: resourceToProto({ ...spec, name: req.name }) });
+      return create(GetResourceResponseSchema, { resource: resourceToProto(p.scope.publicSpec(spec)) });
     }),
-    listResources: unary(log, "ListResources", async (_req, call) => {
-      const { scope } = await caller(call);
-      const resources = engine
-        .listResources()
-        .filter((spec) => scope.owns(spec.name))
-        .map((spec) => resourceToProto({ ...spec, name: scope.publicName(spec.name) }));
-      return create(ListResourcesResponseSchema, { resources });
+    listResources: unary(log, "ListResources", async (req, call) => {
+      const p = await caller(call);
+      const pageSize = checkNumber("page_size", req.pageSize, 0, limits.maxPageSize, "an integer");
+      const after = req.pageToken === "" ? undefined : pageTokenName(req.pageToken);
+      let names: string[];
+      let specOf: (name: string) => ResourceSpec | undefined = (name) => engine.getResource(name);
+      if (req.parent !== "") {
+        names = childrenIn(p, req.parent);
+      } else {
+        const specs = new Map(engine.listResources().filter((spec) => p.scope.owns(spec.name)).map((spec) => [spec.name, spec]));
+        names = [...specs.keys()];
+        specOf = (name) => specs.get(name);
+      }
+      // Children are never all sent at once: a resource may have a million keyed ones.
+      const size = pageSize > 0 ? pageSize : req.parent !== "" ? limits.maxPageSize : Infinity;
+      const start = after === undefined ? 0 : firstAfter(names, after);
+      const page = names.slice(start, start + size);
+      const resources = page.flatMap((name) => {
+        const spec = specOf(name);
+        return spec === undefined ? [] : [resourceToProto(p.scope.publicSpec(spec))];
+      });
+      const more = start + size < names.length;
+      return create(ListResourcesResponseSchema, { resources, nextPageToken: more ? pageTokenOf(page[page.length - 1]!) : "" });
     }),
     deleteResource: unary(log, "DeleteResource", async (req, call) => {
       const p = await caller(call);
       auth.require(p, "admin", "DeleteResource");
       const name = p.scope.engineName(checkName("name", req.name));
       if (engine.getResource(name) === undefined) throw notFound(req.name);
+      const problem = engine.deleteProblem(name);
+      if (problem !== undefined) throw new RpcError(statusOf(problem.code), p.scope.publicMessage(problem.message));
       await store.delete(name);
       engine.deleteResource(name);
       log.info("resource deleted", { resource: name });
@@ -84,11 +129,34 @@ export function createAdminService(deps: AdminDeps): ServiceHandlers<typeof Admi
     getResourceStats: unary(log, "GetResourceStats", async (req, call) => {
       const p = await caller(call);
       const name = p.scope.engineName(checkName("name", req.name));
-      const spec = engine.getResource(name);
-      const stats = engine.stats(name);
-      if (spec === undefined || stats === undefined) throw notFound(req.name);
-      return create(GetResourceStatsResponseSchema, { stats: statsToProto(stats, spec, p.scope) });
+      const childrenLimit = req.childrenLimit === 0 ? 20 : checkNumber("children_limit", req.childrenLimit, 1, limits.maxPageSize, "an integer");
+      const stats = engine.stats(name, { limit: childrenLimit });
+      if (stats === undefined) throw notFound(req.name);
+      return create(GetResourceStatsResponseSchema, { stats: statsToProto(stats, p.scope) });
     }),
     ...createAccessAdmin({ engine, log, auth, caller }),
   };
+}
+
+/** A page token: the last name of the previous page, opaque to clients. */
+function pageTokenOf(name: string): string {
+  return Buffer.from(name, "utf8").toString("base64url");
+}
+
+function pageTokenName(token: string): string {
+  const name = Buffer.from(token, "base64url").toString("utf8");
+  if (name === "" || pageTokenOf(name) !== token) throw invalidField("page_token", "is not a token this server gave; pass next_page_token as it came");
+  return name;
+}
+
+/** The index of the first name after `after` in sorted `names`. */
+function firstAfter(names: string[], after: string): number {
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (names[mid]! <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -5,7 +5,10 @@ import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
 import {
   AcquireResponseSchema,
+  ChildStatsSchema,
   Dimension,
+  KeyedChildTemplateSchema,
+  ParentStatsSchema,
   LaneSchema,
   LimitSchema,
   ResourceSchema,
@@ -26,7 +29,7 @@ import {
   type ResourceStats,
 } from "@ratequeue/proto";
 import type { Scope } from "../auth/index.js";
-import { DEFAULT_COOLDOWN_MS } from "../core/index.js";
+import { DEFAULT_COOLDOWN_MS, DEFAULT_PER_KEY_IDLE_MS } from "../core/index.js";
 import type * as core from "../core/index.js";
 
 /** The grpc-js status for an engine failure code. */
@@ -78,21 +81,34 @@ export function heartbeatToProto(results: core.HeartbeatResult[]): HeartbeatResp
   });
 }
 
-export function statsToProto(stats: core.ResourceStats, spec: core.ResourceSpec, scope?: Scope): ResourceStats {
-  const resource = resourceToProto(spec);
+function limitStatsToProto(l: core.LimitStats) {
+  return create(LimitStatsSchema, {
+    limit: limitToProto(l.limit),
+    available: l.available,
+    utilisation: l.utilisation,
+    usedLastPeriod: l.usedLastPeriod,
+    ...(l.learnedAmount !== undefined && { learnedAmount: l.learnedAmount }),
+  });
+}
+
+export function statsToProto(stats: core.ResourceStats, scope?: Scope): ResourceStats {
+  const publicRef = (name: string) => (scope === undefined ? name : scope.publicRef(name));
+  const parent = stats.parent;
   return create(ResourceStatsSchema, {
     name: scope === undefined ? stats.name : scope.publicName(stats.name),
     leasesInFlight: stats.leasesInFlight,
     lanes: stats.lanes.map((l) => create(LaneStatsSchema, { ...l, grants: BigInt(l.grants) })),
-    limits: stats.limits.map((l, i) =>
-      create(LimitStatsSchema, {
-        limit: resource.limits[i],
-        available: l.available,
-        utilisation: l.utilisation,
-        usedLastPeriod: l.usedLastPeriod,
-        ...(l.learnedAmount !== undefined && { learnedAmount: l.learnedAmount }),
+    limits: stats.limits.map(limitStatsToProto),
+    children: stats.children.map((c) => create(ChildStatsSchema, { ...c, name: publicRef(c.name), grants: BigInt(c.grants) })),
+    childrenCount: stats.childrenCount,
+    ...(parent !== undefined && {
+      parent: create(ParentStatsSchema, {
+        name: publicRef(parent.name),
+        leasesInFlight: parent.leasesInFlight,
+        queueDepth: parent.queueDepth,
+        limits: parent.limits.map(limitStatsToProto),
       }),
-    ),
+    }),
     grants: BigInt(stats.grants),
     rejections: BigInt(stats.rejections),
     timeouts: BigInt(stats.timeouts),
@@ -107,19 +123,22 @@ export function statsToProto(stats: core.ResourceStats, spec: core.ResourceSpec,
   });
 }
 
-/** The Resource message for a stored spec (defaults filled in). */
+function limitToProto(l: core.LimitSpec) {
+  return create(LimitSchema, {
+    dimension: l.dimension === "requests" ? Dimension.REQUESTS : Dimension.LOAD,
+    amount: l.amount,
+    period: durationFromMs(l.periodMs),
+    burst: l.burst,
+    unit: l.unit ?? "",
+  });
+}
+
+/** The Resource message for a stored spec (defaults filled in), names as given. */
 export function resourceToProto(spec: core.ResourceSpec): Resource {
+  const perKey = spec.perKey;
   return create(ResourceSchema, {
     name: spec.name,
-    limits: spec.limits.map((l) =>
-      create(LimitSchema, {
-        dimension: l.dimension === "requests" ? Dimension.REQUESTS : Dimension.LOAD,
-        amount: l.amount,
-        period: durationFromMs(l.periodMs),
-        burst: l.burst,
-        unit: l.unit ?? "",
-      }),
-    ),
+    limits: spec.limits.map(limitToProto),
     concurrency: spec.concurrency,
     lanes: spec.lanes.map((l) => create(LaneSchema, { name: l.name, weight: l.weight })),
     defaultLane: spec.defaultLane,
@@ -127,5 +146,13 @@ export function resourceToProto(spec: core.ResourceSpec): Resource {
     maxQueue: spec.maxQueue,
     cooldown: durationFromMs(spec.cooldownMs ?? DEFAULT_COOLDOWN_MS),
     learnLimits: spec.learnLimits ?? true,
+    parent: spec.parent ?? "",
+    share: spec.parent === undefined ? 0 : (spec.share ?? 1),
+    ...(perKey !== undefined && {
+      perKey: create(KeyedChildTemplateSchema, { limits: perKey.limits.map(limitToProto), concurrency: perKey.concurrency, share: perKey.share }),
+      perKeyIdle: durationFromMs(spec.perKeyIdleMs ?? DEFAULT_PER_KEY_IDLE_MS),
+    }),
+    childrenFrom: spec.childrenFrom ?? [],
+    keyed: spec.keyed === true,
   });
 }

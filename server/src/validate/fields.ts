@@ -36,6 +36,17 @@ export const limits = {
   maxLanesPerResource: 32,
   /** resource.lanes[i].weight: 0 (= 1) or 1 to 1000. */
   maxLaneWeight: 1000,
+  /** resource.share, resource.per_key.share: 0 (= 1) or 1 to 1000. */
+  maxShare: 1000,
+  /** resource.per_key_idle: 100 ms to 7 days. */
+  minPerKeyIdleMs: 100,
+  maxPerKeyIdleMs: 7 * 24 * 3600_000,
+  /** resource.children_from: at most 1000 namespaces. */
+  maxChildrenFrom: 1000,
+  /** page_size, children_limit: at most 1000. */
+  maxPageSize: 1000,
+  /** key: 1 to 128 characters, no '@', whitespace or control characters. */
+  keyMaxLength: 128,
   /** resource.concurrency: 0 (no cap) to 1 000 000. */
   maxConcurrency: 1_000_000,
   /** resource.max_queue: 0 (= 10 000) or 1 to 1 000 000. */
@@ -107,6 +118,13 @@ export function checkName(field: string, name: string, maxLength: number = limit
     throw invalidField(field, `'${name}' must start with a letter or digit and hold only letters, digits, '.', '_', ':', '/' or '-'`);
   }
   return name;
+}
+
+/** Checks an acquire's key (a customer id, say): it names the keyed child "RESOURCE/KEY". */
+export function checkKey(field: string, key: string): string {
+  if (key.length > limits.keyMaxLength) throw invalidField(field, `must be at most ${limits.keyMaxLength} characters, got ${key.length}`);
+  if (/[@\s\u0000-\u001f\u007f]/.test(key)) throw invalidField(field, `'${key.slice(0, 40)}' must not hold '@', whitespace or control characters`);
+  return key;
 }
 
 /** Checks a number against [min, max]; `what` "an integer" also requires an integer. */

@@ -5,6 +5,7 @@
 import {
   Dimension,
   type AcquireRequest,
+  type Limit,
   type DimensionFeedback,
   type HeartbeatRequest,
   type ProviderFeedback,
@@ -20,7 +21,7 @@ import type {
   ResourceSpec,
 } from "../core/index.js";
 import { invalidField } from "../errors.js";
-import { checkDuration, checkLeaseId, checkName, checkNumber, defaults, limits } from "./fields.js";
+import { checkDuration, checkKey, checkLeaseId, checkName, checkNamespace, checkNumber, defaults, limits } from "./fields.js";
 
 /** A load limit's unit: a short lowercase label. */
 const unitPattern = /^[a-z0-9_]{1,32}$/;
@@ -37,7 +38,8 @@ export function acquireFromProto(req: AcquireRequest, now: number, owner: string
     const timeoutMs = checkDuration("timeout", req.timeout, 0, limits.maxTimeoutMs);
     deadline = deadline === undefined ? now + timeoutMs : Math.min(deadline, now + timeoutMs);
   }
-  return { resource, load, priority, lane, deadline, owner };
+  const key = req.key === "" ? undefined : checkKey("key", req.key);
+  return { resource, load, priority, lane, deadline, owner, ...(key !== undefined && { key }) };
 }
 
 /** A validated ReleaseRequest. */
@@ -100,28 +102,7 @@ export function heartbeatFromProto(req: HeartbeatRequest): string[] {
 export function resourceFromProto(r: Resource | undefined): ResourceSpec {
   if (r === undefined) throw invalidField("resource", "is required");
   const name = checkName("resource.name", r.name);
-  if (r.limits.length > limits.maxLimitsPerResource) {
-    throw invalidField("resource.limits", `must hold at most ${limits.maxLimitsPerResource} limits, got ${r.limits.length}`);
-  }
-  const specLimits: LimitSpec[] = r.limits.map((l, i) => {
-    const field = `resource.limits[${i}]`;
-    if (l.dimension !== Dimension.REQUESTS && l.dimension !== Dimension.LOAD) {
-      throw invalidField(`${field}.dimension`, "must be DIMENSION_REQUESTS or DIMENSION_LOAD");
-    }
-    if (!(l.amount > 0)) throw invalidField(`${field}.amount`, `must be greater than 0, got ${l.amount}`);
-    const amount = checkNumber(`${field}.amount`, l.amount, 0, limits.maxAmount);
-    if (l.period === undefined) throw invalidField(`${field}.period`, "is required");
-    const periodMs = checkDuration(`${field}.period`, l.period, 1, limits.maxPeriodMs);
-    const burst = l.burst === 0 ? Math.max(amount, 1) : checkNumber(`${field}.burst`, l.burst, 1, limits.maxAmount);
-    const dimension = l.dimension === Dimension.REQUESTS ? "requests" : "load";
-    if (l.unit !== "") {
-      if (dimension === "requests") throw invalidField(`${field}.unit`, "only a load limit has a unit; a requests limit counts acquires");
-      if (!unitPattern.test(l.unit)) {
-        throw invalidField(`${field}.unit`, `must be 1 to 32 lowercase letters, digits or '_' (tokens, input_tokens, output_tokens, ...), got '${l.unit.slice(0, 40)}'`);
-      }
-    }
-    return { dimension, amount, periodMs, burst, ...(l.unit !== "" && { unit: l.unit }) };
-  });
+  const specLimits = limitsFromProto("resource.limits", r.limits);
   const concurrency = checkNumber("resource.concurrency", r.concurrency, 0, limits.maxConcurrency, "an integer");
   if (r.lanes.length > limits.maxLanesPerResource) {
     throw invalidField("resource.lanes", `must hold at most ${limits.maxLanesPerResource} lanes, got ${r.lanes.length}`);
@@ -145,5 +126,63 @@ export function resourceFromProto(r: Resource | undefined): ResourceSpec {
   const maxQueue = r.maxQueue === 0 ? defaults.maxQueue : checkNumber("resource.max_queue", r.maxQueue, 1, limits.maxQueue, "an integer");
   const cooldownMs = r.cooldown === undefined ? defaults.cooldownMs : checkDuration("resource.cooldown", r.cooldown, 1, limits.maxCooldownMs);
   const learnLimits = r.learnLimits ?? true;
-  return { name, limits: specLimits, concurrency, lanes, defaultLane, leaseTtlMs, maxQueue, cooldownMs, learnLimits };
+  const spec: ResourceSpec = { name, limits: specLimits, concurrency, lanes, defaultLane, leaseTtlMs, maxQueue, cooldownMs, learnLimits };
+  if (r.parent !== "") {
+    spec.parent = checkParent("resource.parent", r.parent);
+    if (spec.parent === name) throw invalidField("resource.parent", `'${name}' cannot be its own parent`);
+  }
+  if (r.share !== 0) spec.share = checkNumber("resource.share", r.share, 1, limits.maxShare, "an integer");
+  if (r.perKey !== undefined) {
+    spec.perKey = {
+      limits: limitsFromProto("resource.per_key.limits", r.perKey.limits),
+      concurrency: checkNumber("resource.per_key.concurrency", r.perKey.concurrency, 0, limits.maxConcurrency, "an integer"),
+      share: r.perKey.share === 0 ? 1 : checkNumber("resource.per_key.share", r.perKey.share, 1, limits.maxShare, "an integer"),
+    };
+  }
+  if (r.perKeyIdle !== undefined) {
+    spec.perKeyIdleMs = checkDuration("resource.per_key_idle", r.perKeyIdle, limits.minPerKeyIdleMs, limits.maxPerKeyIdleMs);
+  }
+  if (r.childrenFrom.length > 0) {
+    if (r.childrenFrom.length > limits.maxChildrenFrom) {
+      throw invalidField("resource.children_from", `must hold at most ${limits.maxChildrenFrom} namespaces, got ${r.childrenFrom.length}`);
+    }
+    const from = r.childrenFrom.map((ns, i) => checkNamespace(`resource.children_from[${i}]`, ns));
+    spec.childrenFrom = [...new Set(from)].sort();
+  }
+  return spec;
+}
+
+/** A parent reference: a resource name, or "NAMESPACE@NAME" for a resource of another namespace. */
+function checkParent(field: string, ref: string): string {
+  const at = ref.indexOf("@");
+  if (at < 0) return checkName(field, ref);
+  checkNamespace(field, ref.slice(0, at));
+  checkName(field, ref.slice(at + 1));
+  return ref;
+}
+
+/** Validated rate limits of a resource or a keyed child template. */
+function limitsFromProto(field: string, list: Limit[]): LimitSpec[] {
+  if (list.length > limits.maxLimitsPerResource) {
+    throw invalidField(field, `must hold at most ${limits.maxLimitsPerResource} limits, got ${list.length}`);
+  }
+  return list.map((l, i) => {
+    const at = `${field}[${i}]`;
+    if (l.dimension !== Dimension.REQUESTS && l.dimension !== Dimension.LOAD) {
+      throw invalidField(`${at}.dimension`, "must be DIMENSION_REQUESTS or DIMENSION_LOAD");
+    }
+    if (!(l.amount > 0)) throw invalidField(`${at}.amount`, `must be greater than 0, got ${l.amount}`);
+    const amount = checkNumber(`${at}.amount`, l.amount, 0, limits.maxAmount);
+    if (l.period === undefined) throw invalidField(`${at}.period`, "is required");
+    const periodMs = checkDuration(`${at}.period`, l.period, 1, limits.maxPeriodMs);
+    const burst = l.burst === 0 ? Math.max(amount, 1) : checkNumber(`${at}.burst`, l.burst, 1, limits.maxAmount);
+    const dimension = l.dimension === Dimension.REQUESTS ? "requests" : "load";
+    if (l.unit !== "") {
+      if (dimension === "requests") throw invalidField(`${at}.unit`, "only a load limit has a unit; a requests limit counts acquires");
+      if (!unitPattern.test(l.unit)) {
+        throw invalidField(`${at}.unit`, `must be 1 to 32 lowercase letters, digits or '_' (tokens, input_tokens, output_tokens, ...), got '${l.unit.slice(0, 40)}'`);
+      }
+    }
+    return { dimension, amount, periodMs, burst, ...(l.unit !== "" && { unit: l.unit }) };
+  });
 }
