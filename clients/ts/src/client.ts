@@ -30,6 +30,16 @@ export interface AcquireOptions {
   timeoutMs?: number;
   /** Aborting withdraws the request from the server's queue. */
   signal?: AbortSignal;
+  /**
+   * A key inside the resource, such as a customer id: 1 to 128 characters,
+   * no `@`, whitespace or control characters. The acquire is charged to the
+   * child `RESOURCE/KEY`, made from the resource's `perKey` template on
+   * first use, and to the resource and its ancestors, so each key gets its
+   * own quota inside the shared limit. The lease's `resource` is
+   * `RESOURCE/KEY`. A resource without `perKey` refuses a key with
+   * INVALID_ARGUMENT. Absent or empty: the resource itself.
+   */
+  key?: string;
 }
 
 export type ReleaseResult = "released" | "already_released" | "expired" | "unknown";
@@ -37,6 +47,7 @@ export type ReleaseResult = "released" | "already_released" | "expired" | "unkno
 /** A granted slot. Release it when the guarded call is done. */
 export interface Lease extends AsyncDisposable {
   readonly id: string;
+  /** The resource charged: the one acquired, or `RESOURCE/KEY` for an acquire with a key. */
   readonly resource: string;
   /** The load charged at acquire. */
   readonly load: number;
@@ -79,7 +90,7 @@ export interface Lease extends AsyncDisposable {
 }
 
 export interface RateQueueClient {
-  /** Waits for a lease on `resource`. */
+  /** Waits for a lease on `resource` (with `options.key`, on its keyed child `RESOURCE/KEY`). */
   acquire(resource: string, options?: AcquireOptions): Promise<Lease>;
   /**
    * Acquires, runs fn, and releases on return or throw; an error of fn wins
@@ -111,7 +122,7 @@ const releaseResults: Record<number, ReleaseResult> = {
  * Rejects what cannot even be encoded on the wire (the server checks the
  * ranges); messages follow the server's "field: rule" form.
  */
-function checkAcquireOptions({ load, priority, timeoutMs }: AcquireOptions): void {
+function checkAcquireOptions({ load, priority, timeoutMs, key }: AcquireOptions): void {
   const invalid = (rule: string) => new RateQueueError("INVALID_ARGUMENT", rule);
   if (load !== undefined && !Number.isFinite(load)) throw invalid(`load: must be a finite number, got ${load}`);
   if (priority !== undefined && !(Number.isInteger(priority) && Math.abs(priority) < 2 ** 31)) {
@@ -120,6 +131,7 @@ function checkAcquireOptions({ load, priority, timeoutMs }: AcquireOptions): voi
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs >= 0)) {
     throw invalid(`timeoutMs: must be a finite number of ms >= 0, got ${timeoutMs}`);
   }
+  if (key !== undefined && typeof key !== "string") throw invalid(`key: must be a string, got ${typeof key}`);
 }
 
 /** Observes the provider's answer an error carries, found by its shape (no dependency on any HTTP client). */
@@ -224,6 +236,7 @@ class Client implements RateQueueClient {
       load: options.load,
       priority: options.priority,
       lane: options.lane ?? "",
+      key: options.key ?? "",
       timeout: timeoutMs === undefined ? undefined : durationFromMs(Math.max(0, timeoutMs)),
     });
     const { id, answer } = this.session.request({ case: "acquire", value: request });

@@ -20,6 +20,17 @@ export interface WrapFetchOptions {
    * `max_tokens`; at least 1. Plug in a real tokenizer here.
    */
   estimate?: (body: unknown) => number | Promise<number>;
+  /**
+   * The key inside `resource` that each request is charged to, such as a
+   * customer id (see AcquireOptions.key): the lease is on
+   * `RESOURCE/KEY`, so each key spends its own quota inside the shared
+   * limit. A string for every request, or a function of the request, given
+   * what `estimate` is given and the Request itself (to read a header):
+   * `key: (body) => (body as { user?: string }).user` or
+   * `key: (_, request) => request.headers.get("x-customer-id")`. Absent,
+   * null or empty: the request is charged to `resource` itself.
+   */
+  key?: string | ((body: unknown, request: Request) => string | null | undefined | Promise<string | null | undefined>);
   /** Higher is served first within a lane. Default 10. */
   priority?: number;
   /** The lane to wait in. Default: the resource's default lane. */
@@ -191,7 +202,18 @@ async function bodyText(input: string | URL | Request, init: RequestInit | undef
   return undefined;
 }
 
-async function estimateLoad(input: string | URL | Request, init: RequestInit | undefined, estimate: WrapFetchOptions["estimate"]): Promise<number> {
+/**
+ * What `estimate` and `key` are given: `subject()` is the parsed JSON body,
+ * or the request itself when the body is not JSON; `request()` the request.
+ */
+interface RequestView {
+  json: unknown;
+  parsed: boolean;
+  subject(): unknown;
+  request(): Request;
+}
+
+async function viewRequest(input: string | URL | Request, init: RequestInit | undefined): Promise<RequestView> {
   let json: unknown;
   let parsed = false;
   const text = await bodyText(input, init);
@@ -203,11 +225,20 @@ async function estimateLoad(input: string | URL | Request, init: RequestInit | u
       // Not JSON.
     }
   }
-  if (estimate === undefined) return parsed ? estimateTokens(json) : 1;
-  if (parsed) return estimate(json);
-  // A stream body can be read only once: the estimate gets the request without it.
+  // Made only when asked for. A stream body can be read only once: the request comes without it.
+  let request: Request | undefined;
   const streamed = init?.body instanceof ReadableStream;
-  return estimate(input instanceof Request && init === undefined ? input : new Request(input, streamed ? { ...init, body: null } : init));
+  const requestOf = () => (request ??= input instanceof Request && init === undefined ? input : new Request(input, streamed ? { ...init, body: null } : init));
+  return { json, parsed, subject: () => (parsed ? json : requestOf()), request: requestOf };
+}
+
+async function estimateLoad(view: RequestView, estimate: WrapFetchOptions["estimate"]): Promise<number> {
+  if (estimate === undefined) return view.parsed ? estimateTokens(view.json) : 1;
+  return estimate(view.subject());
+}
+
+async function keyOf(view: RequestView, key: WrapFetchOptions["key"]): Promise<string | undefined> {
+  return (typeof key === "function" ? await key(view.subject(), view.request()) : key) ?? undefined;
 }
 
 /** The response of `fetch`, with a new body: status, headers and url kept. */
@@ -219,7 +250,8 @@ function withBody(response: Response, body: ReadableStream<Uint8Array>): Respons
 
 /**
  * Returns a `fetch` that takes a lease on `options.resource` for every
- * request, for use as the `fetch` option of the `openai` and
+ * request (on its keyed child `RESOURCE/KEY` when `options.key` gives a
+ * key), for use as the `fetch` option of the `openai` and
  * `@anthropic-ai/sdk` clients:
  *
  * ```ts
@@ -245,10 +277,12 @@ export function wrapFetch(client: RateQueueClient, options: WrapFetchOptions): F
   return async (input, init) => {
     const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined;
     signal?.throwIfAborted();
-    const load = await estimateLoad(input, init, estimate);
+    const view = await viewRequest(input, init);
+    const load = await estimateLoad(view, estimate);
+    const key = await keyOf(view, options.key);
     let lease: Lease;
     try {
-      lease = await client.acquire(resource, { load, priority, lane, signal });
+      lease = await client.acquire(resource, { load, priority, lane, key, signal });
     } catch (err) {
       // The SDKs recognise their own abort by its reason.
       if (signal?.aborted) throw signal.reason;
