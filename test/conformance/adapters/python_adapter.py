@@ -121,7 +121,7 @@ class Adapter:
     def hold(self, name: str, lease: rq.Lease) -> Dict[str, Any]:
         self.leases[lease.lease_id] = (name, lease)
         grant_ms = (lease.grant_time - _EPOCH) // dt.timedelta(milliseconds=1)
-        return {"lease": lease.lease_id, "grantTimeMs": grant_ms, "load": lease.load}
+        return {"lease": lease.lease_id, "grantTimeMs": grant_ms, "load": lease.load, "resource": lease.resource}
 
     async def release(self, lease_id: str, actual_load: Optional[float],
                       throttle: Optional[Dict[str, Any]] = None) -> Optional[str]:
@@ -152,7 +152,7 @@ class Adapter:
             timeout = cmd.get("timeoutMs")
             lease = await client.acquire_lease(
                 cmd["resource"], load=cmd.get("load", 1), priority=cmd.get("priority", 10), lane=cmd.get("lane"),
-                timeout=None if timeout is None else timeout / 1000)
+                timeout=None if timeout is None else timeout / 1000, key=cmd.get("key"))
             return self.hold(cmd["client"], lease)
         if kind == "cancel":
             target = self.acquires.get(cmd.get("target"))

@@ -13,7 +13,7 @@ import functools
 import inspect
 import logging
 import threading
-from typing import Any, Callable, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
 
 from . import _runtime
 from ._config import ClientConfig
@@ -125,12 +125,21 @@ class AsyncClient(_Base):
     """
 
     def acquire(self, resource: str, *, load: Load = 1, priority: int = 10, lane: Optional[str] = None,
-                timeout: Optional[float] = None) -> "AsyncAcquire":
+                timeout: Optional[float] = None, key: Optional[str] = None) -> "AsyncAcquire":
         """An async context manager holding a lease for its block.
 
         ``timeout`` is how long to wait in seconds: ``None`` waits until
         granted or cancelled, ``0`` makes one attempt. Raises
-        :class:`AcquireTimeout` when it passes. The lease is released when
+        :class:`AcquireTimeout` when it passes.
+
+        ``key`` (for example a customer id: 1 to 128 characters, no ``@``,
+        whitespace or control characters) charges the acquire to the keyed
+        child ``"RESOURCE/KEY"`` (made from the resource's ``per_key``
+        template on first use, or declared) as well as to the resource and
+        its ancestors: each key gets its own quota inside the shared limit.
+        The lease's ``resource`` is then ``"RESOURCE/KEY"``. None (the
+        default) charges the resource itself; a key on a resource without
+        ``per_key`` raises :class:`InvalidRequest`. The lease is released when
         the block exits, with ``lease.actual_load`` if it was set and the
         feedback recorded on it; an exception carrying a provider's 429, 503
         or 529 answer (``openai.RateLimitError``,
@@ -139,17 +148,19 @@ class AsyncClient(_Base):
         ``response.headers``) is recorded first, so the resource pauses
         fleet-wide, and then raised on.
         """
-        return AsyncAcquire(self, resource, load=load, priority=priority, lane=lane, timeout=timeout)
+        return AsyncAcquire(self, resource, load=load, priority=priority, lane=lane, timeout=timeout, key=key)
 
     async def acquire_lease(self, resource: str, *, load: Load = 1, priority: int = 10,
-                            lane: Optional[str] = None, timeout: Optional[float] = None) -> AsyncLease:
+                            lane: Optional[str] = None, timeout: Optional[float] = None,
+                            key: Optional[str] = None) -> AsyncLease:
         """Waits for a lease that the caller must release (``await lease.release()``).
 
-        Cancelling the waiting task withdraws the request from the queue.
+        Options as :meth:`acquire`. Cancelling the waiting task withdraws the
+        request from the queue.
         """
         session = self._session
         return await _runtime.run_async(
-            lambda: session.acquire(resource, load=load, priority=priority, lane=lane, timeout=timeout,
+            lambda: session.acquire(resource, load=load, priority=priority, lane=lane, timeout=timeout, key=key,
                                     lease_type=AsyncLease),
             self._orphan(session),
         )
@@ -192,17 +203,19 @@ class Client(_Base):
     """
 
     def acquire(self, resource: str, *, load: Load = 1, priority: int = 10, lane: Optional[str] = None,
-                timeout: Optional[float] = None) -> "Acquire":
+                timeout: Optional[float] = None, key: Optional[str] = None) -> "Acquire":
         """A context manager holding a lease for its block; see :meth:`AsyncClient.acquire`."""
-        return Acquire(self, resource, load=load, priority=priority, lane=lane, timeout=timeout)
+        return Acquire(self, resource, load=load, priority=priority, lane=lane, timeout=timeout, key=key)
 
     def acquire_lease(self, resource: str, *, load: Load = 1, priority: int = 10,
-                      lane: Optional[str] = None, timeout: Optional[float] = None) -> Lease:
-        """Blocks for a lease that the caller must release (``lease.release()``)."""
+                      lane: Optional[str] = None, timeout: Optional[float] = None,
+                      key: Optional[str] = None) -> Lease:
+        """Blocks for a lease that the caller must release (``lease.release()``);
+        options as :meth:`AsyncClient.acquire`."""
         _check_thread()
         session = self._session
         return _runtime.run_sync(
-            lambda: session.acquire(resource, load=load, priority=priority, lane=lane, timeout=timeout,
+            lambda: session.acquire(resource, load=load, priority=priority, lane=lane, timeout=timeout, key=key,
                                     lease_type=Lease),
             self._orphan(session),
         )
@@ -281,18 +294,20 @@ class Acquire:
 
 
 def acquire(resource: str, *, load: Load = 1, priority: int = 10, lane: Optional[str] = None,
-            timeout: Optional[float] = None, api_key: Optional[str] = None, url: Optional[str] = None) -> Acquire:
+            timeout: Optional[float] = None, key: Optional[str] = None, api_key: Optional[str] = None,
+            url: Optional[str] = None) -> Acquire:
     """``with ratequeue.acquire("openai-gpt4", load=...) as lease:`` holds a
     lease for the block. See :meth:`ratequeue.aio.Client.acquire`."""
-    return Client(url, api_key=api_key).acquire(resource, load=load, priority=priority, lane=lane, timeout=timeout)
+    return Client(url, api_key=api_key).acquire(resource, load=load, priority=priority, lane=lane, timeout=timeout,
+                                                key=key)
 
 
 def acquire_async(resource: str, *, load: Load = 1, priority: int = 10, lane: Optional[str] = None,
-                  timeout: Optional[float] = None, api_key: Optional[str] = None,
+                  timeout: Optional[float] = None, key: Optional[str] = None, api_key: Optional[str] = None,
                   url: Optional[str] = None) -> AsyncAcquire:
     """``async with ratequeue.aio.acquire(...) as lease:``; see :meth:`AsyncClient.acquire`."""
     return AsyncClient(url, api_key=api_key).acquire(resource, load=load, priority=priority, lane=lane,
-                                                     timeout=timeout)
+                                                     timeout=timeout, key=key)
 
 
 def clients_for(url: Optional[str], api_key: Optional[str],
@@ -307,6 +322,7 @@ def clients_for(url: Optional[str], api_key: Optional[str],
 
 def limited(resource: str, *, load: Union[Load, Callable[..., Load]] = 1, priority: int = 10,
             lane: Optional[str] = None, timeout: Optional[float] = None,
+            key: Union[str, Callable[..., Optional[str]], None] = None,
             actual_load: Optional[Callable[[Any], Optional[Load]]] = None,
             api_key: Optional[str] = None, url: Optional[str] = None,
             client: Optional[Union[Client, AsyncClient]] = None) -> Callable[[F], F]:
@@ -314,8 +330,11 @@ def limited(resource: str, *, load: Union[Load, Callable[..., Load]] = 1, priori
 
     Works on plain and ``async def`` functions. ``load`` may be a number or a
     function of the call's arguments (``load=lambda msgs: estimate(msgs)``);
-    ``actual_load``, a function of the result, reconciles the estimate on
-    release (``actual_load=lambda r: r.usage.total_tokens``).
+    ``key`` likewise a string or a function of the call's arguments
+    returning the key or None (``key=lambda customer, msgs: customer.id``;
+    see :meth:`ratequeue.aio.Client.acquire`); ``actual_load``, a function
+    of the result, reconciles the estimate on release
+    (``actual_load=lambda r: r.usage.total_tokens``).
     """
     config = client.config if client is not None else None
 
@@ -323,8 +342,10 @@ def limited(resource: str, *, load: Union[Load, Callable[..., Load]] = 1, priori
         return cls(config=config) if config is not None else cls(url, api_key=api_key)
 
     def deco(fn: F) -> F:
-        def load_for(args, kwargs) -> Load:
-            return load(*args, **kwargs) if callable(load) else load
+        def options(args, kwargs) -> Dict[str, Any]:
+            return dict(load=load(*args, **kwargs) if callable(load) else load,
+                        key=key(*args, **kwargs) if callable(key) else key,
+                        priority=priority, lane=lane, timeout=timeout)
 
         def settle(lease: BaseLease, result: Any) -> None:
             if actual_load is not None:
@@ -335,9 +356,7 @@ def limited(resource: str, *, load: Union[Load, Callable[..., Load]] = 1, priori
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                async with make_client(AsyncClient).acquire(
-                        resource, load=load_for(args, kwargs), priority=priority, lane=lane,
-                        timeout=timeout) as lease:
+                async with make_client(AsyncClient).acquire(resource, **options(args, kwargs)) as lease:
                     result = await fn(*args, **kwargs)
                     settle(lease, result)
                     return result
@@ -345,8 +364,7 @@ def limited(resource: str, *, load: Union[Load, Callable[..., Load]] = 1, priori
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with make_client(Client).acquire(resource, load=load_for(args, kwargs), priority=priority,
-                                             lane=lane, timeout=timeout) as lease:
+            with make_client(Client).acquire(resource, **options(args, kwargs)) as lease:
                 result = fn(*args, **kwargs)
                 settle(lease, result)
                 return result

@@ -49,7 +49,7 @@ import grpc.aio
 
 from . import _protocol as protocol
 from ._config import ClientConfig, Endpoint
-from ._errors import AcquireTimeout, RateQueueError, Unavailable, error_for, error_from_rpc
+from ._errors import AcquireTimeout, InvalidRequest, RateQueueError, Unavailable, error_for, error_from_rpc
 from .feedback import DimensionFeedback, Headers, ProviderFeedback, Seconds, _to_proto, parse_headers
 from ._proto.ratequeue.v1 import ratequeue_pb2 as pb
 from ._proto.ratequeue.v1 import ratequeue_pb2_grpc as pb_grpc
@@ -64,7 +64,8 @@ LEASE_ATTRIBUTES = """
 
     Attributes:
         lease_id: The server's id of the lease.
-        resource: The resource the lease is on.
+        resource: The resource the lease is on: ``"RESOURCE/KEY"``, the
+            keyed child, for an acquire with a key.
         load: The load charged at acquire.
         ttl: The resource's lease TTL, seconds: the lease expires unless it
             is heartbeated within it (the client does that by itself).
@@ -219,11 +220,13 @@ class Session:
         priority: int = 10,
         lane: Optional[str] = None,
         timeout: Optional[float] = None,
+        key: Optional[str] = None,
         lease_type: Type[BaseLease] = BaseLease,
     ) -> BaseLease:
         """Waits for a lease. Cancelling the waiting task withdraws the request."""
         self._start()
-        req = pb.AcquireRequest(resource=resource, load=float(load), priority=int(priority), lane=lane or "")
+        req = pb.AcquireRequest(resource=resource, load=float(load), priority=int(priority), lane=lane or "",
+                                key=_checked_key(key))
         deadline = None
         if timeout is not None:
             timeout = max(float(timeout), 0.0)
@@ -696,6 +699,19 @@ class Session:
                       and now - max(down_since, op.created) >= self.config.reconnect_timeout):
                     self._give_up(op, self._refusal or Unavailable(
                         f"no ratequeue server reachable for {self.config.reconnect_timeout:g}s: {self._last_error}"))
+
+
+def _checked_key(key: Optional[str]) -> str:
+    """The acquire's key as sent: "" for None. The server checks the rest
+    (length, characters); an empty key is refused here, since the server
+    would read it as no key and charge the resource itself."""
+    if key is None:
+        return ""
+    if not isinstance(key, str):
+        raise InvalidRequest(f"key: must be a string, got {key!r}")
+    if not key:
+        raise InvalidRequest("key: must not be empty (None means no key)")
+    return key
 
 
 def _leader_hint(err: Optional[grpc.aio.AioRpcError]) -> Optional[str]:

@@ -20,7 +20,7 @@ from typing import Optional, TypeVar
 
 import anthropic
 
-from .httpx import Estimate, _wrap_sdk
+from .httpx import Estimate, Key, _wrap_sdk
 
 __all__ = ["wrap"]
 
@@ -28,8 +28,8 @@ C = TypeVar("C", anthropic.Anthropic, anthropic.AsyncAnthropic)
 
 
 def wrap(client: C, resource: str, *, estimate: Optional[Estimate] = None, priority: int = 10,
-         lane: Optional[str] = None, api_key: Optional[str] = None, url: Optional[str] = None,
-         feedback: bool = True) -> C:
+         lane: Optional[str] = None, key: Optional[Key] = None, api_key: Optional[str] = None,
+         url: Optional[str] = None, feedback: bool = True) -> C:
     """A copy of an ``anthropic.Anthropic`` or ``anthropic.AsyncAnthropic``
     client (``client.with_options``) whose every request holds a lease on
     ``resource``. Options as :func:`ratequeue.openai.wrap`; the default
@@ -37,4 +37,5 @@ def wrap(client: C, resource: str, *, estimate: Optional[Estimate] = None, prior
     ``max_tokens``.
     """
     return _wrap_sdk(anthropic, client, (anthropic.Anthropic, anthropic.AsyncAnthropic), resource,
-                     estimate=estimate, priority=priority, lane=lane, api_key=api_key, url=url, feedback=feedback)
+                     estimate=estimate, priority=priority, lane=lane, key=key, api_key=api_key, url=url,
+                     feedback=feedback)

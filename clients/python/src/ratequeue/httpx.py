@@ -31,7 +31,7 @@ import math
 import sys
 import threading
 import zlib
-from typing import Any, Callable, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
 
 from ._client import AsyncClient, Client, clients_for
 from ._errors import InvalidRequest, RateQueueError
@@ -44,6 +44,9 @@ log = logging.getLogger("ratequeue")
 #: ``estimate(body)`` gets the request's parsed JSON body (or the request
 #: itself when its body is not JSON) and returns the load to acquire.
 Estimate = Callable[[Any], float]
+#: The acquire's key: a string, or ``key(body)``, given what ``estimate``
+#: gets, returning the key or None (no key: the resource itself is charged).
+Key = Union[str, Callable[[Any], Optional[str]]]
 
 # More of a JSON body than this is not kept to read its usage; the estimate stands.
 _MAX_JSON_BYTES = 64 << 20
@@ -56,11 +59,12 @@ class _Transport:
     reading the answer."""
 
     def __init__(self, resource: str, transport: Any, *, estimate: Optional[Estimate], priority: int,
-                 lane: Optional[str], api_key: Optional[str], url: Optional[str],
+                 lane: Optional[str], key: Optional[Key], api_key: Optional[str], url: Optional[str],
                  client: Optional[Union[Client, AsyncClient]], feedback: bool) -> None:
         self.resource = resource
         self.priority = priority
         self.lane = lane
+        self.key = key
         self.feedback = feedback
         self._estimate = estimate
         self._transport = transport
@@ -79,11 +83,18 @@ class _Transport:
                     self._transport = getattr(package, name)()
         return self._transport
 
-    def _load(self, request: Any) -> float:
+    def _acquire_options(self, request: Any) -> Dict[str, Any]:
+        """The acquire's options for a request: its load and key, read from
+        its JSON body (else from the request itself), and ours."""
         body = _json_body(request)
+        given = request if body is None else body
+        return dict(load=self._load(body, given), key=self.key(given) if callable(self.key) else self.key,
+                    priority=self.priority, lane=self.lane)
+
+    def _load(self, body: Any, given: Any) -> float:
         if self._estimate is None:
             return default_estimate(body)
-        value = self._estimate(request if body is None else body)
+        value = self._estimate(given)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise InvalidRequest(f"estimate: must return a finite number >= 0, got {value!r}")
         return float(value)
@@ -119,21 +130,25 @@ class RateQueueTransport(_Transport):
     an ``HTTPTransport()`` of the client's package, ``httpx`` or ``httpx2``). ``estimate`` replaces the default estimate
     (prompt characters / 4 plus ``max_tokens`` or ``max_completion_tokens``,
     at least 1; see :func:`default_estimate`). ``priority`` and ``lane`` are
-    the acquire's. The ratequeue client comes from ``client``, else from
+    the acquire's. ``key`` charges each request to a keyed child as well
+    (see :meth:`ratequeue.aio.Client.acquire`): a string, or a function
+    given what ``estimate`` gets that returns the key or None, for example
+    ``key=lambda body: body.get("user")`` or one that reads a
+    ``contextvars.ContextVar`` the application sets per customer. The
+    ratequeue client comes from ``client``, else from
     ``url`` and ``api_key`` (default: the environment). ``feedback=False``
     reports nothing to the server (acquires and reconciles only).
     """
 
     def __init__(self, resource: str, *, transport: Any = None, estimate: Optional[Estimate] = None,
-                 priority: int = 10, lane: Optional[str] = None, api_key: Optional[str] = None,
-                 url: Optional[str] = None, client: Optional[Union[Client, AsyncClient]] = None,
-                 feedback: bool = True) -> None:
-        super().__init__(resource, transport, estimate=estimate, priority=priority, lane=lane, api_key=api_key,
-                         url=url, client=client, feedback=feedback)
+                 priority: int = 10, lane: Optional[str] = None, key: Optional[Key] = None,
+                 api_key: Optional[str] = None, url: Optional[str] = None,
+                 client: Optional[Union[Client, AsyncClient]] = None, feedback: bool = True) -> None:
+        super().__init__(resource, transport, estimate=estimate, priority=priority, lane=lane, key=key,
+                         api_key=api_key, url=url, client=client, feedback=feedback)
 
     def handle_request(self, request: Any) -> Any:
-        lease = self._sync.acquire_lease(self.resource, load=self._load(request), priority=self.priority,
-                                         lane=self.lane)
+        lease = self._sync.acquire_lease(self.resource, **self._acquire_options(request))
         try:
             response = self._base(request, "HTTPTransport").handle_request(request)
             usage, now = self._answer(lease, response)
@@ -164,15 +179,14 @@ class AsyncRateQueueTransport(_Transport):
     ``AsyncHTTPTransport()`` of the client's package."""
 
     def __init__(self, resource: str, *, transport: Any = None, estimate: Optional[Estimate] = None,
-                 priority: int = 10, lane: Optional[str] = None, api_key: Optional[str] = None,
-                 url: Optional[str] = None, client: Optional[Union[Client, AsyncClient]] = None,
-                 feedback: bool = True) -> None:
-        super().__init__(resource, transport, estimate=estimate, priority=priority, lane=lane, api_key=api_key,
-                         url=url, client=client, feedback=feedback)
+                 priority: int = 10, lane: Optional[str] = None, key: Optional[Key] = None,
+                 api_key: Optional[str] = None, url: Optional[str] = None,
+                 client: Optional[Union[Client, AsyncClient]] = None, feedback: bool = True) -> None:
+        super().__init__(resource, transport, estimate=estimate, priority=priority, lane=lane, key=key,
+                         api_key=api_key, url=url, client=client, feedback=feedback)
 
     async def handle_async_request(self, request: Any) -> Any:
-        lease = await self._async.acquire_lease(self.resource, load=self._load(request), priority=self.priority,
-                                                lane=self.lane)
+        lease = await self._async.acquire_lease(self.resource, **self._acquire_options(request))
         try:
             response = await self._base(request, "AsyncHTTPTransport").handle_async_request(request)
             usage, now = self._answer(lease, response)

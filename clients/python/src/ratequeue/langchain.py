@@ -47,22 +47,25 @@ class RateQueueRateLimiter(BaseRateLimiter):
 
     ``acquire(blocking=True)`` waits for a grant (up to ``timeout`` seconds,
     then raises :class:`ratequeue.AcquireTimeout`); ``blocking=False`` makes
-    one attempt and returns False at once when no slot is free.
+    one attempt and returns False at once when no slot is free. ``key``
+    charges a keyed child as well (one limiter per key; see
+    :meth:`ratequeue.aio.Client.acquire`).
     """
 
     def __init__(self, resource: str, *, load: float = 1, priority: int = 10, lane: Optional[str] = None,
-                 timeout: Optional[float] = None, url: Optional[str] = None, api_key: Optional[str] = None,
-                 client: Optional[Union[Client, AsyncClient]] = None) -> None:
+                 timeout: Optional[float] = None, key: Optional[str] = None, url: Optional[str] = None,
+                 api_key: Optional[str] = None, client: Optional[Union[Client, AsyncClient]] = None) -> None:
         self.resource = resource
         self.load = load
         self.priority = priority
         self.lane = lane
         self.timeout = timeout
+        self.key = key
         self._sync, self._async = clients_for(url, api_key, client)
 
     def _kw(self, blocking: bool) -> dict:
         return dict(load=self.load, priority=self.priority, lane=self.lane,
-                    timeout=self.timeout if blocking else 0)
+                    timeout=self.timeout if blocking else 0, key=self.key)
 
     def acquire(self, *, blocking: bool = True) -> bool:
         try:
@@ -153,10 +156,15 @@ class RateQueueRunnable(Runnable):
     The lease is held during the call, so the resource's concurrency
     cap bounds calls in flight across all processes. ``batch`` runs
     ``invoke`` per input, each with its own lease.
+
+    ``key`` charges each call to a keyed child as well (see
+    :meth:`ratequeue.aio.Client.acquire`): a string, or a function of the
+    input returning the key or None.
     """
 
     def __init__(self, bound: Runnable, resource: str, *, estimate: Optional[Callable[[Any], float]] = None,
                  priority: int = 10, lane: Optional[str] = None, timeout: Optional[float] = None,
+                 key: Union[str, Callable[[Any], Optional[str]], None] = None,
                  url: Optional[str] = None, api_key: Optional[str] = None,
                  client: Optional[Union[Client, AsyncClient]] = None) -> None:
         self.bound = bound
@@ -165,6 +173,7 @@ class RateQueueRunnable(Runnable):
         self.priority = priority
         self.lane = lane
         self.timeout = timeout
+        self.key = key
         self._sync, self._async = clients_for(url, api_key, client)
 
     def _default_estimate(self, input: Any) -> float:
@@ -172,7 +181,8 @@ class RateQueueRunnable(Runnable):
         return estimate_tokens(input, output_tokens=max_tokens if isinstance(max_tokens, int) else 0)
 
     def _kw(self, input: Any) -> dict:
-        return dict(load=self.estimate(input), priority=self.priority, lane=self.lane, timeout=self.timeout)
+        return dict(load=self.estimate(input), priority=self.priority, lane=self.lane, timeout=self.timeout,
+                    key=self.key(input) if callable(self.key) else self.key)
 
     @property
     def InputType(self) -> Any:  # noqa: N802 - LangChain's name
