@@ -17,20 +17,24 @@ PUBLIC = [
     "AcquireTimeout",
     "Admin",
     "ApiKey",
+    "ChildStats",
     "Client",
     "ClientConfig",
     "DimensionFeedback",
     "InvalidRequest",
+    "KeyedChildTemplate",
     "LaneStats",
     "Lease",
     "Limit",
     "LimitStats",
+    "ParentStats",
     "PermissionDenied",
     "ProviderFeedback",
     "QueueFull",
     "RateQueueError",
     "Resource",
     "ResourceNotFound",
+    "ResourcePage",
     "ResourceStats",
     "Unauthenticated",
     "Unavailable",
@@ -43,20 +47,24 @@ AIO = [
     "Admin",
     "ApiKey",
     "AsyncAcquire",
+    "ChildStats",
     "Client",
     "ClientConfig",
     "DimensionFeedback",
     "InvalidRequest",
+    "KeyedChildTemplate",
     "LaneStats",
     "Lease",
     "Limit",
     "LimitStats",
+    "ParentStats",
     "PermissionDenied",
     "ProviderFeedback",
     "QueueFull",
     "RateQueueError",
     "Resource",
     "ResourceNotFound",
+    "ResourcePage",
     "ResourceStats",
     "Unauthenticated",
     "Unavailable",
@@ -102,11 +110,16 @@ def test_admin_sync_and_async_have_the_same_methods():
         assert not inspect.iscoroutinefunction(getattr(sync, name))
         assert inspect.iscoroutinefunction(getattr(aio, name))
         assert inspect.signature(getattr(sync, name)) == inspect.signature(getattr(aio, name))
-    for name in ("create_key", "list_keys"):
+    for name in ("create_key", "list_keys", "list_resources"):
         params = inspect.signature(getattr(sync, name)).parameters
         assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in params.items() if n != "self")
+    assert list(inspect.signature(sync.list_resources).parameters) == ["self", "page_size", "page_token", "parent"]
+    params = inspect.signature(sync.resource_stats).parameters
+    assert list(params) == ["self", "name", "children_limit"]
+    assert params["children_limit"].kind is inspect.Parameter.KEYWORD_ONLY
     # The shapes are the same classes in both modules.
-    for name in ("Resource", "Limit", "ResourceStats", "LaneStats", "LimitStats", "ApiKey"):
+    for name in ("Resource", "Limit", "ResourceStats", "LaneStats", "LimitStats", "ApiKey", "KeyedChildTemplate",
+                 "ChildStats", "ParentStats", "ResourcePage"):
         assert getattr(ratequeue, name) is getattr(ratequeue.aio, name)
 
 
@@ -172,15 +185,29 @@ def test_integration_module_names():
                                                   "parse_headers"]
     assert sorted(ratequeue.httpx.__all__) == ["AsyncRateQueueTransport", "RateQueueTransport", "default_estimate"]
     assert ratequeue.openai.__all__ == ratequeue.anthropic.__all__ == ["wrap"]
-    wrap_params = ["client", "resource", "estimate", "priority", "lane", "api_key", "url", "feedback"]
+    wrap_params = ["client", "resource", "estimate", "priority", "lane", "key", "api_key", "url", "feedback"]
     for wrap in (ratequeue.openai.wrap, ratequeue.anthropic.wrap):
         params = inspect.signature(wrap).parameters
         assert list(params) == wrap_params
         assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in wrap_params[2:])
     for cls in (ratequeue.httpx.RateQueueTransport, ratequeue.httpx.AsyncRateQueueTransport):
         params = inspect.signature(cls).parameters
-        assert list(params) == ["resource", "transport", "estimate", "priority", "lane", "api_key", "url", "client",
-                                "feedback"]
+        assert list(params) == ["resource", "transport", "estimate", "priority", "lane", "key", "api_key", "url",
+                                "client", "feedback"]
+
+
+def test_key_is_a_keyword_option_of_every_acquire():
+    """``key=`` (a keyed child's quota inside the resource) wherever an
+    acquire's options are taken, keyword-only."""
+    import ratequeue.langchain as lc
+
+    takers = [ratequeue.acquire, ratequeue.aio.acquire, ratequeue.limited, ratequeue.Client.acquire,
+              ratequeue.Client.acquire_lease, ratequeue.aio.Client.acquire, ratequeue.aio.Client.acquire_lease,
+              lc.RateQueueRateLimiter, lc.RateQueueRunnable]
+    for taker in takers:
+        params = inspect.signature(taker).parameters
+        assert params["key"].kind is inspect.Parameter.KEYWORD_ONLY, taker
+        assert params["key"].default is None, taker
 
 
 def test_langchain_names():

@@ -10,7 +10,8 @@ on :mod:`ratequeue.httpx`'s transports.
 
 from __future__ import annotations
 
-from ._admin import Admin, ApiKey, LaneStats, Limit, LimitStats, Resource, ResourceStats
+from ._admin import (Admin, ApiKey, ChildStats, KeyedChildTemplate, LaneStats, Limit, LimitStats, ParentStats,
+                     Resource, ResourcePage, ResourceStats)
 from ._client import Acquire, Client, Lease, acquire, limited
 from ._config import ClientConfig
 from .feedback import DimensionFeedback, ProviderFeedback
@@ -32,20 +33,24 @@ __all__ = [
     "AcquireTimeout",
     "Admin",
     "ApiKey",
+    "ChildStats",
     "Client",
     "ClientConfig",
     "DimensionFeedback",
     "InvalidRequest",
+    "KeyedChildTemplate",
     "LaneStats",
     "Lease",
     "Limit",
     "LimitStats",
+    "ParentStats",
     "PermissionDenied",
     "ProviderFeedback",
     "QueueFull",
     "RateQueueError",
     "Resource",
     "ResourceNotFound",
+    "ResourcePage",
     "ResourceStats",
     "Unauthenticated",
     "Unavailable",

@@ -1,5 +1,5 @@
-"""The admin clients: resources in the config file's shape, their
-statistics, and API keys.
+"""The admin clients: resources in the config file's shape (trees of
+them included), their statistics, and API keys.
 
 One implementation, ``_AdminCore``, runs on the process's ratequeue loop
 (``_runtime``) over the generated AdminService stubs; ``Admin`` (sync) and
@@ -17,7 +17,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 import grpc.aio
@@ -36,6 +36,7 @@ from ._session import _leader_hint
 #: file (``"500ms"``, ``"60s"``, ``"1.5m"``, ``"1h"``, ``"1d"``).
 DurationLike = Union[_dt.timedelta, float, int, str]
 ResourceLike = Union["Resource", Mapping[str, Any]]
+KeyedChildTemplateLike = Union["KeyedChildTemplate", Mapping[str, Any]]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -148,6 +149,32 @@ class Limit:
 
 
 @dataclass
+class KeyedChildTemplate:
+    """What each keyed child of a resource gets (its ``per_key``): an
+    acquire with ``key=K`` on resource R is charged to the child ``"R/K"``,
+    made from this template on first use, as well as to R.
+
+    Attributes:
+        limits: Each keyed child's own rate limits, its quota
+            (:class:`Limit`, or dicts of its fields). At most 16.
+        concurrency: The most leases each keyed child holds at once; 0
+            means no cap.
+        share: Each keyed child's share of the parent's grants while
+            several children wait, relative to its siblings, 1 to 1000;
+            0 means 1. A stored template has it filled in.
+    """
+
+    limits: List[Limit] = field(default_factory=list)
+    concurrency: int = 0
+    share: int = 0
+
+    def __post_init__(self) -> None:
+        self.limits = _limits("limits", self.limits)
+        self.concurrency = _count("concurrency", self.concurrency)
+        self.share = _count("share", self.share)
+
+
+@dataclass
 class Resource:
     """A shared budget and its limits, in the config file's shape.
 
@@ -178,6 +205,28 @@ class Resource:
         learn_limits: Whether a provider limit lower than a configured one
             becomes the limit's effective amount until the resource is put
             again; None means True.
+        parent: The resource this one is a child of: an acquire here is
+            granted only when it and every ancestor allow it, and is charged
+            at every level. ``"NAMESPACE@NAME"`` names a parent in another
+            namespace (it must list this namespace in ``children_from``).
+            None means a root. The parent must exist first; trees are at
+            most 4 levels deep.
+        share: This resource's share of its parent's grants while several
+            children wait, relative to its siblings, 1 to 1000; None means
+            1. A stored child has it filled in; a root has None.
+        per_key: The template of keyed children (:class:`KeyedChildTemplate`
+            or a dict of its fields): ``acquire(..., key=K)`` charges the
+            child ``"NAME/K"``, made on first use. A resource declared as
+            ``"NAME/K"`` with parent NAME overrides it for that key. None
+            means acquires with a key are refused.
+        per_key_idle: How long a keyed child back at full budget, with no
+            leases and no waiters, lives on before it is dropped; None means
+            10 minutes. Given like ``Limit.period``; filled in on a stored
+            resource with ``per_key``.
+        children_from: Namespaces whose admins may declare children of this
+            resource in their own namespace.
+        keyed: Output only (``put_resource`` ignores it): True on a child the
+            server made from its parent's ``per_key`` template.
     """
 
     name: str
@@ -189,12 +238,16 @@ class Resource:
     max_queue: Optional[int] = None
     cooldown: Optional[_dt.timedelta] = None
     learn_limits: Optional[bool] = None
+    parent: Optional[str] = None
+    share: Optional[int] = None
+    per_key: Optional[KeyedChildTemplate] = None
+    per_key_idle: Optional[_dt.timedelta] = None
+    children_from: List[str] = field(default_factory=list)
+    keyed: bool = False
 
     def __post_init__(self) -> None:
         self.name = _text("name", self.name)
-        if isinstance(self.limits, (str, bytes, Mapping)) or not isinstance(self.limits, Sequence):
-            raise _invalid("limits", f"must be a list, got {self.limits!r}")
-        self.limits = [_limit(i, limit) for i, limit in enumerate(self.limits)]
+        self.limits = _limits("limits", self.limits)
         self.concurrency = _count("concurrency", self.concurrency)
         if not isinstance(self.lanes, Mapping):
             raise _invalid("lanes", f"must be a mapping of lane names to weights, got {self.lanes!r}")
@@ -209,15 +262,43 @@ class Resource:
             self.cooldown = _timedelta("cooldown", self.cooldown)
         if self.learn_limits is not None and not isinstance(self.learn_limits, bool):
             raise _invalid("learn_limits", f"must be a bool, got {self.learn_limits!r}")
+        if self.parent is not None:
+            self.parent = _text("parent", self.parent)
+        if self.share is not None:
+            self.share = _count("share", self.share)
+        if self.per_key is not None:
+            self.per_key = _template(self.per_key)
+        if self.per_key_idle is not None:
+            self.per_key_idle = _timedelta("per_key_idle", self.per_key_idle)
+        if isinstance(self.children_from, (str, bytes, Mapping)) or not isinstance(self.children_from, Sequence):
+            raise _invalid("children_from", f"must be a list of namespaces, got {self.children_from!r}")
+        self.children_from = [_text(f"children_from[{i}]", ns) for i, ns in enumerate(self.children_from)]
+        if not isinstance(self.keyed, bool):
+            raise _invalid("keyed", f"must be a bool, got {self.keyed!r}")
 
 
-def _limit(i: int, value: Any) -> Limit:
-    with _within(f"limits[{i}]."):
+def _limits(field_name: str, value: Any) -> List[Limit]:
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise _invalid(field_name, f"must be a list, got {value!r}")
+    return [_limit(f"{field_name}[{i}]", limit) for i, limit in enumerate(value)]
+
+
+def _limit(field_name: str, value: Any) -> Limit:
+    with _within(f"{field_name}."):
         if isinstance(value, Limit):
             return dataclasses.replace(value)  # checks it again: it may have been changed since
         if isinstance(value, Mapping):
             return _from_mapping(Limit, value)
-    raise _invalid(f"limits[{i}]", f"must be a Limit or a mapping, got {value!r}")
+    raise _invalid(field_name, f"must be a Limit or a mapping, got {value!r}")
+
+
+def _template(value: Any) -> KeyedChildTemplate:
+    with _within("per_key."):
+        if isinstance(value, KeyedChildTemplate):
+            return dataclasses.replace(value)
+        if isinstance(value, Mapping):
+            return _from_mapping(KeyedChildTemplate, value)
+    raise _invalid("per_key", f"must be a KeyedChildTemplate or a mapping, got {value!r}")
 
 
 def _resource(value: Any) -> Resource:
@@ -273,6 +354,51 @@ class LimitStats:
 
 
 @dataclass(frozen=True)
+class ChildStats:
+    """One direct child's demand and grants, counted over its subtree.
+
+    Attributes:
+        name: The child's name (``"PARENT/KEY"`` for a keyed child).
+        share: The child's share of its parent's grants.
+        keyed: True for a child made from the parent's ``per_key`` template.
+        leases_in_flight: Leases held now in the child and its descendants.
+        queue_depth: Requests waiting now in the child and its descendants.
+        grants: Grants made in the child and its descendants since it was
+            created.
+        load_granted: Load granted in the child and its descendants since it
+            was created.
+    """
+
+    name: str
+    share: int
+    keyed: bool
+    leases_in_flight: int
+    queue_depth: int
+    grants: int
+    load_granted: float
+
+
+@dataclass(frozen=True)
+class ParentStats:
+    """The state of a resource's parent, as numbers.
+
+    Attributes:
+        name: The parent's name (``"NAMESPACE@NAME"`` when in another
+            namespace).
+        leases_in_flight: Leases held now under the parent, every child's
+            included.
+        queue_depth: Requests waiting now under the parent, every child's
+            included.
+        limits: Per limit use of the parent, in its limit order.
+    """
+
+    name: str
+    leases_in_flight: int
+    queue_depth: int
+    limits: Tuple[LimitStats, ...]
+
+
+@dataclass(frozen=True)
 class ResourceStats:
     """A resource's live state and counters.
 
@@ -294,6 +420,13 @@ class ResourceStats:
         paused_until: Until when the resource grants nothing after the
             provider refused a call (UTC); None when it is not paused.
         throttles: Calls the provider refused, as releases and reports said.
+        children: The direct children with the most demand (waiting, then
+            in flight, then granted), at most ``children_limit`` of them
+            (see ``resource_stats``). A tenant admin sees only its own
+            namespace's children.
+        children_count: How many direct children the resource has now,
+            keyed ones included.
+        parent: The parent's state; None for a root.
     """
 
     name: str
@@ -311,6 +444,23 @@ class ResourceStats:
     wait_max: _dt.timedelta
     paused_until: Optional[_dt.datetime] = None
     throttles: int = 0
+    children: Tuple[ChildStats, ...] = ()
+    children_count: int = 0
+    parent: Optional[ParentStats] = None
+
+
+class ResourcePage(List["Resource"]):
+    """What ``list_resources`` returns: a list of resources ordered by name,
+    plus ``next_page_token``, to pass as ``page_token`` for the next page:
+    empty (false) on the last page. It compares equal to a plain list of the
+    same resources."""
+
+    def __init__(self, resources: Iterable["Resource"] = (), next_page_token: str = "") -> None:
+        super().__init__(resources)
+        self.next_page_token = next_page_token
+
+    def __repr__(self) -> str:
+        return f"ResourcePage({list.__repr__(self)}, next_page_token={self.next_page_token!r})"
 
 
 @dataclass(frozen=True)
@@ -344,12 +494,16 @@ def _duration(td: _dt.timedelta) -> duration_pb2.Duration:
     return d
 
 
+def _limit_message(l: Limit) -> pb.Limit:
+    return pb.Limit(dimension=_DIMENSIONS[l.dimension], amount=l.amount, period=_duration(l.period), burst=l.burst,
+                    unit=l.unit)
+
+
 def _to_message(r: Resource) -> pb.Resource:
+    """The message for a checked resource (``keyed``, output only, stays out)."""
     msg = pb.Resource(
         name=r.name,
-        limits=[pb.Limit(dimension=_DIMENSIONS[l.dimension], amount=l.amount, period=_duration(l.period), burst=l.burst,
-                         unit=l.unit)
-                for l in r.limits],
+        limits=[_limit_message(l) for l in r.limits],
         concurrency=r.concurrency,
         lanes=[pb.Lane(name=lane, weight=weight) for lane, weight in r.lanes.items()],
         default_lane=r.default_lane or "",
@@ -361,6 +515,14 @@ def _to_message(r: Resource) -> pb.Resource:
         msg.cooldown.CopyFrom(_duration(r.cooldown))
     if r.learn_limits is not None:
         msg.learn_limits = r.learn_limits
+    msg.parent = r.parent or ""
+    msg.share = r.share or 0
+    if r.per_key is not None:
+        msg.per_key.CopyFrom(pb.KeyedChildTemplate(limits=[_limit_message(l) for l in r.per_key.limits],
+                                                   concurrency=r.per_key.concurrency, share=r.per_key.share))
+    if r.per_key_idle is not None:
+        msg.per_key_idle.CopyFrom(_duration(r.per_key_idle))
+    msg.children_from.extend(r.children_from)
     return msg
 
 
@@ -382,7 +544,20 @@ def _resource_of(m: pb.Resource) -> Resource:
         # Unset means 1 s and true.
         cooldown=m.cooldown.ToTimedelta() if m.HasField("cooldown") else _dt.timedelta(seconds=1),
         learn_limits=m.learn_limits if m.HasField("learn_limits") else True,
+        # The server fills share in on a child, and per_key_idle with per_key.
+        parent=m.parent or None,
+        share=m.share or None,
+        per_key=KeyedChildTemplate([_limit_of(l) for l in m.per_key.limits], m.per_key.concurrency, m.per_key.share)
+        if m.HasField("per_key") else None,
+        per_key_idle=m.per_key_idle.ToTimedelta() if m.HasField("per_key_idle") else None,
+        children_from=list(m.children_from),
+        keyed=m.keyed,
     )
+
+
+def _limit_stats_of(m: pb.LimitStats) -> LimitStats:
+    return LimitStats(_limit_of(m.limit), m.available, m.utilisation, m.used_last_period,
+                      m.learned_amount if m.HasField("learned_amount") else None)
 
 
 def _stats_of(m: pb.ResourceStats) -> ResourceStats:
@@ -390,8 +565,7 @@ def _stats_of(m: pb.ResourceStats) -> ResourceStats:
         name=m.name,
         leases_in_flight=m.leases_in_flight,
         lanes=tuple(LaneStats(l.name, l.weight, l.queue_depth, l.grants, l.load_granted) for l in m.lanes),
-        limits=tuple(LimitStats(_limit_of(l.limit), l.available, l.utilisation, l.used_last_period,
-                                l.learned_amount if l.HasField("learned_amount") else None) for l in m.limits),
+        limits=tuple(_limit_stats_of(l) for l in m.limits),
         grants=m.grants,
         rejections=m.rejections,
         timeouts=m.timeouts,
@@ -403,6 +577,11 @@ def _stats_of(m: pb.ResourceStats) -> ResourceStats:
         wait_max=m.wait_max.ToTimedelta(),
         paused_until=m.paused_until.ToDatetime(tzinfo=_dt.timezone.utc) if m.HasField("paused_until") else None,
         throttles=m.throttles,
+        children=tuple(ChildStats(c.name, c.share, c.keyed, c.leases_in_flight, c.queue_depth, c.grants,
+                                  c.load_granted) for c in m.children),
+        children_count=m.children_count,
+        parent=ParentStats(m.parent.name, m.parent.leases_in_flight, m.parent.queue_depth,
+                           tuple(_limit_stats_of(l) for l in m.parent.limits)) if m.HasField("parent") else None,
     )
 
 
@@ -474,14 +653,20 @@ class _AdminCore:
     async def get_resource(self, name: str) -> Resource:
         return _resource_of((await self.call("GetResource", pb.GetResourceRequest(name=name))).resource)
 
-    async def list_resources(self) -> List[Resource]:
-        return [_resource_of(r) for r in (await self.call("ListResources", pb.ListResourcesRequest())).resources]
+    async def list_resources(self, page_size: Optional[int], page_token: Optional[str],
+                             parent: Optional[str]) -> ResourcePage:
+        req = pb.ListResourcesRequest(page_size=_count("page_size", page_size or 0),
+                                      page_token=_text("page_token", page_token or ""),
+                                      parent=_text("parent", parent or ""))
+        resp = await self.call("ListResources", req)
+        return ResourcePage([_resource_of(r) for r in resp.resources], resp.next_page_token)
 
     async def delete_resource(self, name: str) -> None:
         await self.call("DeleteResource", pb.DeleteResourceRequest(name=name))
 
-    async def resource_stats(self, name: str) -> ResourceStats:
-        return _stats_of((await self.call("GetResourceStats", pb.GetResourceStatsRequest(name=name))).stats)
+    async def resource_stats(self, name: str, children_limit: Optional[int]) -> ResourceStats:
+        req = pb.GetResourceStatsRequest(name=name, children_limit=_count("children_limit", children_limit or 0))
+        return _stats_of((await self.call("GetResourceStats", req)).stats)
 
     async def create_key(self, role: str, namespace: Optional[str], description: str) -> ApiKey:
         if role not in _ROLES:
@@ -543,18 +728,37 @@ class AsyncAdmin:
         """One resource as stored; raises :class:`ResourceNotFound` if there is none."""
         return await _runtime.run_async(lambda: self._core.get_resource(name))
 
-    async def list_resources(self) -> List[Resource]:
-        """Every resource of the namespace, ordered by name."""
-        return await _runtime.run_async(self._core.list_resources)
+    async def list_resources(self, *, page_size: Optional[int] = None, page_token: Optional[str] = None,
+                             parent: Optional[str] = None) -> ResourcePage:
+        """Resources ordered by name, as a :class:`ResourcePage` (a list).
+
+        Without arguments: every resource declared in the namespace, in one
+        page (keyed children are listed only through their parent).
+        ``parent`` lists that resource's direct children instead, keyed ones
+        included. ``page_size`` (at most 1000) asks for pages: pass each
+        page's ``next_page_token`` as ``page_token`` for the next one, until
+        it is empty::
+
+            page = await admin.list_resources(parent="openai-gpt4", page_size=100)
+            while True:
+                ...  # use page
+                if not page.next_page_token:
+                    break
+                page = await admin.list_resources(parent="openai-gpt4", page_size=100,
+                                                  page_token=page.next_page_token)
+        """
+        return await _runtime.run_async(lambda: self._core.list_resources(page_size, page_token, parent))
 
     async def delete_resource(self, name: str) -> None:
         """Deletes a resource: its waiting acquires fail with
         :class:`ResourceNotFound` and its leases end."""
         await _runtime.run_async(lambda: self._core.delete_resource(name))
 
-    async def resource_stats(self, name: str) -> ResourceStats:
-        """A resource's live state and counters."""
-        return await _runtime.run_async(lambda: self._core.resource_stats(name))
+    async def resource_stats(self, name: str, *, children_limit: Optional[int] = None) -> ResourceStats:
+        """A resource's live state and counters, with its busiest direct
+        children (at most ``children_limit``, up to 1000; None means 20) and
+        its parent's state."""
+        return await _runtime.run_async(lambda: self._core.resource_stats(name, children_limit))
 
     async def create_key(self, *, role: str, namespace: Optional[str] = None, description: str = "") -> ApiKey:
         """Makes an API key (``role``: ``"worker"``, ``"admin"`` or
@@ -610,17 +814,18 @@ class Admin:
         """See :meth:`ratequeue.aio.Admin.get_resource`."""
         return self._run(lambda: self._core.get_resource(name))
 
-    def list_resources(self) -> List[Resource]:
+    def list_resources(self, *, page_size: Optional[int] = None, page_token: Optional[str] = None,
+                       parent: Optional[str] = None) -> ResourcePage:
         """See :meth:`ratequeue.aio.Admin.list_resources`."""
-        return self._run(self._core.list_resources)
+        return self._run(lambda: self._core.list_resources(page_size, page_token, parent))
 
     def delete_resource(self, name: str) -> None:
         """See :meth:`ratequeue.aio.Admin.delete_resource`."""
         self._run(lambda: self._core.delete_resource(name))
 
-    def resource_stats(self, name: str) -> ResourceStats:
+    def resource_stats(self, name: str, *, children_limit: Optional[int] = None) -> ResourceStats:
         """See :meth:`ratequeue.aio.Admin.resource_stats`."""
-        return self._run(lambda: self._core.resource_stats(name))
+        return self._run(lambda: self._core.resource_stats(name, children_limit))
 
     def create_key(self, *, role: str, namespace: Optional[str] = None, description: str = "") -> ApiKey:
         """See :meth:`ratequeue.aio.Admin.create_key`."""

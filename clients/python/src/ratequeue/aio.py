@@ -15,7 +15,8 @@
 
 from __future__ import annotations
 
-from ._admin import ApiKey, LaneStats, Limit, LimitStats, Resource, ResourceStats
+from ._admin import (ApiKey, ChildStats, KeyedChildTemplate, LaneStats, Limit, LimitStats, ParentStats, Resource,
+                     ResourcePage, ResourceStats)
 from ._admin import AsyncAdmin as Admin
 from ._client import AsyncAcquire, AsyncClient as Client
 from ._client import AsyncLease as Lease
@@ -39,20 +40,24 @@ __all__ = [
     "Admin",
     "ApiKey",
     "AsyncAcquire",
+    "ChildStats",
     "Client",
     "ClientConfig",
     "DimensionFeedback",
     "InvalidRequest",
+    "KeyedChildTemplate",
     "LaneStats",
     "Lease",
     "Limit",
     "LimitStats",
+    "ParentStats",
     "PermissionDenied",
     "ProviderFeedback",
     "QueueFull",
     "RateQueueError",
     "Resource",
     "ResourceNotFound",
+    "ResourcePage",
     "ResourceStats",
     "Unauthenticated",
     "Unavailable",
