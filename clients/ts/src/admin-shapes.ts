@@ -10,6 +10,7 @@ import {
   LimitSchema,
   type ApiKey as ApiKeyMessage,
   type Limit as LimitMessage,
+  type LimitStats as LimitStatsMessage,
   type Resource as ResourceMessage,
   type ResourceSchema,
   type ResourceStats as ResourceStatsMessage,
@@ -71,6 +72,46 @@ export interface ResourceConfig {
   cooldown?: DurationInput;
   /** Whether a provider limit lower than a configured one becomes the limit's effective amount. Absent: true. */
   learnLimits?: boolean;
+  /**
+   * The resource this one is a child of: an acquire here is granted only
+   * when this resource and every ancestor allow it at the same moment, and
+   * counts at every level. The parent must exist first (`NOT_FOUND`
+   * otherwise); a tree is at most 4 levels deep. A parent in another
+   * namespace is `"NAMESPACE@NAME"` and must list this namespace in its
+   * `childrenFrom`. `"NAME/KEY"` with parent `NAME` overrides NAME's
+   * `perKey` template for that key. Absent: a root.
+   */
+  parent?: string;
+  /** This child's share of its parent's grants while several children wait, relative to its siblings, 1 to 1000. Absent or 0: 1. */
+  share?: number;
+  /**
+   * The template of keyed children: an acquire with a `key` is charged to
+   * the child `"NAME/KEY"`, made from this template on first use (with this
+   * resource's lanes, lease TTL, queue size and cooldown). Absent: acquires
+   * with a key fail with `INVALID_ARGUMENT`.
+   */
+  perKey?: KeyedChildConfig;
+  /** A keyed child back at full budget, with no leases and no waiters, is dropped after this long, 100 ms to 7 days. Absent: 10 min. */
+  perKeyIdle?: DurationInput;
+  /** Namespaces whose admins may declare children of this resource in their own namespace. */
+  childrenFrom?: string[];
+}
+
+/** What each keyed child of a resource gets: its own quota inside the resource's limits. */
+export interface KeyedChildConfig {
+  /** Each keyed child's own rate limits. At most 16. */
+  limits?: LimitConfig[];
+  /** The most leases each keyed child holds at once. Absent or 0: no cap. */
+  concurrency?: number;
+  /** Each keyed child's share of the resource's grants, 1 to 1000. Absent or 0: 1. */
+  share?: number;
+}
+
+/** A keyed child template as stored: every default filled in. */
+export interface StoredKeyedChild extends KeyedChildConfig {
+  limits: StoredLimit[];
+  concurrency: number;
+  share: number;
 }
 
 /** A limit as stored: the burst filled in, the period a canonical string. */
@@ -82,6 +123,10 @@ export interface StoredLimit extends LimitConfig {
 /**
  * A resource as the server stores it: every default filled in, durations as
  * canonical strings. Passing it back to putResource stores the same resource.
+ * As in the config file, the tree's fields are there only where they say
+ * something: `parent` and `share` on a child, `perKey` and `perKeyIdle` with
+ * a template, `childrenFrom` when it names a namespace, `keyed` on a keyed
+ * child.
  */
 export interface StoredResource extends ResourceConfig {
   limits: StoredLimit[];
@@ -92,6 +137,10 @@ export interface StoredResource extends ResourceConfig {
   maxQueue: number;
   cooldown: string;
   learnLimits: boolean;
+  perKey?: StoredKeyedChild;
+  perKeyIdle?: string;
+  /** Output only: true on a child the server made from its parent's `perKey` template. putResource ignores it. */
+  keyed?: boolean;
 }
 
 /** One lane's live state and counters. */
@@ -145,6 +194,43 @@ export interface ResourceStats {
   pausedUntil?: Date;
   /** Calls the provider refused (throttled feedback from releases and reports). */
   throttles: number;
+  /**
+   * The direct children with the most demand (waiting, then in flight, then
+   * granted), at most getResourceStats' `childrenLimit` of them (default
+   * 20). A tenant admin sees only its own namespace's children.
+   */
+  children: ChildStats[];
+  /** How many direct children the resource has now, keyed ones included. */
+  childrenCount: number;
+  /** The parent's state; absent on a root. */
+  parent?: ParentStats;
+}
+
+/** One child's demand and grants, its descendants' included. */
+export interface ChildStats {
+  name: string;
+  /** Its share of the parent's grants. */
+  share: number;
+  /** True for a child made from the parent's `perKey` template. */
+  keyed: boolean;
+  leasesInFlight: number;
+  queueDepth: number;
+  /** Grants since the child was created. */
+  grants: number;
+  /** Load granted since the child was created. */
+  loadGranted: number;
+}
+
+/** A resource's parent, as numbers. */
+export interface ParentStats {
+  /** The parent's name (`"NAMESPACE@NAME"` when in another namespace). */
+  name: string;
+  /** Leases held now under the parent, every child's included. */
+  leasesInFlight: number;
+  /** Requests waiting now under the parent, every child's included. */
+  queueDepth: number;
+  /** In the parent's limit order. */
+  limits: LimitStats[];
 }
 
 /** An API key's role by name. */
@@ -171,7 +257,25 @@ export function roleName(role: ApiKeyRole): ApiKeyRoleName | "unspecified" {
 const invalid = (field: string, rule: string) => new RateQueueError("INVALID_ARGUMENT", `${field}: ${rule}`);
 const shown = (value: unknown) => (typeof value === "string" ? `'${value}'` : typeof value === "bigint" ? `${value}n` : JSON.stringify(value) ?? String(value));
 
-const resourceKeys = ["name", "limits", "concurrency", "lanes", "defaultLane", "leaseTtl", "maxQueue", "cooldown", "learnLimits"] as const;
+// `keyed` is output only: accepted so that a stored resource can be put back, and not sent.
+const resourceKeys = [
+  "name",
+  "limits",
+  "concurrency",
+  "lanes",
+  "defaultLane",
+  "leaseTtl",
+  "maxQueue",
+  "cooldown",
+  "learnLimits",
+  "parent",
+  "share",
+  "perKey",
+  "perKeyIdle",
+  "childrenFrom",
+  "keyed",
+] as const;
+const keyedChildKeys = ["limits", "concurrency", "share"] as const;
 const limitKeys = ["dimension", "amount", "period", "burst", "unit"] as const;
 const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 /** Beyond this many ms a duration no longer fits its message exactly (the server allows at most 366 days). */
@@ -203,7 +307,7 @@ function text(field: string, value: unknown): string {
 }
 
 /** An unsigned 32-bit integer, which is all its message field can hold; the server checks the range. */
-function count(field: string, value: unknown): number {
+export function count(field: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
     throw invalid(field, `must be an integer of at least 0, got ${shown(value)}`);
   }
@@ -231,27 +335,34 @@ function durationOf(ms: number): MessageInitShape<typeof DurationSchema> {
   return { seconds: BigInt(seconds), nanos: Math.round((ms - seconds * 1000) * 1e6) };
 }
 
+function limitsToMessage(field: string, value: unknown): MessageInitShape<typeof LimitSchema>[] {
+  const limits = value ?? [];
+  if (!Array.isArray(limits)) throw invalid(field, "must be an array");
+  return limits.map((raw, i) => {
+    const at = `${field}[${i}]`;
+    const l = record(at, raw, limitKeys);
+    const dimension = l.dimension === "requests" ? Dimension.REQUESTS : l.dimension === "load" ? Dimension.LOAD : undefined;
+    if (dimension === undefined) throw invalid(`${at}.dimension`, `must be 'requests' or 'load', got ${shown(l.dimension)}`);
+    if (l.period === undefined) throw invalid(`${at}.period`, "is required");
+    return {
+      dimension,
+      amount: number(`${at}.amount`, l.amount),
+      period: durationOf(parseDuration(`${at}.period`, l.period)),
+      burst: l.burst === undefined ? 0 : number(`${at}.burst`, l.burst),
+      unit: l.unit === undefined ? "" : text(`${at}.unit`, l.unit),
+    };
+  });
+}
+
 /** The PutResource message of a config-shaped resource; refuses what it cannot encode. */
 export function resourceToMessage(resource: ResourceConfig): MessageInitShape<typeof ResourceSchema> {
   const r = record("resource", resource, resourceKeys);
-  const limits = r.limits ?? [];
-  if (!Array.isArray(limits)) throw invalid("resource.limits", "must be an array");
+  const perKey = r.perKey === undefined ? undefined : record("resource.perKey", r.perKey, keyedChildKeys);
+  const childrenFrom = r.childrenFrom ?? [];
+  if (!Array.isArray(childrenFrom)) throw invalid("resource.childrenFrom", "must be an array");
   return {
     name: text("resource.name", r.name),
-    limits: limits.map((raw, i) => {
-      const field = `resource.limits[${i}]`;
-      const l = record(field, raw, limitKeys);
-      const dimension = l.dimension === "requests" ? Dimension.REQUESTS : l.dimension === "load" ? Dimension.LOAD : undefined;
-      if (dimension === undefined) throw invalid(`${field}.dimension`, `must be 'requests' or 'load', got ${shown(l.dimension)}`);
-      if (l.period === undefined) throw invalid(`${field}.period`, "is required");
-      return {
-        dimension,
-        amount: number(`${field}.amount`, l.amount),
-        period: durationOf(parseDuration(`${field}.period`, l.period)),
-        burst: l.burst === undefined ? 0 : number(`${field}.burst`, l.burst),
-        unit: l.unit === undefined ? "" : text(`${field}.unit`, l.unit),
-      };
-    }),
+    limits: limitsToMessage("resource.limits", r.limits),
     concurrency: r.concurrency === undefined ? 0 : count("resource.concurrency", r.concurrency),
     lanes: Object.entries(record("resource.lanes", r.lanes ?? {})).map(([name, weight]) => ({ name, weight: count(`resource.lanes.${name}`, weight) })),
     defaultLane: r.defaultLane === undefined ? "" : text("resource.defaultLane", r.defaultLane),
@@ -259,6 +370,15 @@ export function resourceToMessage(resource: ResourceConfig): MessageInitShape<ty
     maxQueue: r.maxQueue === undefined ? 0 : count("resource.maxQueue", r.maxQueue),
     cooldown: r.cooldown === undefined ? undefined : durationOf(parseDuration("resource.cooldown", r.cooldown)),
     learnLimits: r.learnLimits === undefined ? undefined : flag("resource.learnLimits", r.learnLimits),
+    parent: r.parent === undefined ? "" : text("resource.parent", r.parent),
+    share: r.share === undefined ? 0 : count("resource.share", r.share),
+    perKey: perKey && {
+      limits: limitsToMessage("resource.perKey.limits", perKey.limits),
+      concurrency: perKey.concurrency === undefined ? 0 : count("resource.perKey.concurrency", perKey.concurrency),
+      share: perKey.share === undefined ? 0 : count("resource.perKey.share", perKey.share),
+    },
+    perKeyIdle: r.perKeyIdle === undefined ? undefined : durationOf(parseDuration("resource.perKeyIdle", r.perKeyIdle)),
+    childrenFrom: childrenFrom.map((ns, i) => text(`resource.childrenFrom[${i}]`, ns)),
   };
 }
 
@@ -276,6 +396,7 @@ function limitFromMessage(l: LimitMessage): StoredLimit {
 
 /** A stored Resource message in the config file's shape. */
 export function resourceFromMessage(m: ResourceMessage): StoredResource {
+  const perKey = m.perKey;
   return {
     name: m.name,
     limits: m.limits.map(limitFromMessage),
@@ -286,6 +407,23 @@ export function resourceFromMessage(m: ResourceMessage): StoredResource {
     maxQueue: m.maxQueue,
     cooldown: formatted(m.cooldown, 1000), // unset means 1 s
     learnLimits: m.learnLimits ?? true,
+    ...(m.parent !== "" && { parent: m.parent, share: m.share || 1 }), // a share of 0 means 1
+    ...(perKey !== undefined && {
+      perKey: { limits: perKey.limits.map(limitFromMessage), concurrency: perKey.concurrency, share: perKey.share || 1 },
+      perKeyIdle: formatted(m.perKeyIdle, 600_000), // unset means 10 min
+    }),
+    ...(m.childrenFrom.length > 0 && { childrenFrom: [...m.childrenFrom] }),
+    ...(m.keyed && { keyed: true }),
+  };
+}
+
+function limitStatsFromMessage(l: LimitStatsMessage): LimitStats {
+  return {
+    limit: limitFromMessage(l.limit ?? create(LimitSchema)), // the server always sets it
+    available: l.available,
+    utilisation: l.utilisation,
+    usedLastPeriod: l.usedLastPeriod,
+    ...(l.learnedAmount !== undefined && { learnedAmount: l.learnedAmount }),
   };
 }
 
@@ -296,13 +434,7 @@ export function statsFromMessage(m: ResourceStatsMessage): ResourceStats {
     name: m.name,
     leasesInFlight: m.leasesInFlight,
     lanes: m.lanes.map((l) => ({ name: l.name, weight: l.weight, queueDepth: l.queueDepth, grants: Number(l.grants), loadGranted: l.loadGranted })),
-    limits: m.limits.map((l) => ({
-      limit: limitFromMessage(l.limit ?? create(LimitSchema)), // the server always sets it
-      available: l.available,
-      utilisation: l.utilisation,
-      usedLastPeriod: l.usedLastPeriod,
-      ...(l.learnedAmount !== undefined && { learnedAmount: l.learnedAmount }),
-    })),
+    limits: m.limits.map(limitStatsFromMessage),
     grants: Number(m.grants),
     rejections: Number(m.rejections),
     timeouts: Number(m.timeouts),
@@ -314,6 +446,19 @@ export function statsFromMessage(m: ResourceStatsMessage): ResourceStats {
     waitMaxMs: ms(m.waitMax),
     ...(m.pausedUntil !== undefined && { pausedUntil: timestampDate(m.pausedUntil) }),
     throttles: Number(m.throttles),
+    children: m.children.map((c) => ({
+      name: c.name,
+      share: c.share,
+      keyed: c.keyed,
+      leasesInFlight: c.leasesInFlight,
+      queueDepth: c.queueDepth,
+      grants: Number(c.grants),
+      loadGranted: c.loadGranted,
+    })),
+    childrenCount: m.childrenCount,
+    ...(m.parent !== undefined && {
+      parent: { name: m.parent.name, leasesInFlight: m.parent.leasesInFlight, queueDepth: m.parent.queueDepth, limits: m.parent.limits.map(limitStatsFromMessage) },
+    }),
   };
 }
 

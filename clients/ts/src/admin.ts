@@ -25,6 +25,7 @@ import {
 } from "@ratequeue/proto";
 import {
   apiKeyFromMessage,
+  count,
   resourceFromMessage,
   resourceToMessage,
   roleValues,
@@ -56,12 +57,29 @@ export interface AdminClient {
   putResource(resource: ResourceConfig): Promise<{ resource: StoredResource; created: boolean }>;
   /** One resource as stored; `NOT_FOUND` if there is none by that name. */
   getResource(name: string): Promise<StoredResource>;
-  /** Every resource of the caller's namespace, ordered by name. */
+  /** Every declared resource of the caller's namespace, ordered by name (keyed children are listed with their parent, below). */
   listResources(): Promise<StoredResource[]>;
-  /** Deletes a resource: its waiting acquires fail with `NOT_FOUND` and its leases end. */
+  /**
+   * A page of resources, ordered by name, and the token of the next page
+   * (empty after the last one): pass it as the next call's `pageToken`,
+   * with the same `pageSize` and `parent`. With `parent`, the direct
+   * children of that resource, keyed ones included.
+   */
+  listResources(options: ListResourcesOptions): Promise<ResourcePage>;
+  /**
+   * Every resource listResources(options) pages through, fetched a page at
+   * a time as the loop asks for more (`pageSize` default 1000):
+   * `for await (const child of admin.iterateResources({ parent: "openai-gpt4" }))`.
+   */
+  iterateResources(options?: Omit<ListResourcesOptions, "pageToken">): AsyncIterableIterator<StoredResource>;
+  /**
+   * Deletes a resource: its waiting acquires fail with `NOT_FOUND` and its
+   * leases end. A resource with declared children fails with
+   * `FAILED_PRECONDITION`: delete the children first.
+   */
   deleteResource(name: string): Promise<void>;
-  /** A resource's live state and counters. */
-  getResourceStats(name: string): Promise<ResourceStats>;
+  /** A resource's live state and counters, with its busiest children (`childrenLimit`, default 20, at most 1000) and its parent's state. */
+  getResourceStats(name: string, options?: ResourceStatsOptions): Promise<ResourceStats>;
   /** Makes an API key; `key` is its secret, shown only here. Default namespace: the caller's. */
   createApiKey(options: { namespace?: string; role: ApiKeyRoleName; description?: string }): Promise<{ key: string; apiKey: ApiKey }>;
   /** Keys without secrets; every namespace the caller may see unless one is named. */
@@ -79,12 +97,40 @@ export interface AdminClient {
   close(): void;
 }
 
+/** Which page of resources listResources returns. */
+export interface ListResourcesOptions {
+  /**
+   * The most resources in the page, at most 1000. Absent or 0: every
+   * declared resource in one page; with `parent`, at most 1000 children.
+   */
+  pageSize?: number;
+  /** The `nextPageToken` of the previous page; absent or empty for the first page. */
+  pageToken?: string;
+  /** List the direct children of this resource, keyed children included. Absent: the declared resources of the namespace. */
+  parent?: string;
+}
+
+/** A page of listResources. */
+export interface ResourcePage {
+  /** Ordered by name. */
+  resources: StoredResource[];
+  /** Pass as `pageToken` for the next page; empty on the last page. */
+  nextPageToken: string;
+}
+
+/** What getResourceStats describes besides the resource itself. */
+export interface ResourceStatsOptions {
+  /** The most children in `children`, the busiest first, at most 1000. Absent or 0: 20. */
+  childrenLimit?: number;
+}
+
 /** The admin calls whose shapes differ, with the protobuf messages as they are on the wire. */
 export interface RawAdminClient {
   putResource(resource: MessageInitShape<typeof ResourceSchema>): Promise<{ resource: ResourceMessage; created: boolean }>;
   getResource(name: string): Promise<ResourceMessage>;
   listResources(): Promise<ResourceMessage[]>;
-  getResourceStats(name: string): Promise<ResourceStatsMessage>;
+  listResources(options: ListResourcesOptions): Promise<{ resources: ResourceMessage[]; nextPageToken: string }>;
+  getResourceStats(name: string, options?: ResourceStatsOptions): Promise<ResourceStatsMessage>;
   createApiKey(options: { namespace?: string; role: ApiKeyRoleName; description?: string }): Promise<{ key: string; apiKey: ApiKeyMessage }>;
   listApiKeys(namespace?: string): Promise<ApiKeyMessage[]>;
 }
@@ -118,11 +164,18 @@ export function createAdminClient(options: ClientOptions = {}): AdminClient {
     async getResource(name) {
       return (await call("getResource", create(GetResourceRequestSchema, { name }))).resource!;
     },
-    async listResources() {
-      return (await call("listResources", create(ListResourcesRequestSchema, {}))).resources;
-    },
-    async getResourceStats(name) {
-      return (await call("getResourceStats", create(GetResourceStatsRequestSchema, { name }))).stats!;
+    listResources: (async (options?: ListResourcesOptions) => {
+      const request = create(ListResourcesRequestSchema, {
+        pageSize: options?.pageSize === undefined ? 0 : count("pageSize", options.pageSize),
+        pageToken: options?.pageToken ?? "",
+        parent: options?.parent ?? "",
+      });
+      const { resources, nextPageToken } = await call("listResources", request);
+      return options === undefined ? resources : { resources, nextPageToken };
+    }) as RawAdminClient["listResources"],
+    async getResourceStats(name, options) {
+      const childrenLimit = options?.childrenLimit === undefined ? 0 : count("childrenLimit", options.childrenLimit);
+      return (await call("getResourceStats", create(GetResourceStatsRequestSchema, { name, childrenLimit }))).stats!;
     },
     async createApiKey({ namespace, role, description }) {
       const value = roleValues[role];
@@ -142,11 +195,23 @@ export function createAdminClient(options: ClientOptions = {}): AdminClient {
       return { resource: resourceFromMessage(put.resource), created: put.created };
     },
     getResource: async (name) => resourceFromMessage(await raw.getResource(name)),
-    listResources: async () => (await raw.listResources()).map(resourceFromMessage),
+    listResources: (async (options?: ListResourcesOptions) => {
+      if (options === undefined) return (await raw.listResources()).map(resourceFromMessage);
+      const page = await raw.listResources(options);
+      return { resources: page.resources.map(resourceFromMessage), nextPageToken: page.nextPageToken };
+    }) as AdminClient["listResources"],
+    async *iterateResources(options = {}) {
+      let pageToken = "";
+      do {
+        const page = await raw.listResources({ pageSize: 1000, ...options, pageToken });
+        yield* page.resources.map(resourceFromMessage);
+        pageToken = page.nextPageToken;
+      } while (pageToken !== "");
+    },
     async deleteResource(name) {
       await call("deleteResource", create(DeleteResourceRequestSchema, { name }));
     },
-    getResourceStats: async (name) => statsFromMessage(await raw.getResourceStats(name)),
+    getResourceStats: async (name, options) => statsFromMessage(await raw.getResourceStats(name, options)),
     async createApiKey(options) {
       const { key, apiKey } = await raw.createApiKey(options);
       return { key, apiKey: apiKeyFromMessage(apiKey) };

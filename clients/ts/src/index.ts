@@ -7,17 +7,21 @@ export type { DimensionFeedback, HeadersInput, ProviderFeedback } from "./feedba
 export { estimateTokens, wrapFetch } from "./wrap-fetch.js";
 export type { FetchFunction, WrapFetchOptions } from "./wrap-fetch.js";
 export { createAdminClient } from "./admin.js";
-export type { AdminClient, RawAdminClient } from "./admin.js";
+export type { AdminClient, ListResourcesOptions, RawAdminClient, ResourcePage, ResourceStatsOptions } from "./admin.js";
 export { roleName } from "./admin-shapes.js";
 export type {
   ApiKey,
   ApiKeyRoleName,
+  ChildStats,
   DurationInput,
+  KeyedChildConfig,
   LaneStats,
   LimitConfig,
   LimitStats,
+  ParentStats,
   ResourceConfig,
   ResourceStats,
+  StoredKeyedChild,
   StoredLimit,
   StoredResource,
 } from "./admin-shapes.js";
