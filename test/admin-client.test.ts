@@ -197,3 +197,157 @@ describe("bad input: INVALID_ARGUMENT naming the field, and nothing stored", () 
     expect((await failure(admin.getResource("refused"))).code).toBe("NOT_FOUND");
   });
 });
+
+describe("resource trees", () => {
+  const storedDefaults = { lanes: { default: 1 }, defaultLane: "default", leaseTtl: "30s", maxQueue: 10_000, cooldown: "1s", learnLimits: true };
+
+  test("a parent with a per_key template and a declared child round-trip in the config file's shape", async () => {
+    const parent: ResourceConfig = {
+      name: "tree-gpt",
+      limits: [{ dimension: "requests", amount: 500, period: "60s", burst: 20 }],
+      concurrency: 16,
+      perKey: { limits: [{ dimension: "requests", amount: 60, period: "1m", burst: 5 }], concurrency: 4 },
+      perKeyIdle: "10m",
+      childrenFrom: ["team-a"],
+    };
+    const storedParent = {
+      name: "tree-gpt",
+      limits: [{ dimension: "requests", amount: 500, period: "60s", burst: 20 }],
+      concurrency: 16,
+      ...storedDefaults,
+      perKey: { limits: [{ dimension: "requests", amount: 60, period: "60s", burst: 5 }], concurrency: 4, share: 1 },
+      perKeyIdle: "600s",
+      childrenFrom: ["team-a"],
+    };
+    const child: ResourceConfig = { name: "tree-gpt/enterprise-42", parent: "tree-gpt", share: 4, limits: [{ dimension: "requests", amount: 200, period: "60s" }] };
+    const storedChild = {
+      name: "tree-gpt/enterprise-42",
+      limits: [{ dimension: "requests", amount: 200, period: "60s", burst: 200 }],
+      concurrency: 0,
+      ...storedDefaults,
+      parent: "tree-gpt",
+      share: 4,
+    };
+    // The parent must exist first.
+    expect((await failure(admin.putResource(child))).code).toBe("NOT_FOUND");
+    expect(await admin.putResource(parent)).toEqual({ resource: storedParent, created: true });
+    expect(await admin.putResource(child)).toEqual({ resource: storedChild, created: true });
+    for (const stored of [storedParent, storedChild]) {
+      expect(await admin.getResource(stored.name)).toEqual(stored);
+      expect(await admin.putResource(await admin.getResource(stored.name))).toEqual({ resource: stored, created: false });
+    }
+    // A parent with declared children stays until they are gone.
+    expect((await failure(admin.deleteResource("tree-gpt"))).code).toBe("FAILED_PRECONDITION");
+    await admin.deleteResource("tree-gpt/enterprise-42");
+    await admin.deleteResource("tree-gpt");
+  });
+
+  test("a keyed child is made on the first acquire with its key, from the template, and is listed with its parent", async () => {
+    await admin.putResource({ name: "tree-keyed", concurrency: 10, perKey: { limits: [{ dimension: "load", amount: 1000, period: "1h" }], concurrency: 2, share: 3 } });
+    await admin.putResource({ name: "tree-keyed/vip", parent: "tree-keyed", share: 5 });
+    const client = createClient({ url: server.url, apiKey: rootKey });
+    try {
+      const lease = await client.acquire("tree-keyed", { key: "alice", load: 10 });
+      expect(lease.resource).toBe("tree-keyed/alice");
+      const { resources, nextPageToken } = await admin.listResources({ parent: "tree-keyed" });
+      expect(nextPageToken).toBe("");
+      expect(resources).toEqual([
+        {
+          name: "tree-keyed/alice",
+          limits: [{ dimension: "load", amount: 1000, period: "3600s", burst: 1000 }],
+          concurrency: 2,
+          ...storedDefaults,
+          parent: "tree-keyed",
+          share: 3,
+          keyed: true,
+        },
+        await admin.getResource("tree-keyed/vip"),
+      ]);
+      // Without a parent: the declared resources only.
+      const declared = (await admin.listResources()).map((r) => r.name).filter((n) => n.startsWith("tree-keyed"));
+      expect(declared).toEqual(["tree-keyed", "tree-keyed/vip"]);
+      await lease.release();
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("children come a page at a time in name order; iterateResources walks every page", async () => {
+    await admin.putResource({ name: "tree-pages" });
+    for (const n of [3, 1, 5, 2, 4]) await admin.putResource({ name: `tree-pages/c${n}`, parent: "tree-pages" });
+    const pages: string[][] = [];
+    let pageToken = "";
+    do {
+      const page = await admin.listResources({ parent: "tree-pages", pageSize: 2, pageToken });
+      pages.push(page.resources.map((r) => r.name));
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+    expect(pages).toEqual([
+      ["tree-pages/c1", "tree-pages/c2"],
+      ["tree-pages/c3", "tree-pages/c4"],
+      ["tree-pages/c5"],
+    ]);
+    const walked: string[] = [];
+    for await (const r of admin.iterateResources({ parent: "tree-pages", pageSize: 2 })) walked.push(r.name);
+    expect(walked).toEqual(pages.flat());
+    // A token the server did not give is refused, naming the field.
+    expect(await failure(admin.listResources({ parent: "tree-pages", pageToken: "not-a-token" }))).toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/^page_token: /) });
+  });
+
+  test("a parent's stats show each child's figures; a child's show its parent's", async () => {
+    await admin.putResource({ name: "tree-stats", limits: [{ dimension: "load", amount: 1000, period: "1d" }], perKey: { concurrency: 5 } });
+    await admin.putResource({ name: "tree-stats/vip", parent: "tree-stats", share: 3 });
+    const client = createClient({ url: server.url, apiKey: rootKey });
+    try {
+      const leases = [
+        await client.acquire("tree-stats", { key: "a", load: 3 }),
+        await client.acquire("tree-stats", { key: "a", load: 4 }),
+        await client.acquire("tree-stats", { key: "b", load: 5 }),
+      ];
+      const stats = await admin.getResourceStats("tree-stats");
+      expect(stats.leasesInFlight).toBe(3);
+      expect(stats.childrenCount).toBe(3);
+      expect(stats.parent).toBeUndefined();
+      // The busiest first.
+      expect(stats.children[0]).toEqual({ name: "tree-stats/a", share: 1, keyed: true, leasesInFlight: 2, queueDepth: 0, grants: 2, loadGranted: 7 });
+      expect(stats.children).toContainEqual({ name: "tree-stats/b", share: 1, keyed: true, leasesInFlight: 1, queueDepth: 0, grants: 1, loadGranted: 5 });
+      expect(stats.children).toContainEqual({ name: "tree-stats/vip", share: 3, keyed: false, leasesInFlight: 0, queueDepth: 0, grants: 0, loadGranted: 0 });
+      expect((await admin.getResourceStats("tree-stats", { childrenLimit: 1 })).children.map((c) => c.name)).toEqual(["tree-stats/a"]);
+
+      const child = await admin.getResourceStats("tree-stats/a");
+      expect(child).toMatchObject({ name: "tree-stats/a", leasesInFlight: 2, grants: 2, childrenCount: 0, children: [] });
+      expect(child.parent).toMatchObject({ name: "tree-stats", leasesInFlight: 3, queueDepth: 0, limits: [{ limit: { dimension: "load", amount: 1000, period: "86400s", burst: 1000 } }] });
+      expect(child.parent!.limits[0]!.available).toBeCloseTo(988, 0);
+      await Promise.all(leases.map((l) => l.release()));
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("an acquire with a key on a resource without per_key, or with a bad key, fails INVALID_ARGUMENT naming the key", async () => {
+    await admin.putResource({ name: "tree-plain" });
+    await admin.putResource({ name: "tree-template", perKey: {} });
+    const client = createClient({ url: server.url, apiKey: rootKey });
+    try {
+      expect((await failure(client.acquire("tree-plain", { key: "alice", timeoutMs: 0 }))).code).toBe("INVALID_ARGUMENT");
+      for (const key of ["has space", "a@b", "x".repeat(129)]) {
+        expect(await failure(client.acquire("tree-template", { key, timeoutMs: 0 }))).toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/^key: /) });
+      }
+    } finally {
+      await client.close();
+    }
+  });
+
+  test.each<[string, unknown, string]>([
+    ["the config file's per_key", { per_key: {} }, "resource.per_key: unknown key"],
+    ["an unknown key of the template", { perKey: { idle: "1m" } }, "resource.perKey.idle: unknown key"],
+    ["a template's limit without a period", { perKey: { limits: [{ dimension: "load", amount: 1 }] } }, "resource.perKey.limits[0].period: is required"],
+    ["a fractional share", { parent: "x", share: 1.5 }, "resource.share: must be an integer"],
+    ["a namespace that is not a string", { childrenFrom: [7] }, "resource.childrenFrom[0]: must be a string"],
+    ["a per_key_idle it cannot read", { perKeyIdle: "soon" }, "resource.perKeyIdle: 'soon' is not a duration"],
+  ])("refused by the client: %s", async (_, fields, message) => {
+    const err = await failure(admin.putResource({ name: "tree-refused", ...(fields as object) } as ResourceConfig));
+    expect(err.code).toBe("INVALID_ARGUMENT");
+    expect(err.message.startsWith(message), err.message).toBe(true);
+  });
+});
