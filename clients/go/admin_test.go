@@ -213,6 +213,9 @@ func TestAdminBadInputIsErrInvalidNamingTheField(t *testing.T) {
 		{"an unknown dimension", ratequeue.Resource{Limits: []ratequeue.Limit{{Dimension: "rps", Amount: 1, Period: time.Second}}}, `resource.limits[0].dimension: must be "requests" or "load"`},
 		{"a negative concurrency", ratequeue.Resource{Concurrency: -1}, "resource.concurrency: must be an integer of at least 0"},
 		{"a negative lane weight", ratequeue.Resource{Lanes: []ratequeue.LaneWeight{{Name: "a", Weight: -1}}}, "resource.lanes[0].weight: must be an integer of at least 0"},
+		{"a negative share", ratequeue.Resource{Share: -1}, "resource.share: must be an integer of at least 0"},
+		{"an unknown per_key dimension", ratequeue.Resource{PerKey: &ratequeue.KeyedChildTemplate{Limits: []ratequeue.Limit{{Dimension: "rps", Amount: 1, Period: time.Second}}}}, `resource.per_key.limits[0].dimension: must be "requests" or "load"`},
+		{"a negative per_key concurrency", ratequeue.Resource{PerKey: &ratequeue.KeyedChildTemplate{Concurrency: -1}}, "resource.per_key.concurrency: must be an integer of at least 0"},
 		// Refused by the server's validation.
 		{"a zero amount", ratequeue.Resource{Limits: requests(0, time.Second)}, "resource.limits[0].amount: must be greater than 0"},
 		{"a zero period", ratequeue.Resource{Limits: requests(1, 0)}, "resource.limits[0].period:"},
@@ -221,6 +224,10 @@ func TestAdminBadInputIsErrInvalidNamingTheField(t *testing.T) {
 		{"a lease TTL under 100 ms", ratequeue.Resource{LeaseTTL: 10 * time.Millisecond}, "resource.lease_ttl:"},
 		{"a unit on a requests limit", ratequeue.Resource{Limits: []ratequeue.Limit{{Dimension: ratequeue.DimensionRequests, Amount: 1, Period: time.Second, Unit: "tokens"}}}, "resource.limits[0].unit:"},
 		{"a cooldown over 60 s", ratequeue.Resource{Cooldown: 2 * time.Minute}, "resource.cooldown:"},
+		{"a share over 1000", ratequeue.Resource{Share: 1001}, "resource.share:"},
+		{"a per_key share over 1000", ratequeue.Resource{PerKey: &ratequeue.KeyedChildTemplate{Share: 1001}}, "resource.per_key.share:"},
+		{"a per_key limit with a zero amount", ratequeue.Resource{PerKey: &ratequeue.KeyedChildTemplate{Limits: requests(0, time.Second)}}, "resource.per_key.limits[0].amount: must be greater than 0"},
+		{"a per_key_idle under 100 ms", ratequeue.Resource{PerKey: &ratequeue.KeyedChildTemplate{}, PerKeyIdle: time.Millisecond}, "resource.per_key_idle:"},
 	} {
 		t.Run(tc.what, func(t *testing.T) {
 			tc.r.Name = "admin-refused"
