@@ -57,6 +57,12 @@
 // before lease.Release (the feedback goes with the release), and
 // c.Report(ctx, resource, feedback) for a call made without a lease.
 //
+// Key charges an acquire to a key inside the resource (a customer, say):
+// its keyed child "RESOURCE/KEY", made from the resource's PerKey template,
+// has its own quota inside the shared limits.
+//
+//	lease, err := c.Acquire(ctx, "openai-gpt4", ratequeue.Key(customerID))
+//
 // Resources, their statistics and API keys are managed with an AdminClient,
 // in the config file's shape:
 //
