@@ -19,6 +19,8 @@ const config = {
     many: { lease_ttl: "4s" },
     open: {},
     provider: { limits: [{ dimension: "requests", amount: 20, period: "1s", burst: 2 }] },
+    // Each key a child of its own with a cap of 1, inside a generous shared limit.
+    tenants: { limits: [{ dimension: "requests", amount: 10_000, period: "1s" }], per_key: { concurrency: 1 }, per_key_idle: "60s" },
   },
 };
 
@@ -167,6 +169,31 @@ export function conformance(language: Language): void {
       const tooBig = await adapter.call("acquire", { client: c, resource: "tokens", load: 101 });
       expect(code(tooBig)).toBe("INVALID_ARGUMENT");
       expect(!tooBig.ok && tooBig.message).toMatch(/exceeds the burst 100/);
+    });
+
+    test("an acquire with a key is charged to the key's own child: alice's cap of 1 holds her back, not bob; a bad key is INVALID_ARGUMENT", async () => {
+      const c = await openOk(server.url);
+      const alice = await adapter.ok("acquire", { client: c, resource: "tenants", key: "alice" });
+      // The lease is on the keyed child, made on first use, and counts on the resource too.
+      expect((await stats("tenants/alice")).leasesInFlight).toBe(1);
+      const parent = await stats("tenants");
+      expect(parent.leasesInFlight).toBe(1);
+      expect(parent.children).toContainEqual(expect.objectContaining({ name: "tenants/alice", keyed: true, leasesInFlight: 1 }));
+      const second = await adapter.call("acquire", { client: c, resource: "tenants", key: "alice", timeoutMs: 300 });
+      expect(code(second)).toBe("DEADLINE_EXCEEDED");
+      const bob = await adapter.call("acquire", { client: c, resource: "tenants", key: "bob", timeoutMs: 0 });
+      expect(bob.ok).toBe(true);
+      expect((await stats("tenants/bob")).leasesInFlight).toBe(1);
+      expect((await adapter.ok("release", { lease: alice.lease })).outcome).toBe("released");
+      const again = await adapter.ok("acquire", { client: c, resource: "tenants", key: "alice", timeoutMs: 5000 });
+      await adapter.ok("release", { lease: again.lease });
+      await adapter.ok("release", { lease: (bob as Record<string, unknown>).lease });
+      for (const key of ["has space", "a@b"]) {
+        const bad = await adapter.call("acquire", { client: c, resource: "tenants", key, timeoutMs: 0 });
+        expect(code(bad)).toBe("INVALID_ARGUMENT");
+        expect(!bad.ok && bad.message).toMatch(/key/);
+      }
+      expect((await stats("tenants")).leasesInFlight).toBe(0);
     });
 
     describe("through a proxy", () => {

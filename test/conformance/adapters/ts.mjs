@@ -25,6 +25,7 @@ async function acquireOne(cmd, signal) {
     load: cmd.load,
     priority: cmd.priority,
     lane: cmd.lane,
+    key: cmd.key,
     timeoutMs: cmd.timeoutMs,
     signal,
   });
@@ -68,7 +69,7 @@ const commands = {
     acquires.set(cmd.id, controller);
     try {
       const lease = await acquireOne(cmd, controller.signal);
-      return { lease: lease.id, grantTimeMs: lease.grantedAt, load: lease.load };
+      return { lease: lease.id, grantTimeMs: lease.grantedAt, load: lease.load, resource: lease.resource };
     } finally {
       acquires.delete(cmd.id);
     }
