@@ -735,9 +735,10 @@ class AsyncAdmin:
         Without arguments: every resource declared in the namespace, in one
         page (keyed children are listed only through their parent).
         ``parent`` lists that resource's direct children instead, keyed ones
-        included. ``page_size`` (at most 1000) asks for pages: pass each
-        page's ``next_page_token`` as ``page_token`` for the next one, until
-        it is empty::
+        included, at most 1000 a page (a resource may have a great many
+        keyed children). ``page_size`` (1 to 1000) asks for smaller pages.
+        While a page's ``next_page_token`` is not empty, more follow: pass
+        it as ``page_token``, with the same ``parent``::
 
             page = await admin.list_resources(parent="openai-gpt4", page_size=100)
             while True:
