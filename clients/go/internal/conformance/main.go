@@ -287,7 +287,7 @@ func (a *adapter) acquire(cmd command) (fields, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fields{"lease": l.ID(), "grantTimeMs": l.GrantTime().UnixMilli(), "load": l.Load()}, nil
+	return fields{"lease": l.ID(), "grantTimeMs": l.GrantTime().UnixMilli(), "load": l.Load(), "resource": l.Resource()}, nil
 }
 
 // parallel is how many calls acquireMany and releaseMany make at once.
