@@ -8,6 +8,7 @@ export interface WorkerLine {
   start?: number;
   stop?: number;
   load?: number;
+  resource?: string;
   error?: string;
   message?: string;
   ready?: boolean;
