@@ -174,6 +174,7 @@ export function conformance(language: Language): void {
     test("an acquire with a key is charged to the key's own child: alice's cap of 1 holds her back, not bob; a bad key is INVALID_ARGUMENT", async () => {
       const c = await openOk(server.url);
       const alice = await adapter.ok("acquire", { client: c, resource: "tenants", key: "alice" });
+      expect(alice.resource).toBe("tenants/alice");
       // The lease is on the keyed child, made on first use, and counts on the resource too.
       expect((await stats("tenants/alice")).leasesInFlight).toBe(1);
       const parent = await stats("tenants");
@@ -182,7 +183,7 @@ export function conformance(language: Language): void {
       const second = await adapter.call("acquire", { client: c, resource: "tenants", key: "alice", timeoutMs: 300 });
       expect(code(second)).toBe("DEADLINE_EXCEEDED");
       const bob = await adapter.call("acquire", { client: c, resource: "tenants", key: "bob", timeoutMs: 0 });
-      expect(bob.ok).toBe(true);
+      expect(bob.ok && bob.resource).toBe("tenants/bob");
       expect((await stats("tenants/bob")).leasesInFlight).toBe(1);
       expect((await adapter.ok("release", { lease: alice.lease })).outcome).toBe("released");
       const again = await adapter.ok("acquire", { client: c, resource: "tenants", key: "alice", timeoutMs: 5000 });
