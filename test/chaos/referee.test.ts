@@ -214,3 +214,23 @@ describe("pauses", () => {
     expect(checkPauses([pause(100, 600), lead, grant(250)])).toHaveLength(1);
   });
 });
+
+describe("resource trees", () => {
+  const parent: RefereeResource = { name: "p", limits: [{ dimension: "requests", amount: 10, periodMs: 1000, burst: 2 }], concurrency: 2, leaseTtlMs: 1000 };
+  const tree = [parent, ...["p/a", "p/b"].map((name) => ({ name, parent: "p", limits: [{ dimension: "requests" as const, amount: 10, periodMs: 1000, burst: 2 }], concurrency: 0, leaseTtlMs: 1000 }))];
+  const on = (resource: string, at: number): GrantEvent => ({ ...grant(at), resource });
+
+  test("a parent's limit counts its children's grants: each child within its own bound, both together over the parent's", () => {
+    const ok: HistoryEvent[] = [on("p/a", 0), on("p/b", 0), on("p/a", 100), on("p/b", 200)];
+    expect(checkRateLimits(ok, tree)).toEqual([]);
+    expect(checkRateLimits([...ok, on("p/b", 50)], tree)).toEqual([{ check: "rate", message: expect.stringContaining("p limit 1") }]);
+  });
+
+  test("a parent's cap counts the leases held by its children", () => {
+    const a = on("p/a", 0);
+    const b = on("p/b", 10);
+    const ok: HistoryEvent[] = [a, b, { ...released(a, 20), resource: "p/a" }, on("p/b", 30)];
+    expect(checkConcurrency(ok, tree)).toEqual([]);
+    expect(checkConcurrency([a, b, on("p/b", 15)], tree)).toEqual([{ check: "concurrency", message: expect.stringContaining("p: 3 leases held") }]);
+  });
+});

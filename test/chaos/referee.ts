@@ -18,6 +18,20 @@ export interface RefereeResource {
   /** 0: no cap. */
   concurrency: number;
   leaseTtlMs: number;
+  /** The parent in a resource tree: a grant here counts at the parent's level too. */
+  parent?: string;
+  /** A keyed child, made from its parent's template on first use (not declared; forgotten when idle). */
+  keyed?: boolean;
+}
+
+/**
+ * Whether a grant on `granted` counts against `level`: it is that resource
+ * or one of its descendants (a tree's every level is judged on everything
+ * granted below it).
+ */
+export function countsAt(level: string, granted: string, resources: RefereeResource[]): boolean {
+  for (let n: string | undefined = granted; n !== undefined; n = resources.find((r) => r.name === n)?.parent) if (n === level) return true;
+  return false;
 }
 
 /** A server's own record of a release (its debug "lease released" line). */
@@ -120,8 +134,8 @@ export interface RateMargin {
  * sent it if no server knew the lease. This is the load the provider saw,
  * whatever any server charged for it.
  */
-function settledLoad(events: RefereeEvent[], resource: string): { t: number; units: number; issued: string | undefined }[] {
-  const grants = new Map(of(events, "grant").filter((g) => g.resource === resource).map((g) => [g.lease, g]));
+function settledLoad(events: RefereeEvent[], resource: string, resources: RefereeResource[]): { t: number; units: number; issued: string | undefined }[] {
+  const grants = new Map(of(events, "grant").filter((g) => countsAt(resource, g.resource, resources)).map((g) => [g.lease, g]));
   const applied = new Map<string, ServerRelease>();
   for (const s of of(events, "server-release")) if (!applied.has(s.lease)) applied.set(s.lease, s);
   const out: { t: number; units: number; issued: string | undefined }[] = [];
@@ -144,8 +158,8 @@ function settledLoad(events: RefereeEvent[], resource: string): { t: number; uni
 export function rateMargins(events: RefereeEvent[], resources: RefereeResource[]): RateMargin[] {
   const out: RateMargin[] = [];
   for (const r of resources) {
-    const grants = of(events, "grant").filter((g) => g.resource === r.name);
-    const reconciled = settledLoad(events, r.name);
+    const grants = of(events, "grant").filter((g) => countsAt(r.name, g.resource, resources));
+    const reconciled = settledLoad(events, r.name, resources);
     r.limits.forEach((limit, k) => {
       type Charge = { t: number; units: number; grant: boolean; order: [string, number] };
       const log: Charge[] = grants.map((g) => ({ t: g.at, units: limit.dimension === "requests" ? 1 : g.load, grant: true, order: issuedOrder(g.lease, 0) }));
@@ -237,7 +251,7 @@ export function peakConcurrency(events: RefereeEvent[], resources: RefereeResour
     .map((r) => {
       const points: { t: number; d: number }[] = [];
       for (const g of of(events, "grant")) {
-        if (g.resource !== r.name) continue;
+        if (!countsAt(r.name, g.resource, resources)) continue;
         points.push({ t: g.at, d: 1 }, { t: ends.get(g.lease) ?? Infinity, d: -1 });
       }
       // A slot freed at t may be granted again at t.

@@ -36,8 +36,20 @@ export const chaosConfig = {
     capped: { concurrency: 3, lease_ttl: "3s" },
     laned: { limits: [{ dimension: "requests", amount: 20, period: "1s", burst: 4 }], lanes: { user: 3, batch: 1 }, lease_ttl: "3s" },
     throttled: { limits: [{ dimension: "requests", amount: 30, period: "1s", burst: 6 }], lease_ttl: "3s" },
+    // A tree: tenants' keyed children (made on first use, forgotten 2 s after they idle) and a declared one, under one budget.
+    quota: {
+      limits: [{ dimension: "requests", amount: 30, period: "1s", burst: 6 }],
+      concurrency: 6,
+      per_key: { limits: [{ dimension: "requests", amount: 8, period: "1s", burst: 2 }], concurrency: 2 },
+      per_key_idle: "2s",
+      lease_ttl: "3s",
+    },
+    "quota/vip": { parent: "quota", share: 2, limits: [{ dimension: "requests", amount: 20, period: "1s", burst: 4 }], lease_ttl: "3s" },
   },
 };
+
+/** The keys of the tree's tenants (keyed children quota/t0 ...). */
+const tenantKeys = 40;
 
 export const chaosResources: RefereeResource[] = [
   { name: "rps", limits: [{ dimension: "requests", amount: 40, periodMs: 1000, burst: 8 }], concurrency: 0, leaseTtlMs },
@@ -45,11 +57,23 @@ export const chaosResources: RefereeResource[] = [
   { name: "capped", limits: [], concurrency: 3, leaseTtlMs },
   { name: "laned", limits: [{ dimension: "requests", amount: 20, periodMs: 1000, burst: 4 }], concurrency: 0, leaseTtlMs },
   { name: "throttled", limits: [{ dimension: "requests", amount: 30, periodMs: 1000, burst: 6 }], concurrency: 0, leaseTtlMs },
+  { name: "quota", limits: [{ dimension: "requests", amount: 30, periodMs: 1000, burst: 6 }], concurrency: 6, leaseTtlMs },
+  { name: "quota/vip", parent: "quota", limits: [{ dimension: "requests", amount: 20, periodMs: 1000, burst: 4 }], concurrency: 0, leaseTtlMs },
+  ...Array.from({ length: tenantKeys }, (_, i) => ({
+    name: `quota/t${i}`,
+    parent: "quota",
+    limits: [{ dimension: "requests" as const, amount: 8, periodMs: 1000, burst: 2 }],
+    concurrency: 2,
+    leaseTtlMs,
+    keyed: true,
+  })),
 ];
 
 /** What one worker runs at once: each loop acquires, holds, releases, again. */
 interface Loop {
   resource: string;
+  /** Each acquire names one of these keys, drawn at random. */
+  keys?: string[];
   load?: number;
   lane?: string;
   priority?: number;
@@ -72,6 +96,10 @@ const loops: Loop[] = [
   { resource: "laned", lane: "batch", priority: 10, holdMs: [0, 10] },
   // A provider that says no now and then: every refusal pauses the resource for the whole fleet.
   { resource: "throttled", holdMs: [0, 20], throttle: { share: 0.03, retryAfterMs: [200, 800] } },
+  // Tenants: a few busy keys and many that come and go, beside a declared child with twice the share.
+  { resource: "quota", keys: ["t0", "t1"], holdMs: [0, 200] },
+  { resource: "quota", keys: Array.from({ length: tenantKeys }, (_, i) => `t${i}`), holdMs: [0, 100] },
+  { resource: "quota/vip", holdMs: [0, 100] },
 ];
 
 /** The faults a schedule draws from, with their weights. */
@@ -227,9 +255,13 @@ async function runLoop(worker: Worker, loop: Loop, random: () => number, stopAt:
   const between = ([lo, hi]: [number, number]) => lo + random() * (hi - lo);
   while (!worker.dead && Date.now() < stopAt) {
     const start = Date.now();
+    const key = loop.keys === undefined ? undefined : loop.keys[Math.floor(random() * loop.keys.length)];
+    // The lease is on the key's child: that is the resource every level is judged on.
+    const resource = key === undefined ? loop.resource : `${loop.resource}/${key}`;
     const answer = await worker.adapter.call("acquire", {
       client: "c",
       resource: loop.resource,
+      key,
       load: loop.load,
       lane: loop.lane,
       priority: loop.priority,
@@ -239,7 +271,7 @@ async function runLoop(worker: Worker, loop: Loop, random: () => number, stopAt:
     if (worker.dead) return;
     if (!answer.ok) {
       const outcome = answer.code === "DEADLINE_EXCEEDED" ? "deadline" : answer.code === "CANCELLED" ? "cancelled" : "failed";
-      events.push({ kind: "acquire", worker: worker.name, resource: loop.resource, start, end, outcome, code: answer.code, timeoutMs: acquireTimeoutMs });
+      events.push({ kind: "acquire", worker: worker.name, resource, start, end, outcome, code: answer.code, timeoutMs: acquireTimeoutMs });
       await sleep(50);
       continue;
     }
@@ -248,14 +280,14 @@ async function runLoop(worker: Worker, loop: Loop, random: () => number, stopAt:
       {
         kind: "grant",
         worker: worker.name,
-        resource: loop.resource,
+        resource,
         lease,
         at: answer.grantTimeMs as number,
         load: answer.load as number,
         priority: loop.priority ?? 10,
         lane: loop.lane ?? "",
       },
-      { kind: "acquire", worker: worker.name, resource: loop.resource, start, end, outcome: "granted", timeoutMs: acquireTimeoutMs, lease },
+      { kind: "acquire", worker: worker.name, resource, start, end, outcome: "granted", timeoutMs: acquireTimeoutMs, lease },
     );
     await sleep(between(loop.holdMs));
     if (worker.dead) return;
@@ -399,10 +431,13 @@ async function drained(cluster: Cluster): Promise<Violation[]> {
     if (leader !== undefined) {
       const admin = createAdminClient({ url: `127.0.0.1:${leader.port}` });
       try {
-        const stats = await Promise.all(chaosResources.map((r) => admin.getResourceStats(r.name)));
-        const left = stats.filter((s) => s.leasesInFlight > 0 || s.lanes.some((l) => l.queueDepth > 0));
+        // A parent's figures count its children's; keyed children are forgotten once idle, and must be.
+        const stats = await Promise.all(chaosResources.filter((r) => r.keyed !== true).map((r) => admin.getResourceStats(r.name)));
+        const waiting = (s: (typeof stats)[number]) => s.lanes.reduce((n, l) => n + l.queueDepth, 0) + s.children.reduce((n, c) => n + c.queueDepth, 0);
+        const keyed = (s: (typeof stats)[number]) => s.children.filter((c) => c.keyed).length;
+        const left = stats.filter((s) => s.leasesInFlight > 0 || waiting(s) > 0 || keyed(s) > 0);
         if (left.length === 0) return [];
-        last = left.map((s) => `${s.name}: ${s.leasesInFlight} leases, ${s.lanes.reduce((n, l) => n + l.queueDepth, 0)} waiting`).join("; ");
+        last = left.map((s) => `${s.name}: ${s.leasesInFlight} leases, ${waiting(s)} waiting, ${keyed(s)} keyed children`).join("; ");
       } catch (err) {
         last = String(err);
       } finally {
