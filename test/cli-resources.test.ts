@@ -245,9 +245,9 @@ describe("resources list, get, stats, delete", () => {
     const table = await ratequeue(admin, "resources", "list");
     expect(table.code, table.err).toBe(0);
     const lines = table.out.trimEnd().split("\n");
-    expect(lines[0]).toMatch(/^NAME\s+LIMITS\s+CONCURRENCY\s+LANES\s+LEASE_TTL\s+MAX_QUEUE$/);
-    expect(lines[1]).toMatch(/^openai\s+500 requests\/60s burst 20, 30000 load\/60s burst 30000\s+8\s+user-facing=3 batch=1\s+30s\s+10000$/);
-    expect(lines[2]).toMatch(/^plain\s+-\s+-\s+default=1\s+30s\s+10000$/);
+    expect(lines[0]).toMatch(/^NAME\s+PARENT\s+LIMITS\s+CONCURRENCY\s+LANES\s+LEASE_TTL\s+MAX_QUEUE$/);
+    expect(lines[1]).toMatch(/^openai\s+-\s+500 requests\/60s burst 20, 30000 load\/60s burst 30000\s+8\s+user-facing=3 batch=1\s+30s\s+10000$/);
+    expect(lines[2]).toMatch(/^plain\s+-\s+-\s+-\s+default=1\s+30s\s+10000$/);
     expect(lines).toHaveLength(3);
 
     const json = await ratequeue(admin, "resources", "list", "-o", "json");
@@ -508,5 +508,100 @@ describe("ratequeue top", () => {
     const run = await ratequeue(rootKey, "top");
     expect(run.code).toBe(2);
     expect(run.err).toContain("ratequeue top: needs a terminal; scripts read 'ratequeue resources stats NAME -o json'");
+  });
+});
+
+describe("resource trees from the shell", () => {
+  test("apply puts parents first, list --parent shows keyed children, stats shows the busiest, prune deletes children first", async () => {
+    const { admin, worker } = await tenant("cli-tree");
+    // The child comes first in the file: apply still puts its parent first.
+    const tree = file(`
+resources:
+  llm/vip:
+    parent: llm
+    share: 3
+  llm:
+    limits: [ { dimension: requests, amount: 100, period: 1s } ]
+    concurrency: 8
+    per_key: { limits: [ { dimension: requests, amount: 10, period: 1s } ], concurrency: 2 }
+    per_key_idle: 1m
+`);
+    const applied = await ratequeue(admin, "resources", "apply", "-f", tree);
+    expect(applied.err).toBe("");
+    expect(applied.out.trim().split("\n")).toEqual(["create llm", "create llm/vip"]);
+    expect((await ratequeue(admin, "resources", "apply", "-f", tree)).out).toContain("unchanged llm/vip");
+    expect(parseYaml((await ratequeue(admin, "resources", "get", "llm/vip")).out).resources["llm/vip"]).toMatchObject({ parent: "llm", share: 3 });
+
+    const client = createClient({ url: server.url, apiKey: worker });
+    try {
+      const held = await client.acquire("llm", { key: "cust-1" });
+      expect(held.resource).toBe("llm/cust-1");
+      const listed = await ratequeue(admin, "resources", "list", "--parent", "llm", "-o", "json");
+      expect(Object.keys(JSON.parse(listed.out).resources)).toEqual(["llm/cust-1", "llm/vip"]);
+      // Declared resources only without --parent.
+      expect(Object.keys(JSON.parse((await ratequeue(admin, "resources", "list", "-o", "json")).out).resources)).toEqual(["llm", "llm/vip"]);
+
+      const stats = await ratequeue(admin, "resources", "stats", "llm");
+      expect(stats.out).toContain("2 children:");
+      expect(stats.out).toMatch(/^llm\/cust-1\s+1\s+yes\s+1\s+0\s+1\s+1$/m);
+      const one = JSON.parse((await ratequeue(admin, "resources", "stats", "llm", "--children", "1", "-o", "json")).out);
+      expect(one).toMatchObject({ children_count: 2, children: [{ name: "llm/cust-1", keyed: true, leases_in_flight: 1 }] });
+      const child = await ratequeue(admin, "resources", "stats", "llm/cust-1");
+      expect(child.out).toMatch(/parent llm: 1 leases, 0 queued/);
+      await held.release();
+
+      // A parent with declared children cannot go; --prune deletes the children first.
+      const refused = await ratequeue(admin, "resources", "delete", "llm");
+      expect(refused.code).toBe(1);
+      expect(refused.err).toContain("FAILED_PRECONDITION: resource 'llm' has children ('llm/vip'); delete them first");
+      const pruned = await ratequeue(admin, "resources", "apply", "--prune", "-f", file("resources: {}\n"));
+      expect(pruned.out.trim().split("\n")).toEqual(["delete llm/vip", "delete llm"]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("a parent opened to a namespace takes that tenant's children, which see the parent only as numbers", async () => {
+    const team = await tenant("cli-team");
+    const other = await tenant("cli-other");
+    const shared = file(`
+resources:
+  shared-llm:
+    limits: [ { dimension: requests, amount: 100, period: 1s } ]
+    concurrency: 4
+    children_from: [cli-team]
+`);
+    expect((await ratequeue(rootKey, "resources", "apply", "-f", shared)).out).toContain("create shared-llm");
+    const child = file(`
+resources:
+  mine:
+    parent: default@shared-llm
+    limits: [ { dimension: requests, amount: 50, period: 1s } ]
+`);
+    const put = await ratequeue(team.admin, "resources", "apply", "-f", child);
+    expect(put.err).toBe("");
+    expect(put.out).toContain("create mine");
+    const refused = await ratequeue(other.admin, "resources", "apply", "-f", child);
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain("PERMISSION_DENIED: resource 'default@shared-llm' does not take children from namespace 'cli-other'");
+
+    const client = createClient({ url: server.url, apiKey: team.worker });
+    try {
+      const held = await client.acquire("mine");
+      // The parent's own admin sees the tenant's child (in its namespace's name) and its lease.
+      const stats = JSON.parse((await ratequeue(rootKey, "resources", "stats", "shared-llm", "-o", "json")).out);
+      expect(stats).toMatchObject({ leases_in_flight: 1, children_count: 1, children: [{ name: "cli-team@mine", leases_in_flight: 1 }] });
+      // The tenant sees the parent's state as numbers, and only its own children of it.
+      const mine = JSON.parse((await ratequeue(team.admin, "resources", "stats", "mine", "-o", "json")).out);
+      expect(mine.parent).toMatchObject({ name: "default@shared-llm", leases_in_flight: 1, queue_depth: 0 });
+      expect(mine.parent.limits[0]).toMatchObject({ available: expect.any(Number) });
+      expect(Object.keys(JSON.parse((await ratequeue(team.admin, "resources", "list", "--parent", "default@shared-llm", "-o", "json")).out).resources)).toEqual(["mine"]);
+      const notOpened = await ratequeue(other.admin, "resources", "list", "--parent", "default@shared-llm");
+      expect(notOpened.code).toBe(1);
+      expect(notOpened.err).toContain("NOT_FOUND");
+      await held.release();
+    } finally {
+      await client.close();
+    }
   });
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { ConfigError, formatDuration, loadConfig, parseConfig, parseDuration, resourceToConfig } from "./config.js";
+import { checkTrees, ConfigError, formatDuration, loadConfig, parseConfig, parseDuration, resourceToConfig } from "./config.js";
 
 test("the README's example config loads with defaults filled in", () => {
   const { resources } = parseConfig({
@@ -177,5 +177,51 @@ describe("loading a file", () => {
       expect(resources[count - 1]).toMatchObject({ name: `r${count - 1}`, concurrency: 4 });
       expect(performance.now() - started).toBeLessThan(25_000);
     }
+  });
+});
+
+describe("resource trees", () => {
+  const tree = {
+    resources: {
+      "openai-gpt4/enterprise-42": { parent: "openai-gpt4", share: 4, limits: [{ dimension: "requests", amount: 200, period: "60s" }] },
+      "openai-gpt4": {
+        limits: [{ dimension: "requests", amount: 500, period: "60s", burst: 20 }],
+        concurrency: 16,
+        per_key: { limits: [{ dimension: "requests", amount: 60, period: "60s", burst: 5 }], concurrency: 4 },
+        per_key_idle: "5m",
+        children_from: ["team-a"],
+      },
+    },
+    namespaces: { "team-a": { resources: { mine: { parent: "default@openai-gpt4" } } } },
+  };
+
+  test("parent, share, per_key, per_key_idle and children_from read, with parents put first, and write back", () => {
+    const config = parseConfig(tree);
+    checkTrees(config);
+    expect(config.resources.map((r) => [r.name, r.parent])).toEqual([
+      ["openai-gpt4", undefined],
+      ["openai-gpt4/enterprise-42", "openai-gpt4"],
+      ["team-a@mine", "openai-gpt4"],
+    ]);
+    const parent = config.resources[0]!;
+    expect(parent).toMatchObject({ perKey: { limits: [{ amount: 60, burst: 5 }], concurrency: 4, share: 1 }, perKeyIdleMs: 300_000, childrenFrom: ["team-a"] });
+    expect(resourceToConfig(parent)).toMatchObject({
+      per_key: { limits: [{ dimension: "requests", amount: 60, period: "60s", burst: 5 }], concurrency: 4, share: 1 },
+      per_key_idle: "300s",
+      children_from: ["team-a"],
+    });
+    expect(resourceToConfig(config.resources[1]!)).toMatchObject({ parent: "openai-gpt4", share: 4 });
+    expect(parseConfig({ resources: { x: resourceToConfig(parent) } }).resources[0]).toEqual({ ...parent, name: "x" });
+  });
+
+  test.each([
+    [{ resources: { a: { parent: "b" }, b: { parent: "a" } } }, "its own ancestor"],
+    [{ resources: { a: { parent: "nope" } } }, "resources.a: parent 'nope' of 'a' not found"],
+    [{ resources: { a: {}, b: { parent: "a" }, c: { parent: "b" }, d: { parent: "c", per_key: {} } } }, "resources.d: 'd' would make a tree of 5 levels"],
+    [{ resources: { a: {} }, namespaces: { t: { resources: { m: { parent: "default@a" } } } } }, "namespaces.t.resources.m.parent: 'a' does not list namespace 't'"],
+    [{ resources: { a: { per_key: { burst: 1 } } } }, "resources.a.per_key.burst: unknown key"],
+    [{ resources: { a: { share: 0.5, parent: "b" }, b: {} } }, "resource.share: must be an integer"],
+  ])("a tree the engine cannot take is refused, naming the resource (%#)", (doc, message) => {
+    expect(() => checkTrees(parseConfig(doc))).toThrow(message);
   });
 });

@@ -6,11 +6,11 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Dimension, KeyedChildTemplateSchema, LaneSchema, LimitSchema, ResourceSchema, type Limit, type Resource } from "@ratequeue/proto";
 import { Document, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from "yaml";
-import { DEFAULT_COOLDOWN_MS, DEFAULT_PER_KEY_IDLE_MS, type LimitSpec, type ResourceSpec } from "./core/index.js";
+import { DEFAULT_COOLDOWN_MS, DEFAULT_PER_KEY_IDLE_MS, Engine, SimulatedClock, type LimitSpec, type ResourceSpec } from "./core/index.js";
 import { RpcError } from "./errors.js";
 import { checkNamespace } from "./validate/fields.js";
 import { resourceFromProto } from "./validate/requests.js";
-import { defaultNamespace, scopeOf } from "./auth/scope.js";
+import { defaultNamespace, namespaceOf, scopeOf } from "./auth/scope.js";
 
 export interface Config {
   /** Every resource, by engine name: a namespace's resources are qualified ("team-a@r"). */
@@ -132,8 +132,18 @@ export function toConfigYaml(value: unknown): string {
   return doc.toString({ lineWidth: 0 });
 }
 
+/** How a config file is read. */
+export interface ConfigOptions {
+  /**
+   * Top-level parents stay as written: `resources apply` sends them to the
+   * namespace it acts in, where `NAME` is that namespace's resource and
+   * `NAMESPACE@NAME` another's. Without it, the top level is "default".
+   */
+  parentsAsWritten?: boolean;
+}
+
 /** Reads and validates a config file (YAML or JSON). */
-export function loadConfig(path: string): Config {
+export function loadConfig(path: string, options: ConfigOptions = {}): Config {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -142,7 +152,7 @@ export function loadConfig(path: string): Config {
   }
   const doc = path.endsWith(".json") ? parseJson(path, text) : parseYaml(path, text);
   try {
-    return parseConfig(doc ?? {});
+    return parseConfig(doc ?? {}, options);
   } catch (err) {
     if (err instanceof ConfigError || err instanceof RpcError) throw new ConfigError(`${path}: ${err.message}`);
     throw err;
@@ -191,12 +201,12 @@ function parseYaml(path: string, text: string): unknown {
  * "default" namespace; `namespaces: { team-a: { resources: {...} } }` puts
  * resources in other namespaces.
  */
-export function parseConfig(doc: unknown): Config {
+export function parseConfig(doc: unknown, options: ConfigOptions = {}): Config {
   const root = asObject("config", doc);
   for (const key of Object.keys(root)) {
     if (key !== "resources" && key !== "namespaces") throw new ConfigError(`${key}: unknown key; the config holds 'resources' and 'namespaces'`);
   }
-  const resources = resourcesFromConfig("resources", root.resources, defaultNamespace);
+  const resources = resourcesFromConfig("resources", root.resources, options.parentsAsWritten === true ? undefined : defaultNamespace);
   const names = new Set(resources.map((r) => r.name));
   const namespaces: string[] = [];
   for (const [ns, value] of Object.entries(asObject("namespaces", root.namespaces ?? {}))) {
@@ -222,8 +232,9 @@ export function parseConfig(doc: unknown): Config {
 
 /**
  * The resources with every parent before its children, the order in which
- * they can be put. A parent the config does not declare, or a cycle, is an
- * error; depth and namespaces are checked when the resources are put.
+ * they can be put. A cycle is an error. A parent the file does not declare
+ * must exist where the file is applied (`resources apply`); a server's own
+ * config must declare it (checkTrees).
  */
 function parentsFirst(specs: ResourceSpec[]): ResourceSpec[] {
   const byName = new Map(specs.map((spec) => [spec.name, spec]));
@@ -235,9 +246,7 @@ function parentsFirst(specs: ResourceSpec[]): ResourceSpec[] {
       if (chain.includes(s)) throw new ConfigError(`${configKey(spec.name)}.parent: '${s.name}' is its own ancestor; a tree has no cycles`);
       chain.push(s);
       if (s.parent === undefined) break;
-      const parent = byName.get(s.parent);
-      if (parent === undefined) throw new ConfigError(`${configKey(s.name)}.parent: '${s.parent}' is not declared in the config`);
-      s = parent;
+      s = byName.get(s.parent);
     }
     for (const s of chain.reverse()) {
       placed.add(s.name);
@@ -247,17 +256,47 @@ function parentsFirst(specs: ResourceSpec[]): ResourceSpec[] {
   return out;
 }
 
+/**
+ * Refuses a server's config whose trees the engine could not take, naming
+ * the resource: a parent the file does not declare, a parent of another
+ * namespace that does not list the child's, a tree deeper than the engine
+ * allows. The engine's own check decides (Engine.treeProblem).
+ */
+export function checkTrees(config: Config): void {
+  const inTrees = new Set<string>();
+  for (const spec of config.resources) {
+    if (spec.parent === undefined && spec.perKey === undefined) continue;
+    inTrees.add(spec.name);
+    if (spec.parent !== undefined) inTrees.add(spec.parent);
+  }
+  if (inTrees.size === 0) return;
+  const byName = new Map(config.resources.map((spec) => [spec.name, spec]));
+  const scratch = new Engine({ clock: new SimulatedClock(0) });
+  for (const spec of config.resources) {
+    if (!inTrees.has(spec.name)) continue;
+    const problem = scratch.treeProblem(spec);
+    if (problem !== undefined) throw new ConfigError(`${configKey(spec.name)}: ${problem.message}`);
+    const parent = spec.parent === undefined ? undefined : byName.get(spec.parent);
+    if (parent !== undefined && namespaceOf(parent.name) !== namespaceOf(spec.name) && !(parent.childrenFrom ?? []).includes(namespaceOf(spec.name))) {
+      throw new ConfigError(`${configKey(spec.name)}.parent: '${parent.name}' does not list namespace '${namespaceOf(spec.name)}' in its children_from`);
+    }
+    scratch.putResource(spec);
+  }
+}
+
 /** Where an engine name is declared in the config file. */
 function configKey(engineName: string): string {
   const i = engineName.indexOf("@");
   return i < 0 ? `resources.${engineName}` : `namespaces.${engineName.slice(0, i)}.resources.${engineName.slice(i + 1)}`;
 }
 
-function resourcesFromConfig(key: string, value: unknown, namespace: string): ResourceSpec[] {
-  const scope = scopeOf(namespace);
+/** The resources under `key`, with engine names of `namespace` (undefined: names as written). */
+function resourcesFromConfig(key: string, value: unknown, namespace: string | undefined): ResourceSpec[] {
+  const scope = namespace === undefined ? undefined : scopeOf(namespace);
   return Object.entries(asObject(key, value ?? {})).map(([name, body]) => {
     try {
-      return scope.engineSpec(resourceFromProto(resourceFromConfig(name, body, key)));
+      const spec = resourceFromProto(resourceFromConfig(name, body, key));
+      return scope === undefined ? spec : scope.engineSpec(spec);
     } catch (err) {
       if (err instanceof RpcError) throw new ConfigError(`${key}.${name}: ${err.message}`);
       throw err;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `ratequeue` command.
 import { parseArgs } from "node:util";
-import { ConfigError, loadConfig, parseDuration } from "./config.js";
+import { checkTrees, ConfigError, loadConfig, parseDuration } from "./config.js";
 import { runAdminCommand } from "./cli/admin-commands.js";
 import { runResourceCommand } from "./cli/resource-commands.js";
 import { runTop } from "./cli/top.js";
@@ -100,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const log = createLogger(level);
   const config = values.config === undefined ? undefined : loadConfig(values.config);
+  if (config !== undefined) checkTrees(config);
   const resources = config?.resources ?? [];
   const security = securityOptions(values, config?.namespaces ?? []);
   if (typeof security === "string") {

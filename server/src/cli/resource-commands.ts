@@ -23,9 +23,11 @@ export const resourcesUsage = `Usage:
       printing per resource: create, change (the fields that differ), unchanged
       --prune     also deletes the namespace's resources FILE does not declare
       --dry-run   prints the same lines and changes nothing
-  ratequeue resources list [-o json|yaml]
+  ratequeue resources list [--parent NAME] [-o json|yaml]
+      the declared resources; with --parent, NAME's children, keyed ones included
   ratequeue resources get NAME [-o json|yaml]     in the config file's shape
-  ratequeue resources stats NAME [-o json|yaml]
+  ratequeue resources stats NAME [--children N] [-o json|yaml]
+      with the N busiest children of a parent (default 20)
   ratequeue resources delete NAME
 
 Every command takes [--url URL] [--ca-file FILE] [--namespace N]; defaults
@@ -46,6 +48,8 @@ export async function runResourceCommand(argv: string[]): Promise<number> {
         "dry-run": { type: "boolean", default: false },
         output: { type: "string", short: "o" },
         namespace: { type: "string" },
+        parent: { type: "string" },
+        children: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
         ...connectionFlags,
       },
@@ -75,6 +79,12 @@ export async function runResourceCommand(argv: string[]): Promise<number> {
   if (action === "apply" && values.file === undefined) return bad("-f FILE is required");
   if (action !== "apply" && (values.file !== undefined || values.prune || values["dry-run"])) return bad("-f, --prune and --dry-run belong to apply");
   if ((action === "apply" || action === "delete") && values.output !== undefined) return bad("-o belongs to list, get and stats");
+  if (action !== "list" && values.parent !== undefined) return bad("--parent belongs to list");
+  if (action !== "stats" && values.children !== undefined) return bad("--children belongs to stats");
+  const childrenLimit = values.children === undefined ? undefined : Number(values.children);
+  if (childrenLimit !== undefined && !(Number.isInteger(childrenLimit) && childrenLimit >= 1 && childrenLimit <= 1000)) {
+    return bad(`--children: must be an integer from 1 to 1000, got '${values.children}'`);
+  }
 
   let admin: AdminClient | undefined;
   try {
@@ -83,13 +93,13 @@ export async function runResourceCommand(argv: string[]): Promise<number> {
       case "apply":
         return await apply(admin, values.file!, values.namespace, { prune: values.prune, dryRun: values["dry-run"] });
       case "list":
-        printResources(await admin.raw.listResources(), format);
+        printResources(values.parent === undefined ? await admin.raw.listResources() : await childrenOf(admin, values.parent), format);
         return 0;
       case "get":
         printResources([await admin.raw.getResource(name!)], format === "table" ? "yaml" : format);
         return 0;
       case "stats":
-        printStats(await admin.raw.getResourceStats(name!), format);
+        printStats(await admin.raw.getResourceStats(name!, childrenLimit === undefined ? {} : { childrenLimit }), format);
         return 0;
       case "delete":
         await admin.deleteResource(name!);
@@ -114,6 +124,18 @@ export async function runResourceCommand(argv: string[]): Promise<number> {
   }
 }
 
+/** Every child of `parent`, page after page. */
+async function childrenOf(admin: AdminClient, parent: string): Promise<Resource[]> {
+  const out: Resource[] = [];
+  let pageToken = "";
+  do {
+    const page = await admin.raw.listResources({ parent, pageSize: 1000, pageToken });
+    out.push(...page.resources);
+    pageToken = page.nextPageToken;
+  } while (pageToken !== "");
+  return out;
+}
+
 /** One step of an apply, in the order it is taken. */
 type Step =
   | { kind: "create"; spec: ResourceSpec }
@@ -122,7 +144,7 @@ type Step =
   | { kind: "delete"; name: string };
 
 async function apply(admin: AdminClient, file: string, namespace: string | undefined, options: { prune: boolean; dryRun: boolean }): Promise<number> {
-  const wanted = resourcesToApply(loadConfig(file), file, namespace);
+  const wanted = resourcesToApply(loadConfig(file, { parentsAsWritten: true }), file, namespace);
   if (typeof wanted === "string") {
     console.error(`ratequeue resources apply: ${wanted}`);
     return 1;
@@ -230,6 +252,7 @@ function printResources(resources: Resource[], format: OutputFormat): void {
     const c = resourceToConfig(spec);
     return [
       spec.name,
+      spec.parent ?? "-",
       c.limits.length === 0 ? "-" : c.limits.map(showLimit).join(", "),
       c.concurrency === 0 ? "-" : String(c.concurrency),
       showLanes(c.lanes),
@@ -237,7 +260,7 @@ function printResources(resources: Resource[], format: OutputFormat): void {
       String(c.max_queue),
     ];
   });
-  printTable(["NAME", "LIMITS", "CONCURRENCY", "LANES", "LEASE_TTL", "MAX_QUEUE"], rows);
+  printTable(["NAME", "PARENT", "LIMITS", "CONCURRENCY", "LANES", "LEASE_TTL", "MAX_QUEUE"], rows);
 }
 
 /** A resource's stats with the proto's field names, counters as numbers and durations written like `12ms`. */
@@ -274,6 +297,25 @@ function statsToData(stats: ResourceStats) {
       grants: Number(l.grants),
       load_granted: l.loadGranted,
     })),
+    children_count: stats.childrenCount,
+    children: stats.children.map((c) => ({
+      name: c.name,
+      share: c.share,
+      keyed: c.keyed,
+      leases_in_flight: c.leasesInFlight,
+      queue_depth: c.queueDepth,
+      grants: Number(c.grants),
+      load_granted: c.loadGranted,
+    })),
+    parent:
+      stats.parent === undefined
+        ? null
+        : {
+            name: stats.parent.name,
+            leases_in_flight: stats.parent.leasesInFlight,
+            queue_depth: stats.parent.queueDepth,
+            limits: stats.parent.limits.map((l) => ({ utilisation: l.utilisation, available: l.available, used_last_period: l.usedLastPeriod })),
+          },
   };
 }
 
@@ -326,4 +368,16 @@ function printStats(stats: ResourceStats, format: OutputFormat): void {
     ["LANE", "WEIGHT", "QUEUED", "GRANTS", "LOAD_GRANTED"],
     data.lanes.map((l) => [l.name, String(l.weight), String(l.queue_depth), String(l.grants), String(l.load_granted)]),
   );
+  if (data.parent !== null) {
+    const p = data.parent;
+    const use = p.limits.map((l) => `${Math.round(l.utilisation * 100)}%`).join(", ");
+    console.log(`\nparent ${p.name}: ${p.leases_in_flight} leases, ${p.queue_depth} queued${use === "" ? "" : `, burst in use ${use}`}`);
+  }
+  if (data.children_count > 0) {
+    console.log(`\n${data.children_count} children${data.children.length < data.children_count ? `, the ${data.children.length} busiest:` : ":"}`);
+    printTable(
+      ["CHILD", "SHARE", "KEYED", "LEASES", "QUEUED", "GRANTS", "LOAD_GRANTED"],
+      data.children.map((c) => [c.name, String(c.share), c.keyed ? "yes" : "-", String(c.leases_in_flight), String(c.queue_depth), String(c.grants), String(c.load_granted)]),
+    );
+  }
 }
