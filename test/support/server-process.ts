@@ -32,9 +32,17 @@ export function writeConfig(config: unknown): string {
 }
 
 export async function startServerProcess(
-  options: { config?: unknown; args?: string[]; port?: number; /** Where to collect the log lines (default: a new array). */ logs?: Record<string, unknown>[] } = {},
+  options: {
+    config?: unknown;
+    args?: string[];
+    port?: number;
+    /** Where to collect the log lines (default: a new array). */
+    logs?: Record<string, unknown>[];
+    /** Options of node itself, before the script (e.g. --heapsnapshot-signal). */
+    nodeArgs?: string[];
+  } = {},
 ): Promise<ServerProcess> {
-  const args = [serverMain, "serve", "--host", "127.0.0.1", "--port", String(options.port ?? 0)];
+  const args = [...(options.nodeArgs ?? []), serverMain, "serve", "--host", "127.0.0.1", "--port", String(options.port ?? 0)];
   if (options.config !== undefined) args.push("--config", writeConfig(options.config));
   args.push(...(options.args ?? []));
   // A free HTTP port too, unless the test picks one: a restart on a fixed --port would otherwise take 7071.

@@ -1,0 +1,100 @@
+// A million customers, each seen once: keyed children are made on first
+// use and forgotten once idle, so the server's memory comes back to where it
+// started. Live memory is read as an operator would: a heap snapshot
+// (node's --heapsnapshot-signal, which collects garbage first), then the
+// heap in use from /metrics.
+import { existsSync, mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createAdminClient, createClient } from "@ratequeue/client";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { startServerProcess, type ServerProcess } from "./support/server-process.js";
+
+const keys = 1_000_000;
+const snapshots = mkdtempSync(join(tmpdir(), "ratequeue-heap-"));
+let server: ServerProcess;
+
+beforeAll(async () => {
+  server = await startServerProcess({
+    nodeArgs: ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${snapshots}`],
+    config: {
+      resources: {
+        customers: {
+          limits: [{ dimension: "requests", amount: 1_000_000, period: "1s" }],
+          per_key: { limits: [{ dimension: "requests", amount: 60, period: "60s", burst: 5 }], concurrency: 4 },
+          // Shortened for the test (default 10 min): a key is forgotten 2 s after its budget is full again.
+          per_key_idle: "2s",
+        },
+        warmup: {},
+      },
+    },
+  });
+});
+afterAll(async () => {
+  expect(await server.stop()).toBe(0);
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The metric's value in the server's /metrics. */
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`${server.httpUrl}/metrics`)).text();
+  const match = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+  if (match === null) throw new Error(`no ${name} in /metrics`);
+  return Number(match[1]);
+}
+
+/** The server's live heap: a heap snapshot collects garbage first; then its heap in use. */
+async function liveHeapBytes(): Promise<number> {
+  const before = readdirSync(snapshots).length;
+  server.process.kill("SIGUSR2");
+  for (let i = 0; i < 600 && readdirSync(snapshots).length === before; i++) await sleep(100);
+  // The snapshot blocks the server's thread: /metrics answers once it is written.
+  return metric("nodejs_heap_size_used_bytes");
+}
+
+test(`${keys.toLocaleString("en")} keys seen once each: keyed children are forgotten and live memory returns to its start`, async () => {
+  const client = createClient({ url: server.url });
+  const admin = createAdminClient({ url: server.url });
+  try {
+    // A server that has served: every bounded structure (tombstones of ended leases, buffers) at its size.
+    let next = 0;
+    const run = async (total: number, acquire: (i: number) => Promise<{ release(): Promise<unknown> }>) => {
+      next = 0;
+      await Promise.all(
+        Array.from({ length: 128 }, async () => {
+          while (next < total) await (await acquire(next++)).release();
+        }),
+      );
+    };
+    await run(200_000, () => client.acquire("warmup"));
+    const start = await liveHeapBytes();
+    const rssStart = await metric("process_resident_memory_bytes");
+
+    const began = Date.now();
+    await run(keys, (i) => client.acquire("customers", { key: `customer-${i}` }));
+    const tookMs = Date.now() - began;
+    const peak = await admin.getResourceStats("customers", { childrenLimit: 1 });
+    const rssPeak = await metric("process_resident_memory_bytes");
+
+    // Each key's budget is full 1 s after its grant, then idle for 2 s.
+    let left = peak.childrenCount;
+    for (let i = 0; i < 100 && left > 0; i++) {
+      await sleep(200);
+      left = (await admin.getResourceStats("customers")).childrenCount;
+    }
+    expect(left).toBe(0);
+    const end = await liveHeapBytes();
+    const rssEnd = await metric("process_resident_memory_bytes");
+    const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+    console.log(
+      `keyed memory: ${keys} keys in ${(tookMs / 1000).toFixed(1)} s, ${peak.childrenCount} children resident at the end of the run; ` +
+        `live heap ${mb(start)} -> ${mb(end)}; RSS ${mb(rssStart)}, ${mb(rssPeak)} at the end of the run, ${mb(rssEnd)} after`,
+    );
+    expect(Math.abs(end - start)).toBeLessThanOrEqual(0.1 * start);
+    expect((await admin.getResourceStats("customers")).grants).toBe(keys);
+  } finally {
+    admin.close();
+    await client.close();
+  }
+}, 300_000);
