@@ -56,7 +56,7 @@ describe("fencing", () => {
 
       // Every late write of A is refused and changes nothing.
       await expect(a.writeSnapshot(termA, { ...snap, takenAt: 3 })).rejects.toThrow(FencedError);
-      await expect(a.putResource(termA, { name: "x", limits: [], concurrency: 1, lanes: [], defaultLane: "", leaseTtlMs: 1000, maxQueue: 1 })).rejects.toThrow(
+      await expect(a.putResources(termA, [{ name: "x", limits: [], concurrency: 1, lanes: [], defaultLane: "", leaseTtlMs: 1000, maxQueue: 1 }])).rejects.toThrow(
         FencedError,
       );
       await expect(a.deleteResource(termA, "x")).rejects.toThrow(FencedError);

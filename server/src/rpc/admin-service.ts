@@ -8,6 +8,7 @@ import {
   GetResourceStatsResponseSchema,
   ListResourcesResponseSchema,
   PutResourceResponseSchema,
+  PutResourcesResponseSchema,
   type AdminService,
 } from "@ratequeue/proto";
 import type { Authenticator, Principal } from "../auth/index.js";
@@ -79,10 +80,45 @@ export function createAdminService(deps: AdminDeps): ServiceHandlers<typeof Admi
       auth.require(p, "admin", "PutResource");
       const spec = p.scope.engineSpec(resourceFromProto(req.resource));
       checkTree(p, spec);
-      await store.put(spec);
+      await store.put([spec]);
       const { created } = engine.putResource(spec);
       log.info("resource stored", { resource: spec.name, created });
       return create(PutResourceResponseSchema, { resource: resourceToProto(p.scope.publicSpec(spec)), created });
+    }),
+    putResources: unary(log, "PutResources", async (req, call) => {
+      const p = await caller(call);
+      auth.require(p, "admin", "PutResources");
+      if (req.resources.length > limits.maxResourcesPerPut) {
+        throw invalidField("resources", `must hold at most ${limits.maxResourcesPerPut} resources, got ${req.resources.length}`);
+      }
+      const specs = req.resources.map((r, i) => {
+        try {
+          return p.scope.engineSpec(resourceFromProto(r));
+        } catch (err) {
+          if (err instanceof RpcError) throw new RpcError(err.code, `resources[${i}]: ${err.message}`);
+          throw err;
+        }
+      });
+      // In order: a resource's parent may come earlier in the same call.
+      let done = 0;
+      let created = 0;
+      try {
+        for (; done < specs.length; done++) {
+          checkTree(p, specs[done]!);
+          // One durable write for each run of resources that fit the tree as it stands.
+          let end = done + 1;
+          while (end < specs.length && specs[end]!.parent === undefined && engine.treeProblem(specs[end]!) === undefined) end++;
+          const run = specs.slice(done, end);
+          await store.put(run);
+          for (const spec of run) if (engine.putResource(spec).created) created++;
+          done = end - 1;
+        }
+      } catch (err) {
+        if (err instanceof RpcError) throw new RpcError(err.code, `resources[${done}]: ${err.message}`);
+        throw err;
+      }
+      log.info("resources stored", { count: specs.length, created });
+      return create(PutResourcesResponseSchema, { created, replaced: specs.length - created });
     }),
     getResource: unary(log, "GetResource", async (req, call) => {
       const p = await caller(call);

@@ -1,10 +1,13 @@
 // One worker process's Session stream: many acquires multiplexed by request
-// id, answered in whatever order the engine decides them.
+// id, answered in whatever order the engine decides them. A client that
+// sends batches gets batches back: what one turn of the event loop decided
+// goes out as one message.
 import { create } from "@bufbuild/protobuf";
 import { status, type ServerDuplexStream } from "@grpc/grpc-js";
 import {
   FailureSchema,
   LeaseExpiredSchema,
+  SessionResponseBatchSchema,
   SessionResponseSchema,
   type ReportRequest,
   type ReportResponse,
@@ -37,6 +40,9 @@ export interface SessionDeps {
 
 type Call = ServerDuplexStream<SessionRequest, SessionResponse>;
 
+/** The most messages in one SessionRequestBatch. */
+const maxBatch = 1000;
+
 /** Serves one Session stream until the client ends it or goes away. */
 export class WorkerSession implements LeaseHolder {
   /** Waiting acquires by the client's request id. */
@@ -45,6 +51,16 @@ export class WorkerSession implements LeaseHolder {
   private readonly leases = new Set<string>();
   private closed = false;
   private closedWith: { waiting: number; leases: number } | undefined;
+  /** Set once the client sends a batch: answers are then coalesced per event-loop turn. */
+  private batching = false;
+  /** Answers decided this turn, sent together by flush(). */
+  private outbox: SessionResponse[] = [];
+  private readonly flush = (): void => {
+    const out = this.outbox;
+    this.outbox = [];
+    if (this.closed || out.length === 0) return;
+    this.call.write(out.length === 1 ? out[0]! : create(SessionResponseSchema, { kind: { case: "batch", value: create(SessionResponseBatchSchema, { responses: out }) } }));
+  };
 
   constructor(
     readonly id: string,
@@ -85,6 +101,22 @@ export class WorkerSession implements LeaseHolder {
     const bad = malformedError(req);
     if (bad !== undefined) {
       this.abort(bad);
+      return;
+    }
+    if (req.kind.case === "batch") {
+      const batch = req.kind.value.requests;
+      const refused =
+        req.requestId !== 0n
+          ? "request_id: must be 0 on a batch (each message in it has its own)"
+          : batch.length > maxBatch
+            ? `batch: must hold at most ${maxBatch} messages, got ${batch.length}`
+            : batch.some((r) => r.kind.case === "batch")
+              ? "batch: must not hold a batch"
+              : undefined;
+      // A malformed batch is a broken client: the stream ends, as for a body that does not decode.
+      if (refused !== undefined) return this.abort(new RpcError(status.INVALID_ARGUMENT, refused));
+      this.batching = true;
+      for (const r of batch) this.handle(r);
       return;
     }
     const id = req.requestId;
@@ -179,7 +211,12 @@ export class WorkerSession implements LeaseHolder {
 
   private send(requestId: bigint, kind: SessionResponse["kind"]): void {
     if (this.closed) return;
-    this.call.write(create(SessionResponseSchema, { requestId, kind }));
+    const response = create(SessionResponseSchema, { requestId, kind });
+    if (!this.batching) {
+      this.call.write(response);
+      return;
+    }
+    if (this.outbox.push(response) === 1) setImmediate(this.flush);
   }
 
   /** Withdraws every waiting acquire; held leases live on until their TTL. */

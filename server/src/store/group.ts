@@ -234,8 +234,8 @@ export class RedisGroup implements ResourceStore {
 
   // ResourceStore: admin changes are acknowledged after Redis holds them.
 
-  async put(spec: ResourceSpec): Promise<void> {
-    await this.write((term) => this.store.putResource(term, spec));
+  async put(specs: ResourceSpec[]): Promise<void> {
+    await this.write((term) => this.store.putResources(term, specs));
   }
 
   async delete(name: string): Promise<void> {
@@ -356,7 +356,7 @@ export class RedisGroup implements ResourceStore {
         engine.restore(plan.snapshot, { notBefore: notBeforeOf(plan), leaseGraceFrom: now });
     }
     this.memoryTerm = term;
-    if (plan.kind === "memory-rewrite") for (const spec of engine.listResources()) await this.store.putResource(term, spec);
+    if (plan.kind === "memory-rewrite") await this.store.putResources(term, engine.listResources());
     const added = await this.store.seed(term, this.deps.seed.filter((s) => !stored.resources.has(s.name)));
     for (const spec of this.deps.seed) if (added.includes(spec.name)) engine.putResource(spec);
     // The reservation goes out before the first grant of this term.

@@ -106,11 +106,11 @@ return 1`,
 redis.call('SET', KEYS[3], ARGV[3])
 return 1`,
   },
-  // KEYS[3] = resources; ARGV[3] = name, ARGV[4] = spec JSON.
+  // KEYS[3] = a hash; ARGV[3..] = field, value, field, value, ...
   rqHset: {
     numberOfKeys: 3,
     lua: `${fence}
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 return 1`,
   },
   // KEYS[3] = a set; ARGV[3..] = members.
@@ -226,9 +226,14 @@ export class RedisStore {
     if (ok !== 1) throw new FencedError("snapshot write");
   }
 
-  async putResource(term: Term, spec: ResourceSpec): Promise<void> {
-    const ok = await this.script("rqHset")(this.keys.leader, this.keys.epoch, this.keys.resources, term.value, term.epoch, spec.name, JSON.stringify(spec));
-    if (ok !== 1) throw new FencedError(`put resource '${spec.name}'`);
+  /** Stores definitions, a thousand per fenced script call. */
+  async putResources(term: Term, specs: ResourceSpec[]): Promise<void> {
+    for (let i = 0; i < specs.length; i += 1000) {
+      const chunk = specs.slice(i, i + 1000);
+      const args = chunk.flatMap((s) => [s.name, JSON.stringify(s)]);
+      const ok = await this.script("rqHset")(this.keys.leader, this.keys.epoch, this.keys.resources, term.value, term.epoch, ...args);
+      if (ok !== 1) throw new FencedError(`put resource '${chunk[0]!.name}'`);
+    }
   }
 
   async deleteResource(term: Term, name: string): Promise<void> {

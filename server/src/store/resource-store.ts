@@ -4,7 +4,7 @@ import type { ResourceSpec } from "../core/index.js";
  * Where resource definitions are made durable before the engine applies
  * them.
  *
- * Callers: AdminService's PutResource and DeleteResource (after validation
+ * Callers: AdminService's PutResource(s) and DeleteResource (after validation
  * and authorisation), one call per RPC. They change the engine only once the
  * promise resolves, so an acknowledged change survives a restart or a
  * failover; on a rejection the RPC fails with it (an RpcError, typically
@@ -18,8 +18,8 @@ import type { ResourceSpec } from "../core/index.js";
  * the engine is the only copy) and RedisGroup (group.ts).
  */
 export interface ResourceStore {
-  /** Resolves once the definition is durable. */
-  put(spec: ResourceSpec): Promise<void>;
+  /** Resolves once the definitions are durable (all of them, or the promise rejects). */
+  put(specs: ResourceSpec[]): Promise<void>;
   /** Resolves once the deletion is durable. */
   delete(name: string): Promise<void>;
 }

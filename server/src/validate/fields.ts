@@ -43,6 +43,8 @@ export const limits = {
   maxPerKeyIdleMs: 7 * 24 * 3600_000,
   /** resource.children_from: at most 1000 namespaces. */
   maxChildrenFrom: 1000,
+  /** PutResources' resources: at most 10 000. */
+  maxResourcesPerPut: 10_000,
   /** page_size, children_limit: at most 1000. */
   maxPageSize: 1000,
   /** key: 1 to 128 characters, no '@', whitespace or control characters. */

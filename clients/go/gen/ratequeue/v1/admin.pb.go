@@ -632,6 +632,107 @@ func (x *PutResourceResponse) GetCreated() bool {
 	return false
 }
 
+// PutResourcesRequest creates or replaces many resources.
+type PutResourcesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The resources' full definitions, at most 10000.
+	Resources     []*Resource `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutResourcesRequest) Reset() {
+	*x = PutResourcesRequest{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutResourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutResourcesRequest) ProtoMessage() {}
+
+func (x *PutResourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutResourcesRequest.ProtoReflect.Descriptor instead.
+func (*PutResourcesRequest) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PutResourcesRequest) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+// PutResourcesResponse says how many resources were new.
+type PutResourcesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many of the resources did not exist before.
+	Created uint32 `protobuf:"varint,1,opt,name=created,proto3" json:"created,omitempty"`
+	// How many replaced an existing definition.
+	Replaced      uint32 `protobuf:"varint,2,opt,name=replaced,proto3" json:"replaced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutResourcesResponse) Reset() {
+	*x = PutResourcesResponse{}
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutResourcesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutResourcesResponse) ProtoMessage() {}
+
+func (x *PutResourcesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutResourcesResponse.ProtoReflect.Descriptor instead.
+func (*PutResourcesResponse) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PutResourcesResponse) GetCreated() uint32 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+func (x *PutResourcesResponse) GetReplaced() uint32 {
+	if x != nil {
+		return x.Replaced
+	}
+	return 0
+}
+
 // GetResourceRequest names a resource.
 type GetResourceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -643,7 +744,7 @@ type GetResourceRequest struct {
 
 func (x *GetResourceRequest) Reset() {
 	*x = GetResourceRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[6]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +756,7 @@ func (x *GetResourceRequest) String() string {
 func (*GetResourceRequest) ProtoMessage() {}
 
 func (x *GetResourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[6]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +769,7 @@ func (x *GetResourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceRequest.ProtoReflect.Descriptor instead.
 func (*GetResourceRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetResourceRequest) GetName() string {
@@ -689,7 +790,7 @@ type GetResourceResponse struct {
 
 func (x *GetResourceResponse) Reset() {
 	*x = GetResourceResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[7]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +802,7 @@ func (x *GetResourceResponse) String() string {
 func (*GetResourceResponse) ProtoMessage() {}
 
 func (x *GetResourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[7]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +815,7 @@ func (x *GetResourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceResponse.ProtoReflect.Descriptor instead.
 func (*GetResourceResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetResourceResponse) GetResource() *Resource {
@@ -742,7 +843,7 @@ type ListResourcesRequest struct {
 
 func (x *ListResourcesRequest) Reset() {
 	*x = ListResourcesRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[8]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +855,7 @@ func (x *ListResourcesRequest) String() string {
 func (*ListResourcesRequest) ProtoMessage() {}
 
 func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[8]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +868,7 @@ func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesRequest.ProtoReflect.Descriptor instead.
 func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListResourcesRequest) GetPageSize() uint32 {
@@ -804,7 +905,7 @@ type ListResourcesResponse struct {
 
 func (x *ListResourcesResponse) Reset() {
 	*x = ListResourcesResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[9]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +917,7 @@ func (x *ListResourcesResponse) String() string {
 func (*ListResourcesResponse) ProtoMessage() {}
 
 func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[9]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +930,7 @@ func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesResponse.ProtoReflect.Descriptor instead.
 func (*ListResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListResourcesResponse) GetResources() []*Resource {
@@ -857,7 +958,7 @@ type DeleteResourceRequest struct {
 
 func (x *DeleteResourceRequest) Reset() {
 	*x = DeleteResourceRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[10]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +970,7 @@ func (x *DeleteResourceRequest) String() string {
 func (*DeleteResourceRequest) ProtoMessage() {}
 
 func (x *DeleteResourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[10]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +983,7 @@ func (x *DeleteResourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResourceRequest.ProtoReflect.Descriptor instead.
 func (*DeleteResourceRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteResourceRequest) GetName() string {
@@ -901,7 +1002,7 @@ type DeleteResourceResponse struct {
 
 func (x *DeleteResourceResponse) Reset() {
 	*x = DeleteResourceResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[11]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1014,7 @@ func (x *DeleteResourceResponse) String() string {
 func (*DeleteResourceResponse) ProtoMessage() {}
 
 func (x *DeleteResourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[11]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1027,7 @@ func (x *DeleteResourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResourceResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResourceResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 // GetResourceStatsRequest names a resource.
@@ -943,7 +1044,7 @@ type GetResourceStatsRequest struct {
 
 func (x *GetResourceStatsRequest) Reset() {
 	*x = GetResourceStatsRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[12]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1056,7 @@ func (x *GetResourceStatsRequest) String() string {
 func (*GetResourceStatsRequest) ProtoMessage() {}
 
 func (x *GetResourceStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[12]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1069,7 @@ func (x *GetResourceStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetResourceStatsRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetResourceStatsRequest) GetName() string {
@@ -1004,7 +1105,7 @@ type LaneStats struct {
 
 func (x *LaneStats) Reset() {
 	*x = LaneStats{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[13]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1117,7 @@ func (x *LaneStats) String() string {
 func (*LaneStats) ProtoMessage() {}
 
 func (x *LaneStats) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[13]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1130,7 @@ func (x *LaneStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LaneStats.ProtoReflect.Descriptor instead.
 func (*LaneStats) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LaneStats) GetName() string {
@@ -1088,7 +1189,7 @@ type LimitStats struct {
 
 func (x *LimitStats) Reset() {
 	*x = LimitStats{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[14]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1201,7 @@ func (x *LimitStats) String() string {
 func (*LimitStats) ProtoMessage() {}
 
 func (x *LimitStats) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[14]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1214,7 @@ func (x *LimitStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitStats.ProtoReflect.Descriptor instead.
 func (*LimitStats) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LimitStats) GetLimit() *Limit {
@@ -1200,7 +1301,7 @@ type ResourceStats struct {
 
 func (x *ResourceStats) Reset() {
 	*x = ResourceStats{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[15]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1313,7 @@ func (x *ResourceStats) String() string {
 func (*ResourceStats) ProtoMessage() {}
 
 func (x *ResourceStats) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[15]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1326,7 @@ func (x *ResourceStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStats.ProtoReflect.Descriptor instead.
 func (*ResourceStats) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResourceStats) GetName() string {
@@ -1377,7 +1478,7 @@ type ChildStats struct {
 
 func (x *ChildStats) Reset() {
 	*x = ChildStats{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[16]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1490,7 @@ func (x *ChildStats) String() string {
 func (*ChildStats) ProtoMessage() {}
 
 func (x *ChildStats) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[16]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1503,7 @@ func (x *ChildStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChildStats.ProtoReflect.Descriptor instead.
 func (*ChildStats) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ChildStats) GetName() string {
@@ -1471,7 +1572,7 @@ type ParentStats struct {
 
 func (x *ParentStats) Reset() {
 	*x = ParentStats{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[17]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1584,7 @@ func (x *ParentStats) String() string {
 func (*ParentStats) ProtoMessage() {}
 
 func (x *ParentStats) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[17]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1597,7 @@ func (x *ParentStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParentStats.ProtoReflect.Descriptor instead.
 func (*ParentStats) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ParentStats) GetName() string {
@@ -1538,7 +1639,7 @@ type GetResourceStatsResponse struct {
 
 func (x *GetResourceStatsResponse) Reset() {
 	*x = GetResourceStatsResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[18]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1651,7 @@ func (x *GetResourceStatsResponse) String() string {
 func (*GetResourceStatsResponse) ProtoMessage() {}
 
 func (x *GetResourceStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[18]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1664,7 @@ func (x *GetResourceStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetResourceStatsResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetResourceStatsResponse) GetStats() *ResourceStats {
@@ -1585,7 +1686,7 @@ type Namespace struct {
 
 func (x *Namespace) Reset() {
 	*x = Namespace{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[19]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1698,7 @@ func (x *Namespace) String() string {
 func (*Namespace) ProtoMessage() {}
 
 func (x *Namespace) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[19]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1711,7 @@ func (x *Namespace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Namespace.ProtoReflect.Descriptor instead.
 func (*Namespace) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Namespace) GetName() string {
@@ -1631,7 +1732,7 @@ type CreateNamespaceRequest struct {
 
 func (x *CreateNamespaceRequest) Reset() {
 	*x = CreateNamespaceRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[20]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1744,7 @@ func (x *CreateNamespaceRequest) String() string {
 func (*CreateNamespaceRequest) ProtoMessage() {}
 
 func (x *CreateNamespaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[20]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1757,7 @@ func (x *CreateNamespaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNamespaceRequest.ProtoReflect.Descriptor instead.
 func (*CreateNamespaceRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateNamespaceRequest) GetName() string {
@@ -1679,7 +1780,7 @@ type CreateNamespaceResponse struct {
 
 func (x *CreateNamespaceResponse) Reset() {
 	*x = CreateNamespaceResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[21]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1792,7 @@ func (x *CreateNamespaceResponse) String() string {
 func (*CreateNamespaceResponse) ProtoMessage() {}
 
 func (x *CreateNamespaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[21]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1805,7 @@ func (x *CreateNamespaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNamespaceResponse.ProtoReflect.Descriptor instead.
 func (*CreateNamespaceResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateNamespaceResponse) GetNamespace() *Namespace {
@@ -1730,7 +1831,7 @@ type ListNamespacesRequest struct {
 
 func (x *ListNamespacesRequest) Reset() {
 	*x = ListNamespacesRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[22]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +1843,7 @@ func (x *ListNamespacesRequest) String() string {
 func (*ListNamespacesRequest) ProtoMessage() {}
 
 func (x *ListNamespacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[22]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +1856,7 @@ func (x *ListNamespacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNamespacesRequest.ProtoReflect.Descriptor instead.
 func (*ListNamespacesRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 // ListNamespacesResponse holds every namespace.
@@ -1769,7 +1870,7 @@ type ListNamespacesResponse struct {
 
 func (x *ListNamespacesResponse) Reset() {
 	*x = ListNamespacesResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[23]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1882,7 @@ func (x *ListNamespacesResponse) String() string {
 func (*ListNamespacesResponse) ProtoMessage() {}
 
 func (x *ListNamespacesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[23]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1895,7 @@ func (x *ListNamespacesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNamespacesResponse.ProtoReflect.Descriptor instead.
 func (*ListNamespacesResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListNamespacesResponse) GetNamespaces() []*Namespace {
@@ -1815,7 +1916,7 @@ type DeleteNamespaceRequest struct {
 
 func (x *DeleteNamespaceRequest) Reset() {
 	*x = DeleteNamespaceRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[24]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1827,7 +1928,7 @@ func (x *DeleteNamespaceRequest) String() string {
 func (*DeleteNamespaceRequest) ProtoMessage() {}
 
 func (x *DeleteNamespaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[24]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +1941,7 @@ func (x *DeleteNamespaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNamespaceRequest.ProtoReflect.Descriptor instead.
 func (*DeleteNamespaceRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteNamespaceRequest) GetName() string {
@@ -1861,7 +1962,7 @@ type DeleteNamespaceResponse struct {
 
 func (x *DeleteNamespaceResponse) Reset() {
 	*x = DeleteNamespaceResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[25]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +1974,7 @@ func (x *DeleteNamespaceResponse) String() string {
 func (*DeleteNamespaceResponse) ProtoMessage() {}
 
 func (x *DeleteNamespaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[25]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +1987,7 @@ func (x *DeleteNamespaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNamespaceResponse.ProtoReflect.Descriptor instead.
 func (*DeleteNamespaceResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteNamespaceResponse) GetRevokedKeys() uint32 {
@@ -1916,7 +2017,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[26]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2029,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[26]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2042,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ApiKey) GetId() string {
@@ -1994,7 +2095,7 @@ type CreateApiKeyRequest struct {
 
 func (x *CreateApiKeyRequest) Reset() {
 	*x = CreateApiKeyRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[27]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2107,7 @@ func (x *CreateApiKeyRequest) String() string {
 func (*CreateApiKeyRequest) ProtoMessage() {}
 
 func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[27]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2120,7 @@ func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CreateApiKeyRequest) GetNamespace() string {
@@ -2057,7 +2158,7 @@ type CreateApiKeyResponse struct {
 
 func (x *CreateApiKeyResponse) Reset() {
 	*x = CreateApiKeyResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[28]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2170,7 @@ func (x *CreateApiKeyResponse) String() string {
 func (*CreateApiKeyResponse) ProtoMessage() {}
 
 func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[28]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2183,7 @@ func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateApiKeyResponse) GetApiKey() *ApiKey {
@@ -2110,7 +2211,7 @@ type ListApiKeysRequest struct {
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[29]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2223,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[29]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2236,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListApiKeysRequest) GetNamespace() string {
@@ -2156,7 +2257,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[30]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2269,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[30]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2282,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
@@ -2202,7 +2303,7 @@ type RevokeApiKeyRequest struct {
 
 func (x *RevokeApiKeyRequest) Reset() {
 	*x = RevokeApiKeyRequest{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[31]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2315,7 @@ func (x *RevokeApiKeyRequest) String() string {
 func (*RevokeApiKeyRequest) ProtoMessage() {}
 
 func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[31]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2328,7 @@ func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RevokeApiKeyRequest) GetId() string {
@@ -2246,7 +2347,7 @@ type RevokeApiKeyResponse struct {
 
 func (x *RevokeApiKeyResponse) Reset() {
 	*x = RevokeApiKeyResponse{}
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[32]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2359,7 @@ func (x *RevokeApiKeyResponse) String() string {
 func (*RevokeApiKeyResponse) ProtoMessage() {}
 
 func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_admin_proto_msgTypes[32]
+	mi := &file_ratequeue_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2372,7 @@ func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_ratequeue_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 var File_ratequeue_v1_admin_proto protoreflect.FileDescriptor
@@ -2315,7 +2416,12 @@ const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	"\bresource\x18\x01 \x01(\v2\x16.ratequeue.v1.ResourceR\bresource\"c\n" +
 	"\x13PutResourceResponse\x122\n" +
 	"\bresource\x18\x01 \x01(\v2\x16.ratequeue.v1.ResourceR\bresource\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"(\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"K\n" +
+	"\x13PutResourcesRequest\x124\n" +
+	"\tresources\x18\x01 \x03(\v2\x16.ratequeue.v1.ResourceR\tresources\"L\n" +
+	"\x14PutResourcesResponse\x12\x18\n" +
+	"\acreated\x18\x01 \x01(\rR\acreated\x12\x1a\n" +
+	"\breplaced\x18\x02 \x01(\rR\breplaced\"(\n" +
 	"\x12GetResourceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"I\n" +
 	"\x13GetResourceResponse\x122\n" +
@@ -2435,9 +2541,10 @@ const file_ratequeue_v1_admin_proto_rawDesc = "" +
 	"\x18API_KEY_ROLE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13API_KEY_ROLE_WORKER\x10\x01\x12\x16\n" +
 	"\x12API_KEY_ROLE_ADMIN\x10\x02\x12\x15\n" +
-	"\x11API_KEY_ROLE_ROOT\x10\x032\xef\a\n" +
+	"\x11API_KEY_ROLE_ROOT\x10\x032\xc6\b\n" +
 	"\fAdminService\x12R\n" +
-	"\vPutResource\x12 .ratequeue.v1.PutResourceRequest\x1a!.ratequeue.v1.PutResourceResponse\x12R\n" +
+	"\vPutResource\x12 .ratequeue.v1.PutResourceRequest\x1a!.ratequeue.v1.PutResourceResponse\x12U\n" +
+	"\fPutResources\x12!.ratequeue.v1.PutResourcesRequest\x1a\".ratequeue.v1.PutResourcesResponse\x12R\n" +
 	"\vGetResource\x12 .ratequeue.v1.GetResourceRequest\x1a!.ratequeue.v1.GetResourceResponse\x12X\n" +
 	"\rListResources\x12\".ratequeue.v1.ListResourcesRequest\x1a#.ratequeue.v1.ListResourcesResponse\x12[\n" +
 	"\x0eDeleteResource\x12#.ratequeue.v1.DeleteResourceRequest\x1a$.ratequeue.v1.DeleteResourceResponse\x12a\n" +
@@ -2464,7 +2571,7 @@ func file_ratequeue_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_ratequeue_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ratequeue_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_ratequeue_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_ratequeue_v1_admin_proto_goTypes = []any{
 	(Dimension)(0),                   // 0: ratequeue.v1.Dimension
 	(ApiKeyRole)(0),                  // 1: ratequeue.v1.ApiKeyRole
@@ -2474,96 +2581,101 @@ var file_ratequeue_v1_admin_proto_goTypes = []any{
 	(*KeyedChildTemplate)(nil),       // 5: ratequeue.v1.KeyedChildTemplate
 	(*PutResourceRequest)(nil),       // 6: ratequeue.v1.PutResourceRequest
 	(*PutResourceResponse)(nil),      // 7: ratequeue.v1.PutResourceResponse
-	(*GetResourceRequest)(nil),       // 8: ratequeue.v1.GetResourceRequest
-	(*GetResourceResponse)(nil),      // 9: ratequeue.v1.GetResourceResponse
-	(*ListResourcesRequest)(nil),     // 10: ratequeue.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),    // 11: ratequeue.v1.ListResourcesResponse
-	(*DeleteResourceRequest)(nil),    // 12: ratequeue.v1.DeleteResourceRequest
-	(*DeleteResourceResponse)(nil),   // 13: ratequeue.v1.DeleteResourceResponse
-	(*GetResourceStatsRequest)(nil),  // 14: ratequeue.v1.GetResourceStatsRequest
-	(*LaneStats)(nil),                // 15: ratequeue.v1.LaneStats
-	(*LimitStats)(nil),               // 16: ratequeue.v1.LimitStats
-	(*ResourceStats)(nil),            // 17: ratequeue.v1.ResourceStats
-	(*ChildStats)(nil),               // 18: ratequeue.v1.ChildStats
-	(*ParentStats)(nil),              // 19: ratequeue.v1.ParentStats
-	(*GetResourceStatsResponse)(nil), // 20: ratequeue.v1.GetResourceStatsResponse
-	(*Namespace)(nil),                // 21: ratequeue.v1.Namespace
-	(*CreateNamespaceRequest)(nil),   // 22: ratequeue.v1.CreateNamespaceRequest
-	(*CreateNamespaceResponse)(nil),  // 23: ratequeue.v1.CreateNamespaceResponse
-	(*ListNamespacesRequest)(nil),    // 24: ratequeue.v1.ListNamespacesRequest
-	(*ListNamespacesResponse)(nil),   // 25: ratequeue.v1.ListNamespacesResponse
-	(*DeleteNamespaceRequest)(nil),   // 26: ratequeue.v1.DeleteNamespaceRequest
-	(*DeleteNamespaceResponse)(nil),  // 27: ratequeue.v1.DeleteNamespaceResponse
-	(*ApiKey)(nil),                   // 28: ratequeue.v1.ApiKey
-	(*CreateApiKeyRequest)(nil),      // 29: ratequeue.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),     // 30: ratequeue.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),       // 31: ratequeue.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),      // 32: ratequeue.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),      // 33: ratequeue.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),     // 34: ratequeue.v1.RevokeApiKeyResponse
-	(*durationpb.Duration)(nil),      // 35: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 36: google.protobuf.Timestamp
+	(*PutResourcesRequest)(nil),      // 8: ratequeue.v1.PutResourcesRequest
+	(*PutResourcesResponse)(nil),     // 9: ratequeue.v1.PutResourcesResponse
+	(*GetResourceRequest)(nil),       // 10: ratequeue.v1.GetResourceRequest
+	(*GetResourceResponse)(nil),      // 11: ratequeue.v1.GetResourceResponse
+	(*ListResourcesRequest)(nil),     // 12: ratequeue.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),    // 13: ratequeue.v1.ListResourcesResponse
+	(*DeleteResourceRequest)(nil),    // 14: ratequeue.v1.DeleteResourceRequest
+	(*DeleteResourceResponse)(nil),   // 15: ratequeue.v1.DeleteResourceResponse
+	(*GetResourceStatsRequest)(nil),  // 16: ratequeue.v1.GetResourceStatsRequest
+	(*LaneStats)(nil),                // 17: ratequeue.v1.LaneStats
+	(*LimitStats)(nil),               // 18: ratequeue.v1.LimitStats
+	(*ResourceStats)(nil),            // 19: ratequeue.v1.ResourceStats
+	(*ChildStats)(nil),               // 20: ratequeue.v1.ChildStats
+	(*ParentStats)(nil),              // 21: ratequeue.v1.ParentStats
+	(*GetResourceStatsResponse)(nil), // 22: ratequeue.v1.GetResourceStatsResponse
+	(*Namespace)(nil),                // 23: ratequeue.v1.Namespace
+	(*CreateNamespaceRequest)(nil),   // 24: ratequeue.v1.CreateNamespaceRequest
+	(*CreateNamespaceResponse)(nil),  // 25: ratequeue.v1.CreateNamespaceResponse
+	(*ListNamespacesRequest)(nil),    // 26: ratequeue.v1.ListNamespacesRequest
+	(*ListNamespacesResponse)(nil),   // 27: ratequeue.v1.ListNamespacesResponse
+	(*DeleteNamespaceRequest)(nil),   // 28: ratequeue.v1.DeleteNamespaceRequest
+	(*DeleteNamespaceResponse)(nil),  // 29: ratequeue.v1.DeleteNamespaceResponse
+	(*ApiKey)(nil),                   // 30: ratequeue.v1.ApiKey
+	(*CreateApiKeyRequest)(nil),      // 31: ratequeue.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),     // 32: ratequeue.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),       // 33: ratequeue.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),      // 34: ratequeue.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),      // 35: ratequeue.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),     // 36: ratequeue.v1.RevokeApiKeyResponse
+	(*durationpb.Duration)(nil),      // 37: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
 }
 var file_ratequeue_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: ratequeue.v1.Limit.dimension:type_name -> ratequeue.v1.Dimension
-	35, // 1: ratequeue.v1.Limit.period:type_name -> google.protobuf.Duration
+	37, // 1: ratequeue.v1.Limit.period:type_name -> google.protobuf.Duration
 	2,  // 2: ratequeue.v1.Resource.limits:type_name -> ratequeue.v1.Limit
 	3,  // 3: ratequeue.v1.Resource.lanes:type_name -> ratequeue.v1.Lane
-	35, // 4: ratequeue.v1.Resource.lease_ttl:type_name -> google.protobuf.Duration
-	35, // 5: ratequeue.v1.Resource.cooldown:type_name -> google.protobuf.Duration
+	37, // 4: ratequeue.v1.Resource.lease_ttl:type_name -> google.protobuf.Duration
+	37, // 5: ratequeue.v1.Resource.cooldown:type_name -> google.protobuf.Duration
 	5,  // 6: ratequeue.v1.Resource.per_key:type_name -> ratequeue.v1.KeyedChildTemplate
-	35, // 7: ratequeue.v1.Resource.per_key_idle:type_name -> google.protobuf.Duration
+	37, // 7: ratequeue.v1.Resource.per_key_idle:type_name -> google.protobuf.Duration
 	2,  // 8: ratequeue.v1.KeyedChildTemplate.limits:type_name -> ratequeue.v1.Limit
 	4,  // 9: ratequeue.v1.PutResourceRequest.resource:type_name -> ratequeue.v1.Resource
 	4,  // 10: ratequeue.v1.PutResourceResponse.resource:type_name -> ratequeue.v1.Resource
-	4,  // 11: ratequeue.v1.GetResourceResponse.resource:type_name -> ratequeue.v1.Resource
-	4,  // 12: ratequeue.v1.ListResourcesResponse.resources:type_name -> ratequeue.v1.Resource
-	2,  // 13: ratequeue.v1.LimitStats.limit:type_name -> ratequeue.v1.Limit
-	15, // 14: ratequeue.v1.ResourceStats.lanes:type_name -> ratequeue.v1.LaneStats
-	16, // 15: ratequeue.v1.ResourceStats.limits:type_name -> ratequeue.v1.LimitStats
-	35, // 16: ratequeue.v1.ResourceStats.wait_p50:type_name -> google.protobuf.Duration
-	35, // 17: ratequeue.v1.ResourceStats.wait_p90:type_name -> google.protobuf.Duration
-	35, // 18: ratequeue.v1.ResourceStats.wait_p99:type_name -> google.protobuf.Duration
-	35, // 19: ratequeue.v1.ResourceStats.wait_max:type_name -> google.protobuf.Duration
-	36, // 20: ratequeue.v1.ResourceStats.paused_until:type_name -> google.protobuf.Timestamp
-	18, // 21: ratequeue.v1.ResourceStats.children:type_name -> ratequeue.v1.ChildStats
-	19, // 22: ratequeue.v1.ResourceStats.parent:type_name -> ratequeue.v1.ParentStats
-	16, // 23: ratequeue.v1.ParentStats.limits:type_name -> ratequeue.v1.LimitStats
-	17, // 24: ratequeue.v1.GetResourceStatsResponse.stats:type_name -> ratequeue.v1.ResourceStats
-	21, // 25: ratequeue.v1.CreateNamespaceResponse.namespace:type_name -> ratequeue.v1.Namespace
-	21, // 26: ratequeue.v1.ListNamespacesResponse.namespaces:type_name -> ratequeue.v1.Namespace
-	1,  // 27: ratequeue.v1.ApiKey.role:type_name -> ratequeue.v1.ApiKeyRole
-	36, // 28: ratequeue.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	1,  // 29: ratequeue.v1.CreateApiKeyRequest.role:type_name -> ratequeue.v1.ApiKeyRole
-	28, // 30: ratequeue.v1.CreateApiKeyResponse.api_key:type_name -> ratequeue.v1.ApiKey
-	28, // 31: ratequeue.v1.ListApiKeysResponse.api_keys:type_name -> ratequeue.v1.ApiKey
-	6,  // 32: ratequeue.v1.AdminService.PutResource:input_type -> ratequeue.v1.PutResourceRequest
-	8,  // 33: ratequeue.v1.AdminService.GetResource:input_type -> ratequeue.v1.GetResourceRequest
-	10, // 34: ratequeue.v1.AdminService.ListResources:input_type -> ratequeue.v1.ListResourcesRequest
-	12, // 35: ratequeue.v1.AdminService.DeleteResource:input_type -> ratequeue.v1.DeleteResourceRequest
-	14, // 36: ratequeue.v1.AdminService.GetResourceStats:input_type -> ratequeue.v1.GetResourceStatsRequest
-	22, // 37: ratequeue.v1.AdminService.CreateNamespace:input_type -> ratequeue.v1.CreateNamespaceRequest
-	24, // 38: ratequeue.v1.AdminService.ListNamespaces:input_type -> ratequeue.v1.ListNamespacesRequest
-	26, // 39: ratequeue.v1.AdminService.DeleteNamespace:input_type -> ratequeue.v1.DeleteNamespaceRequest
-	29, // 40: ratequeue.v1.AdminService.CreateApiKey:input_type -> ratequeue.v1.CreateApiKeyRequest
-	31, // 41: ratequeue.v1.AdminService.ListApiKeys:input_type -> ratequeue.v1.ListApiKeysRequest
-	33, // 42: ratequeue.v1.AdminService.RevokeApiKey:input_type -> ratequeue.v1.RevokeApiKeyRequest
-	7,  // 43: ratequeue.v1.AdminService.PutResource:output_type -> ratequeue.v1.PutResourceResponse
-	9,  // 44: ratequeue.v1.AdminService.GetResource:output_type -> ratequeue.v1.GetResourceResponse
-	11, // 45: ratequeue.v1.AdminService.ListResources:output_type -> ratequeue.v1.ListResourcesResponse
-	13, // 46: ratequeue.v1.AdminService.DeleteResource:output_type -> ratequeue.v1.DeleteResourceResponse
-	20, // 47: ratequeue.v1.AdminService.GetResourceStats:output_type -> ratequeue.v1.GetResourceStatsResponse
-	23, // 48: ratequeue.v1.AdminService.CreateNamespace:output_type -> ratequeue.v1.CreateNamespaceResponse
-	25, // 49: ratequeue.v1.AdminService.ListNamespaces:output_type -> ratequeue.v1.ListNamespacesResponse
-	27, // 50: ratequeue.v1.AdminService.DeleteNamespace:output_type -> ratequeue.v1.DeleteNamespaceResponse
-	30, // 51: ratequeue.v1.AdminService.CreateApiKey:output_type -> ratequeue.v1.CreateApiKeyResponse
-	32, // 52: ratequeue.v1.AdminService.ListApiKeys:output_type -> ratequeue.v1.ListApiKeysResponse
-	34, // 53: ratequeue.v1.AdminService.RevokeApiKey:output_type -> ratequeue.v1.RevokeApiKeyResponse
-	43, // [43:54] is the sub-list for method output_type
-	32, // [32:43] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	4,  // 11: ratequeue.v1.PutResourcesRequest.resources:type_name -> ratequeue.v1.Resource
+	4,  // 12: ratequeue.v1.GetResourceResponse.resource:type_name -> ratequeue.v1.Resource
+	4,  // 13: ratequeue.v1.ListResourcesResponse.resources:type_name -> ratequeue.v1.Resource
+	2,  // 14: ratequeue.v1.LimitStats.limit:type_name -> ratequeue.v1.Limit
+	17, // 15: ratequeue.v1.ResourceStats.lanes:type_name -> ratequeue.v1.LaneStats
+	18, // 16: ratequeue.v1.ResourceStats.limits:type_name -> ratequeue.v1.LimitStats
+	37, // 17: ratequeue.v1.ResourceStats.wait_p50:type_name -> google.protobuf.Duration
+	37, // 18: ratequeue.v1.ResourceStats.wait_p90:type_name -> google.protobuf.Duration
+	37, // 19: ratequeue.v1.ResourceStats.wait_p99:type_name -> google.protobuf.Duration
+	37, // 20: ratequeue.v1.ResourceStats.wait_max:type_name -> google.protobuf.Duration
+	38, // 21: ratequeue.v1.ResourceStats.paused_until:type_name -> google.protobuf.Timestamp
+	20, // 22: ratequeue.v1.ResourceStats.children:type_name -> ratequeue.v1.ChildStats
+	21, // 23: ratequeue.v1.ResourceStats.parent:type_name -> ratequeue.v1.ParentStats
+	18, // 24: ratequeue.v1.ParentStats.limits:type_name -> ratequeue.v1.LimitStats
+	19, // 25: ratequeue.v1.GetResourceStatsResponse.stats:type_name -> ratequeue.v1.ResourceStats
+	23, // 26: ratequeue.v1.CreateNamespaceResponse.namespace:type_name -> ratequeue.v1.Namespace
+	23, // 27: ratequeue.v1.ListNamespacesResponse.namespaces:type_name -> ratequeue.v1.Namespace
+	1,  // 28: ratequeue.v1.ApiKey.role:type_name -> ratequeue.v1.ApiKeyRole
+	38, // 29: ratequeue.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 30: ratequeue.v1.CreateApiKeyRequest.role:type_name -> ratequeue.v1.ApiKeyRole
+	30, // 31: ratequeue.v1.CreateApiKeyResponse.api_key:type_name -> ratequeue.v1.ApiKey
+	30, // 32: ratequeue.v1.ListApiKeysResponse.api_keys:type_name -> ratequeue.v1.ApiKey
+	6,  // 33: ratequeue.v1.AdminService.PutResource:input_type -> ratequeue.v1.PutResourceRequest
+	8,  // 34: ratequeue.v1.AdminService.PutResources:input_type -> ratequeue.v1.PutResourcesRequest
+	10, // 35: ratequeue.v1.AdminService.GetResource:input_type -> ratequeue.v1.GetResourceRequest
+	12, // 36: ratequeue.v1.AdminService.ListResources:input_type -> ratequeue.v1.ListResourcesRequest
+	14, // 37: ratequeue.v1.AdminService.DeleteResource:input_type -> ratequeue.v1.DeleteResourceRequest
+	16, // 38: ratequeue.v1.AdminService.GetResourceStats:input_type -> ratequeue.v1.GetResourceStatsRequest
+	24, // 39: ratequeue.v1.AdminService.CreateNamespace:input_type -> ratequeue.v1.CreateNamespaceRequest
+	26, // 40: ratequeue.v1.AdminService.ListNamespaces:input_type -> ratequeue.v1.ListNamespacesRequest
+	28, // 41: ratequeue.v1.AdminService.DeleteNamespace:input_type -> ratequeue.v1.DeleteNamespaceRequest
+	31, // 42: ratequeue.v1.AdminService.CreateApiKey:input_type -> ratequeue.v1.CreateApiKeyRequest
+	33, // 43: ratequeue.v1.AdminService.ListApiKeys:input_type -> ratequeue.v1.ListApiKeysRequest
+	35, // 44: ratequeue.v1.AdminService.RevokeApiKey:input_type -> ratequeue.v1.RevokeApiKeyRequest
+	7,  // 45: ratequeue.v1.AdminService.PutResource:output_type -> ratequeue.v1.PutResourceResponse
+	9,  // 46: ratequeue.v1.AdminService.PutResources:output_type -> ratequeue.v1.PutResourcesResponse
+	11, // 47: ratequeue.v1.AdminService.GetResource:output_type -> ratequeue.v1.GetResourceResponse
+	13, // 48: ratequeue.v1.AdminService.ListResources:output_type -> ratequeue.v1.ListResourcesResponse
+	15, // 49: ratequeue.v1.AdminService.DeleteResource:output_type -> ratequeue.v1.DeleteResourceResponse
+	22, // 50: ratequeue.v1.AdminService.GetResourceStats:output_type -> ratequeue.v1.GetResourceStatsResponse
+	25, // 51: ratequeue.v1.AdminService.CreateNamespace:output_type -> ratequeue.v1.CreateNamespaceResponse
+	27, // 52: ratequeue.v1.AdminService.ListNamespaces:output_type -> ratequeue.v1.ListNamespacesResponse
+	29, // 53: ratequeue.v1.AdminService.DeleteNamespace:output_type -> ratequeue.v1.DeleteNamespaceResponse
+	32, // 54: ratequeue.v1.AdminService.CreateApiKey:output_type -> ratequeue.v1.CreateApiKeyResponse
+	34, // 55: ratequeue.v1.AdminService.ListApiKeys:output_type -> ratequeue.v1.ListApiKeysResponse
+	36, // 56: ratequeue.v1.AdminService.RevokeApiKey:output_type -> ratequeue.v1.RevokeApiKeyResponse
+	45, // [45:57] is the sub-list for method output_type
+	33, // [33:45] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_ratequeue_v1_admin_proto_init() }
@@ -2572,14 +2684,14 @@ func file_ratequeue_v1_admin_proto_init() {
 		return
 	}
 	file_ratequeue_v1_admin_proto_msgTypes[2].OneofWrappers = []any{}
-	file_ratequeue_v1_admin_proto_msgTypes[14].OneofWrappers = []any{}
+	file_ratequeue_v1_admin_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ratequeue_v1_admin_proto_rawDesc), len(file_ratequeue_v1_admin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	AdminService_PutResource_FullMethodName      = "/ratequeue.v1.AdminService/PutResource"
+	AdminService_PutResources_FullMethodName     = "/ratequeue.v1.AdminService/PutResources"
 	AdminService_GetResource_FullMethodName      = "/ratequeue.v1.AdminService/GetResource"
 	AdminService_ListResources_FullMethodName    = "/ratequeue.v1.AdminService/ListResources"
 	AdminService_DeleteResource_FullMethodName   = "/ratequeue.v1.AdminService/DeleteResource"
@@ -49,6 +50,11 @@ const (
 type AdminServiceClient interface {
 	// PutResource creates a resource or replaces an existing one's definition.
 	PutResource(ctx context.Context, in *PutResourceRequest, opts ...grpc.CallOption) (*PutResourceResponse, error)
+	// PutResources puts many resources in one call, in order (parents before
+	// their children), each as PutResource would. Every resource's fields are
+	// checked before any is put; a resource the tree refuses stops the call
+	// there, with an error that names its index, and those before it stay put.
+	PutResources(ctx context.Context, in *PutResourcesRequest, opts ...grpc.CallOption) (*PutResourcesResponse, error)
 	// GetResource returns one resource's definition.
 	GetResource(ctx context.Context, in *GetResourceRequest, opts ...grpc.CallOption) (*GetResourceResponse, error)
 	// ListResources returns every resource's definition, ordered by name.
@@ -91,6 +97,16 @@ func (c *adminServiceClient) PutResource(ctx context.Context, in *PutResourceReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PutResourceResponse)
 	err := c.cc.Invoke(ctx, AdminService_PutResource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) PutResources(ctx context.Context, in *PutResourcesRequest, opts ...grpc.CallOption) (*PutResourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutResourcesResponse)
+	err := c.cc.Invoke(ctx, AdminService_PutResources_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +230,11 @@ func (c *adminServiceClient) RevokeApiKey(ctx context.Context, in *RevokeApiKeyR
 type AdminServiceServer interface {
 	// PutResource creates a resource or replaces an existing one's definition.
 	PutResource(context.Context, *PutResourceRequest) (*PutResourceResponse, error)
+	// PutResources puts many resources in one call, in order (parents before
+	// their children), each as PutResource would. Every resource's fields are
+	// checked before any is put; a resource the tree refuses stops the call
+	// there, with an error that names its index, and those before it stay put.
+	PutResources(context.Context, *PutResourcesRequest) (*PutResourcesResponse, error)
 	// GetResource returns one resource's definition.
 	GetResource(context.Context, *GetResourceRequest) (*GetResourceResponse, error)
 	// ListResources returns every resource's definition, ordered by name.
@@ -254,6 +275,9 @@ type UnimplementedAdminServiceServer struct{}
 
 func (UnimplementedAdminServiceServer) PutResource(context.Context, *PutResourceRequest) (*PutResourceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutResource not implemented")
+}
+func (UnimplementedAdminServiceServer) PutResources(context.Context, *PutResourcesRequest) (*PutResourcesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutResources not implemented")
 }
 func (UnimplementedAdminServiceServer) GetResource(context.Context, *GetResourceRequest) (*GetResourceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetResource not implemented")
@@ -320,6 +344,24 @@ func _AdminService_PutResource_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).PutResource(ctx, req.(*PutResourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_PutResources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutResourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).PutResources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_PutResources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).PutResources(ctx, req.(*PutResourcesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -514,6 +556,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PutResource",
 			Handler:    _AdminService_PutResource_Handler,
+		},
+		{
+			MethodName: "PutResources",
+			Handler:    _AdminService_PutResources_Handler,
 		},
 		{
 			MethodName: "GetResource",

@@ -950,6 +950,7 @@ type SessionRequest struct {
 	//	*SessionRequest_Heartbeat
 	//	*SessionRequest_Cancel
 	//	*SessionRequest_Report
+	//	*SessionRequest_Batch
 	Kind          isSessionRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1044,6 +1045,15 @@ func (x *SessionRequest) GetReport() *ReportRequest {
 	return nil
 }
 
+func (x *SessionRequest) GetBatch() *SessionRequestBatch {
+	if x != nil {
+		if x, ok := x.Kind.(*SessionRequest_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isSessionRequest_Kind interface {
 	isSessionRequest_Kind()
 }
@@ -1075,6 +1085,14 @@ type SessionRequest_Report struct {
 	Report *ReportRequest `protobuf:"bytes,6,opt,name=report,proto3,oneof"`
 }
 
+type SessionRequest_Batch struct {
+	// Several messages in one, handled in order as if each came alone
+	// (each with its own request_id; the batch's own request_id is 0). A
+	// client coalesces what it sends in one turn of its event loop. A batch
+	// holds no batch, and at most 1000 messages.
+	Batch *SessionRequestBatch `protobuf:"bytes,7,opt,name=batch,proto3,oneof"`
+}
+
 func (*SessionRequest_Acquire) isSessionRequest_Kind() {}
 
 func (*SessionRequest_Release) isSessionRequest_Kind() {}
@@ -1084,6 +1102,54 @@ func (*SessionRequest_Heartbeat) isSessionRequest_Kind() {}
 func (*SessionRequest_Cancel) isSessionRequest_Kind() {}
 
 func (*SessionRequest_Report) isSessionRequest_Kind() {}
+
+func (*SessionRequest_Batch) isSessionRequest_Kind() {}
+
+// SessionRequestBatch carries several client messages in one.
+type SessionRequestBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The messages, in the order they are handled.
+	Requests      []*SessionRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRequestBatch) Reset() {
+	*x = SessionRequestBatch{}
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRequestBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRequestBatch) ProtoMessage() {}
+
+func (x *SessionRequestBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRequestBatch.ProtoReflect.Descriptor instead.
+func (*SessionRequestBatch) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SessionRequestBatch) GetRequests() []*SessionRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
 
 // Failure is an operation's error: a gRPC status code and a message that
 // says what to fix.
@@ -1099,7 +1165,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[14]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1177,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[14]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1190,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{14}
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Failure) GetCode() int32 {
@@ -1154,7 +1220,7 @@ type LeaseExpired struct {
 
 func (x *LeaseExpired) Reset() {
 	*x = LeaseExpired{}
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[15]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1232,7 @@ func (x *LeaseExpired) String() string {
 func (*LeaseExpired) ProtoMessage() {}
 
 func (x *LeaseExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[15]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1245,7 @@ func (x *LeaseExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseExpired.ProtoReflect.Descriptor instead.
 func (*LeaseExpired) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{15}
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LeaseExpired) GetLeaseId() string {
@@ -1211,6 +1277,7 @@ type SessionResponse struct {
 	//	*SessionResponse_Failure
 	//	*SessionResponse_LeaseExpired
 	//	*SessionResponse_Reported
+	//	*SessionResponse_Batch
 	Kind          isSessionResponse_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1218,7 +1285,7 @@ type SessionResponse struct {
 
 func (x *SessionResponse) Reset() {
 	*x = SessionResponse{}
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[16]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1297,7 @@ func (x *SessionResponse) String() string {
 func (*SessionResponse) ProtoMessage() {}
 
 func (x *SessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[16]
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1310,7 @@ func (x *SessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
 func (*SessionResponse) Descriptor() ([]byte, []int) {
-	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{16}
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SessionResponse) GetRequestId() uint64 {
@@ -1314,6 +1381,15 @@ func (x *SessionResponse) GetReported() *ReportResponse {
 	return nil
 }
 
+func (x *SessionResponse) GetBatch() *SessionResponseBatch {
+	if x != nil {
+		if x, ok := x.Kind.(*SessionResponse_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isSessionResponse_Kind interface {
 	isSessionResponse_Kind()
 }
@@ -1348,6 +1424,13 @@ type SessionResponse_Reported struct {
 	Reported *ReportResponse `protobuf:"bytes,7,opt,name=reported,proto3,oneof"`
 }
 
+type SessionResponse_Batch struct {
+	// Several answers and notices in one (request_id 0), in the order they
+	// were decided. The server sends batches only on a stream whose client
+	// has sent one, and coalesces what one turn of its event loop decided.
+	Batch *SessionResponseBatch `protobuf:"bytes,8,opt,name=batch,proto3,oneof"`
+}
+
 func (*SessionResponse_Granted) isSessionResponse_Kind() {}
 
 func (*SessionResponse_Released) isSessionResponse_Kind() {}
@@ -1359,6 +1442,54 @@ func (*SessionResponse_Failure) isSessionResponse_Kind() {}
 func (*SessionResponse_LeaseExpired) isSessionResponse_Kind() {}
 
 func (*SessionResponse_Reported) isSessionResponse_Kind() {}
+
+func (*SessionResponse_Batch) isSessionResponse_Kind() {}
+
+// SessionResponseBatch carries several server messages in one.
+type SessionResponseBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answers and notices, in order.
+	Responses     []*SessionResponse `protobuf:"bytes,1,rep,name=responses,proto3" json:"responses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionResponseBatch) Reset() {
+	*x = SessionResponseBatch{}
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionResponseBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionResponseBatch) ProtoMessage() {}
+
+func (x *SessionResponseBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_ratequeue_v1_ratequeue_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionResponseBatch.ProtoReflect.Descriptor instead.
+func (*SessionResponseBatch) Descriptor() ([]byte, []int) {
+	return file_ratequeue_v1_ratequeue_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SessionResponseBatch) GetResponses() []*SessionResponse {
+	if x != nil {
+		return x.Responses
+	}
+	return nil
+}
 
 var File_ratequeue_v1_ratequeue_proto protoreflect.FileDescriptor
 
@@ -1427,7 +1558,7 @@ const file_ratequeue_v1_ratequeue_proto_rawDesc = "" +
 	"\x11HeartbeatResponse\x120\n" +
 	"\x06leases\x18\x01 \x03(\v2\x18.ratequeue.v1.LeaseStateR\x06leases\"=\n" +
 	"\rSessionCancel\x12,\n" +
-	"\x12acquire_request_id\x18\x01 \x01(\x04R\x10acquireRequestId\"\xd9\x02\n" +
+	"\x12acquire_request_id\x18\x01 \x01(\x04R\x10acquireRequestId\"\x94\x03\n" +
 	"\x0eSessionRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x128\n" +
@@ -1435,14 +1566,17 @@ const file_ratequeue_v1_ratequeue_proto_rawDesc = "" +
 	"\arelease\x18\x03 \x01(\v2\x1c.ratequeue.v1.ReleaseRequestH\x00R\arelease\x12>\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x1e.ratequeue.v1.HeartbeatRequestH\x00R\theartbeat\x125\n" +
 	"\x06cancel\x18\x05 \x01(\v2\x1b.ratequeue.v1.SessionCancelH\x00R\x06cancel\x125\n" +
-	"\x06report\x18\x06 \x01(\v2\x1b.ratequeue.v1.ReportRequestH\x00R\x06reportB\x06\n" +
-	"\x04kind\"7\n" +
+	"\x06report\x18\x06 \x01(\v2\x1b.ratequeue.v1.ReportRequestH\x00R\x06report\x129\n" +
+	"\x05batch\x18\a \x01(\v2!.ratequeue.v1.SessionRequestBatchH\x00R\x05batchB\x06\n" +
+	"\x04kind\"O\n" +
+	"\x13SessionRequestBatch\x128\n" +
+	"\brequests\x18\x01 \x03(\v2\x1c.ratequeue.v1.SessionRequestR\brequests\"7\n" +
 	"\aFailure\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"E\n" +
 	"\fLeaseExpired\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x1a\n" +
-	"\bresource\x18\x02 \x01(\tR\bresource\"\xa3\x03\n" +
+	"\bresource\x18\x02 \x01(\tR\bresource\"\xdf\x03\n" +
 	"\x0fSessionResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x129\n" +
@@ -1451,8 +1585,11 @@ const file_ratequeue_v1_ratequeue_proto_rawDesc = "" +
 	"\theartbeat\x18\x04 \x01(\v2\x1f.ratequeue.v1.HeartbeatResponseH\x00R\theartbeat\x121\n" +
 	"\afailure\x18\x05 \x01(\v2\x15.ratequeue.v1.FailureH\x00R\afailure\x12A\n" +
 	"\rlease_expired\x18\x06 \x01(\v2\x1a.ratequeue.v1.LeaseExpiredH\x00R\fleaseExpired\x12:\n" +
-	"\breported\x18\a \x01(\v2\x1c.ratequeue.v1.ReportResponseH\x00R\breportedB\x06\n" +
-	"\x04kind*\xaf\x01\n" +
+	"\breported\x18\a \x01(\v2\x1c.ratequeue.v1.ReportResponseH\x00R\breported\x12:\n" +
+	"\x05batch\x18\b \x01(\v2\".ratequeue.v1.SessionResponseBatchH\x00R\x05batchB\x06\n" +
+	"\x04kind\"S\n" +
+	"\x14SessionResponseBatch\x12;\n" +
+	"\tresponses\x18\x01 \x03(\v2\x1d.ratequeue.v1.SessionResponseR\tresponses*\xaf\x01\n" +
 	"\x0eReleaseOutcome\x12\x1f\n" +
 	"\x1bRELEASE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18RELEASE_OUTCOME_RELEASED\x10\x01\x12$\n" +
@@ -1480,7 +1617,7 @@ func file_ratequeue_v1_ratequeue_proto_rawDescGZIP() []byte {
 }
 
 var file_ratequeue_v1_ratequeue_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ratequeue_v1_ratequeue_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_ratequeue_v1_ratequeue_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_ratequeue_v1_ratequeue_proto_goTypes = []any{
 	(ReleaseOutcome)(0),           // 0: ratequeue.v1.ReleaseOutcome
 	(*AcquireRequest)(nil),        // 1: ratequeue.v1.AcquireRequest
@@ -1497,58 +1634,64 @@ var file_ratequeue_v1_ratequeue_proto_goTypes = []any{
 	(*HeartbeatResponse)(nil),     // 12: ratequeue.v1.HeartbeatResponse
 	(*SessionCancel)(nil),         // 13: ratequeue.v1.SessionCancel
 	(*SessionRequest)(nil),        // 14: ratequeue.v1.SessionRequest
-	(*Failure)(nil),               // 15: ratequeue.v1.Failure
-	(*LeaseExpired)(nil),          // 16: ratequeue.v1.LeaseExpired
-	(*SessionResponse)(nil),       // 17: ratequeue.v1.SessionResponse
-	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*SessionRequestBatch)(nil),   // 15: ratequeue.v1.SessionRequestBatch
+	(*Failure)(nil),               // 16: ratequeue.v1.Failure
+	(*LeaseExpired)(nil),          // 17: ratequeue.v1.LeaseExpired
+	(*SessionResponse)(nil),       // 18: ratequeue.v1.SessionResponse
+	(*SessionResponseBatch)(nil),  // 19: ratequeue.v1.SessionResponseBatch
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_ratequeue_v1_ratequeue_proto_depIdxs = []int32{
-	18, // 0: ratequeue.v1.AcquireRequest.timeout:type_name -> google.protobuf.Duration
+	20, // 0: ratequeue.v1.AcquireRequest.timeout:type_name -> google.protobuf.Duration
 	3,  // 1: ratequeue.v1.AcquireResponse.lease:type_name -> ratequeue.v1.Lease
-	18, // 2: ratequeue.v1.AcquireResponse.wait_time:type_name -> google.protobuf.Duration
-	19, // 3: ratequeue.v1.Lease.expire_time:type_name -> google.protobuf.Timestamp
-	18, // 4: ratequeue.v1.Lease.ttl:type_name -> google.protobuf.Duration
-	19, // 5: ratequeue.v1.Lease.grant_time:type_name -> google.protobuf.Timestamp
+	20, // 2: ratequeue.v1.AcquireResponse.wait_time:type_name -> google.protobuf.Duration
+	21, // 3: ratequeue.v1.Lease.expire_time:type_name -> google.protobuf.Timestamp
+	20, // 4: ratequeue.v1.Lease.ttl:type_name -> google.protobuf.Duration
+	21, // 5: ratequeue.v1.Lease.grant_time:type_name -> google.protobuf.Timestamp
 	5,  // 6: ratequeue.v1.ReleaseRequest.feedback:type_name -> ratequeue.v1.ProviderFeedback
-	18, // 7: ratequeue.v1.ProviderFeedback.retry_after:type_name -> google.protobuf.Duration
+	20, // 7: ratequeue.v1.ProviderFeedback.retry_after:type_name -> google.protobuf.Duration
 	6,  // 8: ratequeue.v1.ProviderFeedback.requests:type_name -> ratequeue.v1.DimensionFeedback
 	6,  // 9: ratequeue.v1.ProviderFeedback.load:type_name -> ratequeue.v1.DimensionFeedback
 	6,  // 10: ratequeue.v1.ProviderFeedback.input_tokens:type_name -> ratequeue.v1.DimensionFeedback
 	6,  // 11: ratequeue.v1.ProviderFeedback.output_tokens:type_name -> ratequeue.v1.DimensionFeedback
-	18, // 12: ratequeue.v1.DimensionFeedback.limit_period:type_name -> google.protobuf.Duration
-	18, // 13: ratequeue.v1.DimensionFeedback.reset:type_name -> google.protobuf.Duration
+	20, // 12: ratequeue.v1.DimensionFeedback.limit_period:type_name -> google.protobuf.Duration
+	20, // 13: ratequeue.v1.DimensionFeedback.reset:type_name -> google.protobuf.Duration
 	5,  // 14: ratequeue.v1.ReportRequest.feedback:type_name -> ratequeue.v1.ProviderFeedback
-	19, // 15: ratequeue.v1.ReportResponse.paused_until:type_name -> google.protobuf.Timestamp
+	21, // 15: ratequeue.v1.ReportResponse.paused_until:type_name -> google.protobuf.Timestamp
 	0,  // 16: ratequeue.v1.ReleaseResponse.outcome:type_name -> ratequeue.v1.ReleaseOutcome
-	19, // 17: ratequeue.v1.LeaseState.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 17: ratequeue.v1.LeaseState.expire_time:type_name -> google.protobuf.Timestamp
 	11, // 18: ratequeue.v1.HeartbeatResponse.leases:type_name -> ratequeue.v1.LeaseState
 	1,  // 19: ratequeue.v1.SessionRequest.acquire:type_name -> ratequeue.v1.AcquireRequest
 	4,  // 20: ratequeue.v1.SessionRequest.release:type_name -> ratequeue.v1.ReleaseRequest
 	10, // 21: ratequeue.v1.SessionRequest.heartbeat:type_name -> ratequeue.v1.HeartbeatRequest
 	13, // 22: ratequeue.v1.SessionRequest.cancel:type_name -> ratequeue.v1.SessionCancel
 	7,  // 23: ratequeue.v1.SessionRequest.report:type_name -> ratequeue.v1.ReportRequest
-	2,  // 24: ratequeue.v1.SessionResponse.granted:type_name -> ratequeue.v1.AcquireResponse
-	9,  // 25: ratequeue.v1.SessionResponse.released:type_name -> ratequeue.v1.ReleaseResponse
-	12, // 26: ratequeue.v1.SessionResponse.heartbeat:type_name -> ratequeue.v1.HeartbeatResponse
-	15, // 27: ratequeue.v1.SessionResponse.failure:type_name -> ratequeue.v1.Failure
-	16, // 28: ratequeue.v1.SessionResponse.lease_expired:type_name -> ratequeue.v1.LeaseExpired
-	8,  // 29: ratequeue.v1.SessionResponse.reported:type_name -> ratequeue.v1.ReportResponse
-	14, // 30: ratequeue.v1.RateQueueService.Session:input_type -> ratequeue.v1.SessionRequest
-	1,  // 31: ratequeue.v1.RateQueueService.Acquire:input_type -> ratequeue.v1.AcquireRequest
-	4,  // 32: ratequeue.v1.RateQueueService.Release:input_type -> ratequeue.v1.ReleaseRequest
-	10, // 33: ratequeue.v1.RateQueueService.Heartbeat:input_type -> ratequeue.v1.HeartbeatRequest
-	7,  // 34: ratequeue.v1.RateQueueService.Report:input_type -> ratequeue.v1.ReportRequest
-	17, // 35: ratequeue.v1.RateQueueService.Session:output_type -> ratequeue.v1.SessionResponse
-	2,  // 36: ratequeue.v1.RateQueueService.Acquire:output_type -> ratequeue.v1.AcquireResponse
-	9,  // 37: ratequeue.v1.RateQueueService.Release:output_type -> ratequeue.v1.ReleaseResponse
-	12, // 38: ratequeue.v1.RateQueueService.Heartbeat:output_type -> ratequeue.v1.HeartbeatResponse
-	8,  // 39: ratequeue.v1.RateQueueService.Report:output_type -> ratequeue.v1.ReportResponse
-	35, // [35:40] is the sub-list for method output_type
-	30, // [30:35] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	15, // 24: ratequeue.v1.SessionRequest.batch:type_name -> ratequeue.v1.SessionRequestBatch
+	14, // 25: ratequeue.v1.SessionRequestBatch.requests:type_name -> ratequeue.v1.SessionRequest
+	2,  // 26: ratequeue.v1.SessionResponse.granted:type_name -> ratequeue.v1.AcquireResponse
+	9,  // 27: ratequeue.v1.SessionResponse.released:type_name -> ratequeue.v1.ReleaseResponse
+	12, // 28: ratequeue.v1.SessionResponse.heartbeat:type_name -> ratequeue.v1.HeartbeatResponse
+	16, // 29: ratequeue.v1.SessionResponse.failure:type_name -> ratequeue.v1.Failure
+	17, // 30: ratequeue.v1.SessionResponse.lease_expired:type_name -> ratequeue.v1.LeaseExpired
+	8,  // 31: ratequeue.v1.SessionResponse.reported:type_name -> ratequeue.v1.ReportResponse
+	19, // 32: ratequeue.v1.SessionResponse.batch:type_name -> ratequeue.v1.SessionResponseBatch
+	18, // 33: ratequeue.v1.SessionResponseBatch.responses:type_name -> ratequeue.v1.SessionResponse
+	14, // 34: ratequeue.v1.RateQueueService.Session:input_type -> ratequeue.v1.SessionRequest
+	1,  // 35: ratequeue.v1.RateQueueService.Acquire:input_type -> ratequeue.v1.AcquireRequest
+	4,  // 36: ratequeue.v1.RateQueueService.Release:input_type -> ratequeue.v1.ReleaseRequest
+	10, // 37: ratequeue.v1.RateQueueService.Heartbeat:input_type -> ratequeue.v1.HeartbeatRequest
+	7,  // 38: ratequeue.v1.RateQueueService.Report:input_type -> ratequeue.v1.ReportRequest
+	18, // 39: ratequeue.v1.RateQueueService.Session:output_type -> ratequeue.v1.SessionResponse
+	2,  // 40: ratequeue.v1.RateQueueService.Acquire:output_type -> ratequeue.v1.AcquireResponse
+	9,  // 41: ratequeue.v1.RateQueueService.Release:output_type -> ratequeue.v1.ReleaseResponse
+	12, // 42: ratequeue.v1.RateQueueService.Heartbeat:output_type -> ratequeue.v1.HeartbeatResponse
+	8,  // 43: ratequeue.v1.RateQueueService.Report:output_type -> ratequeue.v1.ReportResponse
+	39, // [39:44] is the sub-list for method output_type
+	34, // [34:39] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_ratequeue_v1_ratequeue_proto_init() }
@@ -1565,14 +1708,16 @@ func file_ratequeue_v1_ratequeue_proto_init() {
 		(*SessionRequest_Heartbeat)(nil),
 		(*SessionRequest_Cancel)(nil),
 		(*SessionRequest_Report)(nil),
+		(*SessionRequest_Batch)(nil),
 	}
-	file_ratequeue_v1_ratequeue_proto_msgTypes[16].OneofWrappers = []any{
+	file_ratequeue_v1_ratequeue_proto_msgTypes[17].OneofWrappers = []any{
 		(*SessionResponse_Granted)(nil),
 		(*SessionResponse_Released)(nil),
 		(*SessionResponse_Heartbeat)(nil),
 		(*SessionResponse_Failure)(nil),
 		(*SessionResponse_LeaseExpired)(nil),
 		(*SessionResponse_Reported)(nil),
+		(*SessionResponse_Batch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1580,7 +1725,7 @@ func file_ratequeue_v1_ratequeue_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ratequeue_v1_ratequeue_proto_rawDesc), len(file_ratequeue_v1_ratequeue_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

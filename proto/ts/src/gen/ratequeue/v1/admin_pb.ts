@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ratequeue/v1/admin.proto.
  */
 export const file_ratequeue_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChhyYXRlcXVldWUvdjEvYWRtaW4ucHJvdG8SDHJhdGVxdWV1ZS52MSKLAQoFTGltaXQSKgoJZGltZW5zaW9uGAEgASgOMhcucmF0ZXF1ZXVlLnYxLkRpbWVuc2lvbhIOCgZhbW91bnQYAiABKAESKQoGcGVyaW9kGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBWJ1cnN0GAQgASgBEgwKBHVuaXQYBSABKAkiJAoETGFuZRIMCgRuYW1lGAEgASgJEg4KBndlaWdodBgCIAEoDSLOAwoIUmVzb3VyY2USDAoEbmFtZRgBIAEoCRIjCgZsaW1pdHMYAiADKAsyEy5yYXRlcXVldWUudjEuTGltaXQSEwoLY29uY3VycmVuY3kYAyABKA0SIQoFbGFuZXMYBCADKAsyEi5yYXRlcXVldWUudjEuTGFuZRIUCgxkZWZhdWx0X2xhbmUYBSABKAkSLAoJbGVhc2VfdHRsGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCW1heF9xdWV1ZRgHIAEoDRIrCghjb29sZG93bhgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxsZWFybl9saW1pdHMYCSABKAhIAIgBARIOCgZwYXJlbnQYCiABKAkSDQoFc2hhcmUYCyABKA0SMQoHcGVyX2tleRgMIAEoCzIgLnJhdGVxdWV1ZS52MS5LZXllZENoaWxkVGVtcGxhdGUSLwoMcGVyX2tleV9pZGxlGA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDWNoaWxkcmVuX2Zyb20YDiADKAkSDQoFa2V5ZWQYDyABKAhCDwoNX2xlYXJuX2xpbWl0cyJdChJLZXllZENoaWxkVGVtcGxhdGUSIwoGbGltaXRzGAEgAygLMhMucmF0ZXF1ZXVlLnYxLkxpbWl0EhMKC2NvbmN1cnJlbmN5GAIgASgNEg0KBXNoYXJlGAMgASgNIj4KElB1dFJlc291cmNlUmVxdWVzdBIoCghyZXNvdXJjZRgBIAEoCzIWLnJhdGVxdWV1ZS52MS5SZXNvdXJjZSJQChNQdXRSZXNvdXJjZVJlc3BvbnNlEigKCHJlc291cmNlGAEgASgLMhYucmF0ZXF1ZXVlLnYxLlJlc291cmNlEg8KB2NyZWF0ZWQYAiABKAgiIgoSR2V0UmVzb3VyY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiPwoTR2V0UmVzb3VyY2VSZXNwb25zZRIoCghyZXNvdXJjZRgBIAEoCzIWLnJhdGVxdWV1ZS52MS5SZXNvdXJjZSJNChRMaXN0UmVzb3VyY2VzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIOCgZwYXJlbnQYAyABKAkiWwoVTGlzdFJlc291cmNlc1Jlc3BvbnNlEikKCXJlc291cmNlcxgBIAMoCzIWLnJhdGVxdWV1ZS52MS5SZXNvdXJjZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJQoVRGVsZXRlUmVzb3VyY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiGAoWRGVsZXRlUmVzb3VyY2VSZXNwb25zZSI/ChdHZXRSZXNvdXJjZVN0YXRzUmVxdWVzdBIMCgRuYW1lGAEgASgJEhYKDmNoaWxkcmVuX2xpbWl0GAIgASgNImQKCUxhbmVTdGF0cxIMCgRuYW1lGAEgASgJEg4KBndlaWdodBgCIAEoDRITCgtxdWV1ZV9kZXB0aBgDIAEoDRIOCgZncmFudHMYBCABKAQSFAoMbG9hZF9ncmFudGVkGAUgASgBIqIBCgpMaW1pdFN0YXRzEiIKBWxpbWl0GAEgASgLMhMucmF0ZXF1ZXVlLnYxLkxpbWl0EhEKCWF2YWlsYWJsZRgCIAEoARITCgt1dGlsaXNhdGlvbhgDIAEoARIYChB1c2VkX2xhc3RfcGVyaW9kGAQgASgBEhsKDmxlYXJuZWRfYW1vdW50GAUgASgBSACIAQFCEQoPX2xlYXJuZWRfYW1vdW50ItMECg1SZXNvdXJjZVN0YXRzEgwKBG5hbWUYASABKAkSGAoQbGVhc2VzX2luX2ZsaWdodBgCIAEoDRImCgVsYW5lcxgDIAMoCzIXLnJhdGVxdWV1ZS52MS5MYW5lU3RhdHMSKAoGbGltaXRzGAQgAygLMhgucmF0ZXF1ZXVlLnYxLkxpbWl0U3RhdHMSDgoGZ3JhbnRzGAUgASgEEhIKCnJlamVjdGlvbnMYBiABKAQSEAoIdGltZW91dHMYByABKAQSFQoNY2FuY2VsbGF0aW9ucxgIIAEoBBITCgtleHBpcmF0aW9ucxgJIAEoBBIrCgh3YWl0X3A1MBgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIrCgh3YWl0X3A5MBgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIrCgh3YWl0X3A5ORgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIrCgh3YWl0X21heBgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCgxwYXVzZWRfdW50aWwYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXRocm90dGxlcxgPIAEoBBIqCghjaGlsZHJlbhgQIAMoCzIYLnJhdGVxdWV1ZS52MS5DaGlsZFN0YXRzEhYKDmNoaWxkcmVuX2NvdW50GBEgASgNEikKBnBhcmVudBgSIAEoCzIZLnJhdGVxdWV1ZS52MS5QYXJlbnRTdGF0cyKNAQoKQ2hpbGRTdGF0cxIMCgRuYW1lGAEgASgJEg0KBXNoYXJlGAIgASgNEg0KBWtleWVkGAMgASgIEhgKEGxlYXNlc19pbl9mbGlnaHQYBCABKA0SEwoLcXVldWVfZGVwdGgYBSABKA0SDgoGZ3JhbnRzGAYgASgEEhQKDGxvYWRfZ3JhbnRlZBgHIAEoASJ0CgtQYXJlbnRTdGF0cxIMCgRuYW1lGAEgASgJEhgKEGxlYXNlc19pbl9mbGlnaHQYAiABKA0SEwoLcXVldWVfZGVwdGgYAyABKA0SKAoGbGltaXRzGAQgAygLMhgucmF0ZXF1ZXVlLnYxLkxpbWl0U3RhdHMiRgoYR2V0UmVzb3VyY2VTdGF0c1Jlc3BvbnNlEioKBXN0YXRzGAEgASgLMhsucmF0ZXF1ZXVlLnYxLlJlc291cmNlU3RhdHMiGQoJTmFtZXNwYWNlEgwKBG5hbWUYASABKAkiJgoWQ3JlYXRlTmFtZXNwYWNlUmVxdWVzdBIMCgRuYW1lGAEgASgJIlYKF0NyZWF0ZU5hbWVzcGFjZVJlc3BvbnNlEioKCW5hbWVzcGFjZRgBIAEoCzIXLnJhdGVxdWV1ZS52MS5OYW1lc3BhY2USDwoHY3JlYXRlZBgCIAEoCCIXChVMaXN0TmFtZXNwYWNlc1JlcXVlc3QiRQoWTGlzdE5hbWVzcGFjZXNSZXNwb25zZRIrCgpuYW1lc3BhY2VzGAEgAygLMhcucmF0ZXF1ZXVlLnYxLk5hbWVzcGFjZSImChZEZWxldGVOYW1lc3BhY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiLwoXRGVsZXRlTmFtZXNwYWNlUmVzcG9uc2USFAoMcmV2b2tlZF9rZXlzGAEgASgNIpUBCgZBcGlLZXkSCgoCaWQYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEiYKBHJvbGUYAyABKA4yGC5yYXRlcXVldWUudjEuQXBpS2V5Um9sZRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSJgoEcm9sZRgCIAEoDjIYLnJhdGVxdWV1ZS52MS5BcGlLZXlSb2xlEhMKC2Rlc2NyaXB0aW9uGAMgASgJIkoKFENyZWF0ZUFwaUtleVJlc3BvbnNlEiUKB2FwaV9rZXkYASABKAsyFC5yYXRlcXVldWUudjEuQXBpS2V5EgsKA2tleRgCIAEoCSInChJMaXN0QXBpS2V5c1JlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJIj0KE0xpc3RBcGlLZXlzUmVzcG9uc2USJgoIYXBpX2tleXMYASADKAsyFC5yYXRlcXVldWUudjEuQXBpS2V5IiEKE1Jldm9rZUFwaUtleVJlcXVlc3QSCgoCaWQYASABKAkiFgoUUmV2b2tlQXBpS2V5UmVzcG9uc2UqUgoJRGltZW5zaW9uEhkKFURJTUVOU0lPTl9VTlNQRUNJRklFRBAAEhYKEkRJTUVOU0lPTl9SRVFVRVNUUxABEhIKDkRJTUVOU0lPTl9MT0FEEAIqcgoKQXBpS2V5Um9sZRIcChhBUElfS0VZX1JPTEVfVU5TUEVDSUZJRUQQABIXChNBUElfS0VZX1JPTEVfV09SS0VSEAESFgoSQVBJX0tFWV9ST0xFX0FETUlOEAISFQoRQVBJX0tFWV9ST0xFX1JPT1QQAzLvBwoMQWRtaW5TZXJ2aWNlElIKC1B1dFJlc291cmNlEiAucmF0ZXF1ZXVlLnYxLlB1dFJlc291cmNlUmVxdWVzdBohLnJhdGVxdWV1ZS52MS5QdXRSZXNvdXJjZVJlc3BvbnNlElIKC0dldFJlc291cmNlEiAucmF0ZXF1ZXVlLnYxLkdldFJlc291cmNlUmVxdWVzdBohLnJhdGVxdWV1ZS52MS5HZXRSZXNvdXJjZVJlc3BvbnNlElgKDUxpc3RSZXNvdXJjZXMSIi5yYXRlcXVldWUudjEuTGlzdFJlc291cmNlc1JlcXVlc3QaIy5yYXRlcXVldWUudjEuTGlzdFJlc291cmNlc1Jlc3BvbnNlElsKDkRlbGV0ZVJlc291cmNlEiMucmF0ZXF1ZXVlLnYxLkRlbGV0ZVJlc291cmNlUmVxdWVzdBokLnJhdGVxdWV1ZS52MS5EZWxldGVSZXNvdXJjZVJlc3BvbnNlEmEKEEdldFJlc291cmNlU3RhdHMSJS5yYXRlcXVldWUudjEuR2V0UmVzb3VyY2VTdGF0c1JlcXVlc3QaJi5yYXRlcXVldWUudjEuR2V0UmVzb3VyY2VTdGF0c1Jlc3BvbnNlEl4KD0NyZWF0ZU5hbWVzcGFjZRIkLnJhdGVxdWV1ZS52MS5DcmVhdGVOYW1lc3BhY2VSZXF1ZXN0GiUucmF0ZXF1ZXVlLnYxLkNyZWF0ZU5hbWVzcGFjZVJlc3BvbnNlElsKDkxpc3ROYW1lc3BhY2VzEiMucmF0ZXF1ZXVlLnYxLkxpc3ROYW1lc3BhY2VzUmVxdWVzdBokLnJhdGVxdWV1ZS52MS5MaXN0TmFtZXNwYWNlc1Jlc3BvbnNlEl4KD0RlbGV0ZU5hbWVzcGFjZRIkLnJhdGVxdWV1ZS52MS5EZWxldGVOYW1lc3BhY2VSZXF1ZXN0GiUucmF0ZXF1ZXVlLnYxLkRlbGV0ZU5hbWVzcGFjZVJlc3BvbnNlElUKDENyZWF0ZUFwaUtleRIhLnJhdGVxdWV1ZS52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0GiIucmF0ZXF1ZXVlLnYxLkNyZWF0ZUFwaUtleVJlc3BvbnNlElIKC0xpc3RBcGlLZXlzEiAucmF0ZXF1ZXVlLnYxLkxpc3RBcGlLZXlzUmVxdWVzdBohLnJhdGVxdWV1ZS52MS5MaXN0QXBpS2V5c1Jlc3BvbnNlElUKDFJldm9rZUFwaUtleRIhLnJhdGVxdWV1ZS52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GiIucmF0ZXF1ZXVlLnYxLlJldm9rZUFwaUtleVJlc3BvbnNlQrcBChBjb20ucmF0ZXF1ZXVlLnYxQgpBZG1pblByb3RvUAFaRmdpdGh1Yi5jb20vcmF0ZXF1ZXVlL3JhdGVxdWV1ZS9jbGllbnRzL2dvL2dlbi9yYXRlcXVldWUvdjE7cmF0ZXF1ZXVldjGiAgNSWFiqAgxSYXRlcXVldWUuVjHKAgxSYXRlcXVldWVcVjHiAhhSYXRlcXVldWVcVjFcR1BCTWV0YWRhdGHqAg1SYXRlcXVldWU6OlYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChhyYXRlcXVldWUvdjEvYWRtaW4ucHJvdG8SDHJhdGVxdWV1ZS52MSKLAQoFTGltaXQSKgoJZGltZW5zaW9uGAEgASgOMhcucmF0ZXF1ZXVlLnYxLkRpbWVuc2lvbhIOCgZhbW91bnQYAiABKAESKQoGcGVyaW9kGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBWJ1cnN0GAQgASgBEgwKBHVuaXQYBSABKAkiJAoETGFuZRIMCgRuYW1lGAEgASgJEg4KBndlaWdodBgCIAEoDSLOAwoIUmVzb3VyY2USDAoEbmFtZRgBIAEoCRIjCgZsaW1pdHMYAiADKAsyEy5yYXRlcXVldWUudjEuTGltaXQSEwoLY29uY3VycmVuY3kYAyABKA0SIQoFbGFuZXMYBCADKAsyEi5yYXRlcXVldWUudjEuTGFuZRIUCgxkZWZhdWx0X2xhbmUYBSABKAkSLAoJbGVhc2VfdHRsGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCW1heF9xdWV1ZRgHIAEoDRIrCghjb29sZG93bhgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxsZWFybl9saW1pdHMYCSABKAhIAIgBARIOCgZwYXJlbnQYCiABKAkSDQoFc2hhcmUYCyABKA0SMQoHcGVyX2tleRgMIAEoCzIgLnJhdGVxdWV1ZS52MS5LZXllZENoaWxkVGVtcGxhdGUSLwoMcGVyX2tleV9pZGxlGA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDWNoaWxkcmVuX2Zyb20YDiADKAkSDQoFa2V5ZWQYDyABKAhCDwoNX2xlYXJuX2xpbWl0cyJdChJLZXllZENoaWxkVGVtcGxhdGUSIwoGbGltaXRzGAEgAygLMhMucmF0ZXF1ZXVlLnYxLkxpbWl0EhMKC2NvbmN1cnJlbmN5GAIgASgNEg0KBXNoYXJlGAMgASgNIj4KElB1dFJlc291cmNlUmVxdWVzdBIoCghyZXNvdXJjZRgBIAEoCzIWLnJhdGVxdWV1ZS52MS5SZXNvdXJjZSJQChNQdXRSZXNvdXJjZVJlc3BvbnNlEigKCHJlc291cmNlGAEgASgLMhYucmF0ZXF1ZXVlLnYxLlJlc291cmNlEg8KB2NyZWF0ZWQYAiABKAgiQAoTUHV0UmVzb3VyY2VzUmVxdWVzdBIpCglyZXNvdXJjZXMYASADKAsyFi5yYXRlcXVldWUudjEuUmVzb3VyY2UiOQoUUHV0UmVzb3VyY2VzUmVzcG9uc2USDwoHY3JlYXRlZBgBIAEoDRIQCghyZXBsYWNlZBgCIAEoDSIiChJHZXRSZXNvdXJjZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSI/ChNHZXRSZXNvdXJjZVJlc3BvbnNlEigKCHJlc291cmNlGAEgASgLMhYucmF0ZXF1ZXVlLnYxLlJlc291cmNlIk0KFExpc3RSZXNvdXJjZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEg4KBnBhcmVudBgDIAEoCSJbChVMaXN0UmVzb3VyY2VzUmVzcG9uc2USKQoJcmVzb3VyY2VzGAEgAygLMhYucmF0ZXF1ZXVlLnYxLlJlc291cmNlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIlChVEZWxldGVSZXNvdXJjZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIYChZEZWxldGVSZXNvdXJjZVJlc3BvbnNlIj8KF0dldFJlc291cmNlU3RhdHNSZXF1ZXN0EgwKBG5hbWUYASABKAkSFgoOY2hpbGRyZW5fbGltaXQYAiABKA0iZAoJTGFuZVN0YXRzEgwKBG5hbWUYASABKAkSDgoGd2VpZ2h0GAIgASgNEhMKC3F1ZXVlX2RlcHRoGAMgASgNEg4KBmdyYW50cxgEIAEoBBIUCgxsb2FkX2dyYW50ZWQYBSABKAEiogEKCkxpbWl0U3RhdHMSIgoFbGltaXQYASABKAsyEy5yYXRlcXVldWUudjEuTGltaXQSEQoJYXZhaWxhYmxlGAIgASgBEhMKC3V0aWxpc2F0aW9uGAMgASgBEhgKEHVzZWRfbGFzdF9wZXJpb2QYBCABKAESGwoObGVhcm5lZF9hbW91bnQYBSABKAFIAIgBAUIRCg9fbGVhcm5lZF9hbW91bnQi0wQKDVJlc291cmNlU3RhdHMSDAoEbmFtZRgBIAEoCRIYChBsZWFzZXNfaW5fZmxpZ2h0GAIgASgNEiYKBWxhbmVzGAMgAygLMhcucmF0ZXF1ZXVlLnYxLkxhbmVTdGF0cxIoCgZsaW1pdHMYBCADKAsyGC5yYXRlcXVldWUudjEuTGltaXRTdGF0cxIOCgZncmFudHMYBSABKAQSEgoKcmVqZWN0aW9ucxgGIAEoBBIQCgh0aW1lb3V0cxgHIAEoBBIVCg1jYW5jZWxsYXRpb25zGAggASgEEhMKC2V4cGlyYXRpb25zGAkgASgEEisKCHdhaXRfcDUwGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKCHdhaXRfcDkwGAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKCHdhaXRfcDk5GAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKCHdhaXRfbWF4GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDHBhdXNlZF91bnRpbBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJdGhyb3R0bGVzGA8gASgEEioKCGNoaWxkcmVuGBAgAygLMhgucmF0ZXF1ZXVlLnYxLkNoaWxkU3RhdHMSFgoOY2hpbGRyZW5fY291bnQYESABKA0SKQoGcGFyZW50GBIgASgLMhkucmF0ZXF1ZXVlLnYxLlBhcmVudFN0YXRzIo0BCgpDaGlsZFN0YXRzEgwKBG5hbWUYASABKAkSDQoFc2hhcmUYAiABKA0SDQoFa2V5ZWQYAyABKAgSGAoQbGVhc2VzX2luX2ZsaWdodBgEIAEoDRITCgtxdWV1ZV9kZXB0aBgFIAEoDRIOCgZncmFudHMYBiABKAQSFAoMbG9hZF9ncmFudGVkGAcgASgBInQKC1BhcmVudFN0YXRzEgwKBG5hbWUYASABKAkSGAoQbGVhc2VzX2luX2ZsaWdodBgCIAEoDRITCgtxdWV1ZV9kZXB0aBgDIAEoDRIoCgZsaW1pdHMYBCADKAsyGC5yYXRlcXVldWUudjEuTGltaXRTdGF0cyJGChhHZXRSZXNvdXJjZVN0YXRzUmVzcG9uc2USKgoFc3RhdHMYASABKAsyGy5yYXRlcXVldWUudjEuUmVzb3VyY2VTdGF0cyIZCglOYW1lc3BhY2USDAoEbmFtZRgBIAEoCSImChZDcmVhdGVOYW1lc3BhY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiVgoXQ3JlYXRlTmFtZXNwYWNlUmVzcG9uc2USKgoJbmFtZXNwYWNlGAEgASgLMhcucmF0ZXF1ZXVlLnYxLk5hbWVzcGFjZRIPCgdjcmVhdGVkGAIgASgIIhcKFUxpc3ROYW1lc3BhY2VzUmVxdWVzdCJFChZMaXN0TmFtZXNwYWNlc1Jlc3BvbnNlEisKCm5hbWVzcGFjZXMYASADKAsyFy5yYXRlcXVldWUudjEuTmFtZXNwYWNlIiYKFkRlbGV0ZU5hbWVzcGFjZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIvChdEZWxldGVOYW1lc3BhY2VSZXNwb25zZRIUCgxyZXZva2VkX2tleXMYASABKA0ilQEKBkFwaUtleRIKCgJpZBgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSJgoEcm9sZRgDIAEoDjIYLnJhdGVxdWV1ZS52MS5BcGlLZXlSb2xlEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJlChNDcmVhdGVBcGlLZXlSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRImCgRyb2xlGAIgASgOMhgucmF0ZXF1ZXVlLnYxLkFwaUtleVJvbGUSEwoLZGVzY3JpcHRpb24YAyABKAkiSgoUQ3JlYXRlQXBpS2V5UmVzcG9uc2USJQoHYXBpX2tleRgBIAEoCzIULnJhdGVxdWV1ZS52MS5BcGlLZXkSCwoDa2V5GAIgASgJIicKEkxpc3RBcGlLZXlzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkiPQoTTGlzdEFwaUtleXNSZXNwb25zZRImCghhcGlfa2V5cxgBIAMoCzIULnJhdGVxdWV1ZS52MS5BcGlLZXkiIQoTUmV2b2tlQXBpS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSIWChRSZXZva2VBcGlLZXlSZXNwb25zZSpSCglEaW1lbnNpb24SGQoVRElNRU5TSU9OX1VOU1BFQ0lGSUVEEAASFgoSRElNRU5TSU9OX1JFUVVFU1RTEAESEgoORElNRU5TSU9OX0xPQUQQAipyCgpBcGlLZXlSb2xlEhwKGEFQSV9LRVlfUk9MRV9VTlNQRUNJRklFRBAAEhcKE0FQSV9LRVlfUk9MRV9XT1JLRVIQARIWChJBUElfS0VZX1JPTEVfQURNSU4QAhIVChFBUElfS0VZX1JPTEVfUk9PVBADMsYICgxBZG1pblNlcnZpY2USUgoLUHV0UmVzb3VyY2USIC5yYXRlcXVldWUudjEuUHV0UmVzb3VyY2VSZXF1ZXN0GiEucmF0ZXF1ZXVlLnYxLlB1dFJlc291cmNlUmVzcG9uc2USVQoMUHV0UmVzb3VyY2VzEiEucmF0ZXF1ZXVlLnYxLlB1dFJlc291cmNlc1JlcXVlc3QaIi5yYXRlcXVldWUudjEuUHV0UmVzb3VyY2VzUmVzcG9uc2USUgoLR2V0UmVzb3VyY2USIC5yYXRlcXVldWUudjEuR2V0UmVzb3VyY2VSZXF1ZXN0GiEucmF0ZXF1ZXVlLnYxLkdldFJlc291cmNlUmVzcG9uc2USWAoNTGlzdFJlc291cmNlcxIiLnJhdGVxdWV1ZS52MS5MaXN0UmVzb3VyY2VzUmVxdWVzdBojLnJhdGVxdWV1ZS52MS5MaXN0UmVzb3VyY2VzUmVzcG9uc2USWwoORGVsZXRlUmVzb3VyY2USIy5yYXRlcXVldWUudjEuRGVsZXRlUmVzb3VyY2VSZXF1ZXN0GiQucmF0ZXF1ZXVlLnYxLkRlbGV0ZVJlc291cmNlUmVzcG9uc2USYQoQR2V0UmVzb3VyY2VTdGF0cxIlLnJhdGVxdWV1ZS52MS5HZXRSZXNvdXJjZVN0YXRzUmVxdWVzdBomLnJhdGVxdWV1ZS52MS5HZXRSZXNvdXJjZVN0YXRzUmVzcG9uc2USXgoPQ3JlYXRlTmFtZXNwYWNlEiQucmF0ZXF1ZXVlLnYxLkNyZWF0ZU5hbWVzcGFjZVJlcXVlc3QaJS5yYXRlcXVldWUudjEuQ3JlYXRlTmFtZXNwYWNlUmVzcG9uc2USWwoOTGlzdE5hbWVzcGFjZXMSIy5yYXRlcXVldWUudjEuTGlzdE5hbWVzcGFjZXNSZXF1ZXN0GiQucmF0ZXF1ZXVlLnYxLkxpc3ROYW1lc3BhY2VzUmVzcG9uc2USXgoPRGVsZXRlTmFtZXNwYWNlEiQucmF0ZXF1ZXVlLnYxLkRlbGV0ZU5hbWVzcGFjZVJlcXVlc3QaJS5yYXRlcXVldWUudjEuRGVsZXRlTmFtZXNwYWNlUmVzcG9uc2USVQoMQ3JlYXRlQXBpS2V5EiEucmF0ZXF1ZXVlLnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaIi5yYXRlcXVldWUudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2USUgoLTGlzdEFwaUtleXMSIC5yYXRlcXVldWUudjEuTGlzdEFwaUtleXNSZXF1ZXN0GiEucmF0ZXF1ZXVlLnYxLkxpc3RBcGlLZXlzUmVzcG9uc2USVQoMUmV2b2tlQXBpS2V5EiEucmF0ZXF1ZXVlLnYxLlJldm9rZUFwaUtleVJlcXVlc3QaIi5yYXRlcXVldWUudjEuUmV2b2tlQXBpS2V5UmVzcG9uc2VCtwEKEGNvbS5yYXRlcXVldWUudjFCCkFkbWluUHJvdG9QAVpGZ2l0aHViLmNvbS9yYXRlcXVldWUvcmF0ZXF1ZXVlL2NsaWVudHMvZ28vZ2VuL3JhdGVxdWV1ZS92MTtyYXRlcXVldWV2MaICA1JYWKoCDFJhdGVxdWV1ZS5WMcoCDFJhdGVxdWV1ZVxWMeICGFJhdGVxdWV1ZVxWMVxHUEJNZXRhZGF0YeoCDVJhdGVxdWV1ZTo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Limit is one rate limit: at most burst + t * amount / period units in any
@@ -320,6 +320,55 @@ export const PutResourceResponseSchema: GenMessage<PutResourceResponse> = /*@__P
   messageDesc(file_ratequeue_v1_admin, 5);
 
 /**
+ * PutResourcesRequest creates or replaces many resources.
+ *
+ * @generated from message ratequeue.v1.PutResourcesRequest
+ */
+export type PutResourcesRequest = Message<"ratequeue.v1.PutResourcesRequest"> & {
+  /**
+   * The resources' full definitions, at most 10000.
+   *
+   * @generated from field: repeated ratequeue.v1.Resource resources = 1;
+   */
+  resources: Resource[];
+};
+
+/**
+ * Describes the message ratequeue.v1.PutResourcesRequest.
+ * Use `create(PutResourcesRequestSchema)` to create a new message.
+ */
+export const PutResourcesRequestSchema: GenMessage<PutResourcesRequest> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 6);
+
+/**
+ * PutResourcesResponse says how many resources were new.
+ *
+ * @generated from message ratequeue.v1.PutResourcesResponse
+ */
+export type PutResourcesResponse = Message<"ratequeue.v1.PutResourcesResponse"> & {
+  /**
+   * How many of the resources did not exist before.
+   *
+   * @generated from field: uint32 created = 1;
+   */
+  created: number;
+
+  /**
+   * How many replaced an existing definition.
+   *
+   * @generated from field: uint32 replaced = 2;
+   */
+  replaced: number;
+};
+
+/**
+ * Describes the message ratequeue.v1.PutResourcesResponse.
+ * Use `create(PutResourcesResponseSchema)` to create a new message.
+ */
+export const PutResourcesResponseSchema: GenMessage<PutResourcesResponse> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_admin, 7);
+
+/**
  * GetResourceRequest names a resource.
  *
  * @generated from message ratequeue.v1.GetResourceRequest
@@ -338,7 +387,7 @@ export type GetResourceRequest = Message<"ratequeue.v1.GetResourceRequest"> & {
  * Use `create(GetResourceRequestSchema)` to create a new message.
  */
 export const GetResourceRequestSchema: GenMessage<GetResourceRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 6);
+  messageDesc(file_ratequeue_v1_admin, 8);
 
 /**
  * GetResourceResponse returns a resource.
@@ -359,7 +408,7 @@ export type GetResourceResponse = Message<"ratequeue.v1.GetResourceResponse"> & 
  * Use `create(GetResourceResponseSchema)` to create a new message.
  */
 export const GetResourceResponseSchema: GenMessage<GetResourceResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 7);
+  messageDesc(file_ratequeue_v1_admin, 9);
 
 /**
  * ListResourcesRequest lists resources, a page at a time.
@@ -397,7 +446,7 @@ export type ListResourcesRequest = Message<"ratequeue.v1.ListResourcesRequest"> 
  * Use `create(ListResourcesRequestSchema)` to create a new message.
  */
 export const ListResourcesRequestSchema: GenMessage<ListResourcesRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 8);
+  messageDesc(file_ratequeue_v1_admin, 10);
 
 /**
  * ListResourcesResponse holds a page of resources.
@@ -425,7 +474,7 @@ export type ListResourcesResponse = Message<"ratequeue.v1.ListResourcesResponse"
  * Use `create(ListResourcesResponseSchema)` to create a new message.
  */
 export const ListResourcesResponseSchema: GenMessage<ListResourcesResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 9);
+  messageDesc(file_ratequeue_v1_admin, 11);
 
 /**
  * DeleteResourceRequest names a resource to delete.
@@ -446,7 +495,7 @@ export type DeleteResourceRequest = Message<"ratequeue.v1.DeleteResourceRequest"
  * Use `create(DeleteResourceRequestSchema)` to create a new message.
  */
 export const DeleteResourceRequestSchema: GenMessage<DeleteResourceRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 10);
+  messageDesc(file_ratequeue_v1_admin, 12);
 
 /**
  * DeleteResourceResponse confirms a deletion.
@@ -461,7 +510,7 @@ export type DeleteResourceResponse = Message<"ratequeue.v1.DeleteResourceRespons
  * Use `create(DeleteResourceResponseSchema)` to create a new message.
  */
 export const DeleteResourceResponseSchema: GenMessage<DeleteResourceResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 11);
+  messageDesc(file_ratequeue_v1_admin, 13);
 
 /**
  * GetResourceStatsRequest names a resource.
@@ -490,7 +539,7 @@ export type GetResourceStatsRequest = Message<"ratequeue.v1.GetResourceStatsRequ
  * Use `create(GetResourceStatsRequestSchema)` to create a new message.
  */
 export const GetResourceStatsRequestSchema: GenMessage<GetResourceStatsRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 12);
+  messageDesc(file_ratequeue_v1_admin, 14);
 
 /**
  * LaneStats is one lane's live state and counters.
@@ -539,7 +588,7 @@ export type LaneStats = Message<"ratequeue.v1.LaneStats"> & {
  * Use `create(LaneStatsSchema)` to create a new message.
  */
 export const LaneStatsSchema: GenMessage<LaneStats> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 13);
+  messageDesc(file_ratequeue_v1_admin, 15);
 
 /**
  * LimitStats is one limit's current utilisation.
@@ -590,7 +639,7 @@ export type LimitStats = Message<"ratequeue.v1.LimitStats"> & {
  * Use `create(LimitStatsSchema)` to create a new message.
  */
 export const LimitStatsSchema: GenMessage<LimitStats> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 14);
+  messageDesc(file_ratequeue_v1_admin, 16);
 
 /**
  * ResourceStats is a resource's live state and counters.
@@ -734,7 +783,7 @@ export type ResourceStats = Message<"ratequeue.v1.ResourceStats"> & {
  * Use `create(ResourceStatsSchema)` to create a new message.
  */
 export const ResourceStatsSchema: GenMessage<ResourceStats> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 15);
+  messageDesc(file_ratequeue_v1_admin, 17);
 
 /**
  * ChildStats is one child's share of its parent's demand and grants.
@@ -797,7 +846,7 @@ export type ChildStats = Message<"ratequeue.v1.ChildStats"> & {
  * Use `create(ChildStatsSchema)` to create a new message.
  */
 export const ChildStatsSchema: GenMessage<ChildStats> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 16);
+  messageDesc(file_ratequeue_v1_admin, 18);
 
 /**
  * ParentStats is the state of a resource's parent, as numbers.
@@ -839,7 +888,7 @@ export type ParentStats = Message<"ratequeue.v1.ParentStats"> & {
  * Use `create(ParentStatsSchema)` to create a new message.
  */
 export const ParentStatsSchema: GenMessage<ParentStats> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 17);
+  messageDesc(file_ratequeue_v1_admin, 19);
 
 /**
  * GetResourceStatsResponse returns a resource's statistics.
@@ -860,7 +909,7 @@ export type GetResourceStatsResponse = Message<"ratequeue.v1.GetResourceStatsRes
  * Use `create(GetResourceStatsResponseSchema)` to create a new message.
  */
 export const GetResourceStatsResponseSchema: GenMessage<GetResourceStatsResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 18);
+  messageDesc(file_ratequeue_v1_admin, 20);
 
 /**
  * Namespace is a tenant: a set of resources and the keys that may use them.
@@ -882,7 +931,7 @@ export type Namespace = Message<"ratequeue.v1.Namespace"> & {
  * Use `create(NamespaceSchema)` to create a new message.
  */
 export const NamespaceSchema: GenMessage<Namespace> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 19);
+  messageDesc(file_ratequeue_v1_admin, 21);
 
 /**
  * CreateNamespaceRequest names a namespace to create.
@@ -903,7 +952,7 @@ export type CreateNamespaceRequest = Message<"ratequeue.v1.CreateNamespaceReques
  * Use `create(CreateNamespaceRequestSchema)` to create a new message.
  */
 export const CreateNamespaceRequestSchema: GenMessage<CreateNamespaceRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 20);
+  messageDesc(file_ratequeue_v1_admin, 22);
 
 /**
  * CreateNamespaceResponse returns the namespace.
@@ -931,7 +980,7 @@ export type CreateNamespaceResponse = Message<"ratequeue.v1.CreateNamespaceRespo
  * Use `create(CreateNamespaceResponseSchema)` to create a new message.
  */
 export const CreateNamespaceResponseSchema: GenMessage<CreateNamespaceResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 21);
+  messageDesc(file_ratequeue_v1_admin, 23);
 
 /**
  * ListNamespacesRequest lists namespaces.
@@ -946,7 +995,7 @@ export type ListNamespacesRequest = Message<"ratequeue.v1.ListNamespacesRequest"
  * Use `create(ListNamespacesRequestSchema)` to create a new message.
  */
 export const ListNamespacesRequestSchema: GenMessage<ListNamespacesRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 22);
+  messageDesc(file_ratequeue_v1_admin, 24);
 
 /**
  * ListNamespacesResponse holds every namespace.
@@ -967,7 +1016,7 @@ export type ListNamespacesResponse = Message<"ratequeue.v1.ListNamespacesRespons
  * Use `create(ListNamespacesResponseSchema)` to create a new message.
  */
 export const ListNamespacesResponseSchema: GenMessage<ListNamespacesResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 23);
+  messageDesc(file_ratequeue_v1_admin, 25);
 
 /**
  * DeleteNamespaceRequest names a namespace to delete.
@@ -988,7 +1037,7 @@ export type DeleteNamespaceRequest = Message<"ratequeue.v1.DeleteNamespaceReques
  * Use `create(DeleteNamespaceRequestSchema)` to create a new message.
  */
 export const DeleteNamespaceRequestSchema: GenMessage<DeleteNamespaceRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 24);
+  messageDesc(file_ratequeue_v1_admin, 26);
 
 /**
  * DeleteNamespaceResponse confirms a deletion.
@@ -1009,7 +1058,7 @@ export type DeleteNamespaceResponse = Message<"ratequeue.v1.DeleteNamespaceRespo
  * Use `create(DeleteNamespaceResponseSchema)` to create a new message.
  */
 export const DeleteNamespaceResponseSchema: GenMessage<DeleteNamespaceResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 25);
+  messageDesc(file_ratequeue_v1_admin, 27);
 
 /**
  * ApiKey describes a key; it never holds the secret.
@@ -1059,7 +1108,7 @@ export type ApiKey = Message<"ratequeue.v1.ApiKey"> & {
  * Use `create(ApiKeySchema)` to create a new message.
  */
 export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 26);
+  messageDesc(file_ratequeue_v1_admin, 28);
 
 /**
  * CreateApiKeyRequest asks for a new key.
@@ -1094,7 +1143,7 @@ export type CreateApiKeyRequest = Message<"ratequeue.v1.CreateApiKeyRequest"> & 
  * Use `create(CreateApiKeyRequestSchema)` to create a new message.
  */
 export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 27);
+  messageDesc(file_ratequeue_v1_admin, 29);
 
 /**
  * CreateApiKeyResponse returns the new key and its secret.
@@ -1123,7 +1172,7 @@ export type CreateApiKeyResponse = Message<"ratequeue.v1.CreateApiKeyResponse"> 
  * Use `create(CreateApiKeyResponseSchema)` to create a new message.
  */
 export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 28);
+  messageDesc(file_ratequeue_v1_admin, 30);
 
 /**
  * ListApiKeysRequest lists keys.
@@ -1144,7 +1193,7 @@ export type ListApiKeysRequest = Message<"ratequeue.v1.ListApiKeysRequest"> & {
  * Use `create(ListApiKeysRequestSchema)` to create a new message.
  */
 export const ListApiKeysRequestSchema: GenMessage<ListApiKeysRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 29);
+  messageDesc(file_ratequeue_v1_admin, 31);
 
 /**
  * ListApiKeysResponse holds keys without their secrets.
@@ -1165,7 +1214,7 @@ export type ListApiKeysResponse = Message<"ratequeue.v1.ListApiKeysResponse"> & 
  * Use `create(ListApiKeysResponseSchema)` to create a new message.
  */
 export const ListApiKeysResponseSchema: GenMessage<ListApiKeysResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 30);
+  messageDesc(file_ratequeue_v1_admin, 32);
 
 /**
  * RevokeApiKeyRequest names a key to revoke.
@@ -1186,7 +1235,7 @@ export type RevokeApiKeyRequest = Message<"ratequeue.v1.RevokeApiKeyRequest"> & 
  * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
  */
 export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 31);
+  messageDesc(file_ratequeue_v1_admin, 33);
 
 /**
  * RevokeApiKeyResponse confirms a revocation.
@@ -1201,7 +1250,7 @@ export type RevokeApiKeyResponse = Message<"ratequeue.v1.RevokeApiKeyResponse"> 
  * Use `create(RevokeApiKeyResponseSchema)` to create a new message.
  */
 export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_admin, 32);
+  messageDesc(file_ratequeue_v1_admin, 34);
 
 /**
  * Dimension is what a rate limit counts.
@@ -1302,6 +1351,19 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof PutResourceRequestSchema;
     output: typeof PutResourceResponseSchema;
+  },
+  /**
+   * PutResources puts many resources in one call, in order (parents before
+   * their children), each as PutResource would. Every resource's fields are
+   * checked before any is put; a resource the tree refuses stops the call
+   * there, with an error that names its index, and those before it stay put.
+   *
+   * @generated from rpc ratequeue.v1.AdminService.PutResources
+   */
+  putResources: {
+    methodKind: "unary";
+    input: typeof PutResourcesRequestSchema;
+    output: typeof PutResourcesResponseSchema;
   },
   /**
    * GetResource returns one resource's definition.

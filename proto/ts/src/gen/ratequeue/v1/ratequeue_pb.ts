@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ratequeue/v1/ratequeue.proto.
  */
 export const file_ratequeue_v1_ratequeue: GenFile = /*@__PURE__*/
-  fileDesc("ChxyYXRlcXVldWUvdjEvcmF0ZXF1ZXVlLnByb3RvEgxyYXRlcXVldWUudjEiqQEKDkFjcXVpcmVSZXF1ZXN0EhAKCHJlc291cmNlGAEgASgJEhEKBGxvYWQYAiABKAFIAIgBARIVCghwcmlvcml0eRgDIAEoBUgBiAEBEgwKBGxhbmUYBCABKAkSKgoHdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhILCgNrZXkYBiABKAlCBwoFX2xvYWRCCwoJX3ByaW9yaXR5ImMKD0FjcXVpcmVSZXNwb25zZRIiCgVsZWFzZRgBIAEoCzITLnJhdGVxdWV1ZS52MS5MZWFzZRIsCgl3YWl0X3RpbWUYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iwgEKBUxlYXNlEhAKCGxlYXNlX2lkGAEgASgJEhAKCHJlc291cmNlGAIgASgJEgwKBGxvYWQYAyABKAESLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgpncmFudF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ+Cg5SZWxlYXNlUmVxdWVzdBIQCghsZWFzZV9pZBgBIAEoCRIYCgthY3R1YWxfbG9hZBgCIAEoAUgAiAEBEjAKCGZlZWRiYWNrGAMgASgLMh4ucmF0ZXF1ZXVlLnYxLlByb3ZpZGVyRmVlZGJhY2tCDgoMX2FjdHVhbF9sb2FkIqYCChBQcm92aWRlckZlZWRiYWNrEhEKCXRocm90dGxlZBgBIAEoCBIuCgtyZXRyeV9hZnRlchgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCghyZXF1ZXN0cxgDIAEoCzIfLnJhdGVxdWV1ZS52MS5EaW1lbnNpb25GZWVkYmFjaxItCgRsb2FkGAQgASgLMh8ucmF0ZXF1ZXVlLnYxLkRpbWVuc2lvbkZlZWRiYWNrEjUKDGlucHV0X3Rva2VucxgFIAEoCzIfLnJhdGVxdWV1ZS52MS5EaW1lbnNpb25GZWVkYmFjaxI2Cg1vdXRwdXRfdG9rZW5zGAYgASgLMh8ucmF0ZXF1ZXVlLnYxLkRpbWVuc2lvbkZlZWRiYWNrIrIBChFEaW1lbnNpb25GZWVkYmFjaxISCgVsaW1pdBgBIAEoAUgAiAEBEi8KDGxpbWl0X3BlcmlvZBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCglyZW1haW5pbmcYAyABKAFIAYgBARIoCgVyZXNldBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIICgZfbGltaXRCDAoKX3JlbWFpbmluZyJTCg1SZXBvcnRSZXF1ZXN0EhAKCHJlc291cmNlGAEgASgJEjAKCGZlZWRiYWNrGAIgASgLMh4ucmF0ZXF1ZXVlLnYxLlByb3ZpZGVyRmVlZGJhY2siQgoOUmVwb3J0UmVzcG9uc2USMAoMcGF1c2VkX3VudGlsGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJRCg9SZWxlYXNlUmVzcG9uc2USLQoHb3V0Y29tZRgBIAEoDjIcLnJhdGVxdWV1ZS52MS5SZWxlYXNlT3V0Y29tZRIPCgdtZXNzYWdlGAIgASgJIiUKEEhlYXJ0YmVhdFJlcXVlc3QSEQoJbGVhc2VfaWRzGAEgAygJIl0KCkxlYXNlU3RhdGUSEAoIbGVhc2VfaWQYASABKAkSDAoEaGVsZBgCIAEoCBIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPQoRSGVhcnRiZWF0UmVzcG9uc2USKAoGbGVhc2VzGAEgAygLMhgucmF0ZXF1ZXVlLnYxLkxlYXNlU3RhdGUiKwoNU2Vzc2lvbkNhbmNlbBIaChJhY3F1aXJlX3JlcXVlc3RfaWQYASABKAQioQIKDlNlc3Npb25SZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSLwoHYWNxdWlyZRgCIAEoCzIcLnJhdGVxdWV1ZS52MS5BY3F1aXJlUmVxdWVzdEgAEi8KB3JlbGVhc2UYAyABKAsyHC5yYXRlcXVldWUudjEuUmVsZWFzZVJlcXVlc3RIABIzCgloZWFydGJlYXQYBCABKAsyHi5yYXRlcXVldWUudjEuSGVhcnRiZWF0UmVxdWVzdEgAEi0KBmNhbmNlbBgFIAEoCzIbLnJhdGVxdWV1ZS52MS5TZXNzaW9uQ2FuY2VsSAASLQoGcmVwb3J0GAYgASgLMhsucmF0ZXF1ZXVlLnYxLlJlcG9ydFJlcXVlc3RIAEIGCgRraW5kIigKB0ZhaWx1cmUSDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJIjIKDExlYXNlRXhwaXJlZBIQCghsZWFzZV9pZBgBIAEoCRIQCghyZXNvdXJjZRgCIAEoCSLZAgoPU2Vzc2lvblJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSMAoHZ3JhbnRlZBgCIAEoCzIdLnJhdGVxdWV1ZS52MS5BY3F1aXJlUmVzcG9uc2VIABIxCghyZWxlYXNlZBgDIAEoCzIdLnJhdGVxdWV1ZS52MS5SZWxlYXNlUmVzcG9uc2VIABI0CgloZWFydGJlYXQYBCABKAsyHy5yYXRlcXVldWUudjEuSGVhcnRiZWF0UmVzcG9uc2VIABIoCgdmYWlsdXJlGAUgASgLMhUucmF0ZXF1ZXVlLnYxLkZhaWx1cmVIABIzCg1sZWFzZV9leHBpcmVkGAYgASgLMhoucmF0ZXF1ZXVlLnYxLkxlYXNlRXhwaXJlZEgAEjAKCHJlcG9ydGVkGAcgASgLMhwucmF0ZXF1ZXVlLnYxLlJlcG9ydFJlc3BvbnNlSABCBgoEa2luZCqvAQoOUmVsZWFzZU91dGNvbWUSHwobUkVMRUFTRV9PVVRDT01FX1VOU1BFQ0lGSUVEEAASHAoYUkVMRUFTRV9PVVRDT01FX1JFTEVBU0VEEAESJAogUkVMRUFTRV9PVVRDT01FX0FMUkVBRFlfUkVMRUFTRUQQAhIbChdSRUxFQVNFX09VVENPTUVfRVhQSVJFRBADEhsKF1JFTEVBU0VfT1VUQ09NRV9VTktOT1dOEAQygQMKEFJhdGVRdWV1ZVNlcnZpY2USSgoHU2Vzc2lvbhIcLnJhdGVxdWV1ZS52MS5TZXNzaW9uUmVxdWVzdBodLnJhdGVxdWV1ZS52MS5TZXNzaW9uUmVzcG9uc2UoATABEkYKB0FjcXVpcmUSHC5yYXRlcXVldWUudjEuQWNxdWlyZVJlcXVlc3QaHS5yYXRlcXVldWUudjEuQWNxdWlyZVJlc3BvbnNlEkYKB1JlbGVhc2USHC5yYXRlcXVldWUudjEuUmVsZWFzZVJlcXVlc3QaHS5yYXRlcXVldWUudjEuUmVsZWFzZVJlc3BvbnNlEkwKCUhlYXJ0YmVhdBIeLnJhdGVxdWV1ZS52MS5IZWFydGJlYXRSZXF1ZXN0Gh8ucmF0ZXF1ZXVlLnYxLkhlYXJ0YmVhdFJlc3BvbnNlEkMKBlJlcG9ydBIbLnJhdGVxdWV1ZS52MS5SZXBvcnRSZXF1ZXN0GhwucmF0ZXF1ZXVlLnYxLlJlcG9ydFJlc3BvbnNlQrsBChBjb20ucmF0ZXF1ZXVlLnYxQg5SYXRlcXVldWVQcm90b1ABWkZnaXRodWIuY29tL3JhdGVxdWV1ZS9yYXRlcXVldWUvY2xpZW50cy9nby9nZW4vcmF0ZXF1ZXVlL3YxO3JhdGVxdWV1ZXYxogIDUlhYqgIMUmF0ZXF1ZXVlLlYxygIMUmF0ZXF1ZXVlXFYx4gIYUmF0ZXF1ZXVlXFYxXEdQQk1ldGFkYXRh6gINUmF0ZXF1ZXVlOjpWMWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChxyYXRlcXVldWUvdjEvcmF0ZXF1ZXVlLnByb3RvEgxyYXRlcXVldWUudjEiqQEKDkFjcXVpcmVSZXF1ZXN0EhAKCHJlc291cmNlGAEgASgJEhEKBGxvYWQYAiABKAFIAIgBARIVCghwcmlvcml0eRgDIAEoBUgBiAEBEgwKBGxhbmUYBCABKAkSKgoHdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhILCgNrZXkYBiABKAlCBwoFX2xvYWRCCwoJX3ByaW9yaXR5ImMKD0FjcXVpcmVSZXNwb25zZRIiCgVsZWFzZRgBIAEoCzITLnJhdGVxdWV1ZS52MS5MZWFzZRIsCgl3YWl0X3RpbWUYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iwgEKBUxlYXNlEhAKCGxlYXNlX2lkGAEgASgJEhAKCHJlc291cmNlGAIgASgJEgwKBGxvYWQYAyABKAESLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgpncmFudF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ+Cg5SZWxlYXNlUmVxdWVzdBIQCghsZWFzZV9pZBgBIAEoCRIYCgthY3R1YWxfbG9hZBgCIAEoAUgAiAEBEjAKCGZlZWRiYWNrGAMgASgLMh4ucmF0ZXF1ZXVlLnYxLlByb3ZpZGVyRmVlZGJhY2tCDgoMX2FjdHVhbF9sb2FkIqYCChBQcm92aWRlckZlZWRiYWNrEhEKCXRocm90dGxlZBgBIAEoCBIuCgtyZXRyeV9hZnRlchgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCghyZXF1ZXN0cxgDIAEoCzIfLnJhdGVxdWV1ZS52MS5EaW1lbnNpb25GZWVkYmFjaxItCgRsb2FkGAQgASgLMh8ucmF0ZXF1ZXVlLnYxLkRpbWVuc2lvbkZlZWRiYWNrEjUKDGlucHV0X3Rva2VucxgFIAEoCzIfLnJhdGVxdWV1ZS52MS5EaW1lbnNpb25GZWVkYmFjaxI2Cg1vdXRwdXRfdG9rZW5zGAYgASgLMh8ucmF0ZXF1ZXVlLnYxLkRpbWVuc2lvbkZlZWRiYWNrIrIBChFEaW1lbnNpb25GZWVkYmFjaxISCgVsaW1pdBgBIAEoAUgAiAEBEi8KDGxpbWl0X3BlcmlvZBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCglyZW1haW5pbmcYAyABKAFIAYgBARIoCgVyZXNldBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIICgZfbGltaXRCDAoKX3JlbWFpbmluZyJTCg1SZXBvcnRSZXF1ZXN0EhAKCHJlc291cmNlGAEgASgJEjAKCGZlZWRiYWNrGAIgASgLMh4ucmF0ZXF1ZXVlLnYxLlByb3ZpZGVyRmVlZGJhY2siQgoOUmVwb3J0UmVzcG9uc2USMAoMcGF1c2VkX3VudGlsGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJRCg9SZWxlYXNlUmVzcG9uc2USLQoHb3V0Y29tZRgBIAEoDjIcLnJhdGVxdWV1ZS52MS5SZWxlYXNlT3V0Y29tZRIPCgdtZXNzYWdlGAIgASgJIiUKEEhlYXJ0YmVhdFJlcXVlc3QSEQoJbGVhc2VfaWRzGAEgAygJIl0KCkxlYXNlU3RhdGUSEAoIbGVhc2VfaWQYASABKAkSDAoEaGVsZBgCIAEoCBIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPQoRSGVhcnRiZWF0UmVzcG9uc2USKAoGbGVhc2VzGAEgAygLMhgucmF0ZXF1ZXVlLnYxLkxlYXNlU3RhdGUiKwoNU2Vzc2lvbkNhbmNlbBIaChJhY3F1aXJlX3JlcXVlc3RfaWQYASABKAQi1QIKDlNlc3Npb25SZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSLwoHYWNxdWlyZRgCIAEoCzIcLnJhdGVxdWV1ZS52MS5BY3F1aXJlUmVxdWVzdEgAEi8KB3JlbGVhc2UYAyABKAsyHC5yYXRlcXVldWUudjEuUmVsZWFzZVJlcXVlc3RIABIzCgloZWFydGJlYXQYBCABKAsyHi5yYXRlcXVldWUudjEuSGVhcnRiZWF0UmVxdWVzdEgAEi0KBmNhbmNlbBgFIAEoCzIbLnJhdGVxdWV1ZS52MS5TZXNzaW9uQ2FuY2VsSAASLQoGcmVwb3J0GAYgASgLMhsucmF0ZXF1ZXVlLnYxLlJlcG9ydFJlcXVlc3RIABIyCgViYXRjaBgHIAEoCzIhLnJhdGVxdWV1ZS52MS5TZXNzaW9uUmVxdWVzdEJhdGNoSABCBgoEa2luZCJFChNTZXNzaW9uUmVxdWVzdEJhdGNoEi4KCHJlcXVlc3RzGAEgAygLMhwucmF0ZXF1ZXVlLnYxLlNlc3Npb25SZXF1ZXN0IigKB0ZhaWx1cmUSDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJIjIKDExlYXNlRXhwaXJlZBIQCghsZWFzZV9pZBgBIAEoCRIQCghyZXNvdXJjZRgCIAEoCSKOAwoPU2Vzc2lvblJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSMAoHZ3JhbnRlZBgCIAEoCzIdLnJhdGVxdWV1ZS52MS5BY3F1aXJlUmVzcG9uc2VIABIxCghyZWxlYXNlZBgDIAEoCzIdLnJhdGVxdWV1ZS52MS5SZWxlYXNlUmVzcG9uc2VIABI0CgloZWFydGJlYXQYBCABKAsyHy5yYXRlcXVldWUudjEuSGVhcnRiZWF0UmVzcG9uc2VIABIoCgdmYWlsdXJlGAUgASgLMhUucmF0ZXF1ZXVlLnYxLkZhaWx1cmVIABIzCg1sZWFzZV9leHBpcmVkGAYgASgLMhoucmF0ZXF1ZXVlLnYxLkxlYXNlRXhwaXJlZEgAEjAKCHJlcG9ydGVkGAcgASgLMhwucmF0ZXF1ZXVlLnYxLlJlcG9ydFJlc3BvbnNlSAASMwoFYmF0Y2gYCCABKAsyIi5yYXRlcXVldWUudjEuU2Vzc2lvblJlc3BvbnNlQmF0Y2hIAEIGCgRraW5kIkgKFFNlc3Npb25SZXNwb25zZUJhdGNoEjAKCXJlc3BvbnNlcxgBIAMoCzIdLnJhdGVxdWV1ZS52MS5TZXNzaW9uUmVzcG9uc2UqrwEKDlJlbGVhc2VPdXRjb21lEh8KG1JFTEVBU0VfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhwKGFJFTEVBU0VfT1VUQ09NRV9SRUxFQVNFRBABEiQKIFJFTEVBU0VfT1VUQ09NRV9BTFJFQURZX1JFTEVBU0VEEAISGwoXUkVMRUFTRV9PVVRDT01FX0VYUElSRUQQAxIbChdSRUxFQVNFX09VVENPTUVfVU5LTk9XThAEMoEDChBSYXRlUXVldWVTZXJ2aWNlEkoKB1Nlc3Npb24SHC5yYXRlcXVldWUudjEuU2Vzc2lvblJlcXVlc3QaHS5yYXRlcXVldWUudjEuU2Vzc2lvblJlc3BvbnNlKAEwARJGCgdBY3F1aXJlEhwucmF0ZXF1ZXVlLnYxLkFjcXVpcmVSZXF1ZXN0Gh0ucmF0ZXF1ZXVlLnYxLkFjcXVpcmVSZXNwb25zZRJGCgdSZWxlYXNlEhwucmF0ZXF1ZXVlLnYxLlJlbGVhc2VSZXF1ZXN0Gh0ucmF0ZXF1ZXVlLnYxLlJlbGVhc2VSZXNwb25zZRJMCglIZWFydGJlYXQSHi5yYXRlcXVldWUudjEuSGVhcnRiZWF0UmVxdWVzdBofLnJhdGVxdWV1ZS52MS5IZWFydGJlYXRSZXNwb25zZRJDCgZSZXBvcnQSGy5yYXRlcXVldWUudjEuUmVwb3J0UmVxdWVzdBocLnJhdGVxdWV1ZS52MS5SZXBvcnRSZXNwb25zZUK7AQoQY29tLnJhdGVxdWV1ZS52MUIOUmF0ZXF1ZXVlUHJvdG9QAVpGZ2l0aHViLmNvbS9yYXRlcXVldWUvcmF0ZXF1ZXVlL2NsaWVudHMvZ28vZ2VuL3JhdGVxdWV1ZS92MTtyYXRlcXVldWV2MaICA1JYWKoCDFJhdGVxdWV1ZS5WMcoCDFJhdGVxdWV1ZVxWMeICGFJhdGVxdWV1ZVxWMVxHUEJNZXRhZGF0YeoCDVJhdGVxdWV1ZTo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * AcquireRequest asks for a lease on a resource.
@@ -551,6 +551,17 @@ export type SessionRequest = Message<"ratequeue.v1.SessionRequest"> & {
      */
     value: ReportRequest;
     case: "report";
+  } | {
+    /**
+     * Several messages in one, handled in order as if each came alone
+     * (each with its own request_id; the batch's own request_id is 0). A
+     * client coalesces what it sends in one turn of its event loop. A batch
+     * holds no batch, and at most 1000 messages.
+     *
+     * @generated from field: ratequeue.v1.SessionRequestBatch batch = 7;
+     */
+    value: SessionRequestBatch;
+    case: "batch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -560,6 +571,27 @@ export type SessionRequest = Message<"ratequeue.v1.SessionRequest"> & {
  */
 export const SessionRequestSchema: GenMessage<SessionRequest> = /*@__PURE__*/
   messageDesc(file_ratequeue_v1_ratequeue, 13);
+
+/**
+ * SessionRequestBatch carries several client messages in one.
+ *
+ * @generated from message ratequeue.v1.SessionRequestBatch
+ */
+export type SessionRequestBatch = Message<"ratequeue.v1.SessionRequestBatch"> & {
+  /**
+   * The messages, in the order they are handled.
+   *
+   * @generated from field: repeated ratequeue.v1.SessionRequest requests = 1;
+   */
+  requests: SessionRequest[];
+};
+
+/**
+ * Describes the message ratequeue.v1.SessionRequestBatch.
+ * Use `create(SessionRequestBatchSchema)` to create a new message.
+ */
+export const SessionRequestBatchSchema: GenMessage<SessionRequestBatch> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_ratequeue, 14);
 
 /**
  * Failure is an operation's error: a gRPC status code and a message that
@@ -588,7 +620,7 @@ export type Failure = Message<"ratequeue.v1.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_ratequeue, 14);
+  messageDesc(file_ratequeue_v1_ratequeue, 15);
 
 /**
  * LeaseExpired tells a session that one of its leases expired unheartbeated.
@@ -616,7 +648,7 @@ export type LeaseExpired = Message<"ratequeue.v1.LeaseExpired"> & {
  * Use `create(LeaseExpiredSchema)` to create a new message.
  */
 export const LeaseExpiredSchema: GenMessage<LeaseExpired> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_ratequeue, 15);
+  messageDesc(file_ratequeue_v1_ratequeue, 16);
 
 /**
  * SessionResponse is one server message on a session stream.
@@ -684,6 +716,16 @@ export type SessionResponse = Message<"ratequeue.v1.SessionResponse"> & {
      */
     value: ReportResponse;
     case: "reported";
+  } | {
+    /**
+     * Several answers and notices in one (request_id 0), in the order they
+     * were decided. The server sends batches only on a stream whose client
+     * has sent one, and coalesces what one turn of its event loop decided.
+     *
+     * @generated from field: ratequeue.v1.SessionResponseBatch batch = 8;
+     */
+    value: SessionResponseBatch;
+    case: "batch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -692,7 +734,28 @@ export type SessionResponse = Message<"ratequeue.v1.SessionResponse"> & {
  * Use `create(SessionResponseSchema)` to create a new message.
  */
 export const SessionResponseSchema: GenMessage<SessionResponse> = /*@__PURE__*/
-  messageDesc(file_ratequeue_v1_ratequeue, 16);
+  messageDesc(file_ratequeue_v1_ratequeue, 17);
+
+/**
+ * SessionResponseBatch carries several server messages in one.
+ *
+ * @generated from message ratequeue.v1.SessionResponseBatch
+ */
+export type SessionResponseBatch = Message<"ratequeue.v1.SessionResponseBatch"> & {
+  /**
+   * The answers and notices, in order.
+   *
+   * @generated from field: repeated ratequeue.v1.SessionResponse responses = 1;
+   */
+  responses: SessionResponse[];
+};
+
+/**
+ * Describes the message ratequeue.v1.SessionResponseBatch.
+ * Use `create(SessionResponseBatchSchema)` to create a new message.
+ */
+export const SessionResponseBatchSchema: GenMessage<SessionResponseBatch> = /*@__PURE__*/
+  messageDesc(file_ratequeue_v1_ratequeue, 18);
 
 /**
  * ReleaseOutcome says what a release found.

@@ -111,6 +111,20 @@ class PutResourceResponse(_message.Message):
     created: bool
     def __init__(self, resource: _Optional[_Union[Resource, _Mapping]] = ..., created: bool = ...) -> None: ...
 
+class PutResourcesRequest(_message.Message):
+    __slots__ = ("resources",)
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    resources: _containers.RepeatedCompositeFieldContainer[Resource]
+    def __init__(self, resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ...) -> None: ...
+
+class PutResourcesResponse(_message.Message):
+    __slots__ = ("created", "replaced")
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
+    created: int
+    replaced: int
+    def __init__(self, created: _Optional[int] = ..., replaced: _Optional[int] = ...) -> None: ...
+
 class GetResourceRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]

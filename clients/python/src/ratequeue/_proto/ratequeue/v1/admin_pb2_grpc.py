@@ -49,6 +49,11 @@ class AdminServiceStub(object):
                 request_serializer=ratequeue_dot_v1_dot_admin__pb2.PutResourceRequest.SerializeToString,
                 response_deserializer=ratequeue_dot_v1_dot_admin__pb2.PutResourceResponse.FromString,
                 _registered_method=True)
+        self.PutResources = channel.unary_unary(
+                '/ratequeue.v1.AdminService/PutResources',
+                request_serializer=ratequeue_dot_v1_dot_admin__pb2.PutResourcesRequest.SerializeToString,
+                response_deserializer=ratequeue_dot_v1_dot_admin__pb2.PutResourcesResponse.FromString,
+                _registered_method=True)
         self.GetResource = channel.unary_unary(
                 '/ratequeue.v1.AdminService/GetResource',
                 request_serializer=ratequeue_dot_v1_dot_admin__pb2.GetResourceRequest.SerializeToString,
@@ -116,6 +121,16 @@ class AdminServiceServicer(object):
 
     def PutResource(self, request, context):
         """PutResource creates a resource or replaces an existing one's definition.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutResources(self, request, context):
+        """PutResources puts many resources in one call, in order (parents before
+        their children), each as PutResource would. Every resource's fields are
+        checked before any is put; a resource the tree refuses stops the call
+        there, with an error that names its index, and those before it stay put.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -207,6 +222,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=ratequeue_dot_v1_dot_admin__pb2.PutResourceRequest.FromString,
                     response_serializer=ratequeue_dot_v1_dot_admin__pb2.PutResourceResponse.SerializeToString,
             ),
+            'PutResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutResources,
+                    request_deserializer=ratequeue_dot_v1_dot_admin__pb2.PutResourcesRequest.FromString,
+                    response_serializer=ratequeue_dot_v1_dot_admin__pb2.PutResourcesResponse.SerializeToString,
+            ),
             'GetResource': grpc.unary_unary_rpc_method_handler(
                     servicer.GetResource,
                     request_deserializer=ratequeue_dot_v1_dot_admin__pb2.GetResourceRequest.FromString,
@@ -295,6 +315,33 @@ class AdminService(object):
             '/ratequeue.v1.AdminService/PutResource',
             ratequeue_dot_v1_dot_admin__pb2.PutResourceRequest.SerializeToString,
             ratequeue_dot_v1_dot_admin__pb2.PutResourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratequeue.v1.AdminService/PutResources',
+            ratequeue_dot_v1_dot_admin__pb2.PutResourcesRequest.SerializeToString,
+            ratequeue_dot_v1_dot_admin__pb2.PutResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,

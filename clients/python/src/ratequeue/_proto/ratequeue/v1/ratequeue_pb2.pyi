@@ -153,20 +153,28 @@ class SessionCancel(_message.Message):
     def __init__(self, acquire_request_id: _Optional[int] = ...) -> None: ...
 
 class SessionRequest(_message.Message):
-    __slots__ = ("request_id", "acquire", "release", "heartbeat", "cancel", "report")
+    __slots__ = ("request_id", "acquire", "release", "heartbeat", "cancel", "report", "batch")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ACQUIRE_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     acquire: AcquireRequest
     release: ReleaseRequest
     heartbeat: HeartbeatRequest
     cancel: SessionCancel
     report: ReportRequest
-    def __init__(self, request_id: _Optional[int] = ..., acquire: _Optional[_Union[AcquireRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., cancel: _Optional[_Union[SessionCancel, _Mapping]] = ..., report: _Optional[_Union[ReportRequest, _Mapping]] = ...) -> None: ...
+    batch: SessionRequestBatch
+    def __init__(self, request_id: _Optional[int] = ..., acquire: _Optional[_Union[AcquireRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., cancel: _Optional[_Union[SessionCancel, _Mapping]] = ..., report: _Optional[_Union[ReportRequest, _Mapping]] = ..., batch: _Optional[_Union[SessionRequestBatch, _Mapping]] = ...) -> None: ...
+
+class SessionRequestBatch(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[SessionRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[SessionRequest, _Mapping]]] = ...) -> None: ...
 
 class Failure(_message.Message):
     __slots__ = ("code", "message")
@@ -185,7 +193,7 @@ class LeaseExpired(_message.Message):
     def __init__(self, lease_id: _Optional[str] = ..., resource: _Optional[str] = ...) -> None: ...
 
 class SessionResponse(_message.Message):
-    __slots__ = ("request_id", "granted", "released", "heartbeat", "failure", "lease_expired", "reported")
+    __slots__ = ("request_id", "granted", "released", "heartbeat", "failure", "lease_expired", "reported", "batch")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     GRANTED_FIELD_NUMBER: _ClassVar[int]
     RELEASED_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +201,7 @@ class SessionResponse(_message.Message):
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRED_FIELD_NUMBER: _ClassVar[int]
     REPORTED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     granted: AcquireResponse
     released: ReleaseResponse
@@ -200,4 +209,11 @@ class SessionResponse(_message.Message):
     failure: Failure
     lease_expired: LeaseExpired
     reported: ReportResponse
-    def __init__(self, request_id: _Optional[int] = ..., granted: _Optional[_Union[AcquireResponse, _Mapping]] = ..., released: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatResponse, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., lease_expired: _Optional[_Union[LeaseExpired, _Mapping]] = ..., reported: _Optional[_Union[ReportResponse, _Mapping]] = ...) -> None: ...
+    batch: SessionResponseBatch
+    def __init__(self, request_id: _Optional[int] = ..., granted: _Optional[_Union[AcquireResponse, _Mapping]] = ..., released: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatResponse, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., lease_expired: _Optional[_Union[LeaseExpired, _Mapping]] = ..., reported: _Optional[_Union[ReportResponse, _Mapping]] = ..., batch: _Optional[_Union[SessionResponseBatch, _Mapping]] = ...) -> None: ...
+
+class SessionResponseBatch(_message.Message):
+    __slots__ = ("responses",)
+    RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    responses: _containers.RepeatedCompositeFieldContainer[SessionResponse]
+    def __init__(self, responses: _Optional[_Iterable[_Union[SessionResponse, _Mapping]]] = ...) -> None: ...
