@@ -35,3 +35,11 @@ ensure_venv() {
   [ "$("$TOOLS/venv/bin/python" -c 'import importlib.metadata as m; print(m.version("grpcio-tools"))' 2>/dev/null)" = "$GRPCIO_TOOLS_VERSION" ] ||
     "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "grpcio-tools==$GRPCIO_TOOLS_VERSION"
 }
+
+# gubernator: the peer rate limiter bench/gubernator.js compares with, built
+# once into .tools/ (again only if the binary there is another version).
+GUBERNATOR_VERSION=v2.13.0
+ensure_gubernator() {
+  go version -m "$TOOLS/bin/gubernator" 2>/dev/null | grep -q "github.com/gubernator-io/gubernator/v2[[:space:]]*$GUBERNATOR_VERSION" ||
+    GOBIN="$TOOLS/bin" go install "github.com/gubernator-io/gubernator/v2/cmd/gubernator@$GUBERNATOR_VERSION"
+}
