@@ -1,12 +1,16 @@
-// One bench client process: runs acquire+release round trips for a fixed
-// time with `inflight` loops in parallel and prints its count and latencies.
-// With `ratePerSec` the loops together start that many round trips a second
-// (paced, each loop on its own schedule); `apiKey` authenticates the session.
-//   session:          the TypeScript client's session stream (grpc-js)
+// One bench client process: runs round trips for a fixed time with
+// `inflight` loops in parallel and prints its count, messages, CPU time and
+// latencies (with `phases`, also `{"phase":"start"}` and `{"phase":"end"}`
+// lines around the measured window, for harness.js). With `ratePerSec` the loops together start that many
+// round trips a second (paced, each loop on its own schedule); `apiKey`
+// authenticates the session.
+//   raw:              one message written to a raw echo stream (raw-echo-server.js) and read back: Buffers, no protobuf
+//   proto:            acquire then release as SessionRequests on a bare grpc-js Session stream, encoded and decoded by protobuf-es
+//   session:          acquire+release through the TypeScript client's session stream (grpc-js)
 //   unary:            unary Acquire then unary Release with grpc-js
 //   connect-session:  one bidi Session stream with a connect-node client
 //   connect-unary:    unary Acquire then Release with a connect-node client
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient as createConnectClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Client, credentials, Metadata } from "@grpc/grpc-js";
@@ -17,17 +21,66 @@ import {
   RateQueueService,
   ReleaseRequestSchema,
   SessionRequestSchema,
+  SessionResponseSchema,
 } from "@ratequeue/proto";
 
-const { port, mode, inflight, durationMs, resource, apiKey, ratePerSec } = JSON.parse(process.argv[2]);
+const { port, mode, inflight, durationMs, resource, apiKey, ratePerSec, phases } = JSON.parse(process.argv[2]);
 const acquireRequest = create(AcquireRequestSchema, { resource });
 const releaseRequest = (leaseId) => create(ReleaseRequestSchema, { leaseId });
 
-/** Each mode returns one acquire+release round trip and a way to close. */
+/** The raw echo server's one method (raw-echo-server.js). */
+const rawEchoPath = "/bench.RawEcho/Echo";
+const identity = (b) => b;
+
+/** Each mode returns one round trip, how many messages it sends (each answered by one), and a way to close. */
 const modes = {
+  raw() {
+    const grpc = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+    const stream = grpc.makeBidiStreamRequest(rawEchoPath, identity, identity, new Metadata());
+    // The echo keeps the order: the n-th answer is the n-th message's.
+    const waiting = [];
+    stream.on("data", () => waiting.shift()());
+    // The bytes of an acquire, as the session would send them.
+    const bytes = Buffer.from(toBinary(SessionRequestSchema, create(SessionRequestSchema, { requestId: 1n, kind: { case: "acquire", value: acquireRequest } })));
+    return {
+      roundTrip: () => new Promise((resolve) => (waiting.push(resolve), stream.write(bytes))),
+      messages: 1,
+      close: async () => (stream.end(), grpc.close()),
+    };
+  },
+  proto() {
+    const grpc = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+    const { path } = grpcServiceDefinition(RateQueueService).session;
+    const stream = grpc.makeBidiStreamRequest(
+      path,
+      (m) => Buffer.from(toBinary(SessionRequestSchema, m)),
+      (b) => fromBinary(SessionResponseSchema, b),
+      new Metadata(),
+    );
+    const pending = new Map();
+    let nextId = 1n;
+    stream.on("data", (res) => {
+      pending.get(res.requestId)(res);
+      pending.delete(res.requestId);
+    });
+    const send = (kind) =>
+      new Promise((resolve) => {
+        const requestId = nextId++;
+        pending.set(requestId, resolve);
+        stream.write(create(SessionRequestSchema, { requestId, kind }));
+      });
+    return {
+      roundTrip: async () => {
+        const granted = await send({ case: "acquire", value: acquireRequest });
+        await send({ case: "release", value: releaseRequest(granted.kind.value.lease.leaseId) });
+      },
+      messages: 2,
+      close: async () => (stream.end(), grpc.close()),
+    };
+  },
   session() {
     const client = createClient({ url: `127.0.0.1:${port}`, apiKey });
-    return { roundTrip: async () => (await client.acquire(resource)).release(), close: () => client.close() };
+    return { roundTrip: async () => (await client.acquire(resource)).release(), messages: 2, close: () => client.close() };
   },
   unary() {
     const methods = grpcServiceDefinition(RateQueueService);
@@ -41,6 +94,7 @@ const modes = {
         const res = await unary(methods.acquire, acquireRequest);
         await unary(methods.release, releaseRequest(res.lease.leaseId));
       },
+      messages: 2,
       close: async () => grpc.close(),
     };
   },
@@ -51,6 +105,7 @@ const modes = {
         const res = await client.acquire(acquireRequest);
         await client.release(releaseRequest(res.lease.leaseId));
       },
+      messages: 2,
       close: async () => {},
     };
   },
@@ -86,6 +141,7 @@ const modes = {
         const granted = await send({ case: "acquire", value: acquireRequest });
         await send({ case: "release", value: releaseRequest(granted.kind.value.lease.leaseId) });
       },
+      messages: 2,
       close: async () => {
         closed = true;
         wake?.();
@@ -95,7 +151,7 @@ const modes = {
   },
 };
 
-const { roundTrip, close } = modes[mode]();
+const { roundTrip, messages, close } = modes[mode]();
 const latencies = [];
 let stop = false;
 
@@ -103,8 +159,10 @@ let stop = false;
 const warmEnd = Date.now() + 500;
 await Promise.all(Array.from({ length: inflight }, async () => { while (Date.now() < warmEnd) await roundTrip(); }));
 
+if (phases) console.log(JSON.stringify({ phase: "start" }));
 setTimeout(() => (stop = true), durationMs);
 const started = performance.now();
+const cpuBefore = process.cpuUsage();
 // Paced: each loop starts a round trip every `every` ms, skipping none it fell behind on.
 const every = ratePerSec === undefined ? 0 : (1000 * inflight) / ratePerSec;
 await Promise.all(
@@ -124,5 +182,8 @@ await Promise.all(
   }),
 );
 const elapsedMs = performance.now() - started;
+const cpu = process.cpuUsage(cpuBefore);
+if (phases) console.log(JSON.stringify({ phase: "end" }));
 await close();
-console.log(JSON.stringify({ count: latencies.length, elapsedMs, latencies }));
+const count = latencies.length;
+console.log(JSON.stringify({ count, messages: count * messages, elapsedMs, cpuMs: (cpu.user + cpu.system) / 1000, latencies }));

@@ -8,6 +8,7 @@ import {
   LeaseSchema,
   ReleaseOutcome,
   ReleaseResponseSchema,
+  SessionResponseBatchSchema,
   SessionResponseSchema,
 } from "@ratequeue/proto";
 
@@ -27,13 +28,15 @@ export const granted = () =>
 export const released = () => create(ReleaseResponseSchema, { outcome: ReleaseOutcome.RELEASED, message: "released" });
 export const heartbeat = () => create(HeartbeatResponseSchema, {});
 
-/** The session answer to one request. */
+/** The session answer to one request; a batch is answered by a batch, one answer per message. */
 export function answer(req) {
   const kind =
-    req.kind.case === "acquire"
-      ? { case: "granted", value: granted() }
-      : req.kind.case === "release"
-        ? { case: "released", value: released() }
-        : { case: "heartbeat", value: heartbeat() };
+    req.kind.case === "batch"
+      ? { case: "batch", value: create(SessionResponseBatchSchema, { responses: req.kind.value.requests.map(answer) }) }
+      : req.kind.case === "acquire"
+        ? { case: "granted", value: granted() }
+        : req.kind.case === "release"
+          ? { case: "released", value: released() }
+          : { case: "heartbeat", value: heartbeat() };
   return create(SessionResponseSchema, { requestId: req.requestId, kind });
 }

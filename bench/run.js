@@ -1,79 +1,38 @@
-// `npm run bench`: starts a ratequeue server and an echo server (the same
-// grpc-js + protobuf-es stack with no engine), drives both with the same
-// client processes, runs the engine bench, and ends with one JSON line.
-// Figures are documented in bench/README.md.
+// `npm run bench`: starts a ratequeue server, an echo server (the same
+// grpc-js + protobuf-es stack with no engine) and a raw echo server (grpc-js
+// with Buffers only); measures the session path against both ceilings
+// (session-path.js), drives the servers with the same client processes,
+// runs the engine bench, and ends with one JSON line. Figures are documented
+// in bench/README.md.
 import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { dirname, join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { writeFileSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { durationMs, measure, startProcess, startServer } from "./harness.js";
+import { benchConfig, measureSessionPath, startRawEcho } from "./session-path.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, "..");
-const durationMs = Number(process.env.BENCH_DURATION_MS ?? 3000);
 const totalInflight = 64;
 
-function startProcess(args) {
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
-  return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      try {
-        const entry = JSON.parse(line);
-        if (entry.msg === "listening") resolve({ child, port: entry.port, httpPort: entry.httpPort });
-      } catch {}
-    });
-    child.once("exit", (code) => reject(new Error(`${args[0]} exited with ${code}`)));
-  });
-}
-
-function runClient(options) {
-  const child = spawn(process.execPath, [join(here, "client.js"), JSON.stringify(options)], { stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  child.stdout.on("data", (d) => (out += d));
-  return new Promise((resolve, reject) =>
-    child.once("exit", (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`bench client exited with ${code}`)))),
-  );
-}
-
-const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-
-/** N client processes, `inflight` loops in total; round trips/s and latency. */
-async function measure(port, mode, processes, inflight) {
-  const per = Math.max(1, Math.round(inflight / processes));
-  const results = await Promise.all(
-    Array.from({ length: processes }, () => runClient({ port, mode, inflight: per, durationMs, resource: "bench" })),
-  );
-  const latencies = results.flatMap((r) => r.latencies).sort((a, b) => a - b);
-  const seconds = Math.max(...results.map((r) => r.elapsedMs)) / 1000;
-  const roundTrips = results.reduce((n, r) => n + r.count, 0) / seconds;
-  return {
-    roundTripsPerSec: Math.round(roundTrips),
-    p50Ms: Number(percentile(latencies, 50).toFixed(3)),
-    p99Ms: Number(percentile(latencies, 99).toFixed(3)),
-  };
-}
-
-const configDir = mkdtempSync(join(tmpdir(), "ratequeue-bench-"));
-const config = join(configDir, "bench.json");
-// No limits: the bench measures the path of an uncontended acquire.
-writeFileSync(config, JSON.stringify({ resources: { bench: { max_queue: 100000 } } }));
-
-const server = await startProcess([join(root, "server/dist/main.js"), "serve", "--port", "0", "--config", config, "--http-port", "off"]);
+const config = benchConfig();
+const server = await startServer(config, "--http-port", "off");
 // The same server with its HTTP port, scraped every second as a Prometheus would (1,000 resources).
-const withMetricsConfig = join(configDir, "metrics.json");
+const withMetricsConfig = join(dirname(config), "metrics.json");
 const thousand = Object.fromEntries(Array.from({ length: 999 }, (_, i) => [`r${i}`, { limits: [{ dimension: "requests", amount: 10, period: "1s" }] }]));
 writeFileSync(withMetricsConfig, JSON.stringify({ resources: { bench: { max_queue: 100000 }, ...thousand } }));
-const scraped = await startProcess([join(root, "server/dist/main.js"), "serve", "--port", "0", "--config", withMetricsConfig]);
+const scraped = await startServer(withMetricsConfig);
 const echo = await startProcess([join(here, "echo-server.js")]);
 const connectEcho = await startProcess([join(here, "connect-echo-server.js")]);
+const rawEcho = await startRawEcho();
 const figures = {};
 try {
+  // The session path against its ceilings, first, on a fresh server.
+  figures.sessionPath = await measureSessionPath({ server, echo, rawEcho });
   for (const mode of ["session", "unary"]) {
     for (const processes of [1, 8]) {
-      const real = await measure(server.port, mode, processes, totalInflight);
-      const empty = await measure(echo.port, mode, processes, totalInflight);
+      const real = await measure(server.port, mode, processes, totalInflight, { server: server.child });
+      const empty = await measure(echo.port, mode, processes, totalInflight, { server: echo.child });
       const key = `${mode}_${processes}p`;
       figures[key] = { ratequeue: real, transport: empty, ratio: Number((real.roundTripsPerSec / empty.roundTripsPerSec).toFixed(3)) };
       console.error(`${key}: ${JSON.stringify(figures[key])}`);
@@ -113,6 +72,7 @@ try {
   scraped.child.kill("SIGTERM");
   echo.child.kill("SIGTERM");
   connectEcho.child.kill("SIGTERM");
+  rawEcho.child.kill("SIGTERM");
 }
 
 const engine = await new Promise((resolve, reject) => {
