@@ -239,23 +239,20 @@ class Client implements RateQueueClient {
       key: options.key ?? "",
       timeout: timeoutMs === undefined ? undefined : durationFromMs(Math.max(0, timeoutMs)),
     });
-    const { id, answer } = this.session.request({ case: "acquire", value: request });
-    const giveUp = (err: RateQueueError) => this.session.cancel(id, err);
-    const onAbort = () => giveUp(new RateQueueError("CANCELLED", "the acquire was aborted by its signal"));
-    signal?.addEventListener("abort", onAbort, { once: true });
-    // The server answers a timeout itself; this only covers a server that
-    // cannot be reached, and a key refusal seen meanwhile is the real reason.
-    const timer =
+    // The server answers a timeout itself; giving up 2 s later only covers
+    // a server that cannot be reached, and a key refusal seen meanwhile is the real reason.
+    const giveUp =
       timeoutMs === undefined
         ? undefined
-        : setTimeout(
-            () =>
-              giveUp(
-                this.session.refusal ??
-                  new RateQueueError("DEADLINE_EXCEEDED", `no lease on '${resource}' within ${timeoutMs} ms (the server could not be reached)`),
-              ),
-            timeoutMs + timeoutSlackMs,
-          );
+        : {
+            afterMs: timeoutMs + timeoutSlackMs,
+            reason: () =>
+              this.session.refusal ?? new RateQueueError("DEADLINE_EXCEEDED", `no lease on '${resource}' within ${timeoutMs} ms (the server could not be reached)`),
+            withdraw: true,
+          };
+    const { id, answer } = this.session.request({ case: "acquire", value: request }, giveUp);
+    const onAbort = () => this.session.cancel(id, new RateQueueError("CANCELLED", "the acquire was aborted by its signal"));
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
       const response = await answer;
       if (response.kind.case !== "granted" || response.kind.value.lease === undefined) {
@@ -274,7 +271,6 @@ class Client implements RateQueueClient {
       this.hold(held);
       return held;
     } finally {
-      clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
     }
   }
@@ -313,22 +309,18 @@ class Client implements RateQueueClient {
   async release(lease: HeldLease, actualLoad: number | undefined, feedback: ProviderFeedback | undefined): Promise<ReleaseResult> {
     this.leases.delete(lease.id);
     const value = create(ReleaseRequestSchema, { leaseId: lease.id, actualLoad, feedback: feedback && feedbackToMessage(feedback) });
-    const { id, answer } = this.session.request({ case: "release", value });
-    const timer = setTimeout(
-      () =>
-        this.session.abandon(
-          id,
+    const { answer } = this.session.request(
+      { case: "release", value },
+      {
+        afterMs: lease.ttlMs,
+        reason: () =>
           new RateQueueError("UNAVAILABLE", `no server answered the release of ${lease.id} within its TTL (${lease.ttlMs} ms); the server frees the slot at its TTL`),
-        ),
-      lease.ttlMs,
+        withdraw: false,
+      },
     );
-    try {
-      const response = await answer;
-      if (response.kind.case !== "released") throw new RateQueueError("INTERNAL", `unexpected answer '${response.kind.case}' to a release`);
-      return releaseResults[response.kind.value.outcome] ?? "unknown";
-    } finally {
-      clearTimeout(timer);
-    }
+    const response = await answer;
+    if (response.kind.case !== "released") throw new RateQueueError("INTERNAL", `unexpected answer '${response.kind.case}' to a release`);
+    return releaseResults[response.kind.value.outcome] ?? "unknown";
   }
 
   private hold(lease: HeldLease): void {

@@ -16,6 +16,7 @@ import {
   type SessionResponse,
 } from "@ratequeue/proto";
 import type { Connection } from "./connection.js";
+import { Deadlines, type Deadline } from "./deadlines.js";
 import { RateQueueError } from "./errors.js";
 import { backoffMs, departureGraceMs, streamEnd } from "./protocol.js";
 
@@ -23,8 +24,18 @@ const sessionMethod = grpcServiceDefinition(RateQueueService).session;
 
 type Stream = ClientDuplexStream<SessionRequest, SessionResponse>;
 
-/** An answer the session waits for. */
-interface Outstanding {
+/** When the client stops waiting for an answer by itself, and how. */
+export interface GiveUp {
+  /** After how long, ms. */
+  afterMs: number;
+  /** The error the request then rejects with (made then: a key refusal seen meanwhile is the real reason). */
+  reason(): RateQueueError;
+  /** Send a cancel (an acquire), or only stop waiting (a release). */
+  withdraw: boolean;
+}
+
+/** An answer the session waits for; in the deadline heap while it has a GiveUp. */
+interface Outstanding extends Deadline {
   /** The message, kept to send again after a reconnect. */
   request: SessionRequest;
   /** When the request was made (epoch ms). */
@@ -33,6 +44,7 @@ interface Outstanding {
   deadline?: number;
   /** How many streams that had answered broke with this message unanswered: a report gives up at two. */
   brokenStreams: number;
+  giveUp: GiveUp | undefined;
   resolve(response: SessionResponse): void;
   reject(err: RateQueueError): void;
 }
@@ -73,6 +85,12 @@ export class Session {
   private watchdog: NodeJS.Timeout | undefined;
   private closed = false;
   private refusedWith: RateQueueError | undefined;
+  /** Requests given up on by the client itself, by one timer. */
+  private readonly deadlines = new Deadlines<Outstanding>((pending) => {
+    const { requestId } = pending.request;
+    if (pending.giveUp!.withdraw) this.cancel(requestId, pending.giveUp!.reason());
+    else this.abandon(requestId, pending.giveUp!.reason());
+  });
 
   constructor(
     private readonly connection: Connection,
@@ -88,8 +106,9 @@ export class Session {
   /**
    * Sends one message and resolves with its answer. A failure answer rejects
    * with its status; a dropped stream re-sends the message on the next one.
+   * With `giveUp`, the client stops waiting by itself after that long.
    */
-  request(kind: SessionRequest["kind"]): { id: bigint; answer: Promise<SessionResponse> } {
+  request(kind: SessionRequest["kind"], giveUp?: GiveUp): { id: bigint; answer: Promise<SessionResponse> } {
     if (this.closed) throw new RateQueueError("CANCELLED", "the client is closed");
     const id = this.nextId++;
     const request = create(SessionRequestSchema, { requestId: id, kind });
@@ -97,7 +116,12 @@ export class Session {
     const timeout = kind.case === "acquire" ? kind.value.timeout : undefined;
     const deadline = timeout === undefined ? undefined : since + durationMs(timeout);
     const answer = new Promise<SessionResponse>((resolve, reject) => {
-      this.outstanding.set(id, { request, since, deadline, brokenStreams: 0, resolve, reject });
+      const pending: Outstanding = { request, since, deadline, brokenStreams: 0, giveUp, resolve, reject, dueAt: 0, heapIndex: -1 };
+      this.outstanding.set(id, pending);
+      if (giveUp !== undefined) {
+        pending.dueAt = since + giveUp.afterMs;
+        this.deadlines.add(pending);
+      }
     });
     this.write(request);
     if ((kind.case === "acquire" || kind.case === "report") && !this.healthy) this.armWatchdog();
@@ -106,9 +130,8 @@ export class Session {
 
   /** Withdraws a waiting acquire; its answer rejects with `reason`. */
   cancel(acquireId: bigint, reason: RateQueueError): void {
-    const pending = this.outstanding.get(acquireId);
+    const pending = this.take(acquireId);
     if (pending === undefined) return;
-    this.outstanding.delete(acquireId);
     pending.reject(reason);
     this.write(
       create(SessionRequestSchema, {
@@ -120,10 +143,7 @@ export class Session {
 
   /** Stops waiting for a request's answer (it is not sent again); its answer rejects with `reason`. */
   abandon(id: bigint, reason: RateQueueError): void {
-    const pending = this.outstanding.get(id);
-    if (pending === undefined) return;
-    this.outstanding.delete(id);
-    pending.reject(reason);
+    this.take(id)?.reject(reason);
   }
 
   close(): void {
@@ -133,8 +153,18 @@ export class Session {
     clearTimeout(this.departureTimer);
     clearTimeout(this.watchdog);
     this.failOutstanding(() => true, new RateQueueError("CANCELLED", "the client was closed"));
+    this.deadlines.clear();
     this.stream?.end();
     this.stream = undefined;
+  }
+
+  /** Stops waiting for a request: out of the map and the deadline heap. */
+  private take(id: bigint): Outstanding | undefined {
+    const pending = this.outstanding.get(id);
+    if (pending === undefined) return undefined;
+    this.outstanding.delete(id);
+    if (pending.giveUp !== undefined) this.deadlines.remove(pending);
+    return pending;
   }
 
   private write(request: SessionRequest): void {
@@ -172,7 +202,7 @@ export class Session {
     for (const [id, pending] of this.outstanding) {
       const kind = pending.request.kind.case;
       if (kind === "heartbeat" || (kind === "report" && pending.brokenStreams >= 2)) {
-        this.outstanding.delete(id);
+        this.take(id);
         pending.reject(kind === "heartbeat" ? superseded : unanswered);
       }
     }
@@ -225,7 +255,7 @@ export class Session {
       return;
     }
     this.attempt = 0;
-    this.outstanding.delete(response.requestId);
+    this.take(response.requestId);
     if (response.kind.case === "failure") {
       pending.reject(RateQueueError.fromCode(response.kind.value.code, response.kind.value.message));
     } else {
@@ -272,7 +302,7 @@ export class Session {
   private failOutstanding(match: (pending: Outstanding) => boolean, err: RateQueueError): void {
     for (const [id, pending] of this.outstanding) {
       if (!match(pending)) continue;
-      this.outstanding.delete(id);
+      this.take(id);
       pending.reject(err);
     }
   }
