@@ -47,6 +47,14 @@ DEPARTURE_GRACE = 0.25
 HEARTBEATS_PER_TTL = 3
 MAX_LEASE_IDS_PER_HEARTBEAT = 1000
 
+# What a client sends in one turn of its event loop goes out as one
+# SessionRequestBatch (a single message goes alone): at most
+# MAX_BATCH_MESSAGES messages, and no more than MAX_BATCH_BYTES of them
+# encoded, well under the server's largest message (1 MiB by default); a
+# message larger than that goes alone.
+MAX_BATCH_MESSAGES = 1000
+MAX_BATCH_BYTES = 256 * 1024
+
 # How a stream's end is handled ("The stream ending"). A stream that ends
 # with one of RETRIED_CODES (or without a status) is reconnected and
 # re-attached. KEY_REFUSED_CODES fail every waiting operation and lose every

@@ -7,6 +7,10 @@ following the "Session protocol" rules in ``proto/ratequeue/v1/ratequeue.proto``
 (constants in ``_protocol``):
 
 - request ids are the session's own, so answers find their waiter;
+- what one turn of the loop sends goes out as one ``SessionRequestBatch``
+  (a single message alone; at most ``MAX_BATCH_MESSAGES`` messages and
+  ``MAX_BATCH_BYTES`` bytes each), and a ``SessionResponseBatch`` is handled
+  as if each of its answers came alone, in order;
 - held leases are heartbeated about every third of their TTL, at most
   ``MAX_LEASE_IDS_PER_HEARTBEAT`` ids per message;
 - between connection attempts it pauses with backoff (following a standby's
@@ -42,7 +46,7 @@ import datetime as _dt
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Type, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Type, Union
 
 import grpc
 import grpc.aio
@@ -194,7 +198,10 @@ class Session:
         self._ep_index = 0
         self._redirect: Optional[Endpoint] = None
         self._channels: Dict[Endpoint, grpc.aio.Channel] = {}
-        self._queue: Optional[asyncio.Queue] = None  # set while a stream is open
+        # The messages the open stream's writer has yet to send; None while
+        # no stream is open. _put wakes the writer through _wake.
+        self._outbox: Optional[List[Any]] = None
+        self._wake: Optional[asyncio.Future] = None
         self._healthy = False  # the open stream has answered at least once
         self._disconnected_since: Optional[float] = None
         self._last_error = "not connected yet"
@@ -357,7 +364,7 @@ class Session:
         return op
 
     def _send_op(self, op: _Op) -> None:
-        if self._queue is None:
+        if self._outbox is None:
             return  # sent when the stream is up again
         msg = pb.SessionRequest(request_id=op.rid)
         if op.kind == "acquire":
@@ -373,11 +380,19 @@ class Session:
             msg.report.CopyFrom(op.payload)
         else:
             msg.heartbeat.CopyFrom(op.payload)
-        self._queue.put_nowait(msg)
+        self._put(msg)
 
     def _send_cancel(self, rid: int) -> None:
-        if self._queue is not None:
-            self._queue.put_nowait(pb.SessionRequest(request_id=self._new_id(), cancel=pb.SessionCancel(acquire_request_id=rid)))
+        if self._outbox is not None:
+            self._put(pb.SessionRequest(request_id=self._new_id(), cancel=pb.SessionCancel(acquire_request_id=rid)))
+
+    def _put(self, msg) -> None:
+        """Queues a message for the open stream. Waking the writer takes a
+        turn of the loop, so everything queued in this turn goes together."""
+        self._outbox.append(msg)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     def _new_id(self) -> int:
         self._next_id += 1
@@ -509,10 +524,10 @@ class Session:
         stream shortly after."""
         stub = pb_grpc.RateQueueServiceStub(self._channel(ep))
         call = stub.Session(metadata=self._metadata)
-        queue: asyncio.Queue = asyncio.Queue()
-        writer = self._loop.create_task(self._write(call, queue))
+        outbox: List[Any] = []
+        writer = self._loop.create_task(self._write(call, outbox))
         try:
-            self._queue = queue
+            self._outbox = outbox
             self._healthy = False
             # Re-send what waits, in request-id order (acquires first, then
             # releases, then reports: a report only once), then re-attach
@@ -549,24 +564,33 @@ class Session:
                     self._departing = True
                     departing_at = self._loop.time()
         finally:
-            self._queue = None
+            self._outbox = None
             writer.cancel()
             call.cancel()
             # A traceback may keep this frame alive: let go of the channel so
             # that it can be collected (see suspend).
             call = stub = writer = None  # noqa: F841
 
-    async def _write(self, call, queue: asyncio.Queue) -> None:
+    async def _write(self, call, outbox: List[Any]) -> None:
+        """Sends what is queued in ``outbox``: what one turn of the loop
+        queued, or what was queued while the last write was under way, as
+        few messages as the batch bounds allow."""
         try:
             while True:
-                await call.write(await queue.get())
+                if not outbox:
+                    self._wake = self._loop.create_future()
+                    await self._wake
+                msgs = outbox[:]
+                del outbox[:]
+                for msg in _batched(msgs):
+                    await call.write(msg)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - the reader sees the call's end
             log.debug("ratequeue: session write failed: %r", e)
 
     def _disconnect(self) -> None:
-        self._queue = None
+        self._outbox = None
         if self._loop is None:
             return
         worked = self._healthy
@@ -597,6 +621,11 @@ class Session:
         """Hands an answer to its waiter. Returns False when the answer says
         the node is going away: the request stays, to be sent again."""
         kind = resp.WhichOneof("kind")
+        if kind == "batch":
+            # Each answer as if it came alone, in order; every one is
+            # handled even after one says the node is going away.
+            results = [self._dispatch(r) for r in resp.batch.responses]
+            return all(results)
         if kind == "lease_expired":
             self._lost(resp.lease_expired.lease_id, "expired at the server")
             return True
@@ -699,6 +728,28 @@ class Session:
                       and now - max(down_since, op.created) >= self.config.reconnect_timeout):
                     self._give_up(op, self._refusal or Unavailable(
                         f"no ratequeue server reachable for {self.config.reconnect_timeout:g}s: {self._last_error}"))
+
+
+def _batched(msgs: List[Any]) -> Iterator[Any]:
+    """The messages to write for ``msgs``, in order: runs of them joined
+    within the protocol's batch bounds (a message too large to share a
+    batch goes alone)."""
+    run: List[Any] = []
+    size = 0
+    for msg in msgs:
+        n = msg.ByteSize()
+        if run and (len(run) == protocol.MAX_BATCH_MESSAGES or size + n > protocol.MAX_BATCH_BYTES):
+            yield _joined(run)
+            run, size = [], 0
+        run.append(msg)
+        size += n
+    if run:
+        yield _joined(run)
+
+
+def _joined(run: List[Any]) -> Any:
+    """One message for a run: itself when alone, else a batch of them."""
+    return run[0] if len(run) == 1 else pb.SessionRequest(batch=pb.SessionRequestBatch(requests=run))
 
 
 def _checked_key(key: Optional[str]) -> str:
