@@ -11,7 +11,10 @@ package ratequeue
 // that is going away (shutting down, or no longer the leader): its op stays
 // registered and the stream is dropped, so the request goes again to whoever
 // serves next. How the end of a stream affects ops and leases is
-// protocol.OnStreamEnd's table.
+// protocol.OnStreamEnd's table. Requests go out through the session's sender
+// goroutine, which writes what accumulated while it was busy as one
+// SessionRequestBatch; the server's SessionResponseBatch is dispatched as if
+// each answer had come alone, in order.
 
 import (
 	"cmp"
@@ -36,18 +39,90 @@ import (
 // session is one open Session stream.
 type session struct {
 	stream grpc.BidiStreamingClient[pb.SessionRequest, pb.SessionResponse]
+	ctx    context.Context // the stream's; ends with cancel
 	cancel context.CancelFunc
 	ep     endpoint
-	sendMu sync.Mutex
+	// out holds the requests sendLoop has yet to write, in order; wake
+	// tells it that out is no longer empty.
+	outMu sync.Mutex
+	out   []*pb.SessionRequest
+	wake  chan struct{}
 	// departing: the server answered a request UNAVAILABLE, so it is going
 	// away; only run reads it.
 	departing bool
 }
 
-func (s *session) send(req *pb.SessionRequest) error {
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	return s.stream.Send(req)
+// send queues req for sendLoop. A request that cannot be written is lost
+// with the stream: run reconnects, and the new session re-sends every op.
+func (s *session) send(req *pb.SessionRequest) {
+	s.outMu.Lock()
+	s.queueLocked(req)
+	s.outMu.Unlock()
+}
+
+// queueLocked queues req for sendLoop. s.outMu is held.
+func (s *session) queueLocked(req *pb.SessionRequest) {
+	s.out = append(s.out, req)
+	if len(s.out) == 1 {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// sendLoop writes the queued requests until the session ends: what
+// accumulated while the last write was under way goes out together, in as
+// few messages as the protocol's batch bounds allow.
+func (s *session) sendLoop(wg *sync.WaitGroup) {
+	defer wg.Done()
+	for {
+		select {
+		case <-s.wake:
+		case <-s.ctx.Done():
+			return
+		}
+		s.outMu.Lock()
+		reqs := s.out
+		s.out = nil
+		s.outMu.Unlock()
+		for _, msg := range batched(reqs) {
+			if s.stream.Send(msg) != nil {
+				break // the stream is done: run notices and reconnects
+			}
+		}
+	}
+}
+
+// batched returns the messages that carry reqs, in order: runs of them
+// joined as SessionRequestBatch messages of at most
+// protocol.MaxBatchMessages requests and protocol.MaxBatchBytes bytes (a
+// run of one, or a request too large to share, goes as itself).
+func batched(reqs []*pb.SessionRequest) []*pb.SessionRequest {
+	if len(reqs) == 1 {
+		return reqs
+	}
+	var msgs []*pb.SessionRequest
+	join := func(run []*pb.SessionRequest) {
+		if len(run) == 1 {
+			msgs = append(msgs, run[0])
+			return
+		}
+		msgs = append(msgs, &pb.SessionRequest{Kind: &pb.SessionRequest_Batch{Batch: &pb.SessionRequestBatch{Requests: run}}})
+	}
+	start, size := 0, 0
+	for i, req := range reqs {
+		n := proto.Size(req)
+		if i > start && (i-start == protocol.MaxBatchMessages || size+n > protocol.MaxBatchBytes) {
+			join(reqs[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(reqs) {
+		join(reqs[start:])
+	}
+	return msgs
 }
 
 // op is a request awaiting its answer.
@@ -135,7 +210,7 @@ func (c *Client) open(ctx context.Context, ep endpoint) (*session, string, error
 		var resp *pb.SessionResponse
 		if resp, err = stream.Recv(); err == nil {
 			if resp.GetRequestId() == probe {
-				return &session{stream: stream, cancel: cancel, ep: ep}, "", nil
+				return &session{stream: stream, ctx: sctx, cancel: cancel, ep: ep, wake: make(chan struct{}, 1)}, "", nil
 			}
 			c.dispatch(resp)
 		}
@@ -148,16 +223,17 @@ func (c *Client) open(ctx context.Context, ep endpoint) (*session, string, error
 	return nil, leader, err
 }
 
-// attach makes s the open session and re-attaches everything to it, in the
-// protocol's order: the waiting acquires in request-id order, the releases
-// not yet answered, the reports not yet answered (each until two working
-// streams broke without answering it), then heartbeats naming every held lease. It reports
-// false when the client has closed.
+// attach makes s the open session, starts its sender and re-attaches
+// everything to it, in the protocol's order: the waiting acquires in
+// request-id order, the releases not yet answered, the reports not yet
+// answered (each until two working streams broke without answering it),
+// then heartbeats naming every held lease. It reports false when the client
+// has closed.
 func (c *Client) attach(s *session) bool {
-	// Holding s's send lock while s becomes visible keeps a new op, which
-	// callers send themselves, behind the ones re-sent here.
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
+	// Holding s's queue while s becomes visible keeps a new op, which
+	// callers queue themselves, behind the ones re-sent here.
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -165,6 +241,8 @@ func (c *Client) attach(s *session) bool {
 		return false
 	}
 	c.sess = s
+	c.wg.Add(1)
+	go s.sendLoop(&c.wg)
 	c.downAt = time.Time{}
 	c.refusal = nil
 	var acquires, releases, reports []*op
@@ -203,9 +281,7 @@ func (c *Client) attach(s *session) bool {
 	slices.SortFunc(releases, byID)
 	slices.SortFunc(reports, byID)
 	for _, req := range slices.Concat(resendable(acquires), resendable(releases), resendable(reports), beats) {
-		if s.stream.Send(req) != nil {
-			break // run notices the broken stream and reconnects
-		}
+		s.queueLocked(req)
 	}
 	c.wakeHeartbeats()
 	return true
@@ -511,7 +587,7 @@ func (c *Client) start(req *pb.SessionRequest, until time.Time, done func(*pb.Se
 	}
 	c.mu.Unlock()
 	if s != nil {
-		_ = s.send(req) // on failure run reconnects and re-sends
+		s.send(req)
 	}
 	return o.req.GetRequestId(), nil
 }
@@ -548,7 +624,7 @@ func (c *Client) abandon(id uint64, cancel bool) bool {
 	cancelID := c.nextID
 	c.mu.Unlock()
 	if s != nil && cancel {
-		_ = s.send(&pb.SessionRequest{RequestId: cancelID, Kind: &pb.SessionRequest_Cancel{Cancel: &pb.SessionCancel{AcquireRequestId: id}}})
+		s.send(&pb.SessionRequest{RequestId: cancelID, Kind: &pb.SessionRequest_Cancel{Cancel: &pb.SessionCancel{AcquireRequestId: id}}})
 	}
 	return true
 }
@@ -571,6 +647,14 @@ func (c *Client) detach(id uint64) bool {
 // or no longer the leader), and the op stays registered to be sent again on
 // the next session.
 func (c *Client) dispatch(resp *pb.SessionResponse) (departing bool) {
+	if b := resp.GetBatch(); b != nil {
+		// Each answer as if it came alone, in order, all of them even after
+		// one said the server is going away.
+		for _, r := range b.GetResponses() {
+			departing = c.dispatch(r) || departing
+		}
+		return departing
+	}
 	if e := resp.GetLeaseExpired(); e != nil {
 		c.lose(e.GetLeaseId())
 		return false
@@ -643,7 +727,7 @@ func (c *Client) heartbeat() time.Time {
 	}
 	c.mu.Unlock()
 	for _, req := range beats {
-		_ = s.send(req) // on failure run reconnects, and the new session heartbeats every lease
+		s.send(req) // if the stream breaks, the new session heartbeats every lease
 	}
 	return next
 }

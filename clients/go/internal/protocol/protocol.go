@@ -60,6 +60,13 @@ const (
 	MaxLeaseIDsPerHeartbeat = 1000
 	// HeartbeatsPerTTL: a held lease is heartbeated about every ttl/3.
 	HeartbeatsPerTTL = 3
+	// A client joins the requests it has to send at once into one
+	// SessionRequestBatch (a single request goes alone): at most
+	// MaxBatchMessages of them and MaxBatchBytes encoded, well under the
+	// server's largest message (1 MiB by default); a request larger than
+	// that goes alone.
+	MaxBatchMessages = 1000
+	MaxBatchBytes    = 256 << 10
 )
 
 // Jitter returns the reconnect pause for backoff d: d jittered to 0.5–1
