@@ -61,6 +61,7 @@ function startHolder(options) {
     async hold(count) {
       child.stdin.write(JSON.stringify({ hold: count }) + "\n");
       const next = await Promise.race([answers.next(), exited]);
+      if (next.done) throw new Error("a holder process ended without answering");
       return JSON.parse(next.value);
     },
     close: () => new Promise((resolve) => (child.once("exit", resolve), child.stdin.end())),
