@@ -1,17 +1,25 @@
 // The Session stream's wire behaviour, driven by a raw grpc-js stream so
 // that nothing in our client smooths it over.
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import { createAdminClient } from "@ratequeue/client";
-import { AcquireRequestSchema, ReleaseRequestSchema, SessionCancelSchema, type SessionRequest } from "@ratequeue/proto";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import {
+  AcquireRequestSchema,
+  ReleaseRequestSchema,
+  SessionCancelSchema,
+  SessionRequestBatchSchema,
+  SessionRequestSchema,
+  type SessionRequest,
+  type SessionResponse,
+} from "@ratequeue/proto";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { RawClient } from "./support/raw-grpc.js";
 import { startServerProcess, type ServerProcess } from "./support/server-process.js";
 
 let server: ServerProcess;
 beforeAll(async () => {
-  server = await startServerProcess({ config: { resources: { one: { concurrency: 1 } } } });
+  server = await startServerProcess({ config: { resources: { one: { concurrency: 1 }, solo: { concurrency: 1 }, open: {} } } });
 });
 afterAll(async () => {
   await server.stop();
@@ -101,4 +109,83 @@ test("SIGTERM: waiters are answered UNAVAILABLE and the server exits cleanly", a
   expect((await s.session.ended()).code).toBe(grpc.status.UNAVAILABLE);
   expect(await exit).toBe(0);
   s.client.close();
+});
+
+describe("batches", () => {
+  const batch = (requests: MessageInitShape<typeof SessionRequestSchema>[]) =>
+    ({ case: "batch", value: create(SessionRequestBatchSchema, { requests: requests.map((r) => create(SessionRequestSchema, r)) }) }) as const;
+  const answers = (r: SessionResponse) => (r.kind.case === "batch" ? r.kind.value.responses : [r]);
+
+  test("a batch is handled in order, as if each message came alone; its answers come back batched, grants and failures mixed", async () => {
+    const s = openStream(server.port);
+    s.send(0, batch([
+      { requestId: 1n, kind: acquire("solo") },
+      { requestId: 2n, kind: acquire("missing") },
+      { requestId: 3n, kind: acquire("solo", 0) }, // one slot, taken by 1: no wait allowed
+      { requestId: 0n, kind: acquire("solo") }, // a bad id fails alone
+      { requestId: 4n, kind: { case: "release", value: create(ReleaseRequestSchema, { leaseId: "no-such-lease" }) } },
+    ]));
+    const first = await s.session.nth(1);
+    expect(first.requestId).toBe(0n);
+    expect(first.kind.case).toBe("batch");
+    const got = answers(first).map((r) => [r.requestId, r.kind.case, r.kind.case === "failure" ? grpc.status[r.kind.value.code] : undefined]);
+    expect(got).toEqual([
+      [1n, "granted", undefined],
+      [2n, "failure", "NOT_FOUND"],
+      [3n, "failure", "DEADLINE_EXCEEDED"],
+      [0n, "failure", "INVALID_ARGUMENT"],
+      [4n, "released", undefined],
+    ]);
+    // Once the client batches, a lone answer still goes alone.
+    const granted = answers(first)[0]!;
+    const leaseId = granted.kind.case === "granted" ? granted.kind.value.lease!.leaseId : "";
+    s.send(5, { case: "release", value: create(ReleaseRequestSchema, { leaseId }) });
+    const released = await s.session.nth(2);
+    expect([released.requestId, released.kind.case]).toEqual([5n, "released"]);
+    s.session.end();
+    expect((await s.session.ended()).code).toBe(grpc.status.OK);
+    s.client.close();
+  });
+
+  test("1000 acquires in one batch are all granted, in one or a few batches of answers", async () => {
+    const s = openStream(server.port);
+    s.send(0, batch(Array.from({ length: 1000 }, (_, i) => ({ requestId: BigInt(i + 1), kind: acquire("open") }))));
+    const got: SessionResponse[] = [];
+    for (let n = 1; got.length < 1000; n++) {
+      const message = answers(await s.session.nth(n));
+      expect(message.length).toBeLessThanOrEqual(1000);
+      got.push(...message);
+    }
+    expect(got.map((r) => r.requestId)).toEqual(Array.from({ length: 1000 }, (_, i) => BigInt(i + 1)));
+    expect(got.every((r) => r.kind.case === "granted")).toBe(true);
+    expect(new Set(got.map((r) => (r.kind.case === "granted" ? r.kind.value.lease!.leaseId : ""))).size).toBe(1000);
+    s.session.end();
+    s.client.close();
+  });
+
+  test.each([
+    ["more than 1000 messages", () => batch(Array.from({ length: 1001 }, (_, i) => ({ requestId: BigInt(i + 1), kind: acquire("open") }))), /at most 1000/],
+    ["a batch inside", () => batch([{ requestId: 0n, kind: batch([{ requestId: 1n, kind: acquire("open") }]) }]), /must not hold a batch/],
+  ])("a batch with %s ends the stream INVALID_ARGUMENT, and nothing in it is done", async (_what, make, message) => {
+    const admin = createAdminClient({ url: server.url });
+    const before = (await admin.getResourceStats("open")).leasesInFlight;
+    const s = openStream(server.port);
+    s.send(0, make());
+    const end = await s.session.ended();
+    expect(end.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(end.message).toMatch(message);
+    expect(s.session.responses).toEqual([]);
+    expect((await admin.getResourceStats("open")).leasesInFlight).toBe(before);
+    s.client.close();
+    admin.close();
+  });
+
+  test("a batch's own request id must be 0", async () => {
+    const s = openStream(server.port);
+    s.send(9, batch([{ requestId: 1n, kind: acquire("open") }]));
+    const end = await s.session.ended();
+    expect(end.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(end.message).toMatch(/request_id: must be 0 on a batch/);
+    s.client.close();
+  });
 });

@@ -23,6 +23,8 @@ export const timeoutSlackMs = 2000;
 export const departureGraceMs = 250;
 /** The most lease ids one HeartbeatRequest may name. */
 export const maxLeaseIdsPerHeartbeat = 1000;
+/** The most messages one SessionRequestBatch may hold (the server ends a stream that sends more). */
+export const maxBatchMessages = 1000;
 
 /** A stream that ends with one of these is reconnected; what waits is sent again. */
 const retriedCodes = new Set<number>([

@@ -3,6 +3,9 @@
 // "Session protocol" of proto/ratequeue/v1/ratequeue.proto: when the stream
 // drops it reconnects with backoff (following a standby's leader hint),
 // re-sends what was outstanding and has its owner heartbeat every lease.
+// What is sent in one turn of the event loop goes out as one
+// SessionRequestBatch (a lone message goes alone), and the server then
+// answers in batches too: one HTTP/2 message carries many operations.
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import { status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
@@ -11,6 +14,7 @@ import {
   RateQueueService,
   ReleaseRequestSchema,
   SessionCancelSchema,
+  SessionRequestBatchSchema,
   SessionRequestSchema,
   type SessionRequest,
   type SessionResponse,
@@ -18,7 +22,7 @@ import {
 import type { Connection } from "./connection.js";
 import { Deadlines, type Deadline } from "./deadlines.js";
 import { RateQueueError } from "./errors.js";
-import { backoffMs, departureGraceMs, streamEnd } from "./protocol.js";
+import { backoffMs, departureGraceMs, maxBatchMessages, streamEnd } from "./protocol.js";
 
 const sessionMethod = grpcServiceDefinition(RateQueueService).session;
 
@@ -91,6 +95,8 @@ export class Session {
     if (pending.giveUp!.withdraw) this.cancel(requestId, pending.giveUp!.reason());
     else this.abandon(requestId, pending.giveUp!.reason());
   });
+  /** Messages written this turn, sent together by flush() on the current stream. */
+  private outbox: SessionRequest[] = [];
 
   constructor(
     private readonly connection: Connection,
@@ -154,6 +160,9 @@ export class Session {
     clearTimeout(this.watchdog);
     this.failOutstanding(() => true, new RateQueueError("CANCELLED", "the client was closed"));
     this.deadlines.clear();
+    // Releases and cancels written this turn go out before the end; what was just failed here does not.
+    this.outbox = this.outbox.filter((r) => r.kind.case === "release" || r.kind.case === "cancel");
+    this.flush();
     this.stream?.end();
     this.stream = undefined;
   }
@@ -168,14 +177,36 @@ export class Session {
   }
 
   private write(request: SessionRequest): void {
-    if (this.stream !== undefined) {
-      this.stream.write(request);
+    if (this.stream === undefined) {
+      // Opening sends everything outstanding, this request among them if it expects an answer.
+      if (this.open() === undefined || this.outstanding.has(request.requestId)) return;
+    }
+    if (this.outbox.push(request) === 1) setImmediate(this.flush);
+  }
+
+  /**
+   * Sends what was written this turn on the current stream: one message
+   * alone, several as SessionRequestBatches of at most maxBatchMessages.
+   */
+  private readonly flush = (): void => {
+    const out = this.outbox;
+    if (out.length === 0) return;
+    this.outbox = [];
+    const stream = this.stream;
+    if (stream === undefined) return;
+    if (out.length === 1) {
+      stream.write(out[0]!);
       return;
     }
-    // Opening sends everything outstanding, this request among them if it expects an answer.
-    const stream = this.open();
-    if (stream !== undefined && !this.outstanding.has(request.requestId)) stream.write(request);
-  }
+    for (let i = 0; i < out.length; i += maxBatchMessages) {
+      const requests = out.length <= maxBatchMessages ? out : out.slice(i, i + maxBatchMessages);
+      stream.write(
+        requests.length === 1
+          ? requests[0]!
+          : create(SessionRequestSchema, { requestId: 0n, kind: { case: "batch", value: create(SessionRequestBatchSchema, { requests }) } }),
+      );
+    }
+  };
 
   private open(): Stream | undefined {
     if (this.closed || this.reconnectTimer !== undefined) return undefined;
@@ -189,6 +220,7 @@ export class Session {
     );
     this.stream = stream;
     this.healthy = false;
+    this.outbox = [];
     stream.on("data", (response: SessionResponse) => this.dispatch(stream, response));
     stream.on("error", (err: ServiceError) => this.dropped(stream, err));
     stream.on("end", () => this.dropped(stream));
@@ -213,7 +245,7 @@ export class Session {
         if (deadline !== undefined && request.kind.case === "acquire") {
           request.kind.value.timeout = durationFromMs(Math.max(0, deadline - Date.now()));
         }
-        stream.write(request);
+        if (this.outbox.push(request) === 1) setImmediate(this.flush);
       }
     }
     this.events.opened();
@@ -229,6 +261,19 @@ export class Session {
       clearTimeout(this.watchdog);
       this.watchdog = undefined;
     }
+    if (response.kind.case !== "batch") {
+      this.answer(stream, response);
+      return;
+    }
+    // In the order the server decided them; a batch in a batch is not in the protocol.
+    for (const r of response.kind.value.responses) {
+      if (this.stream !== stream) return;
+      if (r.kind.case !== "batch") this.answer(stream, r);
+    }
+  }
+
+  /** Routes one answer or notice. */
+  private answer(stream: Stream, response: SessionResponse): void {
     if (response.kind.case === "leaseExpired") {
       this.events.leaseExpired(response.kind.value.leaseId);
       return;
@@ -266,6 +311,8 @@ export class Session {
   private dropped(stream: Stream, err?: ServiceError): void {
     if (this.stream !== stream) return;
     this.stream = undefined;
+    // Unsent answers-to-be are outstanding and sent again on the next stream; unsent cancels are moot.
+    this.outbox = [];
     clearTimeout(this.departureTimer);
     this.departureTimer = undefined;
     if (this.closed) return;

@@ -40,7 +40,11 @@ export interface SessionDeps {
 
 type Call = ServerDuplexStream<SessionRequest, SessionResponse>;
 
-/** The most messages in one SessionRequestBatch. */
+/**
+ * The most messages in one SessionRequestBatch, and in one SessionResponseBatch
+ * the server sends (where a heartbeat answer weighs one more per lease it
+ * names, so that a batch stays far below grpc-js's 4 MB message limit).
+ */
 const maxBatch = 1000;
 
 /** Serves one Session stream until the client ends it or goes away. */
@@ -59,8 +63,34 @@ export class WorkerSession implements LeaseHolder {
     const out = this.outbox;
     this.outbox = [];
     if (this.closed || out.length === 0) return;
-    this.call.write(out.length === 1 ? out[0]! : create(SessionResponseSchema, { kind: { case: "batch", value: create(SessionResponseBatchSchema, { responses: out }) } }));
+    if (out.length === 1) {
+      this.call.write(out[0]!);
+      return;
+    }
+    let start = 0;
+    let weight = 0;
+    for (let i = 0; i < out.length; i++) {
+      const r = out[i]!;
+      const w = 1 + (r.kind.case === "heartbeat" ? r.kind.value.leases.length : 0);
+      if (i > start && weight + w > maxBatch) {
+        this.writeBatch(out, start, i);
+        start = i;
+        weight = 0;
+      }
+      weight += w;
+    }
+    this.writeBatch(out, start, out.length);
   };
+
+  /** Writes out[start, end) as one message: alone, or as a SessionResponseBatch. */
+  private writeBatch(out: SessionResponse[], start: number, end: number): void {
+    if (end - start === 1) {
+      this.call.write(out[start]!);
+      return;
+    }
+    const responses = start === 0 && end === out.length ? out : out.slice(start, end);
+    this.call.write(create(SessionResponseSchema, { kind: { case: "batch", value: create(SessionResponseBatchSchema, { responses }) } }));
+  }
 
   constructor(
     readonly id: string,
