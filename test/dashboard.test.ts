@@ -349,7 +349,7 @@ describe("the dashboard in chromium", () => {
       await save("made-on-page", definition.replace("concurrency: 4", "concurrency: 2000000"));
       await expect.poll(result).toBe("invalid_argument: resource.concurrency: must be an integer from 0 to 1000000, got 2000000");
       await save("made-on-page", "limit: []");
-      await expect.poll(result).toBe("invalid_argument: resources.made-on-page.limit: unknown key; expected one of limits, concurrency, lanes, default_lane, lease_ttl, max_queue, cooldown, learn_limits");
+      await expect.poll(result).toBe("invalid_argument: resources.made-on-page.limit: unknown key; expected one of limits, concurrency, lanes, default_lane, lease_ttl, max_queue, cooldown, learn_limits, parent, share, per_key, per_key_idle, children_from");
       await save("made-on-page", "limits: [");
       await expect.poll(result).toMatch(/^invalid_argument: resources\.made-on-page: not valid YAML: /);
       expect((await admin.getResource("made-on-page")).concurrency).toBe(6);
