@@ -207,14 +207,51 @@ def run_sync(make: Callable[[], Awaitable[Any]], orphan: Optional[Callable[[Any]
 async def run_async(make: Callable[[], Awaitable[Any]], orphan: Optional[Callable[[Any], None]] = None) -> Any:
     """Awaits ``make()`` run on the ratequeue loop from any event loop.
 
-    Cancelling the awaiting task cancels the operation (or orphans its result).
+    Cancelling the awaiting task cancels the operation (or orphans its
+    result). One hop to the ratequeue loop and one back, each a plain
+    callback: this is every async operation's path, so it takes no
+    ``concurrent.futures.Future`` (and its lock) on the way.
     """
-    cf, _ = _submit(make, orphan)
+    loop = _ensure_loop()
+    caller = asyncio.get_running_loop()
+    done = caller.create_future()
+    box: Dict[str, asyncio.Task] = {}
+
+    def settle(task: "asyncio.Task") -> None:  # on the caller's loop
+        if done.cancelled():
+            return  # the cancel below disposes of the result
+        if task.cancelled():
+            done.cancel()
+        elif task.exception() is not None:
+            done.set_exception(task.exception())
+        else:
+            done.set_result(task.result())
+
+    def back(task: "asyncio.Task") -> None:  # on the ratequeue loop
+        try:
+            caller.call_soon_threadsafe(settle, task)
+        except RuntimeError:  # the caller's loop has closed: nobody takes the result
+            if orphan is not None and not task.cancelled() and task.exception() is None:
+                orphan(task.result())
+
+    def start() -> None:
+        task = box["task"] = loop.create_task(make())
+        task.add_done_callback(back)
+
+    def cancel() -> None:
+        # Runs after start(): both were sent from this thread, in order.
+        task = box["task"]
+        if not task.done():
+            task.cancel()
+        elif orphan is not None and not task.cancelled() and task.exception() is None:
+            orphan(task.result())
+
+    loop.call_soon_threadsafe(start)
     try:
-        return await asyncio.wrap_future(cf)
-    except BaseException:
-        if not cf.cancel():
-            cf.add_done_callback(_orphan_callback(orphan))
+        return await done
+    except BaseException as e:
+        if not (done.done() and not done.cancelled() and done.exception() is e):  # not the operation's own failure
+            loop.call_soon_threadsafe(cancel)
         raise
 
 
