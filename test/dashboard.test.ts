@@ -38,6 +38,8 @@ const config = {
       concurrency: 3,
       lanes: { user: 3, batch: 1 },
     },
+    // A tree: two customers' keyed children, each holding a lease.
+    tenants: { per_key: { concurrency: 1 }, concurrency: 10 },
   },
   namespaces: { "team-a": { resources: { api: { limits: [{ dimension: "requests", amount: 60, period: "60s" }], concurrency: 2 } } } },
 };
@@ -183,6 +185,8 @@ describe("the dashboard in chromium", () => {
     await first.release();
     await fourth;
     for (const lane of ["user", "user", "batch"]) waiting.push(fleet.acquire("held", { lane, timeoutMs: 300_000 }).catch((e: unknown) => e));
+    await fleet.acquire("tenants", { key: "alice" });
+    await fleet.acquire("tenants", { key: "bob" });
     // team-a: three calls through a worker key, and one lease held.
     teamA = createClient({ url: server.url, apiKey: keys.worker });
     for (let i = 0; i < 3; i++) await (await teamA.acquire("api")).release();
@@ -220,7 +224,7 @@ describe("the dashboard in chromium", () => {
     // Both clients' session streams: a root key counts every namespace's.
     await expect.poll(() => headerText(page, "node-sessions")).toBe("2");
     expect(await headerText(page, "caller")).toBe("root key, namespace default");
-    await expect.poll(() => cardsShown(page)).toEqual(["default/held", "default/paced", "team-a/api"]);
+    await expect.poll(() => cardsShown(page)).toEqual(["default/held", "default/paced", "default/tenants", "team-a/api"]);
 
     const admin = createAdminClient({ url: server.url, apiKey: rootKey });
     const teamAdmin = createAdminClient({ url: server.url, apiKey: rootKey, namespace: "team-a" });
@@ -236,6 +240,14 @@ describe("the dashboard in chromium", () => {
       ]);
       expect(held.waitP99Ms).toBeGreaterThan(200);
       await expect.poll(() => atRest(page, "team-a", "api"), { timeout: 10_000 }).toEqual([]);
+      // A parent's card lists its children, keyed ones marked, with their leases.
+      const children = () =>
+        card(page, "default", "tenants").evaluate((el) => [
+          el.querySelector('[data-stat="children-count"]')?.textContent ?? "",
+          ...[...el.querySelectorAll("tr[data-child]")].map((row) => [...row.querySelectorAll("td")].map((td) => td.textContent).join(" | ")),
+        ]);
+      await expect.poll(children, { timeout: 10_000 }).toEqual(["2 children:", "tenants/alice (keyed) | 1 | 1 | 0 | 1", "tenants/bob (keyed) | 1 | 1 | 0 | 1"]);
+      expect(await card(page, "default", "tenants").locator("p.definition").textContent()).toContain("a child per key: no limits, concurrency 1");
 
       // The provider said no on team-a's api, and that its limit is half the configured one: the card says so.
       expect(await teamA.report("api", { throttled: true, retryAfterMs: 60_000, requests: { limit: 30 } })).toBeInstanceOf(Date);

@@ -328,6 +328,8 @@ export const dashboardScript = String.raw`
       buttons.push(deleteButton);
     }
     const facts = [
+      ...(def.parent ? ["under " + def.parent + ", share " + count(num(def.share) || 1)] : []),
+      ...(def.perKey ? ["a child per key: " + ((def.perKey.limits || []).map(limitLabel).join(", ") || "no limits") + (num(def.perKey.concurrency) ? ", concurrency " + count(num(def.perKey.concurrency)) : "")] : []),
       num(def.concurrency) === 0 ? "no concurrency cap" : "concurrency " + count(num(def.concurrency)),
       "lease TTL " + durationText(durationMs(def.leaseTtl)),
       "max queue " + count(num(def.maxQueue)),
@@ -370,6 +372,16 @@ export const dashboardScript = String.raw`
       const cells = { queued: h("td", { "data-stat": "lane-queued" }), grants: h("td", { "data-stat": "lane-grants" }), load: h("td", { "data-stat": "lane-load" }) };
       return { name: lane.name, cells, el: h("tr", { "data-lane": lane.name }, [h("td", { text: lane.name }), h("td", { text: count(num(lane.weight) || 1) }), cells.queued, cells.grants, cells.load]) };
     });
+    // A parent's busiest children (GetResourceStats' top by demand), filled by updateCard.
+    const childRows = h("tbody", {});
+    const childCount = h("span", { "data-stat": "children-count" });
+    const children = h("div", { class: "children", hidden: "" }, [
+      h("p", { class: "outcomes" }, [childCount]),
+      h("table", { class: "lanes", "data-table": "children" }, [
+        h("thead", {}, [h("tr", {}, ["Child", "Share", "Leases", "Queued", "Grants"].map((t) => h("th", { text: t })))]),
+        childRows,
+      ]),
+    ]);
     const requestLimits = limits.filter((l) => l.dimension !== "DIMENSION_LOAD");
     const loadLimits = limits.filter((l) => l.dimension === "DIMENSION_LOAD");
     const charts = [chart("grants/s", "grants", requestLimits[0]), chart("load/s", "load", loadLimits[0])];
@@ -385,9 +397,10 @@ export const dashboardScript = String.raw`
         h("thead", {}, [h("tr", {}, ["Lane", "Weight", "Queued", "Grants", "Load granted"].map((t) => h("th", { text: t })))]),
         h("tbody", {}, laneRows.map((r) => r.el)),
       ]),
+      children,
       ...charts.map((c) => c.el),
     ]);
-    return { el, limitMeters, leases, figures, outcomes, paused, laneRows, charts, deleteButton, concurrency: num(def.concurrency) };
+    return { el, limitMeters, leases, figures, outcomes, paused, laneRows, children, childRows, childCount, charts, deleteButton, concurrency: num(def.concurrency) };
   }
 
   function updateCard(card, stats, at) {
@@ -437,6 +450,21 @@ export const dashboardScript = String.raw`
       row.cells.grants.textContent = count(num(lane.grants));
       row.cells.load.textContent = amount(num(lane.loadGranted));
     }
+    const kids = stats.children || [];
+    const total = num(stats.childrenCount);
+    card.children.hidden = total === 0;
+    card.childCount.textContent = total === 0 ? "" : count(total) + (total === 1 ? " child" : " children") + (kids.length < total ? ", the " + count(kids.length) + " busiest:" : ":");
+    card.childRows.replaceChildren(
+      ...kids.map((c) =>
+        h("tr", { "data-child": c.name }, [
+          h("td", { text: c.name + (c.keyed ? " (keyed)" : "") }),
+          h("td", { text: count(num(c.share) || 1) }),
+          h("td", { text: count(num(c.leasesInFlight)) }),
+          h("td", { text: count(num(c.queueDepth)) }),
+          h("td", { text: count(num(c.grants)) }),
+        ]),
+      ),
+    );
     for (const c of card.charts) c.update(card.history, at);
     if (card.deleteButton && state.armedDelete && state.armedDelete.button === card.deleteButton && performance.now() > state.armedDelete.until) disarm();
   }
