@@ -7,7 +7,6 @@ configuration share one stream.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import functools
 import inspect
@@ -74,9 +73,8 @@ def _release_sync(lease: BaseLease, actual_load: Optional[float]) -> Optional[st
 
 async def _release_async(lease: BaseLease, actual_load: Optional[float]) -> Optional[str]:
     session = _session_of(lease)
-    fut = asyncio.ensure_future(_runtime.run_async(lambda: session.release(lease, actual_load)))
-    fut.add_done_callback(_consume)
-    return await asyncio.shield(fut)  # a cancelled caller still releases
+    # A cancelled caller still releases.
+    return await _runtime.run_async(lambda: session.release(lease, actual_load), shielded=True)
 
 
 def _paused_until(resp) -> Optional[_dt.datetime]:
@@ -237,11 +235,6 @@ class Client(_Base):
         session = self._session
         _runtime.forget_session(session)
         _runtime.run_sync(session.close)
-
-
-def _consume(f: "asyncio.Future") -> None:
-    if not f.cancelled():
-        f.exception()
 
 
 def _check_thread() -> None:

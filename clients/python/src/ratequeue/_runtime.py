@@ -204,23 +204,33 @@ def run_sync(make: Callable[[], Awaitable[Any]], orphan: Optional[Callable[[Any]
         raise
 
 
-async def run_async(make: Callable[[], Awaitable[Any]], orphan: Optional[Callable[[Any], None]] = None) -> Any:
+async def run_async(make: Callable[[], Awaitable[Any]], orphan: Optional[Callable[[Any], None]] = None, *,
+                    shielded: bool = False) -> Any:
     """Awaits ``make()`` run on the ratequeue loop from any event loop.
 
     Cancelling the awaiting task cancels the operation (or orphans its
-    result). One hop to the ratequeue loop and one back, each a plain
-    callback: this is every async operation's path, so it takes no
-    ``concurrent.futures.Future`` (and its lock) on the way.
+    result), unless ``shielded``: then the operation goes on (a release
+    still goes out) and its outcome is dropped. One hop to the ratequeue
+    loop and one back, each a plain callback: this is every async
+    operation's path, so it takes no ``concurrent.futures.Future`` (and its
+    lock) on the way.
     """
     loop = _ensure_loop()
     caller = asyncio.get_running_loop()
     done = caller.create_future()
     box: Dict[str, asyncio.Task] = {}
 
+    def result(task: "asyncio.Task") -> Any:
+        """The task's result to give to ``orphan``, or None (its exception
+        is marked as retrieved: nobody waits for it any more)."""
+        if task.cancelled() or task.exception() is not None:
+            return None
+        return task.result()
+
     def settle(task: "asyncio.Task") -> None:  # on the caller's loop
         if done.cancelled():
-            return  # the cancel below disposes of the result
-        if task.cancelled():
+            result(task)  # shielded, or disposed of by cancel() below
+        elif task.cancelled():
             done.cancel()
         elif task.exception() is not None:
             done.set_exception(task.exception())
@@ -231,8 +241,9 @@ async def run_async(make: Callable[[], Awaitable[Any]], orphan: Optional[Callabl
         try:
             caller.call_soon_threadsafe(settle, task)
         except RuntimeError:  # the caller's loop has closed: nobody takes the result
-            if orphan is not None and not task.cancelled() and task.exception() is None:
-                orphan(task.result())
+            value = result(task)
+            if orphan is not None and value is not None:
+                orphan(value)
 
     def start() -> None:
         task = box["task"] = loop.create_task(make())
@@ -243,15 +254,17 @@ async def run_async(make: Callable[[], Awaitable[Any]], orphan: Optional[Callabl
         task = box["task"]
         if not task.done():
             task.cancel()
-        elif orphan is not None and not task.cancelled() and task.exception() is None:
-            orphan(task.result())
+            return
+        value = result(task)
+        if orphan is not None and value is not None:
+            orphan(value)
 
     loop.call_soon_threadsafe(start)
     try:
         return await done
     except BaseException as e:
-        if not (done.done() and not done.cancelled() and done.exception() is e):  # not the operation's own failure
-            loop.call_soon_threadsafe(cancel)
+        if not shielded and not (done.done() and not done.cancelled() and done.exception() is e):
+            loop.call_soon_threadsafe(cancel)  # not the operation's own failure: the caller gave up
         raise
 
 

@@ -271,7 +271,9 @@ class Session:
         op = self._add_op("release", req, deadline=self._loop.time() + lease.ttl)
         if not self._healthy:
             return None
-        resp = await asyncio.shield(op.future)
+        # A cancelled waiter cancels op.future, which is harmless: the
+        # release stays registered and its answer finds nobody waiting.
+        resp = await op.future
         return pb.ReleaseOutcome.Name(resp.outcome).replace("RELEASE_OUTCOME_", "") if resp is not None else None
 
     async def report(self, resource: str, feedback: ProviderFeedback):
