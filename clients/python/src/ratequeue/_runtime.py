@@ -135,10 +135,22 @@ def forget_session(session: Session) -> None:
                 del _sessions[k]
 
 
+def _begin(make: Callable[[], Awaitable[Any]], loop: asyncio.AbstractEventLoop) -> "asyncio.Future":
+    """Calls ``make()`` on ``loop``, its own: a coroutine becomes a task, a
+    future (an operation the session has already started) is taken as it
+    is, and an exception raised at once becomes a failed future."""
+    try:
+        return asyncio.ensure_future(make(), loop=loop)
+    except Exception as e:  # noqa: BLE001 - handed to the waiter
+        fut = loop.create_future()
+        fut.set_exception(e)
+        return fut
+
+
 def _submit(
     make: Callable[[], Awaitable[Any]], orphan: Optional[Callable[[Any], None]]
 ) -> Tuple[concurrent.futures.Future, asyncio.AbstractEventLoop]:
-    """Starts ``make()`` on the ratequeue loop.
+    """Starts ``make()`` on the ratequeue loop (see :func:`_begin`).
 
     The returned future gets the result unless it was cancelled first, in
     which case the task is cancelled, or, when it had already finished,
@@ -146,9 +158,9 @@ def _submit(
     """
     loop = _ensure_loop()
     cf: concurrent.futures.Future = concurrent.futures.Future()
-    box: Dict[str, asyncio.Task] = {}
+    box: Dict[str, asyncio.Future] = {}
 
-    def deliver(task: "asyncio.Task") -> None:
+    def deliver(task: "asyncio.Future") -> None:
         if task.cancelled():
             cf.cancel()
             return
@@ -165,8 +177,7 @@ def _submit(
     def start() -> None:
         if cf.cancelled():
             return
-        task = loop.create_task(make())
-        box["task"] = task
+        task = box["task"] = _begin(make, loop)
         task.add_done_callback(deliver)
 
     def on_cancel(f: concurrent.futures.Future) -> None:
@@ -206,7 +217,8 @@ def run_sync(make: Callable[[], Awaitable[Any]], orphan: Optional[Callable[[Any]
 
 async def run_async(make: Callable[[], Awaitable[Any]], orphan: Optional[Callable[[Any], None]] = None, *,
                     shielded: bool = False) -> Any:
-    """Awaits ``make()`` run on the ratequeue loop from any event loop.
+    """Awaits ``make()`` run on the ratequeue loop from any event loop (see
+    :func:`_begin`).
 
     Cancelling the awaiting task cancels the operation (or orphans its
     result), unless ``shielded``: then the operation goes on (a release
@@ -218,16 +230,16 @@ async def run_async(make: Callable[[], Awaitable[Any]], orphan: Optional[Callabl
     loop = _ensure_loop()
     caller = asyncio.get_running_loop()
     done = caller.create_future()
-    box: Dict[str, asyncio.Task] = {}
+    box: Dict[str, asyncio.Future] = {}
 
-    def result(task: "asyncio.Task") -> Any:
+    def result(task: "asyncio.Future") -> Any:
         """The task's result to give to ``orphan``, or None (its exception
         is marked as retrieved: nobody waits for it any more)."""
         if task.cancelled() or task.exception() is not None:
             return None
         return task.result()
 
-    def settle(task: "asyncio.Task") -> None:  # on the caller's loop
+    def settle(task: "asyncio.Future") -> None:  # on the caller's loop
         if done.cancelled():
             result(task)  # shielded, or disposed of by cancel() below
         elif task.cancelled():
@@ -237,7 +249,7 @@ async def run_async(make: Callable[[], Awaitable[Any]], orphan: Optional[Callabl
         else:
             done.set_result(task.result())
 
-    def back(task: "asyncio.Task") -> None:  # on the ratequeue loop
+    def back(task: "asyncio.Future") -> None:  # on the ratequeue loop
         try:
             caller.call_soon_threadsafe(settle, task)
         except RuntimeError:  # the caller's loop has closed: nobody takes the result
@@ -246,7 +258,7 @@ async def run_async(make: Callable[[], Awaitable[Any]], orphan: Optional[Callabl
                 orphan(value)
 
     def start() -> None:
-        task = box["task"] = loop.create_task(make())
+        task = box["task"] = _begin(make, loop)
         task.add_done_callback(back)
 
     def cancel() -> None:

@@ -219,7 +219,7 @@ class Session:
 
     # ------------------------------------------------------------------ API
 
-    async def acquire(
+    def acquire(
         self,
         resource: str,
         *,
@@ -229,8 +229,9 @@ class Session:
         timeout: Optional[float] = None,
         key: Optional[str] = None,
         lease_type: Type[BaseLease] = BaseLease,
-    ) -> BaseLease:
-        """Waits for a lease. Cancelling the waiting task withdraws the request."""
+    ) -> "asyncio.Future":
+        """Asks for a lease: returns the future of it (no task: this is the
+        hot path). Cancelling the future withdraws the request."""
         self._start()
         req = pb.AcquireRequest(resource=resource, load=float(load), priority=int(priority), lane=lane or "",
                                 key=_checked_key(key))
@@ -240,11 +241,8 @@ class Session:
             req.timeout.CopyFrom(_duration(timeout))
             deadline = self._loop.time() + timeout
         op = self._add_op("acquire", req, deadline=deadline, lease_type=lease_type)
-        try:
-            return await op.future
-        except asyncio.CancelledError:
-            self._withdraw(op)
-            raise
+        op.future.add_done_callback(lambda f: f.cancelled() and self._withdraw(op))
+        return op.future
 
     async def release(self, lease: BaseLease, actual_load: Optional[float] = None) -> Optional[str]:
         """Releases a lease; returns the outcome name (``"RELEASED"``, ...).
@@ -401,12 +399,12 @@ class Session:
         return self._next_id
 
     def _withdraw(self, op: _Op) -> None:
-        """The acquire's waiter is gone: withdraw it or give back its grant."""
+        """The acquire's future was cancelled: withdraw the request from the
+        server's queue (a grant that crosses the cancel finds no waiter in
+        _dispatch and is given back)."""
         if self._ops.get(op.rid) is op:
             del self._ops[op.rid]
             self._send_cancel(op.rid)
-        elif op.future.done() and not op.future.cancelled() and op.future.exception() is None:
-            self._give_back(op.future.result())
 
     def _give_up(self, op: _Op, err: RateQueueError) -> None:
         """Fails a waiting acquire here, withdrawing it from the server if
