@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import gc
 import concurrent.futures
 import os
@@ -38,8 +39,9 @@ _FORK_SETTLE_SECONDS = 0.25
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _pid, _loop, _sessions
+    global _lock, _pid, _loop, _sessions, _hops
     _lock = threading.Lock()
+    _hops = weakref.WeakKeyDictionary()  # a hop under way at the fork never runs here
     if _pid is not None:
         _inherited.append((_loop, _sessions))
     _pid, _loop, _sessions = None, None, {}
@@ -135,6 +137,57 @@ def forget_session(session: Session) -> None:
                 del _sessions[k]
 
 
+class _Hops:
+    """Callbacks sent to one loop from other threads, run in order, with one
+    wakeup for each burst: ``call_soon_threadsafe`` wakes the loop through
+    its self-pipe each time, and operations come in bursts (a batch of
+    answers resolves many waiters at once)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: "collections.deque" = collections.deque()
+        self.scheduled = False
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Runs ``fn(*args)`` on the loop; raises RuntimeError if it is closed."""
+        self.pending.append((fn, args))
+        if not self.scheduled:
+            self.scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._run)
+            except RuntimeError:
+                self.scheduled = False
+                raise
+
+    def _run(self) -> None:
+        # Reset first: what is posted from now on is run here, or by the
+        # run it schedules.
+        self.scheduled = False
+        pending = self.pending
+        while pending:
+            fn, args = pending.popleft()
+            try:
+                fn(*args)
+            except Exception as e:  # noqa: BLE001 - the others must run
+                self.loop.call_exception_handler({"message": "ratequeue: a callback failed", "exception": e})
+
+
+# The hops to each loop that awaits operations (and to the ratequeue loop).
+_hops: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Hops]" = weakref.WeakKeyDictionary()
+
+
+def _hops_to(loop: asyncio.AbstractEventLoop) -> _Hops:
+    """The hops to ``loop``. Made under ``_lock`` for the ratequeue loop,
+    and for any other loop on its own thread, so one exists per loop."""
+    hops = _hops.get(loop)
+    if hops is None:
+        with _lock:
+            hops = _hops.get(loop)
+            if hops is None:
+                hops = _hops[loop] = _Hops(loop)
+    return hops
+
+
 def _begin(make: Callable[[], Awaitable[Any]], loop: asyncio.AbstractEventLoop) -> "asyncio.Future":
     """Calls ``make()`` on ``loop``, its own: a coroutine becomes a task, a
     future (an operation the session has already started) is taken as it
@@ -223,12 +276,14 @@ async def run_async(make: Callable[[], Awaitable[Any]], orphan: Optional[Callabl
     Cancelling the awaiting task cancels the operation (or orphans its
     result), unless ``shielded``: then the operation goes on (a release
     still goes out) and its outcome is dropped. One hop to the ratequeue
-    loop and one back, each a plain callback: this is every async
-    operation's path, so it takes no ``concurrent.futures.Future`` (and its
-    lock) on the way.
+    loop and one back, each a plain callback (see :class:`_Hops`): this is
+    every async operation's path, so it takes no
+    ``concurrent.futures.Future`` (and its lock) on the way.
     """
     loop = _ensure_loop()
+    there = _hops_to(loop)
     caller = asyncio.get_running_loop()
+    back_here = _hops_to(caller)
     done = caller.create_future()
     box: Dict[str, asyncio.Future] = {}
 
@@ -251,7 +306,7 @@ async def run_async(make: Callable[[], Awaitable[Any]], orphan: Optional[Callabl
 
     def back(task: "asyncio.Future") -> None:  # on the ratequeue loop
         try:
-            caller.call_soon_threadsafe(settle, task)
+            back_here.post(settle, task)
         except RuntimeError:  # the caller's loop has closed: nobody takes the result
             value = result(task)
             if orphan is not None and value is not None:
@@ -271,12 +326,12 @@ async def run_async(make: Callable[[], Awaitable[Any]], orphan: Optional[Callabl
         if orphan is not None and value is not None:
             orphan(value)
 
-    loop.call_soon_threadsafe(start)
+    there.post(start)
     try:
         return await done
     except BaseException as e:
         if not shielded and not (done.done() and not done.cancelled() and done.exception() is e):
-            loop.call_soon_threadsafe(cancel)  # not the operation's own failure: the caller gave up
+            there.post(cancel)  # not the operation's own failure: the caller gave up
         raise
 
 
