@@ -11,7 +11,9 @@ times each:
 
 - ``session``: ``inflight`` asyncio tasks in one ``asyncio.run``, each
   looping ``lease = await client.acquire_lease("bench"); await
-  lease.release()`` through ``ratequeue.aio.Client``: acquire+release pairs/s;
+  lease.release()`` through ``ratequeue.aio.Client``: acquire+release pairs/s,
+  and the client process's CPU time per pair (both threads: the caller's
+  loop and the ratequeue loop), steadier than pairs/s on a busy machine;
 - ``echo``: one ``grpc.aio`` bidi stream to the echo server with
   ``inflight`` messages in flight (a read is followed by a write): messages/s,
   what one grpc.aio message costs in this process, the ceiling of a client
@@ -91,13 +93,16 @@ async def session_run(url: str, inflight: int, seconds: float) -> dict:
 
     tasks = [asyncio.create_task(loop()) for _ in range(inflight)]
     await asyncio.sleep(min(1.0, seconds / 4))  # warm up: the stream is open and busy
-    start_count, started = count, time.perf_counter()
+    start_count, started, cpu = count, time.perf_counter(), time.process_time()
     await asyncio.sleep(seconds)
-    pairs = (count - start_count) / (time.perf_counter() - started)
+    done = count - start_count
+    pairs = done / (time.perf_counter() - started)
+    cpu_us = (time.process_time() - cpu) / max(done, 1) * 1e6
     stop = True
     await asyncio.gather(*tasks)
     await client.close()
-    return {"mode": "session", "inflight": inflight, "pairsPerSec": round(pairs), "messagesPerSec": round(2 * pairs)}
+    return {"mode": "session", "inflight": inflight, "pairsPerSec": round(pairs), "messagesPerSec": round(2 * pairs),
+            "cpuUsPerPair": round(cpu_us, 1)}
 
 
 async def echo_run(port: int, inflight: int, seconds: float) -> dict:
