@@ -1,7 +1,7 @@
 // Whether a request may be granted: the refusals decided on arrival, the
 // concurrency cap, the time from which the limits admit a load, and the
 // failure messages callers see.
-import type { Gcra } from "./gcra.js";
+import { costOf, type Gcra } from "./gcra.js";
 import type { Resource, Waiter } from "./resource.js";
 import type { AcquireRequest, AcquireResult, FailureCode, LimitSpec, Millis } from "./types.js";
 
@@ -28,20 +28,22 @@ export function failure(code: FailureCode, message: string): AcquireResult {
 export function refusal(r: Resource | undefined, req: AcquireRequest, closedMessage: string | undefined): AcquireResult | undefined {
   if (closedMessage !== undefined) return failure("UNAVAILABLE", closedMessage);
   if (r === undefined) return failure("NOT_FOUND", `resource '${req.resource}' not found`);
-  if (req.lane !== "" && !r.laneByName.has(req.lane)) {
-    r.rejections++;
-    r.invalid++;
-    const valid = r.lanes.map((l) => l.name).join(", ");
+  if (req.lane !== "" && !r.hasLane(req.lane)) {
+    const tally = r.ownTally();
+    tally.rejections++;
+    tally.invalid++;
+    const valid = r.spec.lanes.map((l) => l.name).join(", ");
     return failure("INVALID_ARGUMENT", `lane '${req.lane}' is not a lane of '${r.name}'; valid lanes: ${valid}`);
   }
   const never = neverFits(r, req.load);
   if (never !== undefined) {
-    r.rejections++;
-    r.invalid++;
+    const tally = r.ownTally();
+    tally.rejections++;
+    tally.invalid++;
     return failure("INVALID_ARGUMENT", never);
   }
   if (r.waiting >= r.spec.maxQueue) {
-    r.rejections++;
+    r.ownTally().rejections++;
     return failure("RESOURCE_EXHAUSTED", `queue of '${r.name}' is full (${r.waiting} waiting)`);
   }
   return undefined;
@@ -50,12 +52,14 @@ export function refusal(r: Resource | undefined, req: AcquireRequest, closedMess
 /** A message when `load` exceeds some limit's burst here or at an ancestor (it can never be granted). */
 export function neverFits(r: Resource, load: number): string | undefined {
   for (let n: Resource | undefined = r; n !== undefined; n = n.parent) {
-    for (let i = 0; i < n.limits.length; i++) {
-      const g = n.limits[i] as Gcra;
-      if (!g.canEverFit(g.cost(load))) {
-        const what = g.spec.dimension === "load" ? `load ${load}` : "a request's cost of 1";
+    // From the specs: the limits' state need not be made for this.
+    const limits = n.spec.limits;
+    for (let i = 0; i < limits.length; i++) {
+      const l = limits[i] as LimitSpec;
+      if (!(costOf(l, load) <= l.burst)) {
+        const what = l.dimension === "load" ? `load ${load}` : "a request's cost of 1";
         const of = n === r ? "" : ` of '${n.name}', an ancestor of '${r.name}'`;
-        return `${what} exceeds the burst ${g.spec.burst} of ${describeLimit(g.spec, i)}${of}; it can never be granted`;
+        return `${what} exceeds the burst ${l.burst} of ${describeLimit(l, i)}${of}; it can never be granted`;
       }
     }
   }
@@ -87,7 +91,7 @@ export function readyAtUp(r: Resource, load: number, now: Millis): Millis {
 /** The time from which every limit admits `load` and no pause holds the resource (<= now: it fits now). */
 export function readyAt(r: Resource, load: number, now: Millis): Millis {
   let at = r.pausedUntil;
-  const limits = r.limits;
+  const limits = r.limits ?? r.ownLimits();
   for (let i = 0; i < limits.length; i++) {
     const g = limits[i] as Gcra;
     const t = g.readyAt(g.cost(load), now);

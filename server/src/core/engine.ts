@@ -19,7 +19,7 @@ import { IndexedHeap } from "./indexed-heap.js";
 import { chargeFlows, chooseLane, joinLane, selectNext, type Wake } from "./lane-scheduling.js";
 import { LazyTimer } from "./lazy-timer.js";
 import { LeaseTable, parseLeaseId } from "./lease-table.js";
-import { copySpec, Lane, Resource, Waiter } from "./resource.js";
+import { copySpec, Lane, Resource, ResourcesByTag, SpecPool, Waiter } from "./resource.js";
 import { restoreResource, snapshotResource, type EngineSnapshot, type RestoreOptions } from "./snapshot.js";
 import { TakeoverWindow } from "./takeover.js";
 import { UsageWindow } from "./usage.js";
@@ -114,7 +114,9 @@ export class Engine {
   private readonly grantDeadline: () => Millis;
   private readonly resources = new Map<string, Resource>();
   /** The resources by the tag their lease ids end with: feedback on a lease that already ended still finds its resource. */
-  private readonly byTag = new Map<string, Resource>();
+  private readonly byTag = new ResourcesByTag();
+  /** The engine's copies of specs, equal lists shared. */
+  private readonly specs = new SpecPool();
   private readonly leases: LeaseTable;
   private readonly deadlines = new IndexedHeap<Waiter>(
     (a, b) => a.deadline < b.deadline || (a.deadline === b.deadline && a.seq < b.seq),
@@ -125,9 +127,10 @@ export class Engine {
   );
   private readonly deadlineTimer: LazyTimer;
   private readonly expiryTimer: LazyTimer;
-  /** Pending deliveries as [fn, arg, fn, arg, ...], delivered in order by flush(). */
+  /** Pending deliveries as [fn, arg, fn, arg, ...] up to outTail, delivered in order by flush(); the array keeps its length to be reused. */
   private readonly outbox: unknown[] = [];
   private outHead = 0;
+  private outTail = 0;
   private seq = 0;
   private waitingTotal = 0;
   private closedMessage: string | undefined;
@@ -200,12 +203,12 @@ export class Engine {
     if (problem !== undefined) throw new Error(problem.message);
     const now = this.clock.now();
     this.settle(now);
-    const s = copySpec(spec);
-    delete s.keyed;
+    // A caller cannot make a keyed child: only a template can.
+    const s = this.specs.own(spec.keyed === undefined ? spec : { ...spec, keyed: undefined });
     let r = this.resources.get(s.name);
     const created = r === undefined;
     if (r === undefined) {
-      r = this.newResource(s, now);
+      r = new Resource(s, now);
       this.link(r);
     } else {
       const oldRoot = rootOf(r);
@@ -336,7 +339,7 @@ export class Engine {
       return FAILED_AT_ONCE;
     }
     const res = found as Resource;
-    const lane = req.lane === "" ? res.defaultLane : (res.laneByName.get(req.lane) as Lane);
+    const lane = res.lane(req.lane) as Lane;
     if ((res.parent === undefined ? res.backlog : rootOf(res).backlog) === 0 && hasRoomUp(res, now) && readyAtUp(res, req.load, now) <= now) {
       // Fast path: with nothing waiting in the tree, this request is the one
       // it would serve first anyway (and every finish tag is already reset).
@@ -350,7 +353,7 @@ export class Engine {
     this.pump(res, now);
     if (!w.decided && deadline <= now) {
       this.removeWaiter(w);
-      res.timeouts++;
+      res.ownTally().timeouts++;
       w.lane.timeouts++;
       this.post(onResult, timeoutFailure(w, now));
       this.pump(res, now);
@@ -375,7 +378,7 @@ export class Engine {
     }
     const r = ticket.res;
     this.removeWaiter(ticket);
-    r.cancellations++;
+    r.ownTally().cancellations++;
     ticket.lane.cancellations++;
     this.post(ticket.onResult, failure("CANCELLED", `acquire on '${r.name}' was cancelled`));
     this.pump(r, now);
@@ -428,7 +431,7 @@ export class Engine {
     this.leases.release(rec);
     const r = rec.res;
     // Maybe released at the old leader already: its slot stays counted until the takeover's window ends.
-    if (rec.unconfirmed && r.unknownUntil > now) r.unknownLeases++;
+    if (rec.unconfirmed && r.unknown !== undefined && r.unknown.until > now) r.unknown.count++;
     let reconciled = 0;
     // An adopted lease's estimate is unknown (its load is 0 here): the whole actual load is charged.
     if (actualLoad !== undefined && actualLoad !== rec.load) {
@@ -597,7 +600,7 @@ export class Engine {
     this.closedMessage = message;
     for (const r of this.resources.values()) {
       this.failAllWaiters(r, "UNAVAILABLE", message);
-      r.rateTimer.clear();
+      r.rateTimer?.clear();
     }
     this.flush();
   }
@@ -658,7 +661,7 @@ export class Engine {
     const now = this.clock.now();
     for (const r of this.resources.values()) {
       this.failAllWaiters(r, "UNAVAILABLE", "the engine's state was replaced by a restore; retry");
-      r.rateTimer.clear();
+      r.rateTimer?.clear();
       r.deleted = true;
     }
     this.resources.clear();
@@ -667,10 +670,10 @@ export class Engine {
     this.idle.clear();
     this.closedMessage = undefined;
     for (const rs of s.resources) {
-      const r = this.newResource(copySpec(rs.spec), now);
+      const r = new Resource(this.specs.own(rs.spec), now);
       restoreResource(r, rs, now, options.notBefore);
       this.resources.set(r.name, r);
-      this.byTag.set(r.tag, r);
+      this.byTag.set(r);
     }
     // Parents first is not promised: the tree is linked once every resource exists.
     for (const r of this.resources.values()) {
@@ -717,15 +720,10 @@ export class Engine {
     return rec;
   }
 
-  private newResource(spec: ResourceSpec, now: Millis): Resource {
-    const r: Resource = new Resource(spec, now, new LazyTimer(this.clock, () => this.rateTimerFired(r)));
-    return r;
-  }
-
   /** Makes a new resource known: by name, by tag, and under its parent. */
   private link(r: Resource): void {
     this.resources.set(r.name, r);
-    this.byTag.set(r.tag, r);
+    this.byTag.set(r);
     const parent = r.spec.parent === undefined ? undefined : this.resources.get(r.spec.parent);
     if (parent !== undefined) attach(r, parent);
   }
@@ -734,10 +732,10 @@ export class Engine {
   private forget(r: Resource): void {
     detach(r);
     r.deleted = true;
-    r.rateTimer.clear();
+    r.rateTimer?.clear();
     if (r.idleIndex >= 0) this.idle.remove(r);
     this.resources.delete(r.name);
-    if (this.byTag.get(r.tag) === r) this.byTag.delete(r.tag);
+    this.byTag.delete(r);
   }
 
   /**
@@ -773,7 +771,7 @@ export class Engine {
 
   /** A new keyed child of `parent` (its template must exist), linked and known. */
   private makeKeyed(parent: Resource, name: string, now: Millis): Resource {
-    const r = this.newResource(keyedSpec(parent, name), now);
+    const r = new Resource(keyedSpec(parent, name), now);
     this.link(r);
     // Made while a takeover's window is open: the old leader may have granted on it unseen.
     this.takeover.fresh(r, now);
@@ -830,7 +828,7 @@ export class Engine {
       wake.at = Infinity;
       const w = selectNext(root, now, wake);
       if (w === undefined) {
-        if (wake.at !== Infinity) root.rateTimer.armBy(wake.at);
+        if (wake.at !== Infinity) (root.rateTimer ??= new LazyTimer(this.clock, () => this.rateTimerFired(root))).armBy(wake.at);
         return;
       }
       chargeFlows(w);
@@ -851,7 +849,7 @@ export class Engine {
   ): void {
     const waited = now - since;
     for (let n: Resource | undefined = r; n !== undefined; n = n.parent) {
-      const limits = n.limits;
+      const limits = n.limits ?? n.ownLimits();
       for (let i = 0; i < limits.length; i++) {
         const g = limits[i] as Gcra;
         const cost = g.cost(load);
@@ -880,15 +878,15 @@ export class Engine {
   /** Charges (delta > 0) or refunds (delta < 0) a release's reconciliation on the load limits of the resource and every ancestor. */
   private reconcile(r: Resource, delta: number, now: Millis): void {
     for (let n: Resource | undefined = r; n !== undefined; n = n.parent) {
-      for (const g of n.limits) {
+      for (const g of n.ownLimits()) {
         if (g.spec.dimension !== "load") continue;
         g.adjust(delta);
         // A refund during a pause does not refill the burst the pause ends with.
         if (delta < 0 && n.pausedUntil > now) g.holdUntil(n.pausedUntil);
         (g.usage ??= new UsageWindow(g.spec.periodMs)).add(delta, now);
       }
-      if (delta > 0) n.loadCharged += delta;
-      else n.loadRefunded -= delta;
+      if (delta > 0) n.ownTally().loadCharged += delta;
+      else n.ownTally().loadRefunded -= delta;
     }
   }
 
@@ -929,30 +927,36 @@ export class Engine {
       if (parent !== undefined) attach(r, parent);
     }
     // Limits: keep the state of one with the same dimension and period.
-    const old = r.limits.slice();
-    r.limits = spec.limits.map((ls) => {
-      const i = old.findIndex((g) => g.spec.dimension === ls.dimension && g.spec.periodMs === ls.periodMs);
-      if (i < 0) return new Gcra(ls, now);
-      const g = old[i] as Gcra;
-      old.splice(i, 1);
-      g.reconfigure(ls, Math.max(now, r.pausedUntil));
-      return g;
-    });
-    // Lanes: keep by name; waiters of removed lanes move to the default lane.
-    const oldLanes = r.lanes;
-    r.lanes = spec.lanes.map((ls) => {
-      const l = r.laneByName.get(ls.name);
-      if (l === undefined) return new Lane(ls.name, ls.weight);
-      l.weight = ls.weight;
-      return l;
-    });
-    r.laneByName = new Map(r.lanes.map((l) => [l.name, l]));
-    r.defaultLane = r.laneByName.get(spec.defaultLane) ?? (r.lanes[0] as Lane);
+    if (r.limits === undefined && r.limitsSince <= now && r.pausedUntil <= now) {
+      // All idle and unmade: each would start again at now, kept or new.
+      r.limitsSince = now;
+    } else {
+      const old = r.ownLimits().slice();
+      r.limits = spec.limits.map((ls) => {
+        const i = old.findIndex((g) => g.spec.dimension === ls.dimension && g.spec.periodMs === ls.periodMs);
+        if (i < 0) return new Gcra(ls, now);
+        const g = old[i] as Gcra;
+        old.splice(i, 1);
+        g.reconfigure(ls, Math.max(now, r.pausedUntil));
+        return g;
+      });
+    }
     r.spec = spec;
-    const moved: Waiter[] = [];
-    for (const l of oldLanes) if (r.laneByName.get(l.name) !== l) moved.push(...l.queue.clear());
-    moved.sort((a, b) => a.seq - b.seq);
-    for (const w of moved) joinLane(r, r.defaultLane, w);
+    // Lanes, once made: keep by name; waiters of removed lanes move to the default lane.
+    const oldLanes = r.lanes;
+    if (oldLanes !== undefined) {
+      const lanes = (r.lanes = spec.lanes.map((ls) => {
+        const l = oldLanes.find((x) => x.name === ls.name);
+        if (l === undefined) return new Lane(ls.name, ls.weight);
+        l.weight = ls.weight;
+        return l;
+      }));
+      const moved: Waiter[] = [];
+      for (const l of oldLanes) if (!lanes.includes(l)) moved.push(...l.queue.clear());
+      moved.sort((a, b) => a.seq - b.seq);
+      const defaultLane = r.lane("") as Lane;
+      for (const w of moved) joinLane(r, defaultLane, w);
+    }
     // Waiters here and below that can no longer ever fit fail now rather than wait forever.
     this.failNeverFitting(r);
   }
@@ -978,7 +982,7 @@ export class Engine {
     const dirty = this.dirtyList;
     for (let rec = this.leases.popExpired(now); rec !== undefined; rec = this.leases.popExpired(now)) {
       const r = rec.res;
-      for (let n: Resource | undefined = r; n !== undefined; n = n.parent) n.expirations++;
+      for (let n: Resource | undefined = r; n !== undefined; n = n.parent) n.ownTally().expirations++;
       if (this.onLeaseExpired !== undefined) this.post(this.onLeaseExpired, rec.toLease());
       const root = rootOf(r);
       if (!root.dirty) {
@@ -1005,7 +1009,7 @@ export class Engine {
       for (const x of due) {
         if (x.decided) continue;
         this.removeWaiter(x);
-        x.res.timeouts++;
+        x.res.ownTally().timeouts++;
         x.lane.timeouts++;
         this.post(x.onResult, timeoutFailure(x, now));
         this.touchKeyed(x.res, now);
@@ -1025,7 +1029,9 @@ export class Engine {
   }
 
   private post<A>(fn: (a: A) => void, arg: A): void {
-    this.outbox.push(fn, arg);
+    const q = this.outbox;
+    q[this.outTail++] = fn;
+    q[this.outTail++] = arg;
   }
 
   /**
@@ -1036,7 +1042,7 @@ export class Engine {
   private flush(): void {
     const q = this.outbox;
     let thrown: { error: unknown } | undefined;
-    while (this.outHead < q.length) {
+    while (this.outHead < this.outTail) {
       const fn = q[this.outHead] as (a: unknown) => void;
       const arg = q[this.outHead + 1];
       q[this.outHead] = undefined;
@@ -1052,8 +1058,8 @@ export class Engine {
         }
       }
     }
-    q.length = 0;
     this.outHead = 0;
+    this.outTail = 0;
     if (thrown !== undefined) throw thrown.error;
   }
 }
@@ -1081,7 +1087,7 @@ function keyedSpec(parent: Resource, name: string): ResourceSpec {
 /** When every limit of r is back at full budget and no pause holds it (-Infinity: already). */
 function fullAt(r: Resource): Millis {
   let at = r.pausedUntil;
-  for (const g of r.limits) if (g.tat > at) at = g.tat;
+  for (const g of r.limitStates()) if (g.tat > at) at = g.tat;
   return at;
 }
 

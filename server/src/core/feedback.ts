@@ -3,7 +3,7 @@
 // teach it a lower limit. Feedback only ever delays grants: every change here
 // raises a limit's TAT or slows its rate, so the configured bound holds.
 import type { Gcra } from "./gcra.js";
-import type { Resource } from "./resource.js";
+import { PauseState, type Resource } from "./resource.js";
 import type { DimensionFeedback, FeedbackEvent, Millis, ProviderFeedback } from "./types.js";
 
 /** The default first pause of a throttle without retry-after. */
@@ -34,14 +34,14 @@ export function applyFeedback(r: Resource, fb: ProviderFeedback, grantedAt: Mill
   if (fb.throttled) {
     const paused = throttle(r, fb.retryAfterMs, grantedAt, now);
     if (paused !== undefined) events.push(paused);
-  } else if (grantedAt > r.pauseStartedAt) {
+  } else if (r.pause !== undefined && grantedAt > r.pause.startedAt) {
     // A call granted after the latest pause went through: the provider takes calls again.
-    r.backoffMs = 0;
+    r.pause.backoffMs = 0;
   }
   const learn = r.spec.learnLimits ?? true;
   for (const [dim, limits] of matchingLimits(r, fb)) {
     for (const i of limits) {
-      const g = r.limits[i] as Gcra;
+      const g = r.ownLimits()[i] as Gcra;
       if (dim.limit !== undefined && learn) {
         const e = learnLimit(r, g, i, dim, now);
         if (e !== undefined) events.push(e);
@@ -63,23 +63,24 @@ export function applyFeedback(r: Resource, fb: ProviderFeedback, grantedAt: Mill
  * plus its length). The latest end wins; an earlier one changes nothing.
  */
 function throttle(r: Resource, retryAfterMs: Millis | undefined, grantedAt: Millis, now: Millis): FeedbackEvent | undefined {
-  r.throttles++;
+  const p = (r.pause ??= new PauseState());
+  p.throttles++;
   let pauseMs: Millis;
   if (retryAfterMs !== undefined) pauseMs = retryAfterMs;
   else {
     const cooldown = r.spec.cooldownMs ?? DEFAULT_COOLDOWN_MS;
     // Still fresh: during the pause or within one more of its length after it.
-    const fresh = now < r.pausedUntil + r.backoffMs;
-    if (r.backoffMs === 0 || !fresh) r.backoffMs = cooldown;
+    const fresh = now < r.pausedUntil + p.backoffMs;
+    if (p.backoffMs === 0 || !fresh) p.backoffMs = cooldown;
     // A call granted before the pause began was already in flight: its refusal is the same news.
-    else if (grantedAt > r.pauseStartedAt) r.backoffMs = Math.min(2 * r.backoffMs, MAX_BACKOFF_MS);
-    pauseMs = r.backoffMs;
+    else if (grantedAt > p.startedAt) p.backoffMs = Math.min(2 * p.backoffMs, MAX_BACKOFF_MS);
+    pauseMs = p.backoffMs;
   }
   const until = now + pauseMs;
   if (until <= r.pausedUntil) return undefined;
   r.pausedUntil = until;
-  r.pauseStartedAt = now;
-  for (const g of r.limits) g.holdUntil(until);
+  p.startedAt = now;
+  for (const g of r.ownLimits()) g.holdUntil(until);
   return { kind: "paused", resource: r.name, at: now, until, pauseMs, retryAfter: retryAfterMs !== undefined };
 }
 
@@ -103,12 +104,12 @@ const TOKEN_UNITS = new Set(["", "tokens"]);
  */
 function matchingLimits(r: Resource, fb: ProviderFeedback): [DimensionFeedback, number[]][] {
   const out: [DimensionFeedback, number[]][] = [];
-  const indexes = (keep: (unit: string, dimension: string) => boolean) =>
-    r.limits.flatMap((g, i) => (keep(g.spec.unit ?? "", g.spec.dimension) ? [i] : []));
+  const specs = r.spec.limits;
+  const indexes = (keep: (unit: string, dimension: string) => boolean) => specs.flatMap((l, i) => (keep(l.unit ?? "", l.dimension) ? [i] : []));
   if (fb.requests !== undefined) out.push([fb.requests, indexes((_, d) => d === "requests")]);
   if (fb.load !== undefined) out.push([fb.load, indexes((u, d) => d === "load" && TOKEN_UNITS.has(u))]);
   const loadLimits = indexes((_, d) => d === "load");
-  const split = r.limits.some((g) => g.spec.unit === "input_tokens" || g.spec.unit === "output_tokens");
+  const split = specs.some((l) => l.unit === "input_tokens" || l.unit === "output_tokens");
   for (const [dim, unit] of [
     [fb.inputTokens, "input_tokens"],
     [fb.outputTokens, "output_tokens"],

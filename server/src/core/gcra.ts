@@ -2,6 +2,11 @@
 import type { LimitSpec, Millis } from "./types.js";
 import type { UsageWindow } from "./usage.js";
 
+/** The units an acquire of `load` costs on a limit of `spec`: 1 for a requests limit, the load for a load limit. */
+export function costOf(spec: LimitSpec, load: number): number {
+  return spec.dimension === "requests" ? 1 : load;
+}
+
 /**
  * One GCRA limit: at most `burst + t * amount / periodMs` units in any
  * interval of t ms.
@@ -17,33 +22,45 @@ import type { UsageWindow } from "./usage.js";
  * direction: float noise can delay a grant by an ulp but never admit early.
  */
 export class Gcra {
-  /** Emission interval: ms of debt per unit. */
-  interval: number;
-  /** burst * interval: the most debt the limit tolerates. */
-  tolerance: number;
   /** Theoretical arrival time in ms. Below now means "idle" (same as now). */
   tat: Millis;
   /** Units charged over the last period, for metrics (made at the first charge: engine.ts). */
-  usage: UsageWindow | undefined;
+  usage: UsageWindow | undefined = undefined;
+  /** What follows from the spec and a learned amount; shared by the limits of one spec that learned nothing. */
+  private rate: Rate;
+
+  /** @param tat initial TAT; at or before now means a full burst is available. */
+  constructor(spec: LimitSpec, tat: Millis) {
+    this.rate = rateOf(spec);
+    this.tat = tat;
+  }
+
+  /** The limit's definition. */
+  get spec(): LimitSpec {
+    return this.rate.spec;
+  }
+
+  /** Emission interval: ms of debt per unit. */
+  get interval(): number {
+    return this.rate.interval;
+  }
+
+  /** burst * interval: the most debt the limit tolerates. */
+  get tolerance(): number {
+    return this.rate.tolerance;
+  }
+
   /**
    * The amount per period provider feedback taught (below spec.amount), or
    * undefined: the limit then admits at this lower rate, with the same burst.
    */
-  learned: number | undefined;
-
-  /** @param tat initial TAT; at or before now means a full burst is available. */
-  constructor(
-    public spec: LimitSpec,
-    tat: Millis,
-  ) {
-    this.interval = spec.periodMs / spec.amount;
-    this.tolerance = spec.burst * this.interval;
-    this.tat = tat;
+  get learned(): number | undefined {
+    return this.rate.learned;
   }
 
   /** The units an acquire of `load` costs here: 1 for a requests limit, the load for a load limit. */
   cost(load: number): number {
-    return this.spec.dimension === "requests" ? 1 : load;
+    return this.rate.perRequest ? 1 : load;
   }
 
   /** True when cost `c` could ever fit (it is at most the burst). */
@@ -57,7 +74,8 @@ export class Gcra {
    */
   readyAt(c: number, now: Millis): Millis {
     const base = this.tat > now ? this.tat : now;
-    return base + c * this.interval - this.tolerance;
+    const rate = this.rate;
+    return base + c * rate.interval - rate.tolerance;
   }
 
   /** True when cost `c` fits at `now`. */
@@ -84,9 +102,7 @@ export class Gcra {
    */
   learn(amount: number | undefined, from: Millis): void {
     const debt = this.debtUnits(from);
-    this.learned = amount;
-    this.interval = this.spec.periodMs / this.effectiveAmount;
-    this.tolerance = this.spec.burst * this.interval;
+    this.rate = amount === undefined ? rateOf(this.spec) : new Rate(this.spec, amount);
     this.tat = from + debt * this.interval;
   }
 
@@ -107,7 +123,7 @@ export class Gcra {
 
   /** Spends `c` units at `now`. The caller has checked {@link fits}. */
   charge(c: number, now: Millis): void {
-    this.tat = (this.tat > now ? this.tat : now) + c * this.interval;
+    this.tat = (this.tat > now ? this.tat : now) + c * this.rate.interval;
   }
 
   /**
@@ -140,10 +156,38 @@ export class Gcra {
    */
   reconfigure(spec: LimitSpec, from: Millis): void {
     const debt = this.debtUnits(from);
-    this.spec = spec;
-    this.learned = undefined;
-    this.interval = spec.periodMs / spec.amount;
-    this.tolerance = spec.burst * this.interval;
+    this.rate = rateOf(spec);
     this.tat = from + debt * this.interval;
   }
+}
+
+/** A limit's spec with what follows from it at an admitted amount: immutable, so limits of one spec share it. */
+class Rate {
+  /** Emission interval: ms of debt per unit. */
+  readonly interval: number;
+  /** burst * interval: the most debt the limit tolerates. */
+  readonly tolerance: number;
+  /** A requests limit: every acquire costs 1. */
+  readonly perRequest: boolean;
+
+  /** @param learned the amount admitted instead of spec.amount, or undefined. */
+  constructor(
+    readonly spec: LimitSpec,
+    readonly learned: number | undefined,
+  ) {
+    this.interval = spec.periodMs / (learned ?? spec.amount);
+    this.tolerance = spec.burst * this.interval;
+    this.perRequest = spec.dimension === "requests";
+  }
+}
+
+/** The configured rate of `spec`, shared by every limit made from the same spec object (the engine shares equal specs: resource.ts). */
+const rates = new WeakMap<LimitSpec, Rate>();
+function rateOf(spec: LimitSpec): Rate {
+  let rate = rates.get(spec);
+  if (rate === undefined) {
+    rate = new Rate(spec, undefined);
+    rates.set(spec, rate);
+  }
+  return rate;
 }

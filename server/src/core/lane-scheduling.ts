@@ -38,20 +38,22 @@ export interface Wake {
 export function selectNext(r: Resource, now: Millis, wake: Wake): Waiter | undefined {
   if (!hasRoom(r, now)) {
     // Unknown leases of a previous leader block until they have certainly expired.
-    if (r.unknownAt(now) > 0 && r.unknownUntil < wake.at) wake.at = r.unknownUntil;
+    if (r.unknownAt(now) > 0 && r.unknown!.until < wake.at) wake.at = r.unknown!.until;
     return undefined;
   }
   let best: Waiter | undefined;
   let bestKey = Infinity;
   const lanes = r.lanes;
-  for (let i = 0; i < lanes.length; i++) {
-    const l = lanes[i] as Lane;
-    const head = l.queue.peek();
-    if (head === undefined) continue;
-    const key = l.finish + virtualCost(l.weight, head.load);
-    if (best === undefined || key < bestKey) {
-      best = head;
-      bestKey = key;
+  if (lanes !== undefined && r.waiting > 0) {
+    for (let i = 0; i < lanes.length; i++) {
+      const l = lanes[i] as Lane;
+      const head = l.queue.peek();
+      if (head === undefined) continue;
+      const key = l.finish + virtualCost(l.weight, head.load);
+      if (best === undefined || key < bestKey) {
+        best = head;
+        bestKey = key;
+      }
     }
   }
   if (r.active !== undefined) {
@@ -74,9 +76,9 @@ export function selectNext(r: Resource, now: Millis, wake: Wake): Waiter | undef
   return best;
 }
 
-/** The lane to serve next: smallest finish + cost / weight among non-empty lanes (ties: lane order). */
+/** The lane to serve next: smallest finish + cost / weight among non-empty lanes (ties: lane order); r has waiters. */
 export function chooseLane(r: Resource): Lane {
-  const lanes = r.lanes;
+  const lanes = r.lanes as Lane[];
   if (lanes.length === 1) return lanes[0] as Lane;
   let best: Lane | undefined;
   let bestKey = Infinity;
@@ -124,5 +126,5 @@ export function chargeFlows(w: Waiter): void {
 export function resetVirtualTime(r: Resource): void {
   r.vtime = 0;
   r.epoch++;
-  for (const l of r.lanes) l.finish = 0;
+  if (r.lanes !== undefined) for (const l of r.lanes) l.finish = 0;
 }

@@ -46,6 +46,8 @@ export class LeaseRecord {
   markLoad = 0;
   /** The same marks for each ancestor of its resource, nearest first, as [grants, load, ...]; undefined for a root's lease. */
   ancestorMarks: number[] | undefined = undefined;
+  /** When the table took it, counted: the table lists its leases in this order. */
+  order = 0;
 
   constructor(
     readonly id: string,
@@ -78,7 +80,11 @@ export class LeaseRecord {
  * or expired lease leaves a tombstone, so a late release can say how it ended.
  */
 export class LeaseTable {
+  /** The leases with ids the table made (by their serial), and the others (by id). */
+  private readonly bySerial = new SerialIndex();
   private readonly byId = new Map<string, LeaseRecord>();
+  /** Leases taken so far (LeaseRecord.order). */
+  private taken = 0;
   private readonly expiries = new IndexedHeap<LeaseRecord>(
     (a, b) => a.expiresAt < b.expiresAt,
     (l) => l.index,
@@ -129,17 +135,24 @@ export class LeaseTable {
 
   /** Leases held. */
   get size(): number {
-    return this.byId.size;
+    return this.bySerial.size + this.byId.size;
   }
 
   /** The held lease with this id, or undefined. */
   get(id: string): LeaseRecord | undefined {
-    return this.byId.get(id);
+    const serial = this.serialOf(id);
+    if (serial >= 0) {
+      const rec = this.bySerial.get(serial);
+      if (rec !== undefined && rec.id === id) return rec;
+    }
+    return this.byId.size === 0 ? undefined : this.byId.get(id);
   }
 
-  /** Every held lease. */
-  values(): IterableIterator<LeaseRecord> {
-    return this.byId.values();
+  /** Every held lease, in the order the table took them. */
+  values(): LeaseRecord[] {
+    const all = this.bySerial.toArray();
+    for (const rec of this.byId.values()) all.push(rec);
+    return all.sort((a, b) => a.order - b.order);
   }
 
   /** When the next held lease expires; undefined when none is held. */
@@ -208,9 +221,9 @@ export class LeaseTable {
 
   /** Forgets the leases of deleted resources, leaving no tombstones (a later release says "unknown"). */
   dropResources(deleted: ReadonlySet<Resource>): void {
-    for (const rec of this.byId.values()) {
+    for (const rec of this.values()) {
       if (!deleted.has(rec.res)) continue;
-      this.byId.delete(rec.id);
+      this.unfile(rec);
       this.expiries.remove(rec);
       addInFlight(rec.res, -1);
     }
@@ -218,6 +231,7 @@ export class LeaseTable {
 
   /** Forgets every lease and tombstone (a restore replaces them). */
   clear(): void {
+    this.bySerial.clear();
     this.byId.clear();
     this.expiries.clear();
     this.tombstones.clear();
@@ -232,24 +246,123 @@ export class LeaseTable {
       for (let a: Resource | undefined = r.parent; a !== undefined; a = a.parent) marks.push(a.grants, a.loadGrantedTotal);
       rec.ancestorMarks = marks;
     }
-    this.byId.set(rec.id, rec);
+    rec.order = ++this.taken;
+    if (rec.serial >= 0) this.bySerial.add(rec);
+    else this.byId.set(rec.id, rec);
     this.expiries.push(rec);
     addInFlight(r, 1);
   }
 
   private end(rec: LeaseRecord, how: Ended): void {
-    this.byId.delete(rec.id);
+    this.unfile(rec);
     addInFlight(rec.res, -1);
     this.tombstones.add(rec.id, rec.serial, how);
   }
 
-  /** The serial of an id made by the default generator, or -1. */
+  private unfile(rec: LeaseRecord): void {
+    if (rec.serial >= 0) this.bySerial.delete(rec);
+    else this.byId.delete(rec.id);
+  }
+
+  /**
+   * The serial of an id made by the default generator, or -1: the digits
+   * between the prefix and the tag (or the end), in canonical base 36 (as
+   * toString(36) writes a safe integer).
+   */
   private serialOf(id: string): number {
     const p = this.idPrefix;
     if (p === undefined || !id.startsWith(p)) return -1;
-    const end = id.indexOf(tagSeparator, p.length);
-    const digits = id.slice(p.length, end < 0 ? undefined : end);
-    const n = parseInt(digits, 36);
-    return Number.isSafeInteger(n) && n.toString(36) === digits ? n : -1;
+    let n = 0;
+    let i = p.length;
+    for (; i < id.length; i++) {
+      const c = id.charCodeAt(i);
+      let d: number;
+      if (c >= 48 && c <= 57) d = c - 48;
+      else if (c >= 97 && c <= 122) d = c - 87;
+      else if (c === 46) break;
+      else return -1;
+      // No leading zero (toString(36) writes none), and never past 11 digits (beyond any safe integer).
+      if ((i === p.length + 1 && n === 0) || i - p.length > 10) return -1;
+      n = n * 36 + d;
+    }
+    return i > p.length && Number.isSafeInteger(n) ? n : -1;
   }
+}
+
+/**
+ * The leases whose ids the table made, by serial: open addressing over a
+ * power-of-two array, probed linearly. Serials are issued in order, so they
+ * mostly land in consecutive free slots. Unlike a Map, taking and ending a
+ * lease allocates nothing (a Map that keeps emptying and refilling rebuilds
+ * its table each time).
+ */
+class SerialIndex {
+  size = 0;
+  private slots: (LeaseRecord | undefined)[] = emptySlots(64);
+  private mask = 63;
+
+  get(serial: number): LeaseRecord | undefined {
+    const slots = this.slots;
+    const mask = this.mask;
+    for (let i = serial & mask; ; i = (i + 1) & mask) {
+      const rec = slots[i];
+      if (rec === undefined || rec.serial === serial) return rec;
+    }
+  }
+
+  add(rec: LeaseRecord): void {
+    if (2 * (this.size + 1) > this.slots.length) this.resize(2 * this.slots.length);
+    this.place(rec);
+    this.size++;
+  }
+
+  /** Removes a record that is in the index, closing the gap so that every probe still finds its record. */
+  delete(rec: LeaseRecord): void {
+    const slots = this.slots;
+    const mask = this.mask;
+    let hole = rec.serial & mask;
+    while (slots[hole] !== rec) hole = (hole + 1) & mask;
+    for (let j = (hole + 1) & mask; ; j = (j + 1) & mask) {
+      const next = slots[j];
+      if (next === undefined) break;
+      // next stays unless the hole lies on its probe path, between its home slot and j.
+      const home = next.serial & mask;
+      if (((j - home) & mask) < ((j - hole) & mask)) continue;
+      slots[hole] = next;
+      hole = j;
+    }
+    slots[hole] = undefined;
+    this.size--;
+  }
+
+  toArray(): LeaseRecord[] {
+    const out: LeaseRecord[] = [];
+    for (const rec of this.slots) if (rec !== undefined) out.push(rec);
+    return out;
+  }
+
+  clear(): void {
+    this.slots = emptySlots(64);
+    this.mask = 63;
+    this.size = 0;
+  }
+
+  private place(rec: LeaseRecord): void {
+    const slots = this.slots;
+    const mask = this.mask;
+    let i = rec.serial & mask;
+    while (slots[i] !== undefined) i = (i + 1) & mask;
+    slots[i] = rec;
+  }
+
+  private resize(length: number): void {
+    const old = this.slots;
+    this.slots = emptySlots(length);
+    this.mask = length - 1;
+    for (const rec of old) if (rec !== undefined) this.place(rec);
+  }
+}
+
+function emptySlots(length: number): (LeaseRecord | undefined)[] {
+  return Array.from({ length }, () => undefined);
 }

@@ -1,8 +1,8 @@
 // The engine's records of a resource: its limits, lanes and counters, and
 // the waiting requests in its lanes. Not exported from the core's index.
 import { Gcra } from "./gcra.js";
-import { IndexedHeap } from "./indexed-heap.js";
 import type { LazyTimer } from "./lazy-timer.js";
+import { LaneQueue, type Bucket, type Queued } from "./lane-queue.js";
 import type { AcquireResult, LaneSpec, LimitSpec, Millis, ResourceSpec, Ticket } from "./types.js";
 
 /** The upper bounds of the wait buckets each lane counts grants in, ms (metrics' histogram). */
@@ -12,9 +12,11 @@ export const WAIT_BUCKETS_MS: readonly number[] = [1, 5, 10, 25, 50, 100, 250, 5
 export const WAIT_RING = 1024;
 
 /** A waiting acquire; the object itself is the caller's {@link Ticket}. */
-export class Waiter implements Ticket {
-  /** Position in its lane's queue (-1 when out). */
-  laneIndex = -1;
+export class Waiter implements Ticket, Queued {
+  /** Its neighbours in its lane's queue (lane-queue.ts). */
+  prev: Waiter | undefined = undefined;
+  next: Waiter | undefined = undefined;
+  bucket: Bucket | undefined = undefined;
   /** Position in the engine's deadline heap (-1 when out or no deadline). */
   deadlineIndex = -1;
   /** Set once the outcome is decided; onResult follows exactly once. */
@@ -39,11 +41,6 @@ export class Waiter implements Ticket {
   }
 }
 
-function waiterFirst(a: Waiter, b: Waiter): boolean {
-  // Higher priority first, then arrival order.
-  return a.priority > b.priority || (a.priority === b.priority && a.seq < b.seq);
-}
-
 /** One lane: a priority queue plus its weighted-fair-queuing finish tag (lane-scheduling.ts). */
 export class Lane {
   /** Virtual finish tag: grants so far, in cost / weight. */
@@ -53,16 +50,10 @@ export class Lane {
   timeouts = 0;
   cancellations = 0;
   /** Grants per wait bucket (WAIT_BUCKETS_MS, then one for longer waits), made at the first grant. */
-  waitBuckets: Float64Array | undefined;
+  waitBuckets: number[] | undefined;
   /** The sum of all grants' waits, ms. */
   waitSumMs = 0;
-  readonly queue = new IndexedHeap<Waiter>(
-    waiterFirst,
-    (w) => w.laneIndex,
-    (w, i) => {
-      w.laneIndex = i;
-    },
-  );
+  readonly queue = new LaneQueue<Waiter>();
 
   constructor(
     readonly name: string,
@@ -71,7 +62,7 @@ export class Lane {
 
   /** Counts one grant's wait in its bucket (WAIT_BUCKETS_MS). */
   recordWait(ms: Millis): void {
-    const buckets = (this.waitBuckets ??= new Float64Array(WAIT_BUCKETS_MS.length + 1));
+    const buckets = (this.waitBuckets ??= WAIT_BUCKETS_MS.map(() => 0).concat(0));
     let i = 0;
     while (i < WAIT_BUCKETS_MS.length && ms > WAIT_BUCKETS_MS[i]!) i++;
     buckets[i]!++;
@@ -79,61 +70,99 @@ export class Lane {
   }
 }
 
-/** A resource's live state. */
-export class Resource {
-  readonly name: string;
-  spec: ResourceSpec;
-  limits: Gcra[];
-  lanes: Lane[];
-  laneByName = new Map<string, Lane>();
-  defaultLane: Lane;
-  /** Leases held (kept by the lease table). */
-  inFlight = 0;
-  waiting = 0;
-  /** System virtual time for weighted fair queuing: the start tag of the last grant. */
-  vtime = 0;
-  grants = 0;
+/** What a resource refused and how its requests and leases ended, counted from the first such event. */
+export class Tally {
   /** Acquires refused at once: a full queue, or (counted in `invalid` too) an unknown lane or a load over a burst. */
   rejections = 0;
   invalid = 0;
-  /** Load charged (actual above the estimate) and refunded (below) by releases. */
-  loadCharged = 0;
-  loadRefunded = 0;
   timeouts = 0;
   cancellations = 0;
   expirations = 0;
-  /** Ring of recent grant waits (grows up to WAIT_RING, then wraps). */
-  waits: number[] = [];
-  waitPos = 0;
-  deleted = false;
-  /** Scratch mark while the engine collects resources to re-evaluate. */
-  dirty = false;
-  /**
-   * After a takeover: leases a previous leader may have granted here after
-   * its last snapshot, which this engine cannot see. They count against the
-   * concurrency cap until `unknownUntil`: by then each has expired at the
-   * old leader, unless heartbeated, and a heartbeat could only come here.
-   */
-  unknownLeases = 0;
-  unknownUntil: Millis = -Infinity;
-  /**
-   * Until when a lease the old leader granted after the snapshot certainly
-   * has not expired there (the snapshot's time + the lease TTL): heartbeated
-   * here before then, it was held there at the takeover, so re-attaching it
-   * takes the place of one unknown lease.
-   */
-  unknownStillHeldUntil: Millis = -Infinity;
-  /** Names this resource in the ids of its leases, so a new leader can tell an unknown lease's resource. */
-  readonly tag: string;
-  /** Load granted over the resource's life here: with `grants`, what a lease's grant mark counts from. */
-  loadGrantedTotal = 0;
-  /** Provider feedback's state: the pause, its doubling and the throttles counted (feedback.ts). */
-  pausedUntil: Millis = -Infinity;
+  /** Load charged (actual above the estimate) and refunded (below) by releases. */
+  loadCharged = 0;
+  loadRefunded = 0;
+}
+
+/** Provider feedback's state beyond the pause's end (feedback.ts), from the first throttle. */
+export class PauseState {
   /** When the latest pause began or was extended: a call granted after it that is throttled again doubles the pause. */
-  pauseStartedAt: Millis = -Infinity;
+  startedAt: Millis = -Infinity;
   /** The length of the latest pause without retry-after; 0 once a call succeeds. */
   backoffMs: Millis = 0;
   throttles = 0;
+}
+
+/**
+ * After a takeover: leases a previous leader may have granted on a resource
+ * after its last snapshot, which this engine cannot see. They count against
+ * the concurrency cap until `until`: by then each has expired at the old
+ * leader, unless heartbeated, and a heartbeat could only come here.
+ */
+export class UnknownLeases {
+  constructor(
+    public count: number,
+    readonly until: Millis,
+    /**
+     * Until when a lease the old leader granted after the snapshot certainly
+     * has not expired there (the snapshot's time + the lease TTL): heartbeated
+     * here before then, it was held there at the takeover, so re-attaching it
+     * takes the place of one unknown lease.
+     */
+    readonly stillHeldUntil: Millis,
+  ) {}
+}
+
+/** Recent grant waits, for the percentiles: grows up to WAIT_RING, then wraps. */
+export class WaitRing {
+  readonly values: number[] = [];
+  private pos = 0;
+
+  add(ms: Millis): void {
+    if (this.values.length < WAIT_RING) this.values.push(ms);
+    else {
+      this.values[this.pos] = ms;
+      this.pos = (this.pos + 1) % WAIT_RING;
+    }
+  }
+}
+
+/**
+ * A resource's live state.
+ *
+ * A resource that was only declared costs a few hundred bytes: its limits'
+ * state, its lanes, its wait ring, its counters, its rate timer and its
+ * lease-id tag are made when it first needs them (an acquire, a waiter, a
+ * refusal, feedback), so that a million rarely used resources fit in memory.
+ */
+export class Resource {
+  readonly name: string;
+  spec: ResourceSpec;
+  /** Each limit's state, in spec order; undefined until first needed (see ownLimits), every TAT at `limitsSince` until then. */
+  limits: Gcra[] | undefined = undefined;
+  /** The TAT of every limit while `limits` is not made: when they were (re)defined, so all idle. */
+  limitsSince: Millis;
+  /** The lanes of spec.lanes, in order; made at the first grant or waiter (see ownLanes). */
+  lanes: Lane[] | undefined = undefined;
+  /** Leases held in this resource's subtree (kept by the lease table and tree.ts). */
+  inFlight = 0;
+  waiting = 0;
+  /** Waiters in this resource and every descendant. */
+  backlog = 0;
+  grants = 0;
+  /** Load granted over the resource's life here: with `grants`, what a lease's grant mark counts from. */
+  loadGrantedTotal = 0;
+  /** Until when provider feedback paused the resource (feedback.ts). */
+  pausedUntil: Millis = -Infinity;
+  /** System virtual time for weighted fair queuing: the start tag of the last grant. */
+  vtime = 0;
+  /** Weighted fair queuing finish tag as a flow of the parent, valid while finishEpoch is the parent's epoch. */
+  finish = 0;
+  finishEpoch = -1;
+  /** Counts resets of vtime: a child whose finishEpoch differs starts again at vtime. */
+  epoch = 0;
+  deleted = false;
+  /** Scratch mark while the engine collects resources to re-evaluate. */
+  dirty = false;
   /** The parent in a resource tree (tree.ts); undefined for a root. */
   parent: Resource | undefined = undefined;
   /** Levels above this resource: 0 for a root. */
@@ -142,50 +171,88 @@ export class Resource {
   children: Set<Resource> | undefined = undefined;
   /** Children with waiters below them: the flows the scheduler weighs beside the lanes (lane-scheduling.ts). */
   active: Set<Resource> | undefined = undefined;
-  /** Waiters in this resource and every descendant. */
-  backlog = 0;
-  /** Weighted fair queuing finish tag as a flow of the parent, valid while finishEpoch is the parent's epoch. */
-  finish = 0;
-  finishEpoch = -1;
-  /** Counts resets of vtime: a child whose finishEpoch differs starts again at vtime. */
-  epoch = 0;
   /** A keyed child's position in the engine's idle heap (-1: not idle), and when it may be dropped. */
   idleIndex = -1;
   dropAt: Millis = Infinity;
+  /** Counters of refusals and ends, from the first. */
+  tally: Tally | undefined = undefined;
+  /** Feedback's pause doubling and throttle count, from the first throttle. */
+  pause: PauseState | undefined = undefined;
+  /** The leases a takeover assumes held unseen, while its window is open (takeover.ts). */
+  unknown: UnknownLeases | undefined = undefined;
+  /** Grant waits for the percentiles, from the first grant. */
+  waits: WaitRing | undefined = undefined;
+  /** Wakes the queue when its head's limits will admit it; made the first time a queue here waits on a rate (engine.ts). */
+  rateTimer: LazyTimer | undefined = undefined;
+  /** The tag, once asked for (see tag). */
+  private tagText: string | undefined = undefined;
 
-  /** @param rateTimer wakes the queue when its head's limits will admit it. */
-  constructor(
-    spec: ResourceSpec,
-    now: Millis,
-    readonly rateTimer: LazyTimer,
-  ) {
+  constructor(spec: ResourceSpec, now: Millis) {
     this.name = spec.name;
-    this.tag = nameTag(spec.name);
     this.spec = spec;
-    this.limits = spec.limits.map((l) => new Gcra(l, now));
-    this.lanes = spec.lanes.map((l: LaneSpec) => new Lane(l.name, l.weight));
-    for (const l of this.lanes) this.laneByName.set(l.name, l);
-    this.defaultLane = this.laneByName.get(spec.defaultLane) ?? (this.lanes[0] as Lane);
+    this.limitsSince = now;
+  }
+
+  /** Names this resource in the ids of its leases, so a new leader can tell an unknown lease's resource (see nameTag). */
+  get tag(): string {
+    return (this.tagText ??= nameTag(this.name));
+  }
+
+  /** Each limit's state, made now if it was not yet. */
+  ownLimits(): Gcra[] {
+    return (this.limits ??= this.spec.limits.map((l) => new Gcra(l, this.limitsSince)));
+  }
+
+  /** Each limit's state to read: the one kept, or (not kept) as it would be made now. */
+  limitStates(): readonly Gcra[] {
+    return this.limits ?? this.spec.limits.map((l) => new Gcra(l, this.limitsSince));
+  }
+
+  /** The lanes to read: the ones kept, or (not kept) as they would be made now. */
+  laneStates(): readonly Lane[] {
+    return this.lanes ?? this.spec.lanes.map((l: LaneSpec) => new Lane(l.name, l.weight));
+  }
+
+  /** The lanes, made now if they were not yet. */
+  ownLanes(): Lane[] {
+    return (this.lanes ??= this.spec.lanes.map((l: LaneSpec) => new Lane(l.name, l.weight)));
+  }
+
+  /** The lane named `name` ("": the default lane), made now with the others; undefined when there is no such lane. */
+  lane(name: string): Lane | undefined {
+    const lanes = this.ownLanes();
+    const wanted = name === "" ? this.spec.defaultLane : name;
+    for (let i = 0; i < lanes.length; i++) if ((lanes[i] as Lane).name === wanted) return lanes[i];
+    // A default lane that is not among the lanes means the first.
+    return name === "" ? lanes[0] : undefined;
+  }
+
+  /** True when spec.lanes has a lane named `name` (the lanes themselves need not be made). */
+  hasLane(name: string): boolean {
+    for (const l of this.spec.lanes) if (l.name === name) return true;
+    return false;
+  }
+
+  /** The counters, made now if they were not yet. */
+  ownTally(): Tally {
+    return (this.tally ??= new Tally());
   }
 
   /** Records one grant's wait for the percentiles. */
   recordWait(ms: Millis): void {
-    if (this.waits.length < WAIT_RING) this.waits.push(ms);
-    else {
-      this.waits[this.waitPos] = ms;
-      this.waitPos = (this.waitPos + 1) % WAIT_RING;
-    }
+    (this.waits ??= new WaitRing()).add(ms);
   }
 
-  /** The unknown leases still counted at `now` (see unknownLeases). */
+  /** The unknown leases still counted at `now` (see UnknownLeases). */
   unknownAt(now: Millis): number {
-    return now < this.unknownUntil ? this.unknownLeases : 0;
+    const u = this.unknown;
+    return u !== undefined && now < u.until ? u.count : 0;
   }
 
   /** Every waiter of every lane, in arrival order. */
   waitersByArrival(): Waiter[] {
     const all: Waiter[] = [];
-    for (const l of this.lanes) all.push(...l.queue.toArray());
+    if (this.lanes !== undefined) for (const l of this.lanes) all.push(...l.queue.toArray());
     return all.sort((a, b) => a.seq - b.seq);
   }
 }
@@ -196,7 +263,7 @@ export function copySpec(s: ResourceSpec): ResourceSpec {
     name: s.name,
     limits: s.limits.map(copyLimit),
     concurrency: s.concurrency,
-    lanes: s.lanes.map((l) => ({ name: l.name, weight: l.weight })),
+    lanes: s.lanes.map(copyLane),
     defaultLane: s.defaultLane,
     leaseTtlMs: s.leaseTtlMs,
     maxQueue: s.maxQueue,
@@ -213,7 +280,8 @@ export function copySpec(s: ResourceSpec): ResourceSpec {
   };
 }
 
-function copyLimit(l: LimitSpec): LimitSpec {
+/** A copy of a limit with only the LimitSpec fields. */
+export function copyLimit(l: LimitSpec): LimitSpec {
   return {
     dimension: l.dimension,
     amount: l.amount,
@@ -223,12 +291,72 @@ function copyLimit(l: LimitSpec): LimitSpec {
   };
 }
 
+function copyLane(l: LaneSpec): LaneSpec {
+  return { name: l.name, weight: l.weight };
+}
+
+/** Distinct lists remembered by a SpecPool: past this many, new ones are copied without being shared. */
+const POOL_CAPACITY = 10_000;
+
+/**
+ * The engine's own copies of specs, with equal lists of limits and of lanes
+ * shared: a million resources declared alike hold one list of each (and
+ * their limits one rate each: gcra.ts). The engine never changes a spec in
+ * place nor hands one out (it gives copies), so sharing is invisible.
+ */
+export class SpecPool {
+  private readonly limitLists = new Map<string, LimitSpec[]>();
+  private readonly laneLists = new Map<string, LaneSpec[]>();
+
+  /** A copy of `s` for the engine to keep, its lists shared with equal ones seen before. */
+  own(s: ResourceSpec): ResourceSpec {
+    const c = copySpec(s);
+    c.limits = this.limitsOf(c.limits);
+    c.lanes = this.lanesOf(c.lanes);
+    if (c.perKey !== undefined) c.perKey.limits = this.limitsOf(c.perKey.limits);
+    return c;
+  }
+
+  private limitsOf(limits: LimitSpec[]): LimitSpec[] {
+    let key = "";
+    for (const l of limits) key += `${l.dimension} ${num(l.amount)} ${num(l.periodMs)} ${num(l.burst)} ${l.unit === undefined ? "-" : JSON.stringify(l.unit)};`;
+    return shared(this.limitLists, key, limits);
+  }
+
+  private lanesOf(lanes: LaneSpec[]): LaneSpec[] {
+    let key = "";
+    for (const l of lanes) key += `${JSON.stringify(l.name)} ${num(l.weight)};`;
+    return shared(this.laneLists, key, lanes);
+  }
+}
+
+/** A number as a key: every double its own (-0 too). */
+function num(x: number): string {
+  return Object.is(x, -0) ? "-0" : String(x);
+}
+
+function shared<T>(pool: Map<string, T>, key: string, value: T): T {
+  const known = pool.get(key);
+  if (known !== undefined) return known;
+  if (pool.size < POOL_CAPACITY) pool.set(key, value);
+  return value;
+}
+
 /**
  * A short, stable tag of a resource name (two 32-bit FNV-1a hashes, base 36).
  * Two names sharing a tag only make a new leader keep a slot unknown longer:
  * adopting a lease converts an unknown slot into a held one, never frees one.
  */
 export function nameTag(name: string): string {
+  hashName(name);
+  return (hashA >>> 0).toString(36) + (hashB >>> 0).toString(36).padStart(7, "0");
+}
+
+let hashA = 0;
+let hashB = 0;
+
+/** Sets hashA and hashB to the two hashes of nameTag. */
+function hashName(name: string): void {
   let a = 0x811c9dc5;
   let b = 0x01000193 ^ name.length;
   for (let i = 0; i < name.length; i++) {
@@ -236,5 +364,56 @@ export function nameTag(name: string): string {
     a = Math.imul(a ^ c, 0x01000193);
     b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 15);
   }
-  return (a >>> 0).toString(36) + (b >>> 0).toString(36).padStart(7, "0");
+  hashA = a;
+  hashB = b;
+}
+
+/**
+ * Resources by the tag their lease ids end with, as a Map from tag to
+ * resource would hold them (the last one put under a tag wins), without a
+ * tag string per resource: they are kept by the tag's second hash (its last
+ * seven characters), and the few that share one are told apart by their tags.
+ */
+export class ResourcesByTag {
+  private readonly byHash = new Map<number, Resource | Resource[]>();
+
+  /** Files r under its tag, in place of any other resource with that tag. */
+  set(r: Resource): void {
+    hashName(r.name);
+    const key = hashB | 0;
+    const held = this.byHash.get(key);
+    if (held === undefined) this.byHash.set(key, r);
+    else if (!Array.isArray(held)) this.byHash.set(key, held === r || held.tag === r.tag ? r : [held, r]);
+    else {
+      const i = held.findIndex((x) => x === r || x.tag === r.tag);
+      if (i >= 0) held[i] = r;
+      else held.push(r);
+    }
+  }
+
+  /** Forgets r, if it is the one filed under its tag. */
+  delete(r: Resource): void {
+    hashName(r.name);
+    const key = hashB | 0;
+    const held = this.byHash.get(key);
+    if (held === r) this.byHash.delete(key);
+    else if (Array.isArray(held)) {
+      const i = held.indexOf(r);
+      if (i < 0) return;
+      held.splice(i, 1);
+      if (held.length === 1) this.byHash.set(key, held[0] as Resource);
+    }
+  }
+
+  /** The resource filed under `tag`, or undefined. */
+  get(tag: string): Resource | undefined {
+    const held = this.byHash.get(parseInt(tag.slice(-7), 36) | 0);
+    if (held === undefined) return undefined;
+    if (!Array.isArray(held)) return held.tag === tag ? held : undefined;
+    return held.find((x) => x.tag === tag);
+  }
+
+  clear(): void {
+    this.byHash.clear();
+  }
 }

@@ -1,7 +1,7 @@
 // The engine's persistent state: what a snapshot carries to Redis and to a
 // standby leader (plain JSON values only), and how a resource's state goes
 // into one and comes back out.
-import { copySpec, type Resource } from "./resource.js";
+import { copySpec, PauseState, type Resource } from "./resource.js";
 import type { Lease, Millis, ResourceSpec } from "./types.js";
 
 /** Lifetime counters of one resource. */
@@ -63,64 +63,81 @@ export interface RestoreOptions {
 /** The persistent state of one resource at `now`. */
 export function snapshotResource(r: Resource, now: Millis): ResourceSnapshot {
   const unknown = r.unknownAt(now);
-  const learned = r.limits.map((g) => g.learned ?? null);
-  const fed = r.throttles > 0 || r.pausedUntil > now || learned.some((l) => l !== null);
+  const limits = r.limitStates();
+  const learned = limits.map((g) => g.learned ?? null);
+  const throttles = r.pause?.throttles ?? 0;
+  const fed = throttles > 0 || r.pausedUntil > now || learned.some((l) => l !== null);
   return {
-    ...(unknown > 0 && { unknownLeases: { count: unknown, until: r.unknownUntil } }),
+    ...(unknown > 0 && { unknownLeases: { count: unknown, until: r.unknown!.until } }),
     // JSON has no -Infinity: a resource never throttled writes no feedback.
     ...(fed && {
       feedback: {
         pausedUntil: Math.max(r.pausedUntil, 0),
-        pauseStartedAt: Math.max(r.pauseStartedAt, 0),
-        backoffMs: r.backoffMs,
-        throttles: r.throttles,
+        pauseStartedAt: Math.max(r.pause?.startedAt ?? -Infinity, 0),
+        backoffMs: r.pause?.backoffMs ?? 0,
+        throttles,
         learned,
       },
     }),
     spec: copySpec(r.spec),
-    tats: r.limits.map((g) => g.tat),
+    tats: limits.map((g) => g.tat),
     counters: {
       grants: r.grants,
-      rejections: r.rejections,
-      timeouts: r.timeouts,
-      cancellations: r.cancellations,
-      expirations: r.expirations,
+      rejections: r.tally?.rejections ?? 0,
+      timeouts: r.tally?.timeouts ?? 0,
+      cancellations: r.tally?.cancellations ?? 0,
+      expirations: r.tally?.expirations ?? 0,
     },
-    lanes: r.lanes.map((l) => ({ name: l.name, grants: l.grants, loadGranted: l.loadGranted })),
+    lanes: r.laneStates().map((l) => ({ name: l.name, grants: l.grants, loadGranted: l.loadGranted })),
   };
 }
 
 /**
  * Loads a snapshot's state into a new resource made from the snapshot's
  * spec. With `notBefore`, every limit starts as if fully spent at that time
- * (Engine.restore says why that is enough).
+ * (Engine.restore says why that is enough). What the snapshot holds at its
+ * defaults (limits all idle since one time, no counts) stays unmade.
  */
 export function restoreResource(r: Resource, s: ResourceSnapshot, now: Millis, notBefore: Millis | undefined): void {
   const fb = s.feedback;
   if (fb !== undefined) {
     r.pausedUntil = fb.pausedUntil;
-    r.pauseStartedAt = fb.pauseStartedAt;
-    r.backoffMs = fb.backoffMs;
-    r.throttles = fb.throttles;
+    const p = (r.pause = new PauseState());
+    p.startedAt = fb.pauseStartedAt;
+    p.backoffMs = fb.backoffMs;
+    p.throttles = fb.throttles;
   }
-  r.limits.forEach((g, i) => {
-    // The learned rate first: the TAT below is in its terms.
-    const learned = fb?.learned[i];
-    if (typeof learned === "number" && learned > 0 && learned < g.spec.amount) g.learn(learned, now);
-    let tat = s.tats[i] ?? now;
-    if (notBefore !== undefined) tat = Math.max(tat, notBefore + g.tolerance);
-    g.tat = tat;
-  });
+  const specs = r.spec.limits;
+  const since = specs.length === 0 ? now : (s.tats[0] ?? now);
+  const alike = notBefore === undefined && specs.every((_, i) => typeof fb?.learned[i] !== "number" && Object.is(s.tats[i] ?? now, since));
+  if (alike) r.limitsSince = since;
+  else {
+    r.ownLimits().forEach((g, i) => {
+      // The learned rate first: the TAT below is in its terms.
+      const learned = fb?.learned[i];
+      if (typeof learned === "number" && learned > 0 && learned < g.spec.amount) g.learn(learned, now);
+      let tat = s.tats[i] ?? now;
+      if (notBefore !== undefined) tat = Math.max(tat, notBefore + g.tolerance);
+      g.tat = tat;
+    });
+  }
   r.grants = s.counters.grants;
-  r.rejections = s.counters.rejections;
-  r.timeouts = s.counters.timeouts;
-  r.cancellations = s.counters.cancellations;
-  r.expirations = s.counters.expirations;
-  for (const ls of s.lanes) {
-    const lane = r.laneByName.get(ls.name);
-    if (lane) {
-      lane.grants = ls.grants;
-      lane.loadGranted = ls.loadGranted;
+  const c = s.counters;
+  if (c.rejections !== 0 || c.timeouts !== 0 || c.cancellations !== 0 || c.expirations !== 0) {
+    const tally = r.ownTally();
+    tally.rejections = c.rejections;
+    tally.timeouts = c.timeouts;
+    tally.cancellations = c.cancellations;
+    tally.expirations = c.expirations;
+  }
+  if (s.lanes.some((ls) => ls.grants !== 0 || ls.loadGranted !== 0)) {
+    const lanes = r.ownLanes();
+    for (const ls of s.lanes) {
+      const lane = lanes.find((l) => l.name === ls.name);
+      if (lane) {
+        lane.grants = ls.grants;
+        lane.loadGranted = ls.loadGranted;
+      }
     }
   }
 }

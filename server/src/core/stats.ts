@@ -1,5 +1,5 @@
 // A resource's live statistics, read from the state the engine keeps anyway.
-import { WAIT_BUCKETS_MS, type Resource } from "./resource.js";
+import { copyLimit, WAIT_BUCKETS_MS, type Resource } from "./resource.js";
 import type { ChildStats, LimitStats, Millis, ParentStats, ResourceMetrics, ResourceStats } from "./types.js";
 
 /** The bounds of the wait buckets in ResourceMetrics, ms. */
@@ -13,10 +13,10 @@ function nearestRank(sorted: number[], p: number): number {
 
 /** Each limit's utilisation at `now`. */
 function limitStats(r: Resource, now: Millis): LimitStats[] {
-  return r.limits.map((g) => {
+  return r.limitStates().map((g) => {
     const available = g.available(now);
     return {
-      limit: { ...g.spec },
+      limit: copyLimit(g.spec),
       available,
       utilisation: 1 - available / g.spec.burst,
       usedLastPeriod: g.usage?.used(now) ?? 0,
@@ -45,11 +45,11 @@ export function parentStats(p: Resource, now: Millis): ParentStats {
 
 /** The statistics of `r` at `now`, without its tree (Engine.stats adds it). */
 export function resourceStats(r: Resource, now: Millis): Omit<ResourceStats, "children" | "childrenCount" | "parent"> {
-  const sorted = r.waits.slice().sort((a, b) => a - b);
+  const sorted = r.waits === undefined ? [] : r.waits.values.slice().sort((a, b) => a - b);
   return {
     name: r.name,
     leasesInFlight: r.inFlight,
-    lanes: r.lanes.map((l) => ({
+    lanes: r.laneStates().map((l) => ({
       name: l.name,
       weight: l.weight,
       queueDepth: l.queue.size,
@@ -58,16 +58,16 @@ export function resourceStats(r: Resource, now: Millis): Omit<ResourceStats, "ch
     })),
     limits: limitStats(r, now),
     grants: r.grants,
-    rejections: r.rejections,
-    timeouts: r.timeouts,
-    cancellations: r.cancellations,
-    expirations: r.expirations,
+    rejections: r.tally?.rejections ?? 0,
+    timeouts: r.tally?.timeouts ?? 0,
+    cancellations: r.tally?.cancellations ?? 0,
+    expirations: r.tally?.expirations ?? 0,
     waitP50Ms: nearestRank(sorted, 0.5),
     waitP90Ms: nearestRank(sorted, 0.9),
     waitP99Ms: nearestRank(sorted, 0.99),
     waitMaxMs: sorted.length ? (sorted[sorted.length - 1] as number) : 0,
     ...(r.pausedUntil > now && { pausedUntil: r.pausedUntil }),
-    throttles: r.throttles,
+    throttles: r.pause?.throttles ?? 0,
   };
 }
 
@@ -76,7 +76,7 @@ export function resourceMetrics(r: Resource, now: Millis): ResourceMetrics {
   return {
     name: r.name,
     leasesInFlight: r.inFlight,
-    lanes: r.lanes.map((l) => ({
+    lanes: r.laneStates().map((l) => ({
       name: l.name,
       queueDepth: l.queue.size,
       grants: l.grants,
@@ -86,18 +86,18 @@ export function resourceMetrics(r: Resource, now: Millis): ResourceMetrics {
       waitBuckets: l.waitBuckets === undefined ? new Array<number>(WAIT_BUCKETS_MS.length + 1).fill(0) : Array.from(l.waitBuckets),
       waitSumMs: l.waitSumMs,
     })),
-    limits: r.limits.map((g) => ({
-      limit: { ...g.spec },
+    limits: r.limitStates().map((g) => ({
+      limit: copyLimit(g.spec),
       available: g.available(now),
       usedLastPeriod: g.usage?.used(now) ?? 0,
       ...(g.learned !== undefined && { learnedAmount: g.learned }),
     })),
-    rejected: r.rejections - r.invalid,
-    invalid: r.invalid,
-    expirations: r.expirations,
-    loadCharged: r.loadCharged,
-    loadRefunded: r.loadRefunded,
-    throttles: r.throttles,
+    rejected: (r.tally?.rejections ?? 0) - (r.tally?.invalid ?? 0),
+    invalid: r.tally?.invalid ?? 0,
+    expirations: r.tally?.expirations ?? 0,
+    loadCharged: r.tally?.loadCharged ?? 0,
+    loadRefunded: r.tally?.loadRefunded ?? 0,
+    throttles: r.pause?.throttles ?? 0,
     ...(r.pausedUntil > now && { pausedUntil: r.pausedUntil }),
   };
 }

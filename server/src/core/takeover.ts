@@ -3,7 +3,7 @@
 // them, and how a holder's heartbeat re-attaches one (Engine.restore,
 // Engine.heartbeat, Engine.release say how the engine uses this).
 import { parseLeaseId } from "./lease-table.js";
-import type { Resource } from "./resource.js";
+import { UnknownLeases, type Resource } from "./resource.js";
 import type { EngineSnapshot, ResourceSnapshot } from "./snapshot.js";
 import type { Millis } from "./types.js";
 
@@ -45,7 +45,7 @@ export function unknownLeases(
   r.spec.limits.forEach((l, i) => {
     if (l.dimension !== "requests") return;
     // The rate the old leader granted at: a learned one is restored on r already.
-    const interval = r.limits[i]?.interval ?? l.periodMs / l.amount;
+    const interval = r.limits?.[i]?.interval ?? l.periodMs / l.amount;
     const tat = s.tats[i] ?? -Infinity;
     const available = l.burst - Math.max(0, tat - takenAt) / interval;
     granted = Math.min(granted, Math.floor(available + Math.max(0, notBefore - takenAt) / interval + 1e-9));
@@ -72,9 +72,8 @@ export class TakeoverWindow {
       const r = resources.get(rs.spec.name);
       if (r === undefined) continue;
       const unknown = unknownLeases(r, rs, s.takenAt, r.inFlight, expiredKnown.get(r) ?? 0, now, notBefore);
-      r.unknownLeases = unknown.count;
-      r.unknownUntil = unknown.until;
-      r.unknownStillHeldUntil = s.takenAt + Math.min(rs.spec.leaseTtlMs, r.spec.leaseTtlMs);
+      // A window already closed counts nothing, now or later.
+      r.unknown = unknown.until > now ? new UnknownLeases(unknown.count, unknown.until, s.takenAt + Math.min(rs.spec.leaseTtlMs, r.spec.leaseTtlMs)) : undefined;
       if (unknown.until > now) this.byTag.set(r.tag, r);
     }
     this.issued = notBefore === undefined ? undefined : s.issued;
@@ -93,12 +92,10 @@ export class TakeoverWindow {
   fresh(r: Resource, now: Millis): void {
     const notBefore = this.notBefore;
     if (notBefore === undefined) return;
-    for (const g of r.limits) if (g.tat < notBefore + g.tolerance) g.tat = notBefore + g.tolerance;
+    for (const g of r.ownLimits()) if (g.tat < notBefore + g.tolerance) g.tat = notBefore + g.tolerance;
     const unknown = unknownLeases(r, { tats: [] }, this.takenAt, 0, 0, now, notBefore);
     if (unknown.until <= now || unknown.count === 0) return;
-    r.unknownLeases = unknown.count;
-    r.unknownUntil = unknown.until;
-    r.unknownStillHeldUntil = this.takenAt + r.spec.leaseTtlMs;
+    r.unknown = new UnknownLeases(unknown.count, unknown.until, this.takenAt + r.spec.leaseTtlMs);
     this.byTag.set(r.tag, r);
   }
 
@@ -107,7 +104,7 @@ export class TakeoverWindow {
     if (this.byTag.size === 0) return undefined;
     const issued = parseLeaseId(id);
     const r = issued === undefined ? undefined : this.byTag.get(issued.tag);
-    return r === undefined || r.deleted || now >= r.unknownUntil ? undefined : r;
+    return r === undefined || r.deleted || r.unknown === undefined || now >= r.unknown.until ? undefined : r;
   }
 
   /**
@@ -122,7 +119,8 @@ export class TakeoverWindow {
     const issued = parseLeaseId(id);
     const old = this.issued;
     if (issued === undefined || old === undefined || issued.prefix !== old.prefix || issued.serial <= old.serial) return;
-    if (now < r.unknownStillHeldUntil && r.unknownLeases > 0) r.unknownLeases--;
+    const u = r.unknown;
+    if (u !== undefined && now < u.stillHeldUntil && u.count > 0) u.count--;
   }
 
   /** Unknown leases counted now, across resources. */

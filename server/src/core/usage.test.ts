@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { expect, test } from "vitest";
 import { UsageWindow } from "./usage.js";
 
@@ -12,4 +13,29 @@ test("counts what was charged over the last period, forgetting older slices", ()
   expect(w.used(1600)).toBe(0);
   w.add(4, 5000);
   expect(w.used(5000)).toBe(4);
+});
+
+/** The plain model: every charge kept with its slice; used() sums the slices of the last period. */
+test("matches a model that keeps every charge, whatever the steps of time", () => {
+  fc.assert(
+    fc.property(
+      fc.constantFrom(100, 1000, 3, 60_000),
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 3000 }), fc.integer({ min: -5, max: 20 })), { maxLength: 60 }),
+      (periodMs, steps) => {
+        const w = new UsageWindow(periodMs);
+        const sliceMs = Math.max(1, periodMs / 10);
+        const charges: { slice: number; units: number }[] = [];
+        let now = 1_000_000;
+        for (const [dt, units] of steps) {
+          now += dt;
+          w.add(units, now);
+          charges.push({ slice: Math.floor(now / sliceMs), units });
+          const current = Math.floor(now / sliceMs);
+          const sum = charges.filter((c) => c.slice > current - 10).reduce((s, c) => s + c.units, 0);
+          expect(w.used(now)).toBe(Math.max(0, sum));
+          expect(w.used(now + 10 * sliceMs)).toBe(0);
+        }
+      },
+    ),
+  );
 });
