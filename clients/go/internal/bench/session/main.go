@@ -1,6 +1,7 @@
 // Command session measures the Go client's session path: acquire+release
 // pairs per second with -inflight goroutines each looping Acquire then
-// Release through one Client (one session stream), against a real server
+// Release through one Client (one session stream), and the process's CPU
+// time per pair (steadier than pairs/s on a busy machine), against a real server
 // started here (server/dist/main.js, `npm run build` first; one resource
 // "bench" without limits, so every acquire is granted at once) or the one
 // at -addr. Each run prints one JSON line; the last line has the best run.
@@ -18,6 +19,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	ratequeue "github.com/ratequeue/ratequeue/clients/go"
@@ -53,12 +55,13 @@ func bench(addr string, inflight int, d time.Duration, runs int) error {
 	}
 	best := 0.0
 	for range runs {
-		pairs, err := run(addr, inflight, d)
+		pairs, cpu, err := run(addr, inflight, d)
 		if err != nil {
 			return err
 		}
 		best = max(best, pairs)
-		print(map[string]any{"mode": "session", "inflight": inflight, "pairsPerSec": int(pairs + 0.5)})
+		print(map[string]any{"mode": "session", "inflight": inflight, "pairsPerSec": int(pairs + 0.5),
+			"cpuUsPerPair": float64(cpu.Nanoseconds()/100) / 10})
 	}
 	print(map[string]any{
 		"machine":             map[string]any{"cpus": runtime.NumCPU(), "go": runtime.Version()},
@@ -70,13 +73,14 @@ func bench(addr string, inflight int, d time.Duration, runs int) error {
 	return nil
 }
 
-// run measures one client's pairs per second over d, after a warm-up.
-func run(addr string, inflight int, d time.Duration) (float64, error) {
+// run measures one client's pairs per second over d, after a warm-up, and
+// the process's CPU time per pair.
+func run(addr string, inflight int, d time.Duration) (float64, time.Duration, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c, err := ratequeue.Dial(ctx, addr)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer c.Close()
 	var count atomic.Int64
@@ -101,16 +105,27 @@ func run(addr string, inflight int, d time.Duration) (float64, error) {
 		}()
 	}
 	time.Sleep(min(time.Second, d/4))
-	from, start := count.Load(), time.Now()
+	from, start, cpu := count.Load(), time.Now(), cpuTime()
 	time.Sleep(d)
-	pairs := float64(count.Load()-from) / time.Since(start).Seconds()
+	done := count.Load() - from
+	pairs := float64(done) / time.Since(start).Seconds()
+	perPair := (cpuTime() - cpu) / time.Duration(max(done, 1))
 	cancel()
 	wg.Wait()
 	close(errs)
 	if err := <-errs; err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return pairs, nil
+	return pairs, perPair, nil
+}
+
+// cpuTime returns the CPU time the process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func print(v any) {
