@@ -32,7 +32,8 @@
 // API key defaults to RATEQUEUE_API_KEY.
 //
 // A Client keeps one session stream that all goroutines share, and follows
-// the session protocol (proto/ratequeue/v1/ratequeue.proto). Held leases
+// the session protocol (proto/ratequeue/v1/ratequeue.proto). What goroutines
+// send while the stream is busy goes out together, as one batch. Held leases
 // are heartbeated in the background at about a third of their TTL. When the
 // connection breaks, the client reconnects with backoff (to the leader a
 // standby names, or to the next server in the list), re-sends its waiting
