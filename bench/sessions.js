@@ -4,7 +4,10 @@
 // at 1, 1,000, 10,000 and 50,000 streams in turn. At each step it reads the
 // server's RSS and measures one more client's acquire latency
 // (sessions-probe.js, paced) while the streams are open. Ends with one JSON
-// line; bench/README.md says what each figure means.
+// line; bench/README.md says what each figure means. A holder's streams
+// share one HTTP/2 connection (grpc-js pools it across the process's
+// clients), so 50,000 streams take one socket per holder process: neither
+// `ulimit -n` nor the loopback port range is reached.
 //   BENCH_SESSIONS          the steps, ascending (default 1,1000,10000,50000)
 //   BENCH_HOLDER_PROCESSES  holder processes sharing the streams (default 5)
 //   BENCH_HOLDER_MODE       client (default): one @ratequeue/client per stream;
