@@ -8,9 +8,12 @@
 import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
+import { SessionRequestSchema, SessionResponseSchema } from "./gen/ratequeue/v1/ratequeue_pb.js";
+import { decodeSessionRequest, decodeSessionResponse, encodeSessionRequest, encodeSessionResponse } from "./session-codec.js";
 
 export * from "./gen/ratequeue/v1/ratequeue_pb.js";
 export * from "./gen/ratequeue/v1/admin_pb.js";
+export { decodeSessionRequest, decodeSessionResponse, encodeSessionRequest, encodeSessionResponse, sessionCodecFallbacks } from "./session-codec.js";
 
 // Metadata names of the protocol (proto/ratequeue/v1/ratequeue.proto, "Session protocol").
 
@@ -28,7 +31,9 @@ export type GrpcServiceDefinition<S extends GenServiceMethods> = {
 
 /**
  * Builds a grpc-js service definition from a protobuf-es service, with binary
- * protobuf (de)serialisation. Method keys are the lowerCamel local names
+ * protobuf (de)serialisation: protobuf-es's, except for the Session stream's
+ * messages, which go through the hand-written codec that gives the same
+ * bytes and messages faster (session-codec.ts). Method keys are the lowerCamel local names
  * (`acquire`, `session`), paths are the wire paths (`/ratequeue.v1.RateQueueService/Acquire`).
  */
 export function grpcServiceDefinition<S extends GenServiceMethods>(
@@ -50,7 +55,15 @@ export function grpcServiceDefinition<S extends GenServiceMethods>(
   return definition as GrpcServiceDefinition<S> & ServiceDefinition;
 }
 
+/** The codecs that stand in for protobuf-es, by message type. */
+const fastCodecs = new Map<DescMessage, { encode(value: never): Buffer; decode(bytes: Buffer): unknown }>([
+  [SessionRequestSchema, { encode: encodeSessionRequest, decode: decodeSessionRequest }],
+  [SessionResponseSchema, { encode: encodeSessionResponse, decode: decodeSessionResponse }],
+]);
+
 function serializer(schema: DescMessage): (value: unknown) => Buffer {
+  const fast = fastCodecs.get(schema);
+  if (fast !== undefined) return fast.encode as (value: unknown) => Buffer;
   return (value) => {
     const bytes = toBinary(schema, value as MessageShape<DescMessage>);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -58,5 +71,7 @@ function serializer(schema: DescMessage): (value: unknown) => Buffer {
 }
 
 function deserializer(schema: DescMessage): (bytes: Buffer) => unknown {
+  const fast = fastCodecs.get(schema);
+  if (fast !== undefined) return fast.decode;
   return (bytes) => fromBinary(schema, bytes);
 }
