@@ -51,6 +51,9 @@ export function refusal(r: Resource | undefined, req: AcquireRequest, closedMess
 
 /** A message when `load` exceeds some limit's burst here or at an ancestor (it can never be granted). */
 export function neverFits(r: Resource, load: number): string | undefined {
+  let fits = true;
+  for (let n: Resource | undefined = r; n !== undefined; n = n.parent) fits &&= load <= n.fitLoad;
+  if (fits) return undefined;
   for (let n: Resource | undefined = r; n !== undefined; n = n.parent) {
     // From the specs: the limits' state need not be made for this.
     const limits = n.spec.limits;

@@ -407,7 +407,7 @@ export class Engine {
   release(
     leaseId: string,
     actualLoad?: number,
-    mayCharge: (resource: string) => boolean = () => true,
+    mayCharge: (resource: string) => boolean = mayChargeAny,
     feedback?: ProviderFeedback,
   ): ReleaseOutcome {
     const now = this.clock.now();
@@ -941,21 +941,22 @@ export class Engine {
         return g;
       });
     }
-    r.spec = spec;
     // Lanes, once made: keep by name; waiters of removed lanes move to the default lane.
     const oldLanes = r.lanes;
     if (oldLanes !== undefined) {
-      const lanes = (r.lanes = spec.lanes.map((ls) => {
+      r.lanes = spec.lanes.map((ls) => {
         const l = oldLanes.find((x) => x.name === ls.name);
         if (l === undefined) return new Lane(ls.name, ls.weight);
         l.weight = ls.weight;
         return l;
-      }));
+      });
+    }
+    r.define(spec);
+    if (oldLanes !== undefined) {
       const moved: Waiter[] = [];
-      for (const l of oldLanes) if (!lanes.includes(l)) moved.push(...l.queue.clear());
+      for (const l of oldLanes) if (!(r.lanes as Lane[]).includes(l)) moved.push(...l.queue.clear());
       moved.sort((a, b) => a.seq - b.seq);
-      const defaultLane = r.lane("") as Lane;
-      for (const w of moved) joinLane(r, defaultLane, w);
+      for (const w of moved) joinLane(r, r.defaultLane as Lane, w);
     }
     // Waiters here and below that can no longer ever fit fail now rather than wait forever.
     this.failNeverFitting(r);
@@ -1063,6 +1064,9 @@ export class Engine {
     if (thrown !== undefined) throw thrown.error;
   }
 }
+
+/** The default of release's mayCharge. */
+const mayChargeAny = (): boolean => true;
 
 /** The spec of `parent`'s keyed child `name`: the template's limits, cap and share, the parent's lanes and lease terms. */
 function keyedSpec(parent: Resource, name: string): ResourceSpec {

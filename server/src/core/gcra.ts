@@ -22,8 +22,13 @@ export function costOf(spec: LimitSpec, load: number): number {
  * direction: float noise can delay a grant by an ulp but never admit early.
  */
 export class Gcra {
-  /** Theoretical arrival time in ms. Below now means "idle" (same as now). */
-  tat: Millis;
+  /**
+   * Theoretical arrival time in ms. Below now means "idle" (same as now).
+   * (Initialised here with a number, so that V8 keeps it as an unboxed double
+   * updated in place: declared bare, it would hold undefined first, and every
+   * charge would then allocate a new number.)
+   */
+  tat: Millis = 0;
   /** Units charged over the last period, for metrics (made at the first charge: engine.ts). */
   usage: UsageWindow | undefined = undefined;
   /** What follows from the spec and a learned amount; shared by the limits of one spec that learned nothing. */

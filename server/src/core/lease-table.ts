@@ -9,6 +9,14 @@ import type { Lease, Millis, ReleaseOutcome } from "./types.js";
 /** Separates a lease id made by the default generator from its resource's tag. */
 const tagSeparator = ".";
 
+/** The numbers below 36^2 as toString(36) writes them, and as two digits: the end of a serial without a call to toString. */
+const SHORT_DIGITS: string[] = [];
+const DIGIT_PAIRS: string[] = [];
+for (let i = 0; i < 36 * 36; i++) {
+  SHORT_DIGITS.push(i.toString(36));
+  DIGIT_PAIRS.push(i.toString(36).padStart(2, "0"));
+}
+
 /** Where a default generator (of any engine) issued a lease id: its prefix, serial and resource tag. */
 export interface IssuedId {
   prefix: string;
@@ -93,10 +101,13 @@ export class LeaseTable {
     },
   );
   private readonly tombstones: Tombstones;
-  private readonly newLeaseId: (r: Resource) => string;
+  private readonly newLeaseId: ((r: Resource) => string) | undefined;
   /** The default id generator's prefix and "-"; its ids carry a serial the tombstones index by. */
   private readonly idPrefix: string | undefined;
   private serial = 0;
+  /** The default generator's id up to the serial's last two digits, and which serial / 36^2 it was made for. */
+  private idHead = "";
+  private idHeadOf = -1;
 
   /**
    * @param newLeaseId makes lease ids (unique for the server's lifetime);
@@ -110,6 +121,7 @@ export class LeaseTable {
       this.newLeaseId = () => newLeaseId();
       return;
     }
+    this.newLeaseId = undefined;
     // A random prefix per engine keeps ids unique across restarts and
     // failover without reading any external state. The resource's tag ends
     // the id: a new leader that does not know the lease can still tell its
@@ -118,9 +130,19 @@ export class LeaseTable {
       Math.floor(Math.random() * 36 ** 8)
         .toString(36)
         .padStart(8, "0");
-    const prefix = random8() + random8();
-    this.idPrefix = prefix + "-";
-    this.newLeaseId = (r) => prefix + "-" + this.serial.toString(36) + tagSeparator + r.tag;
+    this.idPrefix = random8() + random8() + "-";
+  }
+
+  /** The default generator's id of the current serial on r: `<prefix>-<serial in base 36>.<r's tag>`. */
+  private defaultId(r: Resource): string {
+    const serial = this.serial;
+    const high = Math.floor(serial / (36 * 36));
+    if (high !== this.idHeadOf) {
+      this.idHeadOf = high;
+      this.idHead = high === 0 ? (this.idPrefix as string) : this.idPrefix + high.toString(36);
+    }
+    const low = serial - high * 36 * 36;
+    return this.idHead + (high === 0 ? SHORT_DIGITS[low] : DIGIT_PAIRS[low]) + r.idSuffix;
   }
 
   /** The default generator's prefix and the last serial it issued; undefined with a custom generator. */
@@ -140,9 +162,10 @@ export class LeaseTable {
 
   /** The held lease with this id, or undefined. */
   get(id: string): LeaseRecord | undefined {
-    const serial = this.serialOf(id);
-    if (serial >= 0) {
-      const rec = this.bySerial.get(serial);
+    if (this.idPrefix !== undefined) {
+      // The id it was given proves the prefix and the form: no need to check them first.
+      const serial = digitsAt(id, this.idPrefix.length);
+      const rec = serial < 0 ? undefined : this.bySerial.get(serial);
       if (rec !== undefined && rec.id === id) return rec;
     }
     return this.byId.size === 0 ? undefined : this.byId.get(id);
@@ -164,7 +187,7 @@ export class LeaseTable {
   grant(r: Resource, load: number, owner: string, now: Millis): LeaseRecord {
     const ttl = r.spec.leaseTtlMs;
     const serial = ++this.serial;
-    const rec = new LeaseRecord(this.newLeaseId(r), r, load, owner, now, now + ttl, ttl);
+    const rec = new LeaseRecord(this.newLeaseId === undefined ? this.defaultId(r) : this.newLeaseId(r), r, load, owner, now, now + ttl, ttl);
     if (this.idPrefix !== undefined) rec.serial = serial;
     this.hold(rec);
     return rec;
@@ -272,21 +295,26 @@ export class LeaseTable {
   private serialOf(id: string): number {
     const p = this.idPrefix;
     if (p === undefined || !id.startsWith(p)) return -1;
-    let n = 0;
-    let i = p.length;
-    for (; i < id.length; i++) {
-      const c = id.charCodeAt(i);
-      let d: number;
-      if (c >= 48 && c <= 57) d = c - 48;
-      else if (c >= 97 && c <= 122) d = c - 87;
-      else if (c === 46) break;
-      else return -1;
-      // No leading zero (toString(36) writes none), and never past 11 digits (beyond any safe integer).
-      if ((i === p.length + 1 && n === 0) || i - p.length > 10) return -1;
-      n = n * 36 + d;
-    }
-    return i > p.length && Number.isSafeInteger(n) ? n : -1;
+    const n = digitsAt(id, p.length);
+    // Canonical: no leading zero (toString(36) writes none), and a safe integer.
+    if (n < 0 || !Number.isSafeInteger(n)) return -1;
+    const leadingZero = id.charCodeAt(p.length) === 48 && p.length + 1 < id.length && id.charCodeAt(p.length + 1) !== 46;
+    return leadingZero ? -1 : n;
   }
+}
+
+/** The base-36 number written in `id` from `start` up to a "." or the end (lower case digits only), or -1. */
+function digitsAt(id: string, start: number): number {
+  let n = 0;
+  let i = start;
+  for (; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c >= 48 && c <= 57) n = n * 36 + (c - 48);
+    else if (c >= 97 && c <= 122) n = n * 36 + (c - 87);
+    else if (c === 46) break;
+    else return -1;
+  }
+  return i === start ? -1 : n;
 }
 
 /**

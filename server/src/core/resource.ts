@@ -112,20 +112,6 @@ export class UnknownLeases {
   ) {}
 }
 
-/** Recent grant waits, for the percentiles: grows up to WAIT_RING, then wraps. */
-export class WaitRing {
-  readonly values: number[] = [];
-  private pos = 0;
-
-  add(ms: Millis): void {
-    if (this.values.length < WAIT_RING) this.values.push(ms);
-    else {
-      this.values[this.pos] = ms;
-      this.pos = (this.pos + 1) % WAIT_RING;
-    }
-  }
-}
-
 /**
  * A resource's live state.
  *
@@ -136,13 +122,20 @@ export class WaitRing {
  */
 export class Resource {
   readonly name: string;
-  spec: ResourceSpec;
+  /** The definition (set through define). */
+  spec!: ResourceSpec;
+  /**
+   * The largest load whose cost fits every limit's burst here (NaN: none,
+   * a requests limit with a burst below 1): the quick check of neverFits.
+   */
+  fitLoad = 0;
   /** Each limit's state, in spec order; undefined until first needed (see ownLimits), every TAT at `limitsSince` until then. */
   limits: Gcra[] | undefined = undefined;
   /** The TAT of every limit while `limits` is not made: when they were (re)defined, so all idle. */
   limitsSince: Millis;
-  /** The lanes of spec.lanes, in order; made at the first grant or waiter (see ownLanes). */
+  /** The lanes of spec.lanes, in order, and the default one; made at the first grant or waiter (see ownLanes). */
   lanes: Lane[] | undefined = undefined;
+  defaultLane: Lane | undefined = undefined;
   /** Leases held in this resource's subtree (kept by the lease table and tree.ts). */
   inFlight = 0;
   waiting = 0;
@@ -180,22 +173,41 @@ export class Resource {
   pause: PauseState | undefined = undefined;
   /** The leases a takeover assumes held unseen, while its window is open (takeover.ts). */
   unknown: UnknownLeases | undefined = undefined;
-  /** Grant waits for the percentiles, from the first grant. */
-  waits: WaitRing | undefined = undefined;
+  /** Recent grant waits for the percentiles, from the first grant: grows up to WAIT_RING, then wraps at waitPos. */
+  waits: number[] | undefined = undefined;
+  waitPos = 0;
   /** Wakes the queue when its head's limits will admit it; made the first time a queue here waits on a rate (engine.ts). */
   rateTimer: LazyTimer | undefined = undefined;
-  /** The tag, once asked for (see tag). */
-  private tagText: string | undefined = undefined;
+  /** "." and the tag, once asked for (see idSuffix). */
+  private idSuffixText: string | undefined = undefined;
 
   constructor(spec: ResourceSpec, now: Millis) {
     this.name = spec.name;
-    this.spec = spec;
+    this.define(spec);
     this.limitsSince = now;
+  }
+
+  /** Takes `spec` as the definition; the caller keeps the limits' and the lanes' state in step (Engine.reconfigure). */
+  define(spec: ResourceSpec): void {
+    this.spec = spec;
+    let fit = Infinity;
+    let requestsFit = true;
+    for (const l of spec.limits) {
+      if (l.dimension === "requests") requestsFit &&= 1 <= l.burst;
+      else if (!(l.burst >= fit)) fit = l.burst;
+    }
+    this.fitLoad = requestsFit ? fit : NaN;
+    if (this.lanes !== undefined) this.defaultLane = this.findLane(spec.defaultLane) ?? this.lanes[0];
   }
 
   /** Names this resource in the ids of its leases, so a new leader can tell an unknown lease's resource (see nameTag). */
   get tag(): string {
-    return (this.tagText ??= nameTag(this.name));
+    return nameTag(this.name);
+  }
+
+  /** What ends the ids of its leases: "." and the tag (kept once a lease is granted here). */
+  get idSuffix(): string {
+    return (this.idSuffixText ??= "." + nameTag(this.name));
   }
 
   /** Each limit's state, made now if it was not yet. */
@@ -215,16 +227,25 @@ export class Resource {
 
   /** The lanes, made now if they were not yet. */
   ownLanes(): Lane[] {
-    return (this.lanes ??= this.spec.lanes.map((l: LaneSpec) => new Lane(l.name, l.weight)));
+    if (this.lanes === undefined) {
+      this.lanes = this.spec.lanes.map((l: LaneSpec) => new Lane(l.name, l.weight));
+      // A default lane that is not among the lanes means the first.
+      this.defaultLane = this.findLane(this.spec.defaultLane) ?? this.lanes[0];
+    }
+    return this.lanes;
   }
 
   /** The lane named `name` ("": the default lane), made now with the others; undefined when there is no such lane. */
   lane(name: string): Lane | undefined {
-    const lanes = this.ownLanes();
-    const wanted = name === "" ? this.spec.defaultLane : name;
-    for (let i = 0; i < lanes.length; i++) if ((lanes[i] as Lane).name === wanted) return lanes[i];
-    // A default lane that is not among the lanes means the first.
-    return name === "" ? lanes[0] : undefined;
+    if (name === "") return this.defaultLane ?? (this.ownLanes(), this.defaultLane);
+    this.ownLanes();
+    return this.findLane(name);
+  }
+
+  private findLane(name: string): Lane | undefined {
+    const lanes = this.lanes as Lane[];
+    for (let i = 0; i < lanes.length; i++) if ((lanes[i] as Lane).name === name) return lanes[i];
+    return undefined;
   }
 
   /** True when spec.lanes has a lane named `name` (the lanes themselves need not be made). */
@@ -240,7 +261,12 @@ export class Resource {
 
   /** Records one grant's wait for the percentiles. */
   recordWait(ms: Millis): void {
-    (this.waits ??= new WaitRing()).add(ms);
+    const waits = (this.waits ??= []);
+    if (waits.length < WAIT_RING) waits.push(ms);
+    else {
+      waits[this.waitPos] = ms;
+      this.waitPos = (this.waitPos + 1) % WAIT_RING;
+    }
   }
 
   /** The unknown leases still counted at `now` (see UnknownLeases). */

@@ -45,7 +45,7 @@ export function parentStats(p: Resource, now: Millis): ParentStats {
 
 /** The statistics of `r` at `now`, without its tree (Engine.stats adds it). */
 export function resourceStats(r: Resource, now: Millis): Omit<ResourceStats, "children" | "childrenCount" | "parent"> {
-  const sorted = r.waits === undefined ? [] : r.waits.values.slice().sort((a, b) => a - b);
+  const sorted = r.waits === undefined ? [] : r.waits.slice().sort((a, b) => a - b);
   return {
     name: r.name,
     leasesInFlight: r.inFlight,
