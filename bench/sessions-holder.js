@@ -2,8 +2,10 @@
 // each hold one lease, as many idle workers would. It reads one JSON line at
 // a time on stdin, {"hold": K}, opens streams until it holds K (it never
 // holds fewer than it did), and answers {"holding": K, "openMs": …,
-// "rssBytes": …, "lost": …} (lost: held leases whose stream broke or that
-// the server expired since the start). It closes everything when stdin ends.
+// "rssBytes": …, "lost": …, "failed": …} (lost: held leases whose stream
+// broke or that the server expired; failed: opens whose acquire failed and
+// were tried again, as a worker would; both since the start). It closes
+// everything when stdin ends.
 //   client:  one @ratequeue/client per stream (createClient, then acquire):
 //            each heartbeats its lease as a real worker's client does; grpc-js
 //            shares one HTTP/2 connection between the process's clients
@@ -26,8 +28,13 @@ const modes = {
   client() {
     return async () => {
       const client = createClient({ url: target });
-      const lease = await client.acquire(resource);
-      lease.signal.addEventListener("abort", () => lost++);
+      try {
+        const lease = await client.acquire(resource);
+        lease.signal.addEventListener("abort", () => lost++);
+      } catch (err) {
+        await client.close();
+        throw err;
+      }
       return () => client.close();
     };
   },
@@ -52,6 +59,7 @@ const modes = {
           } else if (res.kind.case === "leaseExpired") {
             lost++;
           } else if (res.kind.case === "failure") {
+            stream.cancel();
             reject(new Error(`acquire failed: ${res.kind.value.message}`));
           }
         });
@@ -69,15 +77,25 @@ const modes = {
 const open = modes[mode]();
 const closers = [];
 let lost = 0;
+let failed = 0;
 
-/** Opens streams until `count` are held, `openingAtOnce` at a time. */
+/** Opens streams until `count` are held, `openingAtOnce` at a time; gives up after as many failures as streams asked for. */
 async function grow(count) {
   let next = closers.length;
+  const giveUpAt = failed + count;
   await Promise.all(
     Array.from({ length: openingAtOnce }, async () => {
       while (next < count) {
         next++;
-        closers.push(await open());
+        for (;;) {
+          try {
+            closers.push(await open());
+            break;
+          } catch (err) {
+            if (failed++ === 0) process.stderr.write(`sessions-holder: an open failed, trying again (later failures are only counted): ${err.message}\n`);
+            if (failed >= giveUpAt) throw err;
+          }
+        }
       }
     }),
   );
@@ -88,7 +106,7 @@ for await (const line of commands) {
   const { hold } = JSON.parse(line);
   const started = performance.now();
   await grow(hold);
-  console.log(JSON.stringify({ holding: closers.length, openMs: Math.round(performance.now() - started), rssBytes: process.memoryUsage.rss(), lost }));
+  console.log(JSON.stringify({ holding: closers.length, openMs: Math.round(performance.now() - started), rssBytes: process.memoryUsage.rss(), lost, failed }));
 }
 await Promise.all(closers.map((close) => close()));
 process.exit(0);

@@ -67,7 +67,7 @@ function startHolder(options) {
       if (next.done) throw new Error("a holder process ended without answering");
       return JSON.parse(next.value);
     },
-    close: () => new Promise((resolve) => (child.once("exit", resolve), child.stdin.end())),
+    close: () => new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : (child.once("exit", resolve), child.stdin.end()))),
   };
 }
 
@@ -125,6 +125,7 @@ try {
       },
       holdersRssMb: mb(answers.reduce((n, a) => n + a.rssBytes, 0)),
       lost: answers.reduce((n, a) => n + a.lost, 0),
+      failedOpens: answers.reduce((n, a) => n + a.failed, 0),
     };
     results.push(step);
     Object.defineProperty(step, "rssBytes", { value: rss }); // kept for the next steps, not printed
