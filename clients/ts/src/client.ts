@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Connection, type ClientOptions } from "./connection.js";
 import { RateQueueError } from "./errors.js";
-import { AcquireRequestSchema, HeartbeatRequestSchema, ReleaseOutcome, ReleaseRequestSchema, ReportRequestSchema } from "@ratequeue/proto";
+import { HeartbeatRequestSchema, ReleaseOutcome, ReportRequestSchema, type AcquireRequest, type ReleaseRequest } from "@ratequeue/proto";
 import {
   checkFeedback,
   feedbackToMessage,
@@ -151,7 +151,10 @@ export function createClient(options: ClientOptions = {}): RateQueueClient {
 
 class HeldLease implements Lease {
   actualLoad?: number;
-  private readonly controller = new AbortController();
+  /** Made when first asked for: most leases are released without anyone looking at their signal. */
+  private controller: AbortController | undefined;
+  /** Why the lease was lost, when it was lost before anyone asked for its signal. */
+  private lostWith: RateQueueError | undefined;
   private released: Promise<ReleaseResult> | undefined;
   private readonly feedback: ProviderFeedback = {};
 
@@ -167,11 +170,16 @@ class HeldLease implements Lease {
   ) {}
 
   get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.lostWith !== undefined) this.controller.abort(this.lostWith);
+    }
     return this.controller.signal;
   }
 
   lost(reason: RateQueueError): void {
-    this.controller.abort(reason);
+    if (this.controller !== undefined) this.controller.abort(reason);
+    else this.lostWith ??= reason;
   }
 
   report(feedback: ProviderFeedback): void {
@@ -231,14 +239,11 @@ class Client implements RateQueueClient {
     const { signal, timeoutMs } = options;
     signal?.throwIfAborted();
     checkAcquireOptions(options);
-    const request = create(AcquireRequestSchema, {
-      resource,
-      load: options.load,
-      priority: options.priority,
-      lane: options.lane ?? "",
-      key: options.key ?? "",
-      timeout: timeoutMs === undefined ? undefined : durationFromMs(Math.max(0, timeoutMs)),
-    });
+    // A literal, as create() would make it (without its reflection, on every acquire).
+    const request: AcquireRequest = { $typeName: "ratequeue.v1.AcquireRequest", resource, lane: options.lane ?? "", key: options.key ?? "" };
+    if (options.load !== undefined) request.load = options.load;
+    if (options.priority !== undefined) request.priority = options.priority;
+    if (timeoutMs !== undefined) request.timeout = durationFromMs(Math.max(0, timeoutMs));
     // The server answers a timeout itself; giving up 2 s later only covers
     // a server that cannot be reached, and a key refusal seen meanwhile is the real reason.
     const giveUp =
@@ -308,7 +313,9 @@ class Client implements RateQueueClient {
   /** Releases a lease (HeldLease.release makes it once). */
   async release(lease: HeldLease, actualLoad: number | undefined, feedback: ProviderFeedback | undefined): Promise<ReleaseResult> {
     this.leases.delete(lease.id);
-    const value = create(ReleaseRequestSchema, { leaseId: lease.id, actualLoad, feedback: feedback && feedbackToMessage(feedback) });
+    const value: ReleaseRequest = { $typeName: "ratequeue.v1.ReleaseRequest", leaseId: lease.id };
+    if (actualLoad !== undefined) value.actualLoad = actualLoad;
+    if (feedback !== undefined) value.feedback = feedbackToMessage(feedback);
     const { answer } = this.session.request(
       { case: "release", value },
       {

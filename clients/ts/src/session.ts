@@ -13,8 +13,6 @@ import {
   grpcServiceDefinition,
   RateQueueService,
   ReleaseRequestSchema,
-  SessionCancelSchema,
-  SessionRequestBatchSchema,
   SessionRequestSchema,
   type SessionRequest,
   type SessionResponse,
@@ -117,7 +115,7 @@ export class Session {
   request(kind: SessionRequest["kind"], giveUp?: GiveUp): { id: bigint; answer: Promise<SessionResponse> } {
     if (this.closed) throw new RateQueueError("CANCELLED", "the client is closed");
     const id = this.nextId++;
-    const request = create(SessionRequestSchema, { requestId: id, kind });
+    const request: SessionRequest = { $typeName: "ratequeue.v1.SessionRequest", requestId: id, kind };
     const since = Date.now();
     const timeout = kind.case === "acquire" ? kind.value.timeout : undefined;
     const deadline = timeout === undefined ? undefined : since + durationMs(timeout);
@@ -142,7 +140,7 @@ export class Session {
     this.write(
       create(SessionRequestSchema, {
         requestId: this.nextId++,
-        kind: { case: "cancel", value: create(SessionCancelSchema, { acquireRequestId: acquireId }) },
+        kind: { case: "cancel", value: { $typeName: "ratequeue.v1.SessionCancel", acquireRequestId: acquireId } },
       }),
     );
   }
@@ -203,7 +201,7 @@ export class Session {
       stream.write(
         requests.length === 1
           ? requests[0]!
-          : create(SessionRequestSchema, { requestId: 0n, kind: { case: "batch", value: create(SessionRequestBatchSchema, { requests }) } }),
+          : { $typeName: "ratequeue.v1.SessionRequest", requestId: 0n, kind: { case: "batch", value: { $typeName: "ratequeue.v1.SessionRequestBatch", requests } } },
       );
     }
   };

@@ -1,10 +1,9 @@
 // Engine results to protobuf messages and gRPC statuses. Requests go the
 // other way in validate/requests.ts.
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromMs, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
 import {
-  AcquireResponseSchema,
   ChildStatsSchema,
   Dimension,
   KeyedChildTemplateSchema,
@@ -14,7 +13,6 @@ import {
   ResourceSchema,
   HeartbeatResponseSchema,
   LaneStatsSchema,
-  LeaseSchema,
   LeaseStateSchema,
   LimitStatsSchema,
   ReleaseOutcome,
@@ -22,6 +20,7 @@ import {
   ReportResponseSchema,
   ResourceStatsSchema,
   type AcquireResponse,
+  type Failure,
   type HeartbeatResponse,
   type ReleaseResponse,
   type ReportResponse,
@@ -37,19 +36,65 @@ export function statusOf(code: core.FailureCode): status {
   return status[code];
 }
 
+// The answers of the session path are built as message literals, not by
+// create(): protobuf-es's create() walks the schema by reflection, and a
+// grant made four of them. Their values are those of create() and of the
+// wkt helpers (session-codec.test.ts and convert.test.ts compare). Messages
+// that are only read once made (time values, release outcomes) are frozen
+// and shared between answers.
+
+/** A frozen google.protobuf.Timestamp, as timestampFromMs(ms) makes it. */
+function timestampOf(ms: number): Timestamp {
+  const seconds = Math.floor(ms / 1000);
+  return Object.freeze({ $typeName: "google.protobuf.Timestamp", seconds: BigInt(seconds), nanos: (ms - seconds * 1000) * 1_000_000 });
+}
+
+/** A frozen google.protobuf.Duration, as durationFromMs(ms) makes it. */
+export function durationOf(ms: number): Duration {
+  const sign = ms < 0 ? -1 : 1;
+  const abs = Math.abs(ms);
+  const absSeconds = Math.floor(abs / 1000);
+  const absNanos = (abs - absSeconds * 1000) * 1_000_000;
+  return Object.freeze({ $typeName: "google.protobuf.Duration", seconds: BigInt(absSeconds * sign), nanos: absNanos === 0 ? 0 : absNanos * sign });
+}
+
+/**
+ * The last time value made, per use: grants in the same millisecond share
+ * their grant time, their expiry and their ttl.
+ */
+class TimeCache<T> {
+  private ms = NaN;
+  private value: T | undefined;
+  constructor(private readonly make: (ms: number) => T) {}
+  of(ms: number): T {
+    if (ms !== this.ms) {
+      this.value = this.make(ms);
+      this.ms = ms;
+    }
+    return this.value!;
+  }
+}
+
+const grantTimes = new TimeCache(timestampOf);
+const expireTimes = new TimeCache(timestampOf);
+const ttls = new TimeCache(durationOf);
+const waitTimes = new TimeCache(durationOf);
+
 export function grantToProto(grant: core.Grant, scope?: Scope): AcquireResponse {
   const { lease } = grant;
-  return create(AcquireResponseSchema, {
-    lease: create(LeaseSchema, {
+  return {
+    $typeName: "ratequeue.v1.AcquireResponse",
+    lease: {
+      $typeName: "ratequeue.v1.Lease",
       leaseId: lease.id,
       resource: scope === undefined ? lease.resource : scope.publicName(lease.resource),
       load: lease.load,
-      expireTime: timestampFromMs(lease.expiresAt),
-      ttl: durationFromMs(lease.ttlMs),
-      grantTime: timestampFromMs(lease.grantedAt),
-    }),
-    waitTime: durationFromMs(grant.waitedMs),
-  });
+      expireTime: expireTimes.of(lease.expiresAt),
+      ttl: ttls.of(lease.ttlMs),
+      grantTime: grantTimes.of(lease.grantedAt),
+    },
+    waitTime: waitTimes.of(grant.waitedMs),
+  };
 }
 
 const outcomes: Record<core.ReleaseOutcome, [ReleaseOutcome, string]> = {
@@ -59,9 +104,18 @@ const outcomes: Record<core.ReleaseOutcome, [ReleaseOutcome, string]> = {
   unknown: [ReleaseOutcome.UNKNOWN, "no such lease on this server; nothing to do"],
 };
 
+/** One frozen answer per outcome. */
+const releaseAnswers = Object.fromEntries(
+  Object.entries(outcomes).map(([outcome, [value, message]]) => [outcome, Object.freeze(create(ReleaseResponseSchema, { outcome: value, message }))]),
+) as Record<core.ReleaseOutcome, ReleaseResponse>;
+
 export function releaseToProto(outcome: core.ReleaseOutcome): ReleaseResponse {
-  const [value, message] = outcomes[outcome];
-  return create(ReleaseResponseSchema, { outcome: value, message });
+  return releaseAnswers[outcome];
+}
+
+/** An operation's failure: a grpc-js status code and a message. */
+export function failureToProto(code: status, message: string): Failure {
+  return { $typeName: "ratequeue.v1.Failure", code, message };
 }
 
 /** A report's answer: until when the resource is paused, if it is. */

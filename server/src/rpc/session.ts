@@ -2,13 +2,8 @@
 // id, answered in whatever order the engine decides them. A client that
 // sends batches gets batches back: what one turn of the event loop decided
 // goes out as one message.
-import { create } from "@bufbuild/protobuf";
 import { status, type ServerDuplexStream } from "@grpc/grpc-js";
 import {
-  FailureSchema,
-  LeaseExpiredSchema,
-  SessionResponseBatchSchema,
-  SessionResponseSchema,
   type ReportRequest,
   type ReportResponse,
   type SessionRequest,
@@ -20,7 +15,7 @@ import { RpcError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Gate } from "../store/index.js";
 import { acquireFromProto, heartbeatFromProto, releaseFromProto, reportFromProto } from "../validate/requests.js";
-import { grantToProto, heartbeatToProto, releaseToProto, reportToProto, statusOf } from "./convert.js";
+import { failureToProto, grantToProto, heartbeatToProto, releaseToProto, reportToProto, statusOf } from "./convert.js";
 import { serviceError, reportError } from "./handler.js";
 import type { EdgeOutcomes } from "./edge-outcomes.js";
 import type { LeaseHolder, LeaseRouter } from "./lease-router.js";
@@ -89,8 +84,15 @@ export class WorkerSession implements LeaseHolder {
       return;
     }
     const responses = start === 0 && end === out.length ? out : out.slice(start, end);
-    this.call.write(create(SessionResponseSchema, { kind: { case: "batch", value: create(SessionResponseBatchSchema, { responses }) } }));
+    this.call.write({
+      $typeName: "ratequeue.v1.SessionResponse",
+      requestId: 0n,
+      kind: { case: "batch", value: { $typeName: "ratequeue.v1.SessionResponseBatch", responses } },
+    });
   }
+
+  /** Whether a resource is the caller's (made once: a release asks for every lease). */
+  private readonly ownsResource = (resource: string): boolean => this.principal.scope.owns(resource);
 
   constructor(
     readonly id: string,
@@ -116,7 +118,7 @@ export class WorkerSession implements LeaseHolder {
   notifyExpired(leaseId: string, resource: string): void {
     this.leases.delete(leaseId);
     const name = this.principal.scope.publicName(resource);
-    this.send(0n, { case: "leaseExpired", value: create(LeaseExpiredSchema, { leaseId, resource: name }) });
+    this.send(0n, { case: "leaseExpired", value: { $typeName: "ratequeue.v1.LeaseExpired", leaseId, resource: name } });
   }
 
   /** Ends the stream with a status (shutdown, revoked credentials). */
@@ -178,10 +180,7 @@ export class WorkerSession implements LeaseHolder {
         }
         case "release": {
           const { leaseId, actualLoad, feedback } = releaseFromProto(req.kind.value);
-          const { scope } = this.principal;
-          const outcome = ownsLease(engine, this.principal, leaseId)
-            ? engine.release(leaseId, actualLoad, (resource) => scope.owns(resource), feedback)
-            : "unknown";
+          const outcome = ownsLease(engine, this.principal, leaseId) ? engine.release(leaseId, actualLoad, this.ownsResource, feedback) : "unknown";
           this.leases.delete(leaseId);
           router.detach(leaseId);
           this.send(id, { case: "released", value: releaseToProto(outcome) });
@@ -214,7 +213,7 @@ export class WorkerSession implements LeaseHolder {
     } catch (err) {
       const e = reportError(this.deps.log, "Session", err);
       if (req.kind.case === "acquire") this.deps.outcomes.failed(this.principal.namespace, e.code);
-      this.send(id, { case: "failure", value: create(FailureSchema, { code: e.code, message: e.message }) });
+      this.send(id, { case: "failure", value: failureToProto(e.code, e.message) });
     }
   }
 
@@ -225,7 +224,7 @@ export class WorkerSession implements LeaseHolder {
       // The engine counts the refusals of the resources it knows.
       if (result.failure.code === "NOT_FOUND") this.deps.outcomes.failed(this.principal.namespace, code);
       const message = this.principal.scope.publicMessage(result.failure.message);
-      this.send(id, { case: "failure", value: create(FailureSchema, { code, message }) });
+      this.send(id, { case: "failure", value: failureToProto(code, message) });
       return;
     }
     const lease = result.grant.lease;
@@ -241,7 +240,7 @@ export class WorkerSession implements LeaseHolder {
 
   private send(requestId: bigint, kind: SessionResponse["kind"]): void {
     if (this.closed) return;
-    const response = create(SessionResponseSchema, { requestId, kind });
+    const response: SessionResponse = { $typeName: "ratequeue.v1.SessionResponse", requestId, kind };
     if (!this.batching) {
       this.call.write(response);
       return;
