@@ -3,6 +3,7 @@
 // server's batched answers to the right callers. Against a real server, and
 // against a recording grpc-js server that shows what is on the wire.
 import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
 import {
   AcquireResponseSchema,
@@ -96,10 +97,18 @@ describe("on the wire", () => {
         call = c;
         c.on("data", (r: SessionRequest) => {
           received.push(r);
-          // Releases are answered at once, so that closing the client is quick.
-          const releases = (r.kind.case === "batch" ? r.kind.value.requests : [r]).filter((q) => q.kind.case === "release");
-          const responses = releases.map((q) =>
-            create(SessionResponseSchema, { requestId: q.requestId, kind: { case: "released", value: create(ReleaseResponseSchema, { outcome: ReleaseOutcome.RELEASED }) } }),
+          // Releases and heartbeats are answered at once: every lease is held until released.
+          const responses = (r.kind.case === "batch" ? r.kind.value.requests : [r]).flatMap((q) =>
+            q.kind.case === "release"
+              ? [create(SessionResponseSchema, { requestId: q.requestId, kind: { case: "released", value: create(ReleaseResponseSchema, { outcome: ReleaseOutcome.RELEASED }) } })]
+              : q.kind.case === "heartbeat"
+                ? [
+                    create(SessionResponseSchema, {
+                      requestId: q.requestId,
+                      kind: { case: "heartbeat", value: { leases: q.kind.value.leaseIds.map((leaseId) => ({ leaseId, held: true })) } },
+                    }),
+                  ]
+                : [],
           );
           if (responses.length > 0) c.write(create(SessionResponseSchema, { kind: { case: "batch", value: create(SessionResponseBatchSchema, { responses }) } }));
         });
@@ -119,10 +128,15 @@ describe("on the wire", () => {
     for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
     expect(ok()).toBe(true);
   };
-  const granted = (requestId: bigint, leaseId: string) =>
+  const granted = (requestId: bigint, leaseId: string, ttlMs?: number) =>
     create(SessionResponseSchema, {
       requestId,
-      kind: { case: "granted", value: create(AcquireResponseSchema, { lease: create(LeaseSchema, { leaseId, resource: "r", load: 1 }) }) },
+      kind: {
+        case: "granted",
+        value: create(AcquireResponseSchema, {
+          lease: create(LeaseSchema, { leaseId, resource: "r", load: 1, ttl: ttlMs === undefined ? undefined : durationFromMs(ttlMs) }),
+        }),
+      },
     });
 
   test("a lone message goes alone; what one turn sends goes in batches of at most 1000, in order; batched answers are dispatched", async () => {
@@ -158,7 +172,7 @@ describe("on the wire", () => {
     // One answer batch: grants and failures mixed, out of order, with a notice among them.
     const responses = ids.map((id, i) =>
       i % 2 === 0
-        ? granted(id, `lease-${i}`)
+        ? granted(id, `lease-${i}`, 600)
         : create(SessionResponseSchema, { requestId: id, kind: { case: "failure", value: create(FailureSchema, { code: 8, message: `full ${i}` }) } }),
     );
     responses.reverse();
@@ -170,6 +184,17 @@ describe("on the wire", () => {
       else expect([(a as RateQueueError).code, (a as RateQueueError).message]).toEqual(["RESOURCE_EXHAUSTED", `full ${i}`]);
     });
     expect((await lone).signal.aborted).toBe(true);
+
+    // Heartbeats of the 1250 leases (every 200 ms) name 1000 ids at most, and a batch
+    // weighs a heartbeat by its ids: a heartbeat of 1000 goes alone.
+    received = [];
+    await until(() => received.length >= 2);
+    const weight = (r: SessionRequest) => 1 + (r.kind.case === "heartbeat" ? r.kind.value.leaseIds.length : 0);
+    const heartbeats = received.flatMap((r) => (r.kind.case === "batch" ? r.kind.value.requests : [r])).filter((r) => r.kind.case === "heartbeat");
+    expect(heartbeats.map((h) => (h.kind.case === "heartbeat" ? h.kind.value.leaseIds.length : 0)).slice(0, 2).sort((a, b) => a - b)).toEqual([251, 1000]);
+    for (const r of received) {
+      if (r.kind.case === "batch") expect(r.kind.value.requests.reduce((n, q) => n + weight(q), 0)).toBeLessThanOrEqual(1000);
+    }
     received = [];
     await client.close();
     // The 1251 held leases were released in one turn: two batches.

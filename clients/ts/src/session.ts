@@ -184,7 +184,9 @@ export class Session {
 
   /**
    * Sends what was written this turn on the current stream: one message
-   * alone, several as SessionRequestBatches of at most maxBatchMessages.
+   * alone, several as SessionRequestBatches of at most maxBatchMessages,
+   * where a heartbeat weighs one more per lease id it names (so a batch
+   * stays far below grpc-js's 4 MB message limit, as the server's do).
    */
   private readonly flush = (): void => {
     const out = this.outbox;
@@ -192,19 +194,30 @@ export class Session {
     this.outbox = [];
     const stream = this.stream;
     if (stream === undefined) return;
-    if (out.length === 1) {
-      stream.write(out[0]!);
+    let start = 0;
+    let weight = 0;
+    for (let i = 0; i < out.length; i++) {
+      const r = out[i]!;
+      const w = 1 + (r.kind.case === "heartbeat" ? r.kind.value.leaseIds.length : 0);
+      if (i > start && weight + w > maxBatchMessages) {
+        this.writeBatch(stream, out, start, i);
+        start = i;
+        weight = 0;
+      }
+      weight += w;
+    }
+    this.writeBatch(stream, out, start, out.length);
+  };
+
+  /** Writes out[start, end) as one message: alone, or as a SessionRequestBatch. */
+  private writeBatch(stream: Stream, out: SessionRequest[], start: number, end: number): void {
+    if (end - start === 1) {
+      stream.write(out[start]!);
       return;
     }
-    for (let i = 0; i < out.length; i += maxBatchMessages) {
-      const requests = out.length <= maxBatchMessages ? out : out.slice(i, i + maxBatchMessages);
-      stream.write(
-        requests.length === 1
-          ? requests[0]!
-          : { $typeName: "ratequeue.v1.SessionRequest", requestId: 0n, kind: { case: "batch", value: { $typeName: "ratequeue.v1.SessionRequestBatch", requests } } },
-      );
-    }
-  };
+    const requests = start === 0 && end === out.length ? out : out.slice(start, end);
+    stream.write({ $typeName: "ratequeue.v1.SessionRequest", requestId: 0n, kind: { case: "batch", value: { $typeName: "ratequeue.v1.SessionRequestBatch", requests } } });
+  }
 
   private open(): Stream | undefined {
     if (this.closed || this.reconnectTimer !== undefined) return undefined;
