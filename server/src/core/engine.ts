@@ -22,7 +22,6 @@ import { LeaseTable, parseLeaseId } from "./lease-table.js";
 import { copySpec, Lane, Resource, ResourcesByTag, SpecPool, Waiter } from "./resource.js";
 import { restoreResource, snapshotResource, type EngineSnapshot, type RestoreOptions } from "./snapshot.js";
 import { TakeoverWindow } from "./takeover.js";
-import { UsageWindow } from "./usage.js";
 import { childStats, parentStats, resourceMetrics, resourceStats } from "./stats.js";
 import { addBacklog, attach, detach, heightOf, isAncestorOrSelf, rootOf } from "./tree.js";
 import {
@@ -854,7 +853,7 @@ export class Engine {
         const g = limits[i] as Gcra;
         const cost = g.cost(load);
         g.charge(cost, now);
-        (g.usage ??= new UsageWindow(g.spec.periodMs)).add(cost, now);
+        g.recordUse(cost, now);
       }
       n.grants++;
       n.loadGrantedTotal += load;
@@ -883,7 +882,7 @@ export class Engine {
         g.adjust(delta);
         // A refund during a pause does not refill the burst the pause ends with.
         if (delta < 0 && n.pausedUntil > now) g.holdUntil(n.pausedUntil);
-        (g.usage ??= new UsageWindow(g.spec.periodMs)).add(delta, now);
+        g.recordUse(delta, now);
       }
       if (delta > 0) n.ownTally().loadCharged += delta;
       else n.ownTally().loadRefunded -= delta;

@@ -1,6 +1,6 @@
 // One rate limit enforced by the generic cell rate algorithm (GCRA).
 import type { LimitSpec, Millis } from "./types.js";
-import type { UsageWindow } from "./usage.js";
+import { addUsage, newUsageWindow, usageOver, type UsageWindow } from "./usage.js";
 
 /** The units an acquire of `load` costs on a limit of `spec`: 1 for a requests limit, the load for a load limit. */
 export function costOf(spec: LimitSpec, load: number): number {
@@ -29,8 +29,8 @@ export class Gcra {
    * charge would then allocate a new number.)
    */
   tat: Millis = 0;
-  /** Units charged over the last period, for metrics (made at the first charge: engine.ts). */
-  usage: UsageWindow | undefined = undefined;
+  /** Units charged over the last period, for metrics (made at the first: see recordUse). */
+  private usage: UsageWindow | undefined = undefined;
   /** What follows from the spec and a learned amount; shared by the limits of one spec that learned nothing. */
   private rate: Rate;
 
@@ -61,6 +61,16 @@ export class Gcra {
    */
   get learned(): number | undefined {
     return this.rate.learned;
+  }
+
+  /** Counts `units` charged (negative: refunded) at `now` in the usage over the last period. */
+  recordUse(units: number, now: Millis): void {
+    addUsage((this.usage ??= newUsageWindow()), this.rate.spec.periodMs, units, now);
+  }
+
+  /** Units charged over the period that ends at `now`, refunds taken off (0 or more). */
+  usedLastPeriod(now: Millis): number {
+    return this.usage === undefined ? 0 : usageOver(this.usage, this.rate.spec.periodMs, now);
   }
 
   /** The units an acquire of `load` costs here: 1 for a requests limit, the load for a load limit. */

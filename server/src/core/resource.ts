@@ -8,6 +8,10 @@ import type { AcquireResult, LaneSpec, LimitSpec, Millis, ResourceSpec, Ticket }
 /** The upper bounds of the wait buckets each lane counts grants in, ms (metrics' histogram). */
 export const WAIT_BUCKETS_MS: readonly number[] = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000];
 
+/** The wait buckets a lane counts grants in: one per bound of WAIT_BUCKETS_MS, then one for longer waits (the literal in Lane.recordWait). */
+const WAIT_BUCKET_COUNT = 16;
+if (WAIT_BUCKETS_MS.length + 1 !== WAIT_BUCKET_COUNT) throw new Error("WAIT_BUCKET_COUNT must follow WAIT_BUCKETS_MS");
+
 /** Grant waits remembered per resource for the percentiles. */
 export const WAIT_RING = 1024;
 
@@ -41,32 +45,51 @@ export class Waiter implements Ticket, Queued {
   }
 }
 
-/** One lane: a priority queue plus its weighted-fair-queuing finish tag (lane-scheduling.ts). */
-export class Lane {
+/** One lane: a priority queue of waiters (itself) plus its weighted-fair-queuing finish tag (lane-scheduling.ts). */
+export class Lane extends LaneQueue<Waiter> {
   /** Virtual finish tag: grants so far, in cost / weight. */
   finish = 0;
   grants = 0;
   loadGranted = 0;
   timeouts = 0;
   cancellations = 0;
-  /** Grants per wait bucket (WAIT_BUCKETS_MS, then one for longer waits), made at the first grant. */
-  waitBuckets: number[] | undefined;
+  /** Grants that waited at most WAIT_BUCKETS_MS[0] (the first bucket): most do, and count here without touching the buckets. */
+  shortWaits = 0;
+  /** Grants per wait bucket (WAIT_BUCKETS_MS, then one for longer waits; the first counts in shortWaits), made at the first longer wait. */
+  private waitBuckets: number[] | undefined;
   /** The sum of all grants' waits, ms. */
   waitSumMs = 0;
-  readonly queue = new LaneQueue<Waiter>();
 
   constructor(
     readonly name: string,
     public weight: number,
-  ) {}
+  ) {
+    super();
+  }
+
+  /** The waiters (the lane is their queue). */
+  get queue(): LaneQueue<Waiter> {
+    return this;
+  }
 
   /** Counts one grant's wait in its bucket (WAIT_BUCKETS_MS). */
   recordWait(ms: Millis): void {
-    const buckets = (this.waitBuckets ??= WAIT_BUCKETS_MS.map(() => 0).concat(0));
-    let i = 0;
+    this.waitSumMs += ms;
+    if (!(ms > WAIT_BUCKETS_MS[0]!)) {
+      this.shortWaits++;
+      return;
+    }
+    const buckets = (this.waitBuckets ??= [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let i = 1;
     while (i < WAIT_BUCKETS_MS.length && ms > WAIT_BUCKETS_MS[i]!) i++;
     buckets[i]!++;
-    this.waitSumMs += ms;
+  }
+
+  /** Grants per wait bucket: one per bound of WAIT_BUCKETS_MS, then one for longer waits. */
+  waitCounts(): number[] {
+    const counts = this.waitBuckets === undefined ? new Array<number>(WAIT_BUCKET_COUNT).fill(0) : this.waitBuckets.slice();
+    counts[0] = this.shortWaits;
+    return counts;
   }
 }
 
@@ -173,9 +196,14 @@ export class Resource {
   pause: PauseState | undefined = undefined;
   /** The leases a takeover assumes held unseen, while its window is open (takeover.ts). */
   unknown: UnknownLeases | undefined = undefined;
-  /** Recent grant waits for the percentiles, from the first grant: grows up to WAIT_RING, then wraps at waitPos. */
+  /**
+   * Recent grant waits for the percentiles: grows up to WAIT_RING, then
+   * wraps at waitPos. Made at the first grant that waited at all: until
+   * then, `zeroWaits` grants have each waited 0 ms, and no ring is touched.
+   */
   waits: number[] | undefined = undefined;
   waitPos = 0;
+  zeroWaits = 0;
   /** Wakes the queue when its head's limits will admit it; made the first time a queue here waits on a rate (engine.ts). */
   rateTimer: LazyTimer | undefined = undefined;
   /** "." and the tag, once asked for (see idSuffix). */
@@ -261,7 +289,16 @@ export class Resource {
 
   /** Records one grant's wait for the percentiles. */
   recordWait(ms: Millis): void {
-    const waits = (this.waits ??= []);
+    let waits = this.waits;
+    if (waits === undefined) {
+      if (ms === 0) {
+        this.zeroWaits++;
+        return;
+      }
+      // The ring as it would be after zeroWaits waits of 0.
+      waits = this.waits = new Array<number>(Math.min(this.zeroWaits, WAIT_RING)).fill(0);
+      this.waitPos = this.zeroWaits <= WAIT_RING ? 0 : this.zeroWaits % WAIT_RING;
+    }
     if (waits.length < WAIT_RING) waits.push(ms);
     else {
       waits[this.waitPos] = ms;
@@ -273,6 +310,11 @@ export class Resource {
   unknownAt(now: Millis): number {
     const u = this.unknown;
     return u !== undefined && now < u.until ? u.count : 0;
+  }
+
+  /** The waits the ring holds, in no particular order. */
+  recentWaits(): number[] {
+    return this.waits === undefined ? new Array<number>(Math.min(this.zeroWaits, WAIT_RING)).fill(0) : this.waits.slice();
   }
 
   /** Every waiter of every lane, in arrival order. */

@@ -19,7 +19,7 @@ function limitStats(r: Resource, now: Millis): LimitStats[] {
       limit: copyLimit(g.spec),
       available,
       utilisation: 1 - available / g.spec.burst,
-      usedLastPeriod: g.usage?.used(now) ?? 0,
+      usedLastPeriod: g.usedLastPeriod(now),
       ...(g.learned !== undefined && { learnedAmount: g.learned }),
     };
   });
@@ -45,7 +45,7 @@ export function parentStats(p: Resource, now: Millis): ParentStats {
 
 /** The statistics of `r` at `now`, without its tree (Engine.stats adds it). */
 export function resourceStats(r: Resource, now: Millis): Omit<ResourceStats, "children" | "childrenCount" | "parent"> {
-  const sorted = r.waits === undefined ? [] : r.waits.slice().sort((a, b) => a - b);
+  const sorted = r.recentWaits().sort((a, b) => a - b);
   return {
     name: r.name,
     leasesInFlight: r.inFlight,
@@ -83,13 +83,13 @@ export function resourceMetrics(r: Resource, now: Millis): ResourceMetrics {
       loadGranted: l.loadGranted,
       timeouts: l.timeouts,
       cancellations: l.cancellations,
-      waitBuckets: l.waitBuckets === undefined ? new Array<number>(WAIT_BUCKETS_MS.length + 1).fill(0) : Array.from(l.waitBuckets),
+      waitBuckets: l.waitCounts(),
       waitSumMs: l.waitSumMs,
     })),
     limits: r.limitStates().map((g) => ({
       limit: copyLimit(g.spec),
       available: g.available(now),
-      usedLastPeriod: g.usage?.used(now) ?? 0,
+      usedLastPeriod: g.usedLastPeriod(now),
       ...(g.learned !== undefined && { learnedAmount: g.learned }),
     })),
     rejected: (r.tally?.rejections ?? 0) - (r.tally?.invalid ?? 0),

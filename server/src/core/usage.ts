@@ -6,43 +6,46 @@ import type { Millis } from "./types.js";
 const SLICES = 10;
 
 /**
- * Units charged per slice of one period: slot `s % SLICES` counts slice `s`
- * (time / slice length) for the last SLICES slices up to the latest one
- * charged; a slot is zeroed as time moves past its slice. Time never goes
- * back (the engine's clock), so the latest slice is the largest.
+ * Units charged per slice of one period, as one array of doubles (no object
+ * around it: a limit of a busy resource touches one array per grant):
+ * element 0 is the latest slice charged (time / slice length), and element
+ * 1 + s % SLICES counts slice s for the last SLICES slices up to it; a slot
+ * is zeroed as time moves past its slice. Time never goes back (the
+ * engine's clock), so the latest slice is the largest.
  */
-export class UsageWindow {
-  private readonly units: number[] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-  /** The latest slice charged. */
-  private last = -Infinity;
-  private readonly sliceMs: number;
+export type UsageWindow = number[];
 
-  constructor(periodMs: Millis) {
-    this.sliceMs = Math.max(1, periodMs / SLICES);
-  }
+/** An empty window. */
+export function newUsageWindow(): UsageWindow {
+  return [-Infinity, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+}
 
-  /** Counts `units` (negative: a refund) at `now`. */
-  add(units: number, now: Millis): void {
-    const slice = Math.floor(now / this.sliceMs);
-    if (slice > this.last) {
-      // The slots of the slices passed over (at most all of them) start again at 0.
-      const from = slice - this.last >= SLICES ? slice - SLICES + 1 : this.last + 1;
-      for (let s = from; s <= slice; s++) this.units[s % SLICES] = 0;
-      this.last = slice;
-    }
-    this.units[slice % SLICES]! += units;
-  }
+function sliceMsOf(periodMs: Millis): number {
+  return Math.max(1, periodMs / SLICES);
+}
 
-  /** Units counted in the period that ends at `now` (its oldest slice in part). */
-  used(now: Millis): number {
-    const current = Math.floor(now / this.sliceMs);
-    const last = this.last;
-    let sum = 0;
-    for (let i = 0; i < SLICES; i++) {
-      // The slice slot i counts: the one up to `last` that falls on i.
-      const s = last - ((((last - i) % SLICES) + SLICES) % SLICES);
-      if (s > current - SLICES) sum += this.units[i]!;
-    }
-    return Math.max(0, sum);
+/** Counts `units` (negative: a refund) at `now` in window `w` of a limit of `periodMs`. */
+export function addUsage(w: UsageWindow, periodMs: Millis, units: number, now: Millis): void {
+  const slice = Math.floor(now / sliceMsOf(periodMs));
+  const last = w[0]!;
+  if (slice > last) {
+    // The slots of the slices passed over (at most all of them) start again at 0.
+    const from = slice - last >= SLICES ? slice - SLICES + 1 : last + 1;
+    for (let s = from; s <= slice; s++) w[1 + (s % SLICES)] = 0;
+    w[0] = slice;
   }
+  w[1 + (slice % SLICES)]! += units;
+}
+
+/** Units counted in window `w` in the period that ends at `now` (its oldest slice in part). */
+export function usageOver(w: UsageWindow, periodMs: Millis, now: Millis): number {
+  const current = Math.floor(now / sliceMsOf(periodMs));
+  const last = w[0]!;
+  let sum = 0;
+  for (let i = 0; i < SLICES; i++) {
+    // The slice slot i counts: the one up to `last` that falls on i.
+    const s = last - ((((last - i) % SLICES) + SLICES) % SLICES);
+    if (s > current - SLICES) sum += w[1 + i]!;
+  }
+  return Math.max(0, sum);
 }
