@@ -327,36 +327,40 @@ export class Resource {
 
 /** A deep copy of a spec: the engine never shares one with its callers. */
 export function copySpec(s: ResourceSpec): ResourceSpec {
-  return {
+  return specWith(s, s.limits.map(copyLimit), s.lanes.map(copyLane), s.perKey?.limits.map(copyLimit));
+}
+
+/**
+ * A copy of `s` around the given lists. Built field by field in the spec's
+ * order, optional fields only when set: a spec without them is a small
+ * object of seven fields.
+ */
+function specWith(s: ResourceSpec, limits: LimitSpec[], lanes: LaneSpec[], perKeyLimits: LimitSpec[] | undefined): ResourceSpec {
+  const c: ResourceSpec = {
     name: s.name,
-    limits: s.limits.map(copyLimit),
+    limits,
     concurrency: s.concurrency,
-    lanes: s.lanes.map(copyLane),
+    lanes,
     defaultLane: s.defaultLane,
     leaseTtlMs: s.leaseTtlMs,
     maxQueue: s.maxQueue,
-    ...(s.cooldownMs !== undefined && { cooldownMs: s.cooldownMs }),
-    ...(s.learnLimits !== undefined && { learnLimits: s.learnLimits }),
-    ...(s.parent !== undefined && { parent: s.parent }),
-    ...(s.share !== undefined && { share: s.share }),
-    ...(s.perKey !== undefined && {
-      perKey: { limits: s.perKey.limits.map(copyLimit), concurrency: s.perKey.concurrency, share: s.perKey.share },
-    }),
-    ...(s.perKeyIdleMs !== undefined && { perKeyIdleMs: s.perKeyIdleMs }),
-    ...(s.childrenFrom !== undefined && { childrenFrom: [...s.childrenFrom] }),
-    ...(s.keyed === true && { keyed: true }),
   };
+  if (s.cooldownMs !== undefined) c.cooldownMs = s.cooldownMs;
+  if (s.learnLimits !== undefined) c.learnLimits = s.learnLimits;
+  if (s.parent !== undefined) c.parent = s.parent;
+  if (s.share !== undefined) c.share = s.share;
+  if (s.perKey !== undefined) c.perKey = { limits: perKeyLimits as LimitSpec[], concurrency: s.perKey.concurrency, share: s.perKey.share };
+  if (s.perKeyIdleMs !== undefined) c.perKeyIdleMs = s.perKeyIdleMs;
+  if (s.childrenFrom !== undefined) c.childrenFrom = [...s.childrenFrom];
+  if (s.keyed === true) c.keyed = true;
+  return c;
 }
 
 /** A copy of a limit with only the LimitSpec fields. */
 export function copyLimit(l: LimitSpec): LimitSpec {
-  return {
-    dimension: l.dimension,
-    amount: l.amount,
-    periodMs: l.periodMs,
-    burst: l.burst,
-    ...(l.unit !== undefined && { unit: l.unit }),
-  };
+  const c: LimitSpec = { dimension: l.dimension, amount: l.amount, periodMs: l.periodMs, burst: l.burst };
+  if (l.unit !== undefined) c.unit = l.unit;
+  return c;
 }
 
 function copyLane(l: LaneSpec): LaneSpec {
@@ -375,27 +379,42 @@ const POOL_CAPACITY = 10_000;
 export class SpecPool {
   private readonly limitLists = new Map<string, LimitSpec[]>();
   private readonly laneLists = new Map<string, LaneSpec[]>();
+  /** The lists last handed out: resources put in bulk are mostly alike, and are checked against these first. */
+  private lastLimits: LimitSpec[] = [];
+  private lastLanes: LaneSpec[] = [];
 
   /** A copy of `s` for the engine to keep, its lists shared with equal ones seen before. */
   own(s: ResourceSpec): ResourceSpec {
-    const c = copySpec(s);
-    c.limits = this.limitsOf(c.limits);
-    c.lanes = this.lanesOf(c.lanes);
-    if (c.perKey !== undefined) c.perKey.limits = this.limitsOf(c.perKey.limits);
-    return c;
+    return specWith(s, this.limitsOf(s.limits), this.lanesOf(s.lanes), s.perKey === undefined ? undefined : this.limitsOf(s.perKey.limits));
   }
 
   private limitsOf(limits: LimitSpec[]): LimitSpec[] {
+    if (sameLists(limits, this.lastLimits, sameLimit)) return this.lastLimits;
     let key = "";
     for (const l of limits) key += `${l.dimension} ${num(l.amount)} ${num(l.periodMs)} ${num(l.burst)} ${l.unit === undefined ? "-" : JSON.stringify(l.unit)};`;
-    return shared(this.limitLists, key, limits);
+    return (this.lastLimits = shared(this.limitLists, key, () => limits.map(copyLimit)));
   }
 
   private lanesOf(lanes: LaneSpec[]): LaneSpec[] {
+    if (sameLists(lanes, this.lastLanes, sameLane)) return this.lastLanes;
     let key = "";
     for (const l of lanes) key += `${JSON.stringify(l.name)} ${num(l.weight)};`;
-    return shared(this.laneLists, key, lanes);
+    return (this.lastLanes = shared(this.laneLists, key, () => lanes.map(copyLane)));
   }
+}
+
+function sameLists<T>(a: readonly T[], b: readonly T[], same: (x: T, y: T) => boolean): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!same(a[i] as T, b[i] as T)) return false;
+  return true;
+}
+
+function sameLimit(x: LimitSpec, y: LimitSpec): boolean {
+  return x.dimension === y.dimension && Object.is(x.amount, y.amount) && Object.is(x.periodMs, y.periodMs) && Object.is(x.burst, y.burst) && x.unit === y.unit;
+}
+
+function sameLane(x: LaneSpec, y: LaneSpec): boolean {
+  return x.name === y.name && Object.is(x.weight, y.weight);
 }
 
 /** A number as a key: every double its own (-0 too). */
@@ -403,9 +422,10 @@ function num(x: number): string {
   return Object.is(x, -0) ? "-0" : String(x);
 }
 
-function shared<T>(pool: Map<string, T>, key: string, value: T): T {
+function shared<T>(pool: Map<string, T>, key: string, copy: () => T): T {
   const known = pool.get(key);
   if (known !== undefined) return known;
+  const value = copy();
   if (pool.size < POOL_CAPACITY) pool.set(key, value);
   return value;
 }
