@@ -1,8 +1,10 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { describe, expect, test } from "vitest";
-import { checkTrees, ConfigError, formatDuration, loadConfig, parseConfig, parseDuration, resourceToConfig } from "./config.js";
+import { parseDocument } from "yaml";
+import { checkTrees, ConfigError, formatDuration, loadConfig, parseConfig, parseDuration, readPlainYaml, resourceToConfig, toConfigYaml } from "./config.js";
 
 test("the README's example config loads with defaults filled in", () => {
   const { resources } = parseConfig({
@@ -224,4 +226,109 @@ describe("resource trees", () => {
   ])("a tree the engine cannot take is refused, naming the resource (%#)", (doc, message) => {
     expect(() => checkTrees(parseConfig(doc))).toThrow(message);
   });
+});
+
+describe("the quick YAML reader", () => {
+  type Node = { scalar: string } | { map: [string, Node][]; flow: boolean } | { seq: Node[]; flow: boolean };
+  const scalars = [
+    "60s", "500", "0", "00", "017", "-0", "+1", "-7", "1.5", "1.50", ".5", "5.", "1e3", "1E+3", "-1.5e-3", "0x1F", "0o17", "0o9", "1_000",
+    "12345678901234567890", ".inf", "-.Inf", "+.INF", ".nan", ".NaN", "nan", "inf", "~", "null", "Null", "NULL", "nULL", "true", "True", "TRUE",
+    "tRue", "false", "False", "yes", "no", "on", "a", "requests", "user-facing", "team-a@r", "a/b", "/a", "a.b", ".", "..", "...", "-", "-a", "--a",
+    "a b", "a  b", "@a", "a@", "~a", "+", "a:b", "a: b", "a #b", "a#b", "#a", "[a]", "{a}", "a,b", "'a'", '"a"', "a'b", "é", "a\tb", "- a", "? a",
+    "&a", "*a", "!a", "|", ">", "%a", "`a", "a]", "b}",
+  ];
+  const keys = ["a", "b", "limits", "user-facing", "team-a@r", "d.e", "x/y", "1", "true", "null", "~", "__proto__", "constructor", "a b", "-x", "x:y", "@k", "k ", "0x1"];
+  // Mostly what configs hold, so that the quick path is taken often; the rest tries its edges.
+  const scalar = fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...scalars.slice(0, 46)) }, { weight: 1, arbitrary: fc.constantFrom(...scalars) });
+  const key = fc.oneof({ weight: 12, arbitrary: fc.constantFrom(...keys.slice(0, 7)) }, { weight: 1, arbitrary: fc.constantFrom(...keys) });
+  const node: fc.Arbitrary<Node> = fc.letrec<{ node: Node }>((tie) => ({
+    node: fc.oneof(
+      { depthSize: "small", withCrossShrink: true },
+      fc.record({ scalar }),
+      fc.record({ map: fc.uniqueArray(fc.tuple(key, tie("node")), { maxLength: 4, selector: ([k]) => k }), flow: fc.boolean() }),
+      fc.record({ seq: fc.array(tie("node"), { maxLength: 4 }), flow: fc.boolean() }),
+    ),
+  })).node;
+  const style = fc.record({ indent: fc.constantFrom(1, 2, 4), indentless: fc.boolean(), comments: fc.boolean(), crlf: fc.boolean(), space: fc.constantFrom("", " ") });
+  type Style = typeof style extends fc.Arbitrary<infer S> ? S : never;
+
+  function flow(n: Node, sp: string): string {
+    if ("scalar" in n) return n.scalar;
+    if ("map" in n) return `{${sp}${n.map.map(([k, v]) => `${k}: ${flow(v, sp)}`).join(`,${sp}`)}${sp}}`;
+    return `[${sp}${n.seq.map((v) => flow(v, sp)).join(`,${sp}`)}${sp}]`;
+  }
+  /** The lines of `n` as a block at `indent` ("- " items, "key: value" entries), flows where `flow` says. */
+  function block(n: Node, indent: number, s: Style): string[] {
+    const pad = " ".repeat(indent);
+    const comment = s.comments ? "  # note" : "";
+    if ("map" in n) {
+      return n.map.flatMap(([k, v]) => {
+        if ("scalar" in v || v.flow || (v.seq ?? v.map ?? []).length === 0) return [`${pad}${k}: ${flow(v, s.space)}${comment}`];
+        const inner = "seq" in v && s.indentless ? indent : indent + s.indent;
+        return [`${pad}${k}:`, ...(s.comments ? [`${pad}# about ${k}`, ""] : []), ...block(v, inner, s)];
+      });
+    }
+    if ("seq" in n) {
+      return n.seq.flatMap((v) => {
+        if ("scalar" in v || v.flow || (v.seq ?? v.map ?? []).length === 0) return [`${pad}- ${flow(v, s.space)}${comment}`];
+        // A mapping item starts on the dash's line; a sequence item below it.
+        if ("map" in v) {
+          const lines = block(v, indent + 2, s);
+          return [`${pad}- ${lines[0]!.slice(indent + 2)}`, ...lines.slice(1)];
+        }
+        return [`${pad}-`, ...block(v, indent + s.indent, s)];
+      });
+    }
+    return [`${pad}${n.scalar}`];
+  }
+
+  /** What the yaml package reads, or "error" (duplicate keys are errors too, as the config loader makes them). */
+  function oracle(text: string): unknown {
+    const doc = parseDocument(text, { uniqueKeys: true });
+    return doc.errors.length > 0 ? "error" : doc.toJS();
+  }
+
+  test("reads what the yaml package reads, or leaves the text to it", () => {
+    let read = 0;
+    fc.assert(
+      fc.property(fc.record({ map: fc.array(fc.tuple(key, node), { minLength: 1, maxLength: 4 }), flow: fc.constant(false) }), style, (root, s) => {
+        const text = block(root, 0, s).join(s.crlf ? "\r\n" : "\n") + "\n";
+        const quick = readPlainYaml(text);
+        if (quick === undefined) return;
+        read++;
+        const full = oracle(text);
+        expect(full).not.toBe("error");
+        expect(quick.value).toEqual(full);
+      }),
+      { numRuns: 3000 },
+    );
+    // The generator reaches the quick path often enough to mean something.
+    expect(read).toBeGreaterThan(300);
+  });
+
+  test("reads config files as `resources get -o yaml` and the README write them", () => {
+    const written = toConfigYaml({
+      resources: Object.fromEntries(parseConfig(tree()).resources.map((spec) => [spec.name, resourceToConfig(spec)])),
+    });
+    const text = `# tenants\nresources:\n  r:\n    limits:\n      - dimension: requests\n        amount: 10\n        period: 1s\n    lanes: { a: 1, b: 2 }\n${written.slice("resources:\n".length)}`;
+    const quick = readPlainYaml(text);
+    expect(quick).toBeDefined();
+    expect(quick!.value).toEqual(oracle(text));
+  });
+
+  function tree() {
+    return {
+      resources: {
+        "openai-gpt4": {
+          limits: [{ dimension: "requests", amount: 500, period: "60s", burst: 20 }, { dimension: "load", amount: 30000, period: "60s", unit: "input_tokens" }],
+          concurrency: 16,
+          lanes: { "user-facing": 3, batch: 1 },
+          per_key: { limits: [{ dimension: "requests", amount: 60, period: "60s", burst: 5 }], concurrency: 4 },
+          per_key_idle: "5m",
+          children_from: ["team-a", "team-b"],
+        },
+        "openai-gpt4/enterprise-42": { parent: "openai-gpt4", share: 4 },
+      },
+    };
+  }
 });
