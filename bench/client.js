@@ -7,6 +7,7 @@
 //   raw:              one message written to a raw echo stream (raw-echo-server.js) and read back: Buffers, no protobuf
 //   proto:            acquire then release as SessionRequests on a bare grpc-js Session stream, encoded and decoded by protobuf-es
 //   session:          acquire+release through the TypeScript client's session stream (grpc-js)
+//   session-timeout:  the same, each acquire with a timeout (30 s, never reached)
 //   unary:            unary Acquire then unary Release with grpc-js
 //   connect-session:  one bidi Session stream with a connect-node client
 //   connect-unary:    unary Acquire then Release with a connect-node client
@@ -81,6 +82,10 @@ const modes = {
   session() {
     const client = createClient({ url: `127.0.0.1:${port}`, apiKey });
     return { roundTrip: async () => (await client.acquire(resource)).release(), messages: 2, close: () => client.close() };
+  },
+  "session-timeout"() {
+    const client = createClient({ url: `127.0.0.1:${port}`, apiKey });
+    return { roundTrip: async () => (await client.acquire(resource, { timeoutMs: 30_000 })).release(), messages: 2, close: () => client.close() };
   },
   unary() {
     const methods = grpcServiceDefinition(RateQueueService);

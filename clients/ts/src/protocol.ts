@@ -23,8 +23,8 @@ export const timeoutSlackMs = 2000;
 export const departureGraceMs = 250;
 /** The most lease ids one HeartbeatRequest may name. */
 export const maxLeaseIdsPerHeartbeat = 1000;
-/** The most messages one SessionRequestBatch may hold (the server ends a stream that sends more). */
-export const maxBatchMessages = 1000;
+/** What one SessionRequestBatch may hold at most: messages, and their bytes (@ratequeue/proto's session-batch.ts). */
+export { maxBatchBytes, maxBatchMessages } from "@ratequeue/proto";
 
 /** A stream that ends with one of these is reconnected; what waits is sent again. */
 const retriedCodes = new Set<number>([

@@ -10,6 +10,8 @@ import {
   decodeSessionResponse,
   encodeSessionRequest,
   encodeSessionResponse,
+  requestSizeBound,
+  responseSizeBound,
   sessionCodecFallbacks,
   SessionRequestSchema,
   SessionResponseSchema,
@@ -242,4 +244,18 @@ test("lengths around each varint boundary (1 to 4 bytes) are moved and written r
       sameBothWays(responses, create(SessionResponseSchema, { kind: { case: "batch", value: { responses: [failure] } } }));
     }
   }
+});
+
+test("the size bounds batches are cut by are never below a message's encoded size in a batch", () => {
+  /** A message's bytes inside a batch: its tag, its length and itself. */
+  const inBatch = (n: number) => 1 + (n < 1 << 7 ? 1 : n < 1 << 14 ? 2 : n < 1 << 21 ? 3 : 4) + n;
+  fc.assert(
+    fc.property(request(true), response(true), (req, res) => {
+      const r = create(SessionRequestSchema, req);
+      expect(requestSizeBound(r)).toBeGreaterThanOrEqual(inBatch(encodeSessionRequest(r).length));
+      const a = create(SessionResponseSchema, res);
+      expect(responseSizeBound(a)).toBeGreaterThanOrEqual(inBatch(encodeSessionResponse(a).length));
+    }),
+    { numRuns: 3000 },
+  );
 });

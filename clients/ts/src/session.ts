@@ -10,9 +10,11 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import { status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import {
+  forEachBatch,
   grpcServiceDefinition,
   RateQueueService,
   ReleaseRequestSchema,
+  requestSizeBound,
   SessionRequestSchema,
   type SessionRequest,
   type SessionResponse,
@@ -20,7 +22,7 @@ import {
 import type { Connection } from "./connection.js";
 import { Deadlines, type Deadline } from "./deadlines.js";
 import { RateQueueError } from "./errors.js";
-import { backoffMs, departureGraceMs, maxBatchMessages, streamEnd } from "./protocol.js";
+import { backoffMs, departureGraceMs, streamEnd } from "./protocol.js";
 
 const sessionMethod = grpcServiceDefinition(RateQueueService).session;
 
@@ -184,9 +186,8 @@ export class Session {
 
   /**
    * Sends what was written this turn on the current stream: one message
-   * alone, several as SessionRequestBatches of at most maxBatchMessages,
-   * where a heartbeat weighs one more per lease id it names (so a batch
-   * stays far below grpc-js's 4 MB message limit, as the server's do).
+   * alone, several as SessionRequestBatches of at most maxBatchMessages
+   * messages and maxBatchBytes bytes (@ratequeue/proto's forEachBatch).
    */
   private readonly flush = (): void => {
     const out = this.outbox;
@@ -194,30 +195,19 @@ export class Session {
     this.outbox = [];
     const stream = this.stream;
     if (stream === undefined) return;
-    let start = 0;
-    let weight = 0;
-    for (let i = 0; i < out.length; i++) {
-      const r = out[i]!;
-      const w = 1 + (r.kind.case === "heartbeat" ? r.kind.value.leaseIds.length : 0);
-      if (i > start && weight + w > maxBatchMessages) {
-        this.writeBatch(stream, out, start, i);
-        start = i;
-        weight = 0;
-      }
-      weight += w;
-    }
-    this.writeBatch(stream, out, start, out.length);
-  };
-
-  /** Writes out[start, end) as one message: alone, or as a SessionRequestBatch. */
-  private writeBatch(stream: Stream, out: SessionRequest[], start: number, end: number): void {
-    if (end - start === 1) {
-      stream.write(out[start]!);
+    if (out.length === 1) {
+      stream.write(out[0]!);
       return;
     }
-    const requests = start === 0 && end === out.length ? out : out.slice(start, end);
-    stream.write({ $typeName: "ratequeue.v1.SessionRequest", requestId: 0n, kind: { case: "batch", value: { $typeName: "ratequeue.v1.SessionRequestBatch", requests } } });
-  }
+    forEachBatch(out, requestSizeBound, (start, end) => {
+      if (end - start === 1) {
+        stream.write(out[start]!);
+        return;
+      }
+      const requests = start === 0 && end === out.length ? out : out.slice(start, end);
+      stream.write({ $typeName: "ratequeue.v1.SessionRequest", requestId: 0n, kind: { case: "batch", value: { $typeName: "ratequeue.v1.SessionRequestBatch", requests } } });
+    });
+  };
 
   private open(): Stream | undefined {
     if (this.closed || this.reconnectTimer !== undefined) return undefined;

@@ -14,6 +14,7 @@ import { decodeSessionRequest, decodeSessionResponse, encodeSessionRequest, enco
 export * from "./gen/ratequeue/v1/ratequeue_pb.js";
 export * from "./gen/ratequeue/v1/admin_pb.js";
 export { decodeSessionRequest, decodeSessionResponse, encodeSessionRequest, encodeSessionResponse, sessionCodecFallbacks } from "./session-codec.js";
+export { forEachBatch, maxBatchBytes, maxBatchMessages, requestSizeBound, responseSizeBound } from "./session-batch.js";
 
 // Metadata names of the protocol (proto/ratequeue/v1/ratequeue.proto, "Session protocol").
 

@@ -4,6 +4,9 @@
 // goes out as one message.
 import { status, type ServerDuplexStream } from "@grpc/grpc-js";
 import {
+  forEachBatch,
+  maxBatchMessages,
+  responseSizeBound,
   type ReportRequest,
   type ReportResponse,
   type SessionRequest,
@@ -35,13 +38,6 @@ export interface SessionDeps {
 
 type Call = ServerDuplexStream<SessionRequest, SessionResponse>;
 
-/**
- * The most messages in one SessionRequestBatch, and in one SessionResponseBatch
- * the server sends (where a heartbeat answer weighs one more per lease it
- * names, so that a batch stays far below grpc-js's 4 MB message limit).
- */
-const maxBatch = 1000;
-
 /** Serves one Session stream until the client ends it or goes away. */
 export class WorkerSession implements LeaseHolder {
   /** Waiting acquires by the client's request id. */
@@ -62,34 +58,20 @@ export class WorkerSession implements LeaseHolder {
       this.call.write(out[0]!);
       return;
     }
-    let start = 0;
-    let weight = 0;
-    for (let i = 0; i < out.length; i++) {
-      const r = out[i]!;
-      const w = 1 + (r.kind.case === "heartbeat" ? r.kind.value.leases.length : 0);
-      if (i > start && weight + w > maxBatch) {
-        this.writeBatch(out, start, i);
-        start = i;
-        weight = 0;
+    // Runs of at most maxBatchMessages answers and maxBatchBytes, as the client's batches.
+    forEachBatch(out, responseSizeBound, (start, end) => {
+      if (end - start === 1) {
+        this.call.write(out[start]!);
+        return;
       }
-      weight += w;
-    }
-    this.writeBatch(out, start, out.length);
-  };
-
-  /** Writes out[start, end) as one message: alone, or as a SessionResponseBatch. */
-  private writeBatch(out: SessionResponse[], start: number, end: number): void {
-    if (end - start === 1) {
-      this.call.write(out[start]!);
-      return;
-    }
-    const responses = start === 0 && end === out.length ? out : out.slice(start, end);
-    this.call.write({
-      $typeName: "ratequeue.v1.SessionResponse",
-      requestId: 0n,
-      kind: { case: "batch", value: { $typeName: "ratequeue.v1.SessionResponseBatch", responses } },
+      const responses = start === 0 && end === out.length ? out : out.slice(start, end);
+      this.call.write({
+        $typeName: "ratequeue.v1.SessionResponse",
+        requestId: 0n,
+        kind: { case: "batch", value: { $typeName: "ratequeue.v1.SessionResponseBatch", responses } },
+      });
     });
-  }
+  };
 
   /** Whether a resource is the caller's (made once: a release asks for every lease). */
   private readonly ownsResource = (resource: string): boolean => this.principal.scope.owns(resource);
@@ -140,8 +122,8 @@ export class WorkerSession implements LeaseHolder {
       const refused =
         req.requestId !== 0n
           ? "request_id: must be 0 on a batch (each message in it has its own)"
-          : batch.length > maxBatch
-            ? `batch: must hold at most ${maxBatch} messages, got ${batch.length}`
+          : batch.length > maxBatchMessages
+            ? `batch: must hold at most ${maxBatchMessages} messages, got ${batch.length}`
             : batch.some((r) => r.kind.case === "batch")
               ? "batch: must not hold a batch"
               : undefined;
