@@ -3,7 +3,14 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Connection, type ClientOptions } from "./connection.js";
 import { RateQueueError } from "./errors.js";
-import { HeartbeatRequestSchema, ReleaseOutcome, ReportRequestSchema, type AcquireRequest, type ReleaseRequest } from "@ratequeue/proto";
+import {
+  HeartbeatRequestSchema,
+  ReleaseOutcome,
+  ReportRequestSchema,
+  type AcquireRequest,
+  type ReleaseRequest,
+  type SessionResponse,
+} from "@ratequeue/proto";
 import {
   checkFeedback,
   feedbackToMessage,
@@ -15,7 +22,7 @@ import {
   type ProviderFeedback,
 } from "./feedback.js";
 import { maxLeaseIdsPerHeartbeat, reconnectTimeoutMs, timeoutSlackMs } from "./protocol.js";
-import { Session } from "./session.js";
+import { Session, type GiveUp, type Sent } from "./session.js";
 
 export type { ClientOptions };
 
@@ -118,6 +125,25 @@ const releaseResults: Record<number, ReleaseResult> = {
   [ReleaseOutcome.UNKNOWN]: "unknown",
 };
 
+/** A release's answer as the caller gets it. */
+function releaseResult(response: SessionResponse): ReleaseResult {
+  if (response.kind.case !== "released") throw new RateQueueError("INTERNAL", `unexpected answer '${response.kind.case}' to a release`);
+  return releaseResults[response.kind.value.outcome] ?? "unknown";
+}
+
+/** A release no server answered within the lease's TTL: by then the server has freed the slot anyway. */
+const releaseGiveUp: GiveUp = {
+  withdraw: false,
+  reason: (request, ttlMs) =>
+    new RateQueueError(
+      "UNAVAILABLE",
+      `no server answered the release of ${request.kind.case === "release" ? request.kind.value.leaseId : ""} within its TTL (${ttlMs} ms); the server frees the slot at its TTL`,
+    ),
+};
+
+/** The options of an acquire without any. */
+const noOptions: AcquireOptions = Object.freeze({});
+
 /**
  * Rejects what cannot even be encoded on the wire (the server checks the
  * ranges); messages follow the server's "field: rule" form.
@@ -156,7 +182,8 @@ class HeldLease implements Lease {
   /** Why the lease was lost, when it was lost before anyone asked for its signal. */
   private lostWith: RateQueueError | undefined;
   private released: Promise<ReleaseResult> | undefined;
-  private readonly feedback: ProviderFeedback = {};
+  /** What the provider said, merged; made by the first report or observe. */
+  private feedback: ProviderFeedback | undefined;
 
   constructor(
     private readonly client: Client,
@@ -184,23 +211,23 @@ class HeldLease implements Lease {
 
   report(feedback: ProviderFeedback): void {
     checkFeedback(feedback);
-    if (this.released === undefined) mergeFeedback(this.feedback, feedback);
+    if (this.released === undefined) mergeFeedback((this.feedback ??= {}), feedback);
   }
 
   observe(headers: HeadersInput, status?: number): void {
-    if (this.released === undefined) mergeFeedback(this.feedback, parseRateLimitHeaders(headers, status));
+    if (this.released === undefined) mergeFeedback((this.feedback ??= {}), parseRateLimitHeaders(headers, status));
   }
 
-  release(options: { actualLoad?: number; feedback?: ProviderFeedback } = {}): Promise<ReleaseResult> {
+  release(options?: { actualLoad?: number; feedback?: ProviderFeedback }): Promise<ReleaseResult> {
     if (this.released !== undefined) return this.released;
     // Feedback that cannot be encoded rejects this call; the lease stays held for a correct one.
     try {
-      if (options.feedback !== undefined) this.report(options.feedback);
+      if (options?.feedback !== undefined) this.report(options.feedback);
     } catch (err) {
       return Promise.reject(err);
     }
-    const feedback = isEmptyFeedback(this.feedback) ? undefined : this.feedback;
-    return (this.released = this.client.release(this, options.actualLoad ?? this.actualLoad, feedback));
+    const feedback = this.feedback === undefined || isEmptyFeedback(this.feedback) ? undefined : this.feedback;
+    return (this.released = this.client.release(this, options?.actualLoad ?? this.actualLoad, feedback));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -235,50 +262,65 @@ class Client implements RateQueueClient {
     );
   }
 
-  async acquire(resource: string, options: AcquireOptions = {}): Promise<Lease> {
+  acquire(resource: string, options: AcquireOptions = noOptions): Promise<Lease> {
     const { signal, timeoutMs } = options;
-    signal?.throwIfAborted();
-    checkAcquireOptions(options);
+    try {
+      signal?.throwIfAborted();
+      checkAcquireOptions(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     // A literal, as create() would make it (without its reflection, on every acquire).
     const request: AcquireRequest = { $typeName: "ratequeue.v1.AcquireRequest", resource, lane: options.lane ?? "", key: options.key ?? "" };
     if (options.load !== undefined) request.load = options.load;
     if (options.priority !== undefined) request.priority = options.priority;
-    if (timeoutMs !== undefined) request.timeout = durationFromMs(Math.max(0, timeoutMs));
-    // The server answers a timeout itself; giving up 2 s later only covers
-    // a server that cannot be reached, and a key refusal seen meanwhile is the real reason.
-    const giveUp =
-      timeoutMs === undefined
-        ? undefined
-        : {
-            afterMs: timeoutMs + timeoutSlackMs,
-            reason: () =>
-              this.session.refusal ?? new RateQueueError("DEADLINE_EXCEEDED", `no lease on '${resource}' within ${timeoutMs} ms (the server could not be reached)`),
-            withdraw: true,
-          };
-    const { id, answer } = this.session.request({ case: "acquire", value: request }, giveUp);
-    const onAbort = () => this.session.cancel(id, new RateQueueError("CANCELLED", "the acquire was aborted by its signal"));
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      const response = await answer;
-      if (response.kind.case !== "granted" || response.kind.value.lease === undefined) {
-        throw new RateQueueError("INTERNAL", `unexpected answer '${response.kind.case}' to an acquire`);
-      }
-      const { lease, waitTime } = response.kind.value;
-      const held = new HeldLease(
-        this,
-        lease.leaseId,
-        lease.resource,
-        lease.load,
-        waitTime === undefined ? 0 : durationMs(waitTime),
-        lease.grantTime === undefined ? Date.now() : timestampMs(lease.grantTime),
-        lease.ttl === undefined ? 30_000 : durationMs(lease.ttl),
-      );
-      this.hold(held);
-      return held;
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
+    const kind = { case: "acquire", value: request } as const;
+    // The server answers a timeout itself; giving up 2 s later only covers a server that cannot be reached.
+    let sent: Sent<HeldLease>;
+    if (timeoutMs === undefined) {
+      sent = this.session.request(kind, this.granted);
+    } else {
+      request.timeout = durationFromMs(Math.max(0, timeoutMs));
+      sent = this.session.request(kind, this.granted, this.acquireGiveUp, timeoutMs + timeoutSlackMs);
     }
+    if (signal === undefined) return sent.answer;
+    const id = sent.request.requestId;
+    const onAbort = () => this.session.cancel(id, new RateQueueError("CANCELLED", "the acquire was aborted by its signal"));
+    signal.addEventListener("abort", onAbort, { once: true });
+    const stop = () => signal.removeEventListener("abort", onAbort);
+    sent.answer.then(stop, stop);
+    return sent.answer;
   }
+
+  /** A grant's answer as a held lease (made as the answer comes, so no step is left between). */
+  private readonly granted = (response: SessionResponse): HeldLease => {
+    if (response.kind.case !== "granted" || response.kind.value.lease === undefined) {
+      throw new RateQueueError("INTERNAL", `unexpected answer '${response.kind.case}' to an acquire`);
+    }
+    const { lease, waitTime } = response.kind.value;
+    const held = new HeldLease(
+      this,
+      lease.leaseId,
+      lease.resource,
+      lease.load,
+      waitTime === undefined ? 0 : durationMs(waitTime),
+      lease.grantTime === undefined ? Date.now() : timestampMs(lease.grantTime),
+      lease.ttl === undefined ? 30_000 : durationMs(lease.ttl),
+    );
+    this.hold(held);
+    return held;
+  };
+
+  /** An acquire with a timeout the server did not answer 2 s past it: a key refusal seen meanwhile is the real reason. */
+  private readonly acquireGiveUp: GiveUp = {
+    withdraw: true,
+    reason: (request, afterMs) =>
+      this.session.refusal ??
+      new RateQueueError(
+        "DEADLINE_EXCEEDED",
+        `no lease on '${request.kind.case === "acquire" ? request.kind.value.resource : ""}' within ${afterMs - timeoutSlackMs} ms (the server could not be reached)`,
+      ),
+  };
 
   async withLease<T>(resource: string, options: AcquireOptions, fn: (lease: Lease) => Promise<T> | T): Promise<T> {
     const lease = await this.acquire(resource, options);
@@ -310,24 +352,13 @@ class Client implements RateQueueClient {
     return pausedUntilDate(response.kind.value.pausedUntil);
   }
 
-  /** Releases a lease (HeldLease.release makes it once). */
-  async release(lease: HeldLease, actualLoad: number | undefined, feedback: ProviderFeedback | undefined): Promise<ReleaseResult> {
+  /** Releases a lease (HeldLease.release makes it once); given up on at the lease's TTL. */
+  release(lease: HeldLease, actualLoad: number | undefined, feedback: ProviderFeedback | undefined): Promise<ReleaseResult> {
     this.leases.delete(lease.id);
     const value: ReleaseRequest = { $typeName: "ratequeue.v1.ReleaseRequest", leaseId: lease.id };
     if (actualLoad !== undefined) value.actualLoad = actualLoad;
     if (feedback !== undefined) value.feedback = feedbackToMessage(feedback);
-    const { answer } = this.session.request(
-      { case: "release", value },
-      {
-        afterMs: lease.ttlMs,
-        reason: () =>
-          new RateQueueError("UNAVAILABLE", `no server answered the release of ${lease.id} within its TTL (${lease.ttlMs} ms); the server frees the slot at its TTL`),
-        withdraw: false,
-      },
-    );
-    const response = await answer;
-    if (response.kind.case !== "released") throw new RateQueueError("INTERNAL", `unexpected answer '${response.kind.case}' to a release`);
-    return releaseResults[response.kind.value.outcome] ?? "unknown";
+    return this.session.request({ case: "release", value }, releaseResult, releaseGiveUp, lease.ttlMs).answer;
   }
 
   private hold(lease: HeldLease): void {

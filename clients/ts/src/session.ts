@@ -28,20 +28,31 @@ const sessionMethod = grpcServiceDefinition(RateQueueService).session;
 
 type Stream = ClientDuplexStream<SessionRequest, SessionResponse>;
 
-/** When the client stops waiting for an answer by itself, and how. */
+/**
+ * How the client stops waiting for an answer by itself, some time after it
+ * sent the request (one object per kind of request, shared by all of them).
+ */
 export interface GiveUp {
-  /** After how long, ms. */
-  afterMs: number;
-  /** The error the request then rejects with (made then: a key refusal seen meanwhile is the real reason). */
-  reason(): RateQueueError;
   /** Send a cancel (an acquire), or only stop waiting (a release). */
   withdraw: boolean;
+  /** The error the request then rejects with (made then: a key refusal seen meanwhile is the real reason). */
+  reason(request: SessionRequest, afterMs: number): RateQueueError;
 }
 
+/** A request sent, and its answer as the caller wants it. */
+export interface Sent<T> {
+  readonly request: SessionRequest;
+  readonly answer: Promise<T>;
+}
+
+/** The answer as it came. */
+const asItCame = (response: SessionResponse) => response;
+
 /** An answer the session waits for; in the deadline heap while it has a GiveUp. */
-interface Outstanding extends Deadline {
+interface Outstanding extends Deadline, Sent<unknown> {
   /** The message, kept to send again after a reconnect. */
   request: SessionRequest;
+  answer: Promise<unknown>;
   /** When the request was made (epoch ms). */
   since: number;
   /** An acquire's deadline (epoch ms): a re-sent acquire asks only for the time left. */
@@ -49,9 +60,13 @@ interface Outstanding extends Deadline {
   /** How many streams that had answered broke with this message unanswered: a report gives up at two. */
   brokenStreams: number;
   giveUp: GiveUp | undefined;
-  resolve(response: SessionResponse): void;
-  reject(err: RateQueueError): void;
+  /** Turns the answer into what the caller gets; what it throws rejects. */
+  answered(response: SessionResponse): unknown;
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
 }
+
+const unsettled = (): void => {};
 
 export interface SessionEvents {
   /** The server says a lease expired. */
@@ -91,9 +106,10 @@ export class Session {
   private refusedWith: RateQueueError | undefined;
   /** Requests given up on by the client itself, by one timer. */
   private readonly deadlines = new Deadlines<Outstanding>((pending) => {
-    const { requestId } = pending.request;
-    if (pending.giveUp!.withdraw) this.cancel(requestId, pending.giveUp!.reason());
-    else this.abandon(requestId, pending.giveUp!.reason());
+    const { request, giveUp } = pending;
+    const reason = giveUp!.reason(request, pending.dueAt - pending.since);
+    if (giveUp!.withdraw) this.cancel(request.requestId, reason);
+    else this.abandon(request.requestId, reason);
   });
   /** Messages written this turn, sent together by flush() on the current stream. */
   private outbox: SessionRequest[] = [];
@@ -110,28 +126,49 @@ export class Session {
   }
 
   /**
-   * Sends one message and resolves with its answer. A failure answer rejects
-   * with its status; a dropped stream re-sends the message on the next one.
-   * With `giveUp`, the client stops waiting by itself after that long.
+   * Sends one message and resolves with its answer, turned by `answered`
+   * into what the caller wants (made as the answer comes: one promise per
+   * request). A failure answer rejects with its status; a dropped stream
+   * re-sends the message on the next one. With `giveUp`, the client stops
+   * waiting by itself `giveUpAfterMs` after sending it. A closed client
+   * rejects.
    */
-  request(kind: SessionRequest["kind"], giveUp?: GiveUp): { id: bigint; answer: Promise<SessionResponse> } {
-    if (this.closed) throw new RateQueueError("CANCELLED", "the client is closed");
+  request(kind: SessionRequest["kind"]): Sent<SessionResponse>;
+  request<T>(kind: SessionRequest["kind"], answered: (response: SessionResponse) => T, giveUp?: GiveUp, giveUpAfterMs?: number): Sent<T>;
+  request(
+    kind: SessionRequest["kind"],
+    answered: (response: SessionResponse) => unknown = asItCame,
+    giveUp?: GiveUp,
+    giveUpAfterMs = 0,
+  ): Sent<unknown> {
     const id = this.nextId++;
     const request: SessionRequest = { $typeName: "ratequeue.v1.SessionRequest", requestId: id, kind };
+    if (this.closed) return { request, answer: Promise.reject(new RateQueueError("CANCELLED", "the client is closed")) };
     const since = Date.now();
     const timeout = kind.case === "acquire" ? kind.value.timeout : undefined;
     const deadline = timeout === undefined ? undefined : since + durationMs(timeout);
-    const answer = new Promise<SessionResponse>((resolve, reject) => {
-      const pending: Outstanding = { request, since, deadline, brokenStreams: 0, giveUp, resolve, reject, dueAt: 0, heapIndex: -1 };
-      this.outstanding.set(id, pending);
-      if (giveUp !== undefined) {
-        pending.dueAt = since + giveUp.afterMs;
-        this.deadlines.add(pending);
-      }
+    const pending: Outstanding = {
+      request,
+      answer: undefined as unknown as Promise<unknown>,
+      since,
+      deadline,
+      brokenStreams: 0,
+      giveUp,
+      answered,
+      resolve: unsettled,
+      reject: unsettled,
+      dueAt: since + giveUpAfterMs,
+      heapIndex: -1,
+    };
+    pending.answer = new Promise((resolve, reject) => {
+      pending.resolve = resolve;
+      pending.reject = reject;
     });
+    this.outstanding.set(id, pending);
+    if (giveUp !== undefined) this.deadlines.add(pending);
     this.write(request);
     if ((kind.case === "acquire" || kind.case === "report") && !this.healthy) this.armWatchdog();
-    return { id, answer };
+    return pending;
   }
 
   /** Withdraws a waiting acquire; its answer rejects with `reason`. */
@@ -304,9 +341,16 @@ export class Session {
     this.take(response.requestId);
     if (response.kind.case === "failure") {
       pending.reject(RateQueueError.fromCode(response.kind.value.code, response.kind.value.message));
-    } else {
-      pending.resolve(response);
+      return;
     }
+    let value: unknown;
+    try {
+      value = pending.answered(response);
+    } catch (err) {
+      pending.reject(err);
+      return;
+    }
+    pending.resolve(value);
   }
 
   private dropped(stream: Stream, err?: ServiceError): void {
