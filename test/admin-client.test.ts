@@ -106,6 +106,27 @@ describe("resources in the config file's shape", () => {
     expect((await failure(admin.deleteResource("doomed"))).code).toBe("NOT_FOUND");
   });
 
+  test("putResources puts many in order, a call per thousand, and a refusal names its index in the caller's list", async () => {
+    const many: ResourceConfig[] = [{ name: "bulk-parent", concurrency: 100 }];
+    for (let i = 0; i < 2500; i++) many.push({ name: `bulk-${String(i).padStart(4, "0")}`, limits: [{ dimension: "requests", amount: 10 + i, period: "1m" }], ...(i % 500 === 0 && { parent: "bulk-parent" }) });
+    expect(await admin.putResources(many)).toEqual({ created: 2501, replaced: 0 });
+    expect(await admin.getResource("bulk-1234")).toMatchObject({ limits: [{ dimension: "requests", amount: 1244, period: "60s", burst: 1244 }] });
+    expect((await admin.getResource("bulk-2000")).parent).toBe("bulk-parent");
+    expect(await admin.putResources(many.slice(0, 1200))).toEqual({ created: 0, replaced: 1200 });
+    // Refused at 1500 (in the second call): those before it stay put, the error names it in the caller's list.
+    const refused = [...many.slice(1, 1500).map((r) => ({ ...r, concurrency: 7 })), { name: "bulk-orphan", parent: "bulk-nowhere" }, { name: "bulk-after" }];
+    const err = await failure(admin.putResources(refused));
+    expect(err.code).toBe("NOT_FOUND");
+    expect(err.message).toMatch(/^resources\[1499\]: parent 'bulk-nowhere' of 'bulk-orphan' not found/);
+    expect((await admin.getResource("bulk-1497")).concurrency).toBe(7);
+    expect((await failure(admin.getResource("bulk-after"))).code).toBe("NOT_FOUND");
+    // What the client cannot encode fails before any call, naming the index and the field.
+    const bad = await failure(admin.putResources([{ name: "bulk-fine" }, { name: "bulk-bad", limits: [{ dimension: "requests", amount: 1, period: "soon" }] }]));
+    expect(bad).toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/^resources\[1\]: resource\.limits\[0\]\.period: /) });
+    expect((await failure(admin.getResource("bulk-fine"))).code).toBe("NOT_FOUND");
+    expect(await admin.raw.putResources([{ name: "bulk-raw", concurrency: 2 }])).toEqual({ created: 1, replaced: 0 });
+  });
+
   test("the raw messages stay available under admin.raw", async () => {
     await admin.putResource({ name: "raw", limits: [{ dimension: "requests", amount: 5, period: "60s" }] });
     const message = await admin.raw.getResource("raw");

@@ -70,7 +70,8 @@ function ratequeue(apiKey: string, ...args: string[]): Promise<Run> {
     let err = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    child.once("exit", (code) => resolve({ code, out, err }));
+    // "close", not "exit": the output is read to its end (thousands of lines may still be in the pipe at exit).
+    child.once("close", (code) => resolve({ code, out, err }));
   });
 }
 
@@ -216,6 +217,34 @@ describe("resources apply", () => {
     const undeclared = await ratequeue(rootKey, "resources", "apply", "-f", serverConfig, "--namespace", "apply-ns-z");
     expect(undeclared.code).toBe(1);
     expect(undeclared.err).toContain("declares no resources of namespace 'apply-ns-z'");
+  });
+
+  test("thousands of resources go a batch at a time, in order, and a refusal inside a batch says what was applied", async () => {
+    const { admin } = await tenant("apply-many");
+    let yaml = "resources:\n";
+    for (let i = 0; i < 2500; i++) yaml += `  r${String(i).padStart(4, "0")}:\n    limits:\n      - { dimension: requests, amount: ${i + 1}, period: 60s }\n    concurrency: 4\n`;
+    const created = await ratequeue(admin, "resources", "apply", "-f", file(yaml));
+    expect(created.code, created.err).toBe(0);
+    const lines = created.out.trim().split("\n");
+    expect(lines).toHaveLength(2500);
+    expect(lines[0]).toBe("create r0000");
+    expect(lines[2499]).toBe("create r2499");
+    const stored = await serverResources(admin);
+    expect(Object.keys(stored)).toHaveLength(2500);
+    expect(stored.r1234).toMatchObject({ limits: [{ amount: 1235 }], concurrency: 4 });
+    // Listed a page at a time: everything is found unchanged.
+    const again = await ratequeue(admin, "resources", "apply", "-f", file(yaml));
+    expect(new Set(again.out.trim().split("\n").map((l) => l.split(" ")[0]))).toEqual(new Set(["unchanged"]));
+    // A child whose parent does not exist, in the middle of the second batch: the lines stop before it.
+    const broken = yaml.replaceAll("concurrency: 4", "concurrency: 5").replace("  r1500:\n", "  r1500:\n    parent: nowhere\n");
+    const refused = await ratequeue(admin, "resources", "apply", "-f", file(broken));
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain("NOT_FOUND: parent 'nowhere' of 'r1500' not found");
+    const done = refused.out.trim().split("\n");
+    expect(done).toHaveLength(1500);
+    expect(done[1499]).toBe("change r1499: concurrency 4 -> 5");
+    const after = await serverResources(admin);
+    expect([after.r1499!.concurrency, after.r1500!.concurrency, after.r1501!.concurrency]).toEqual([5, 4, 4]);
   });
 
   test("a worker key may read but not apply or delete: the server's PERMISSION_DENIED, exit 1", async () => {

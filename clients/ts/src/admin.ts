@@ -1,6 +1,6 @@
 // AdminService over grpc-js with promises: resources in the config file's
 // shape (admin-shapes.ts converts), their statistics, API keys and namespaces.
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceError } from "@grpc/grpc-js";
 import { Connection, type ClientOptions } from "./connection.js";
 import { RateQueueError } from "./errors.js";
@@ -17,10 +17,11 @@ import {
   ListNamespacesRequestSchema,
   ListResourcesRequestSchema,
   PutResourceRequestSchema,
+  PutResourcesRequestSchema,
+  ResourceSchema,
   RevokeApiKeyRequestSchema,
   type ApiKey as ApiKeyMessage,
   type Resource as ResourceMessage,
-  type ResourceSchema,
   type ResourceStats as ResourceStatsMessage,
 } from "@ratequeue/proto";
 import {
@@ -55,6 +56,16 @@ const methods = grpcServiceDefinition(AdminService);
 export interface AdminClient {
   /** Creates or replaces a resource; returns it as stored (defaults filled in) and whether it is new. */
   putResource(resource: ResourceConfig): Promise<{ resource: StoredResource; created: boolean }>;
+  /**
+   * Creates or replaces many resources, in order (a parent before its
+   * children), each as putResource would, in as few calls as the server
+   * takes (PutResources: up to 1000 resources or 512 KiB a call); returns
+   * how many were new and how many replaced one. Every resource is encoded
+   * before any call. A resource the server refuses stops there, with an
+   * error whose message starts with its index (`resources[12]: ...`): those
+   * before it stay put.
+   */
+  putResources(resources: ResourceConfig[]): Promise<{ created: number; replaced: number }>;
   /** One resource as stored; `NOT_FOUND` if there is none by that name. */
   getResource(name: string): Promise<StoredResource>;
   /** Every declared resource of the caller's namespace, ordered by name (keyed children are listed with their parent, below). */
@@ -127,6 +138,8 @@ export interface ResourceStatsOptions {
 /** The admin calls whose shapes differ, with the protobuf messages as they are on the wire. */
 export interface RawAdminClient {
   putResource(resource: MessageInitShape<typeof ResourceSchema>): Promise<{ resource: ResourceMessage; created: boolean }>;
+  /** One PutResources call: at most 10,000 resources, within the server's message size (1 MiB by default). */
+  putResources(resources: MessageInitShape<typeof ResourceSchema>[]): Promise<{ created: number; replaced: number }>;
   getResource(name: string): Promise<ResourceMessage>;
   listResources(): Promise<ResourceMessage[]>;
   listResources(options: ListResourcesOptions): Promise<{ resources: ResourceMessage[]; nextPageToken: string }>;
@@ -161,6 +174,10 @@ export function createAdminClient(options: ClientOptions = {}): AdminClient {
       const r = await call("putResource", create(PutResourceRequestSchema, { resource }));
       return { resource: r.resource!, created: r.created };
     },
+    async putResources(resources) {
+      const r = await call("putResources", create(PutResourcesRequestSchema, { resources }));
+      return { created: r.created, replaced: r.replaced };
+    },
     async getResource(name) {
       return (await call("getResource", create(GetResourceRequestSchema, { name }))).resource!;
     },
@@ -193,6 +210,31 @@ export function createAdminClient(options: ClientOptions = {}): AdminClient {
     async putResource(resource) {
       const put = await raw.putResource(resourceToMessage(resource));
       return { resource: resourceFromMessage(put.resource), created: put.created };
+    },
+    async putResources(resources) {
+      const messages = resources.map((resource, i) => {
+        try {
+          return create(ResourceSchema, resourceToMessage(resource));
+        } catch (err) {
+          throw err instanceof RateQueueError ? new RateQueueError(err.code, `resources[${i}]: ${err.message}`) : err;
+        }
+      });
+      let created = 0;
+      let replaced = 0;
+      for (const [start, end] of putBatches(messages)) {
+        try {
+          const put = await raw.putResources(messages.slice(start, end));
+          created += put.created;
+          replaced += put.replaced;
+        } catch (err) {
+          // The server names the index in its call: name it in the caller's list.
+          const at = err instanceof RateQueueError ? /^resources\[(\d+)\]: /.exec(err.message) : null;
+          if (at === null) throw err;
+          const refused = err as RateQueueError;
+          throw new RateQueueError(refused.code, `resources[${start + Number(at[1])}]: ${refused.message.slice(at[0].length)}`);
+        }
+      }
+      return { created, replaced };
     },
     getResource: async (name) => resourceFromMessage(await raw.getResource(name)),
     listResources: (async (options?: ListResourcesOptions) => {
@@ -231,4 +273,26 @@ export function createAdminClient(options: ClientOptions = {}): AdminClient {
     },
     close: () => connection.close(),
   };
+}
+
+/** The most resources, and encoded bytes, in one PutResources call: well inside the server's limits (10,000, and 1 MiB a message). */
+const putBatchResources = 1000;
+const putBatchBytes = 512 * 1024;
+
+/** [start, end) of each PutResources call for `messages`, in order. */
+function putBatches(messages: ResourceMessage[]): [number, number][] {
+  const batches: [number, number][] = [];
+  let start = 0;
+  let bytes = 0;
+  messages.forEach((m, i) => {
+    const size = toBinary(ResourceSchema, m).length;
+    if (i > start && (i - start === putBatchResources || bytes + size > putBatchBytes)) {
+      batches.push([start, i]);
+      start = i;
+      bytes = 0;
+    }
+    bytes += size;
+  });
+  if (start < messages.length) batches.push([start, messages.length]);
+  return batches;
 }

@@ -11,7 +11,7 @@ import { RateQueueError, type AdminClient } from "@ratequeue/client";
 import { ResourceSchema, type Resource, type ResourceStats } from "@ratequeue/proto";
 import { defaultNamespace, scopeOf } from "../auth/scope.js";
 import { ConfigError, formatDuration, loadConfig, resourceToConfig, type Config, type ConfigResource } from "../config.js";
-import type { ResourceSpec } from "../core/index.js";
+import type { LimitSpec, ResourceSpec } from "../core/index.js";
 import { resourceToProto } from "../rpc/convert.js";
 import { resourceFromProto } from "../validate/requests.js";
 import { adminClientOf, connectionFlags } from "./connection-flags.js";
@@ -121,6 +121,8 @@ export async function runResourceCommand(argv: string[]): Promise<number> {
     throw err;
   } finally {
     admin?.close();
+    // The caller exits at once: what is still queued for a pipe (apply prints a thousand lines at a time) must leave first.
+    await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
   }
 }
 
@@ -150,7 +152,7 @@ async function apply(admin: AdminClient, file: string, namespace: string | undef
     return 1;
   }
   // The server answers with every default filled in, as loadConfig does; resourceFromProto makes both specs.
-  const current = new Map((await admin.raw.listResources()).map((r) => [r.name, resourceFromProto(r)]));
+  const current = new Map((await allResources(admin)).map((r) => [r.name, resourceFromProto(r)]));
   const steps: Step[] = wanted.map((spec) => {
     const existing = current.get(spec.name);
     if (existing === undefined) return { kind: "create", spec };
@@ -167,16 +169,93 @@ async function apply(admin: AdminClient, file: string, namespace: string | undef
     const gone = [...current.keys()].filter((name) => !declared.has(name));
     for (const name of gone.sort((a, b) => depth(b) - depth(a))) steps.push({ kind: "delete", name });
   }
+  // Lines are printed once done, so that after a refusal they say what did change.
+  let batch = new PutBatch();
   for (const step of steps) {
-    if (!options.dryRun) {
-      if (step.kind === "create" || step.kind === "change") await admin.raw.putResource(resourceToProto(step.spec));
-      if (step.kind === "delete") await admin.deleteResource(step.name);
+    if (step.kind === "delete") {
+      await batch.send(admin, options.dryRun);
+      if (!options.dryRun) await admin.deleteResource(step.name);
+      console.log(stepLine(step));
+      continue;
     }
-    // Printed once done, so that after a refusal the lines say what did change.
-    console.log(stepLine(step));
+    if (!batch.add(step)) {
+      await batch.send(admin, options.dryRun);
+      batch = new PutBatch();
+      batch.add(step);
+    }
   }
+  await batch.send(admin, options.dryRun);
   if (options.dryRun) console.error("dry run: nothing was changed");
   return 0;
+}
+
+/** The most resources, and encoded bytes, apply puts in one PutResources call: well inside the server's limits (10,000, and 1 MiB a message). */
+const batchResources = 1000;
+const batchBytes = 512 * 1024;
+
+/** Steps of an apply sent together: their puts in one PutResources call, then their lines. */
+class PutBatch {
+  private readonly steps: Step[] = [];
+  private readonly puts: ResourceSpec[] = [];
+  private bytes = 0;
+
+  /** Takes a create, change or unchanged step; false when the batch is full (the step is not taken). */
+  add(step: Step): boolean {
+    if (step.kind !== "create" && step.kind !== "change") {
+      this.steps.push(step);
+      return true;
+    }
+    const size = encodedSizeBound(step.spec);
+    if (this.puts.length > 0 && (this.puts.length === batchResources || this.bytes + size > batchBytes)) return false;
+    this.steps.push(step);
+    this.puts.push(step.spec);
+    this.bytes += size;
+    return true;
+  }
+
+  /** Puts the batch's resources and prints its lines (only prints them on a dry run); empties the batch. */
+  async send(admin: AdminClient, dryRun: boolean): Promise<void> {
+    const steps = this.steps.splice(0);
+    const puts = this.puts.splice(0);
+    this.bytes = 0;
+    if (!dryRun && puts.length > 0) {
+      try {
+        await admin.raw.putResources(puts.map(resourceToProto));
+      } catch (err) {
+        if (!(err instanceof RateQueueError)) throw err;
+        // Refused somewhere in the batch: put its resources one at a time, so that the lines say
+        // what did change and the error is PutResource's own (putting one again changes nothing).
+        for (const step of steps) {
+          if (step.kind === "create" || step.kind === "change") await admin.raw.putResource(resourceToProto(step.spec));
+          console.log(stepLine(step));
+        }
+        return;
+      }
+    }
+    if (steps.length > 0) process.stdout.write(steps.map((step) => stepLine(step) + "\n").join(""));
+  }
+}
+
+/** More than a resource's encoded size can be: every character at 3 bytes, every number and duration at its longest. */
+function encodedSizeBound(s: ResourceSpec): number {
+  const text = (t: string | undefined) => (t === undefined ? 0 : 4 + 3 * t.length);
+  const limits = (ls: LimitSpec[]) => ls.reduce((n, l) => n + 64 + text(l.unit), 0);
+  let n = 160 + text(s.name) + text(s.defaultLane) + text(s.parent) + limits(s.limits) + (s.perKey === undefined ? 0 : 40 + limits(s.perKey.limits));
+  for (const l of s.lanes) n += 20 + text(l.name);
+  for (const ns of s.childrenFrom ?? []) n += text(ns);
+  return n;
+}
+
+/** Every resource of the namespace, page after page (a namespace of many resources does not fit one message). */
+async function allResources(admin: AdminClient): Promise<Resource[]> {
+  const out: Resource[] = [];
+  let pageToken = "";
+  do {
+    const page = await admin.raw.listResources({ pageSize: 1000, pageToken });
+    out.push(...page.resources);
+    pageToken = page.nextPageToken;
+  } while (pageToken !== "");
+  return out;
 }
 
 function stepLine(step: Step): string {

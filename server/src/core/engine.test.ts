@@ -418,6 +418,24 @@ describe("Engine: live changes", () => {
       ["b", 0],
     ]);
   });
+
+  it("lists a page: the names after a name, those a filter takes, as many as asked, as resources come and go", () => {
+    const { engine } = setup([]);
+    for (const name of ["c", "a", "e", "b", "d"]) engine.putResource(spec({ name }));
+    const names = (page?: Parameters<Engine["listResources"]>[0]) => engine.listResources(page).map((r) => r.name);
+    expect(names()).toEqual(["a", "b", "c", "d", "e"]);
+    expect(names({ after: "b", limit: 2 })).toEqual(["c", "d"]);
+    expect(names({ after: "bb" })).toEqual(["c", "d", "e"]);
+    expect(names({ include: (n) => n !== "c", limit: 3 })).toEqual(["a", "b", "d"]);
+    expect(names({ after: "e" })).toEqual([]);
+    engine.deleteResource("b");
+    engine.putResource(spec({ name: "aa", perKey: { limits: [], concurrency: 0, share: 1 } }));
+    engine.acquire({ resource: "aa", key: "k", load: 1, priority: 0, lane: "", owner: "w" }, () => {});
+    // A keyed child is listed with its parent's children, until declared in its own right.
+    expect(names({ limit: 3 })).toEqual(["a", "aa", "c"]);
+    engine.putResource(spec({ name: "aa/k", parent: "aa" }));
+    expect(names({ after: "a", limit: 3 })).toEqual(["aa", "aa/k", "c"]);
+  });
 });
 
 describe("Engine: lifecycle", () => {

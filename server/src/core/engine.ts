@@ -116,6 +116,8 @@ export class Engine {
   private readonly byTag = new ResourcesByTag();
   /** The engine's copies of specs, equal lists shared. */
   private readonly specs = new SpecPool();
+  /** The declared resources' names in order, kept between listings until one is declared or removed. */
+  private declaredNames: string[] | undefined;
   private readonly leases: LeaseTable;
   private readonly deadlines = new IndexedHeap<Waiter>(
     (a, b) => a.deadline < b.deadline || (a.deadline === b.deadline && a.seq < b.seq),
@@ -206,6 +208,8 @@ export class Engine {
     const s = this.specs.own(spec.keyed === undefined ? spec : { ...spec, keyed: undefined });
     let r = this.resources.get(s.name);
     const created = r === undefined;
+    // New, or a keyed child declared in its own right: listed from now on.
+    if (r === undefined || r.spec.keyed === true) this.declaredNames = undefined;
     if (r === undefined) {
       r = new Resource(s, now);
       this.link(r);
@@ -259,11 +263,26 @@ export class Engine {
     return r && copySpec(r.spec);
   }
 
-  /** Every declared resource's definition (keyed children are listed by {@link listChildren}), ordered by name. */
-  listResources(): ResourceSpec[] {
-    const names: string[] = [];
-    for (const r of this.resources.values()) if (r.spec.keyed !== true) names.push(r.name);
-    return names.sort().map((n) => copySpec((this.resources.get(n) as Resource).spec));
+  /**
+   * Every declared resource's definition (keyed children are listed by
+   * {@link listChildren}), ordered by name; with `page`, only those named
+   * after `after` that `include` accepts, at most `limit` of them: a page
+   * costs what it holds, not what the engine holds.
+   */
+  listResources(page: { after?: string; limit?: number; include?: (name: string) => boolean } = {}): ResourceSpec[] {
+    if (this.declaredNames === undefined) {
+      const names: string[] = [];
+      for (const r of this.resources.values()) if (r.spec.keyed !== true) names.push(r.name);
+      this.declaredNames = names.sort();
+    }
+    const names = this.declaredNames;
+    const limit = page.limit ?? Infinity;
+    const out: ResourceSpec[] = [];
+    for (let i = page.after === undefined ? 0 : firstAfter(names, page.after); i < names.length && out.length < limit; i++) {
+      const name = names[i] as string;
+      if (page.include === undefined || page.include(name)) out.push(copySpec((this.resources.get(name) as Resource).spec));
+    }
+    return out;
   }
 
   /** The names of a resource's direct children, keyed ones included, ordered by name; undefined when unknown. */
@@ -664,6 +683,7 @@ export class Engine {
       r.deleted = true;
     }
     this.resources.clear();
+    this.declaredNames = undefined;
     this.byTag.clear();
     this.leases.clear();
     this.idle.clear();
@@ -729,6 +749,7 @@ export class Engine {
 
   /** Forgets a resource that has no lease and no waiter left (deleted, or a keyed child gone idle). */
   private forget(r: Resource): void {
+    if (r.spec.keyed !== true) this.declaredNames = undefined;
     detach(r);
     r.deleted = true;
     r.rateTimer?.clear();
@@ -1062,6 +1083,18 @@ export class Engine {
     this.outTail = 0;
     if (thrown !== undefined) throw thrown.error;
   }
+}
+
+/** The index of the first name after `after` in sorted `names`. */
+function firstAfter(names: readonly string[], after: string): number {
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((names[mid] as string) <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** The default of release's mayCharge. */
