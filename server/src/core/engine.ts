@@ -211,13 +211,13 @@ export class Engine {
     // New, or a keyed child declared in its own right: listed from now on.
     if (r === undefined || r.spec.keyed === true) this.declaredNames = undefined;
     if (r === undefined) {
-      r = new Resource(s, now);
+      r = new Resource(s.name, s, now);
       this.link(r);
     } else {
       const oldRoot = rootOf(r);
       this.reconfigure(r, s, now);
       if (rootOf(r) !== oldRoot) this.pump(oldRoot, now);
-      if (r.children !== undefined) for (const c of r.children) if (c.spec.keyed === true) this.reconfigure(c, keyedSpec(r, c.name), now);
+      if (r.children !== undefined) for (const c of r.children) if (c.spec.keyed === true) this.reconfigure(c, keyedSpec(r), now);
       this.touchKeyed(r, now);
     }
     this.pump(r, now);
@@ -260,7 +260,7 @@ export class Engine {
   /** The resource's definition, or undefined. */
   getResource(name: string): ResourceSpec | undefined {
     const r = this.resources.get(name);
-    return r && copySpec(r.spec);
+    return r && copySpec(r.spec, r.name);
   }
 
   /**
@@ -280,7 +280,7 @@ export class Engine {
     const out: ResourceSpec[] = [];
     for (let i = page.after === undefined ? 0 : firstAfter(names, page.after); i < names.length && out.length < limit; i++) {
       const name = names[i] as string;
-      if (page.include === undefined || page.include(name)) out.push(copySpec((this.resources.get(name) as Resource).spec));
+      if (page.include === undefined || page.include(name)) out.push(copySpec((this.resources.get(name) as Resource).spec, name));
     }
     return out;
   }
@@ -689,7 +689,7 @@ export class Engine {
     this.idle.clear();
     this.closedMessage = undefined;
     for (const rs of s.resources) {
-      const r = new Resource(this.specs.own(rs.spec), now);
+      const r = new Resource(rs.spec.name, this.specs.own(rs.spec), now);
       restoreResource(r, rs, now, options.notBefore);
       this.resources.set(r.name, r);
       this.byTag.set(r);
@@ -791,7 +791,7 @@ export class Engine {
 
   /** A new keyed child of `parent` (its template must exist), linked and known. */
   private makeKeyed(parent: Resource, name: string, now: Millis): Resource {
-    const r = new Resource(keyedSpec(parent, name), now);
+    const r = new Resource(name, keyedSpec(parent), now);
     this.link(r);
     // Made while a takeover's window is open: the old leader may have granted on it unseen.
     this.takeover.fresh(r, now);
@@ -941,6 +941,7 @@ export class Engine {
   }
 
   private reconfigure(r: Resource, spec: ResourceSpec, now: Millis): void {
+    r.keyedSpec = undefined;
     if (spec.parent !== r.spec.parent) {
       detach(r);
       const parent = spec.parent === undefined ? undefined : this.resources.get(spec.parent);
@@ -1100,24 +1101,31 @@ function firstAfter(names: readonly string[], after: string): number {
 /** The default of release's mayCharge. */
 const mayChargeAny = (): boolean => true;
 
-/** The spec of `parent`'s keyed child `name`: the template's limits, cap and share, the parent's lanes and lease terms. */
-function keyedSpec(parent: Resource, name: string): ResourceSpec {
+/**
+ * The spec of `parent`'s keyed children: the template's limits, cap and
+ * share, the parent's lanes and lease terms. One object for all of them
+ * (kept on the parent until its spec changes): a keyed child's name is its
+ * own (Resource.name), never the spec's.
+ */
+function keyedSpec(parent: Resource): ResourceSpec {
+  if (parent.keyedSpec !== undefined) return parent.keyedSpec;
   const p = parent.spec;
   const t = p.perKey as NonNullable<ResourceSpec["perKey"]>;
-  return {
-    name,
+  const s: ResourceSpec = {
+    name: parent.name + "/",
     limits: t.limits,
     concurrency: t.concurrency,
     lanes: p.lanes,
     defaultLane: p.defaultLane,
     leaseTtlMs: p.leaseTtlMs,
     maxQueue: p.maxQueue,
-    ...(p.cooldownMs !== undefined && { cooldownMs: p.cooldownMs }),
-    ...(p.learnLimits !== undefined && { learnLimits: p.learnLimits }),
-    parent: parent.name,
-    share: t.share,
-    keyed: true,
   };
+  if (p.cooldownMs !== undefined) s.cooldownMs = p.cooldownMs;
+  if (p.learnLimits !== undefined) s.learnLimits = p.learnLimits;
+  s.parent = parent.name;
+  s.share = t.share;
+  s.keyed = true;
+  return (parent.keyedSpec = s);
 }
 
 /** When every limit of r is back at full budget and no pause holds it (-Infinity: already). */

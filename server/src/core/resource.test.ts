@@ -14,7 +14,7 @@ const spec = (name: string, amount = 10): ResourceSpec => ({
 
 describe("ResourcesByTag", () => {
   // These two names share the second hash of their tags (the index's key), not their tags.
-  const [a, b] = ["tenant-49876", "tenant-51976"].map((n) => new Resource(spec(n), 0)) as [Resource, Resource];
+  const [a, b] = ["tenant-49876", "tenant-51976"].map((n) => new Resource(n, spec(n), 0)) as [Resource, Resource];
 
   it("tells apart resources whose tags share a hash", () => {
     expect(a.tag.slice(-7)).toBe(b.tag.slice(-7));
@@ -32,7 +32,7 @@ describe("ResourcesByTag", () => {
 
   it("keeps the last resource put under a tag, and forgets only that one", () => {
     const index = new ResourcesByTag();
-    const again = new Resource(spec("tenant-49876"), 0);
+    const again = new Resource("tenant-49876", spec("tenant-49876"), 0);
     index.set(a);
     index.set(again);
     expect(index.get(nameTag("tenant-49876"))).toBe(again);
@@ -61,7 +61,7 @@ describe("SpecPool", () => {
 
 describe("Resource", () => {
   it("makes its limits, lanes and counters only when first needed", () => {
-    const r = new Resource(spec("a"), 5);
+    const r = new Resource("a", spec("a"), 5);
     expect(r.limits).toBeUndefined();
     expect(r.lanes).toBeUndefined();
     expect(r.limitStates().map((g) => g.tat)).toEqual([5]);

@@ -206,11 +206,14 @@ export class Resource {
   zeroWaits = 0;
   /** Wakes the queue when its head's limits will admit it; made the first time a queue here waits on a rate (engine.ts). */
   rateTimer: LazyTimer | undefined = undefined;
+  /** The spec of this resource's keyed children, while this resource's own spec stays (engine.ts). */
+  keyedSpec: ResourceSpec | undefined = undefined;
   /** "." and the tag, once asked for (see idSuffix). */
   private idSuffixText: string | undefined = undefined;
 
-  constructor(spec: ResourceSpec, now: Millis) {
-    this.name = spec.name;
+  /** @param name its own name (a keyed child shares its spec with its siblings: the spec's name is not its). */
+  constructor(name: string, spec: ResourceSpec, now: Millis) {
+    this.name = name;
     this.define(spec);
     this.limitsSince = now;
   }
@@ -325,9 +328,9 @@ export class Resource {
   }
 }
 
-/** A deep copy of a spec: the engine never shares one with its callers. */
-export function copySpec(s: ResourceSpec): ResourceSpec {
-  return specWith(s, s.limits.map(copyLimit), s.lanes.map(copyLane), s.perKey?.limits.map(copyLimit));
+/** A deep copy of a spec (named `name`, by default its own): the engine never shares one with its callers. */
+export function copySpec(s: ResourceSpec, name = s.name): ResourceSpec {
+  return specWith(s, name, s.limits.map(copyLimit), s.lanes.map(copyLane), s.perKey?.limits.map(copyLimit));
 }
 
 /**
@@ -335,9 +338,9 @@ export function copySpec(s: ResourceSpec): ResourceSpec {
  * order, optional fields only when set: a spec without them is a small
  * object of seven fields.
  */
-function specWith(s: ResourceSpec, limits: LimitSpec[], lanes: LaneSpec[], perKeyLimits: LimitSpec[] | undefined): ResourceSpec {
+function specWith(s: ResourceSpec, name: string, limits: LimitSpec[], lanes: LaneSpec[], perKeyLimits: LimitSpec[] | undefined): ResourceSpec {
   const c: ResourceSpec = {
-    name: s.name,
+    name,
     limits,
     concurrency: s.concurrency,
     lanes,
@@ -385,7 +388,7 @@ export class SpecPool {
 
   /** A copy of `s` for the engine to keep, its lists shared with equal ones seen before. */
   own(s: ResourceSpec): ResourceSpec {
-    return specWith(s, this.limitsOf(s.limits), this.lanesOf(s.lanes), s.perKey === undefined ? undefined : this.limitsOf(s.perKey.limits));
+    return specWith(s, s.name, this.limitsOf(s.limits), this.lanesOf(s.lanes), s.perKey === undefined ? undefined : this.limitsOf(s.perKey.limits));
   }
 
   private limitsOf(limits: LimitSpec[]): LimitSpec[] {

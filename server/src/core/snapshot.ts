@@ -79,7 +79,7 @@ export function snapshotResource(r: Resource, now: Millis): ResourceSnapshot {
         learned,
       },
     }),
-    spec: copySpec(r.spec),
+    spec: copySpec(r.spec, r.name),
     tats: limits.map((g) => g.tat),
     counters: {
       grants: r.grants,
