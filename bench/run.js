@@ -1,7 +1,8 @@
 // `npm run bench`: starts a ratequeue server, an echo server (the same
-// grpc-js + protobuf-es stack with no engine) and a raw echo server (grpc-js
-// with Buffers only); measures the session path against both ceilings
-// (session-path.js), drives the servers with the same client processes,
+// grpc-js stack and codecs with no engine), one that encodes with protobuf-es
+// alone and a raw echo server (grpc-js with Buffers only); measures the
+// session path against both ceilings (session-path.js), drives the real
+// server and the echo server with the same client processes,
 // runs the engine bench, and ends with one JSON line. Figures are documented
 // in bench/README.md.
 import { spawn } from "node:child_process";
@@ -10,7 +11,7 @@ import { cpus } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { durationMs, measure, startProcess, startServer } from "./harness.js";
-import { benchConfig, measureSessionPath, startRawEcho } from "./session-path.js";
+import { benchConfig, measureSessionPath, startProtobufEsEcho, startRawEcho } from "./session-path.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const totalInflight = 64;
@@ -25,10 +26,11 @@ const scraped = await startServer(withMetricsConfig);
 const echo = await startProcess([join(here, "echo-server.js")]);
 const connectEcho = await startProcess([join(here, "connect-echo-server.js")]);
 const rawEcho = await startRawEcho();
+const protobufEsEcho = await startProtobufEsEcho();
 const figures = {};
 try {
   // The session path against its ceilings, first, on a fresh server.
-  figures.sessionPath = await measureSessionPath({ server, echo, rawEcho });
+  figures.sessionPath = await measureSessionPath({ server, protobufEsEcho, rawEcho });
   for (const mode of ["session", "unary"]) {
     for (const processes of [1, 8]) {
       const real = await measure(server.port, mode, processes, totalInflight, { server: server.child });
@@ -73,6 +75,7 @@ try {
   echo.child.kill("SIGTERM");
   connectEcho.child.kill("SIGTERM");
   rawEcho.child.kill("SIGTERM");
+  protobufEsEcho.child.kill("SIGTERM");
 }
 
 const engine = await new Promise((resolve, reject) => {

@@ -2,7 +2,7 @@
 // process with 64 messages in flight (bench/README.md):
 //   raw        a grpc-js bidi echo with identity serialization (raw-echo-server.js)
 //   protobufEs the same with SessionRequest/SessionResponse encoded and
-//              decoded by protobuf-es on both ends (echo-server.js, no engine)
+//              decoded by protobuf-es on both ends (echo-server.js --protobuf-es, no engine)
 //   session    acquire+release through @ratequeue/client against a real server
 // Messages/s counts the messages sent one way (an acquire+release round trip
 // is two); `ratio` is session ÷ raw. `node bench/session-path.js` (build
@@ -20,16 +20,18 @@ export const sessionPathInflight = 64;
 
 /** Starts the raw echo server (raw-echo-server.js). */
 export const startRawEcho = () => startProcess([join(here, "raw-echo-server.js")]);
+/** Starts the echo server that encodes and decodes with protobuf-es alone. */
+export const startProtobufEsEcho = () => startProcess([join(here, "echo-server.js"), "--protobuf-es"]);
 
 /**
  * Measures raw, protobufEs and session `rounds` times in turn against the
  * three running servers; resolves with the round of the median ratio.
  */
-export async function measureSessionPath({ server, echo, rawEcho }, rounds = 1) {
+export async function measureSessionPath({ server, protobufEsEcho, rawEcho }, rounds = 1) {
   const results = [];
   for (let i = 0; i < rounds; i++) {
     const raw = await measure(rawEcho.port, "raw", 1, sessionPathInflight, { server: rawEcho.child });
-    const protobufEs = await measure(echo.port, "proto", 1, sessionPathInflight, { server: echo.child });
+    const protobufEs = await measure(protobufEsEcho.port, "proto", 1, sessionPathInflight, { server: protobufEsEcho.child });
     const session = await measure(server.port, "session", 1, sessionPathInflight, { server: server.child });
     const round = { raw, protobufEs, session, ratio: Number((session.messagesPerSec / raw.messagesPerSec).toFixed(3)) };
     results.push(round);
@@ -47,14 +49,14 @@ export function benchConfig() {
   return config;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
   const server = await startServer(benchConfig(), "--http-port", "off");
-  const echo = await startProcess([join(here, "echo-server.js")]);
+  const protobufEsEcho = await startProtobufEsEcho();
   const rawEcho = await startRawEcho();
   try {
-    console.log(JSON.stringify({ inflight: sessionPathInflight, rounds, ...(await measureSessionPath({ server, echo, rawEcho }, rounds)) }));
+    console.log(JSON.stringify({ inflight: sessionPathInflight, rounds, ...(await measureSessionPath({ server, protobufEsEcho, rawEcho }, rounds)) }));
   } finally {
-    for (const p of [server, echo, rawEcho]) p.child.kill("SIGTERM");
+    for (const p of [server, protobufEsEcho, rawEcho]) p.child.kill("SIGTERM");
   }
 }
