@@ -20,6 +20,8 @@ export interface Queued {
 
 /** The entries of one priority, in arrival order. */
 export interface Bucket {
+  /** The queue it belongs to. */
+  readonly queue: LaneQueue<Queued>;
   readonly priority: number;
   head: Queued | undefined;
   tail: Queued | undefined;
@@ -67,7 +69,7 @@ export class LaneQueue<T extends Queued> {
   /** Removes `entry` if it is in this queue; returns whether it was. */
   remove(entry: T): boolean {
     const b = entry.bucket;
-    if (b === undefined || !this.owns(b)) return false;
+    if (b === undefined || b.queue !== this) return false;
     const { prev, next } = entry;
     if (prev === undefined) b.head = next;
     else prev.next = next;
@@ -105,7 +107,7 @@ export class LaneQueue<T extends Queued> {
     if (top !== undefined && this.byPriority === undefined) this.byPriority = new Map([[top.priority, top]]);
     let b = this.byPriority?.get(priority);
     if (b === undefined) {
-      b = { priority, head: undefined, tail: undefined, index: -1 };
+      b = { queue: this, priority, head: undefined, tail: undefined, index: -1 };
       heap.push(b);
       this.byPriority?.set(priority, b);
     }
@@ -117,8 +119,4 @@ export class LaneQueue<T extends Queued> {
     this.byPriority?.delete(b.priority);
   }
 
-  /** True when bucket `b` is one of this queue's. */
-  private owns(b: Bucket): boolean {
-    return this.heap !== undefined && this.heap.has(b);
-  }
 }

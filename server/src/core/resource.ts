@@ -144,7 +144,8 @@ export class UnknownLeases {
  * refusal, feedback), so that a million rarely used resources fit in memory.
  */
 export class Resource {
-  readonly name: string;
+  // The fields an acquire and a release read come first: declared in this
+  // order, they sit together in the object, in as few cache lines as can be.
   /** The definition (set through define). */
   spec!: ResourceSpec;
   /**
@@ -154,21 +155,36 @@ export class Resource {
   fitLoad = 0;
   /** Each limit's state, in spec order; undefined until first needed (see ownLimits), every TAT at `limitsSince` until then. */
   limits: Gcra[] | undefined = undefined;
-  /** The TAT of every limit while `limits` is not made: when they were (re)defined, so all idle. */
-  limitsSince: Millis;
   /** The lanes of spec.lanes, in order, and the default one; made at the first grant or waiter (see ownLanes). */
-  lanes: Lane[] | undefined = undefined;
   defaultLane: Lane | undefined = undefined;
-  /** Leases held in this resource's subtree (kept by the lease table and tree.ts). */
-  inFlight = 0;
   waiting = 0;
   /** Waiters in this resource and every descendant. */
   backlog = 0;
+  /** Leases held in this resource's subtree (kept by the lease table and tree.ts). */
+  inFlight = 0;
+  /** The parent in a resource tree (tree.ts); undefined for a root. */
+  parent: Resource | undefined = undefined;
+  /** Until when provider feedback paused the resource (feedback.ts). */
+  pausedUntil: Millis = -Infinity;
   grants = 0;
   /** Load granted over the resource's life here: with `grants`, what a lease's grant mark counts from. */
   loadGrantedTotal = 0;
-  /** Until when provider feedback paused the resource (feedback.ts). */
-  pausedUntil: Millis = -Infinity;
+  /**
+   * Recent grant waits for the percentiles: grows up to WAIT_RING, then
+   * wraps at waitPos. Made at the first grant that waited at all: until
+   * then, `zeroWaits` grants have each waited 0 ms, and no ring is touched.
+   */
+  zeroWaits = 0;
+  waits: number[] | undefined = undefined;
+  waitPos = 0;
+  /** "." and the tag, once asked for (see idSuffix). */
+  private idSuffixText: string | undefined = undefined;
+  /** A keyed child's position in the engine's idle heap (-1: not idle), and when it may be dropped. */
+  idleIndex = -1;
+  lanes: Lane[] | undefined = undefined;
+  readonly name: string;
+  /** The TAT of every limit while `limits` is not made: when they were (re)defined, so all idle. */
+  limitsSince: Millis = 0;
   /** System virtual time for weighted fair queuing: the start tag of the last grant. */
   vtime = 0;
   /** Weighted fair queuing finish tag as a flow of the parent, valid while finishEpoch is the parent's epoch. */
@@ -179,16 +195,12 @@ export class Resource {
   deleted = false;
   /** Scratch mark while the engine collects resources to re-evaluate. */
   dirty = false;
-  /** The parent in a resource tree (tree.ts); undefined for a root. */
-  parent: Resource | undefined = undefined;
   /** Levels above this resource: 0 for a root. */
   depth = 0;
   /** Direct children, made at the first one. */
   children: Set<Resource> | undefined = undefined;
   /** Children with waiters below them: the flows the scheduler weighs beside the lanes (lane-scheduling.ts). */
   active: Set<Resource> | undefined = undefined;
-  /** A keyed child's position in the engine's idle heap (-1: not idle), and when it may be dropped. */
-  idleIndex = -1;
   dropAt: Millis = Infinity;
   /** Counters of refusals and ends, from the first. */
   tally: Tally | undefined = undefined;
@@ -196,20 +208,10 @@ export class Resource {
   pause: PauseState | undefined = undefined;
   /** The leases a takeover assumes held unseen, while its window is open (takeover.ts). */
   unknown: UnknownLeases | undefined = undefined;
-  /**
-   * Recent grant waits for the percentiles: grows up to WAIT_RING, then
-   * wraps at waitPos. Made at the first grant that waited at all: until
-   * then, `zeroWaits` grants have each waited 0 ms, and no ring is touched.
-   */
-  waits: number[] | undefined = undefined;
-  waitPos = 0;
-  zeroWaits = 0;
   /** Wakes the queue when its head's limits will admit it; made the first time a queue here waits on a rate (engine.ts). */
   rateTimer: LazyTimer | undefined = undefined;
   /** The spec of this resource's keyed children, while this resource's own spec stays (engine.ts). */
   keyedSpec: ResourceSpec | undefined = undefined;
-  /** "." and the tag, once asked for (see idSuffix). */
-  private idSuffixText: string | undefined = undefined;
 
   /** @param name its own name (a keyed child shares its spec with its siblings: the spec's name is not its). */
   constructor(name: string, spec: ResourceSpec, now: Millis) {
