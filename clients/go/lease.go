@@ -89,6 +89,9 @@ func (c *Client) Acquire(ctx context.Context, resource string, opts ...AcquireOp
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.keySet && o.key == "" {
+		return nil, newError(codes.InvalidArgument, "key: must not be empty; leave Key out to acquire the resource itself")
+	}
 	what := "acquire " + resource
 	if o.key != "" {
 		what += "/" + o.key

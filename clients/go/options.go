@@ -99,6 +99,9 @@ type acquireOptions struct {
 	priority *int32
 	lane     string
 	key      string
+	// keySet: Key was given, so an empty key is a mistake (a missing
+	// customer id), not "the resource itself".
+	keySet bool
 }
 
 // Load sets what the call costs on the resource's load limits (tokens,
@@ -127,10 +130,11 @@ func Lane(name string) AcquireOption {
 // the grant counts against the child's own quota and against the resource
 // and its ancestors at once. The resource must have a per_key template
 // (else the acquire fails with ErrInvalid), unless "RESOURCE/KEY" is
-// declared as a child of its own. "" (the default) means the resource
-// itself.
+// declared as a child of its own. Without Key the acquire is on the
+// resource itself; Key("") fails with ErrInvalid, so that a missing id
+// never silently skips the key's quota.
 func Key(key string) AcquireOption {
-	return func(o *acquireOptions) { o.key = key }
+	return func(o *acquireOptions) { o.key, o.keySet = key, true }
 }
 
 // ReleaseOption configures one Release.

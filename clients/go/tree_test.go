@@ -112,7 +112,8 @@ func TestKeyRefused(t *testing.T) {
 	t.Parallel()
 	keyed := putResource(t, ratequeue.Resource{PerKey: &ratequeue.KeyedChildTemplate{}})
 	c := dial(t, "")
-	for _, key := range []string{"two words", "team@acme", strings.Repeat("k", 129), "tab\there"} {
+	// An empty key is refused before it is sent: a missing customer id must not skip its quota.
+	for _, key := range []string{"", "two words", "team@acme", strings.Repeat("k", 129), "tab\there"} {
 		_, err := c.Acquire(adminCtx(t), keyed, ratequeue.Key(key))
 		isCode(t, err, ratequeue.ErrInvalid, codes.InvalidArgument)
 		if msg := status.Convert(err).Message(); !strings.HasPrefix(msg, "key:") {
