@@ -189,7 +189,8 @@ export function conformance(language: Language): void {
       const again = await adapter.ok("acquire", { client: c, resource: "tenants", key: "alice", timeoutMs: 5000 });
       await adapter.ok("release", { lease: again.lease });
       await adapter.ok("release", { lease: (bob as Record<string, unknown>).lease });
-      for (const key of ["has space", "a@b"]) {
+      // An empty key is a missing customer id: refused, never charged to the resource itself.
+      for (const key of ["", "has space", "a@b"]) {
         const bad = await adapter.call("acquire", { client: c, resource: "tenants", key, timeoutMs: 0 });
         expect(code(bad)).toBe("INVALID_ARGUMENT");
         expect(!bad.ok && bad.message).toMatch(/key/);

@@ -158,6 +158,8 @@ function checkAcquireOptions({ load, priority, timeoutMs, key }: AcquireOptions)
     throw invalid(`timeoutMs: must be a finite number of ms >= 0, got ${timeoutMs}`);
   }
   if (key !== undefined && typeof key !== "string") throw invalid(`key: must be a string, got ${typeof key}`);
+  // A missing customer id must not silently skip its quota (the Python and Go clients refuse it too).
+  if (key === "") throw invalid("key: must not be empty; leave it out to acquire the resource itself");
 }
 
 /** Observes the provider's answer an error carries, found by its shape (no dependency on any HTTP client). */

@@ -54,9 +54,12 @@ describe("acquire with a key", () => {
     await Promise.all([again.release(), bob.release()]);
   });
 
-  test("withLease passes the key; an empty key means the resource itself", async () => {
+  test("withLease passes the key; an empty key is refused before any call, as a missing customer id", async () => {
     expect(await client.withLease("tenants", { key: "carol" }, (lease) => lease.resource)).toBe("tenants/carol");
-    expect(await client.withLease("tenants", { key: "" }, (lease) => lease.resource)).toBe("tenants");
+    expect(await failure(client.withLease("tenants", { key: "" }, (lease) => lease.resource))).toMatchObject({
+      code: "INVALID_ARGUMENT",
+      message: "key: must not be empty; leave it out to acquire the resource itself",
+    });
   });
 
   test("a key that is not a string fails INVALID_ARGUMENT before any call; a bad one is refused by the server", async () => {

@@ -28,7 +28,8 @@ export interface WrapFetchOptions {
    * what `estimate` is given and the Request itself (to read a header):
    * `key: (body) => (body as { user?: string }).user` or
    * `key: (_, request) => request.headers.get("x-customer-id")`. Absent,
-   * null or empty: the request is charged to `resource` itself.
+   * null or undefined: the request is charged to `resource` itself; an
+   * empty key fails INVALID_ARGUMENT, as in acquire.
    */
   key?: string | ((body: unknown, request: Request) => string | null | undefined | Promise<string | null | undefined>);
   /** Higher is served first within a lane. Default 10. */

@@ -40,7 +40,7 @@ type command struct {
 	Load               *float64 `json:"load"`
 	Priority           *int32   `json:"priority"`
 	Lane               string   `json:"lane"`
-	Key                string   `json:"key"`
+	Key                *string  `json:"key"`
 	TimeoutMs          *int64   `json:"timeoutMs"`
 	Target             int64    `json:"target"`
 	Count              int      `json:"count"`
@@ -255,8 +255,8 @@ func (a *adapter) acquireOne(ctx context.Context, cmd command) (*ratequeue.Lease
 	if cmd.Lane != "" {
 		opts = append(opts, ratequeue.Lane(cmd.Lane))
 	}
-	if cmd.Key != "" {
-		opts = append(opts, ratequeue.Key(cmd.Key))
+	if cmd.Key != nil {
+		opts = append(opts, ratequeue.Key(*cmd.Key))
 	}
 	l, err := c.Acquire(ctx, cmd.Resource, opts...)
 	if err != nil {
