@@ -22,7 +22,7 @@ import {
   type ProviderFeedback,
 } from "./feedback.js";
 import { maxLeaseIdsPerHeartbeat, reconnectTimeoutMs, timeoutSlackMs } from "./protocol.js";
-import { Session, type GiveUp, type Sent } from "./session.js";
+import { Session, type GiveUp } from "./session.js";
 
 export type { ClientOptions };
 
@@ -266,25 +266,24 @@ class Client implements RateQueueClient {
 
   acquire(resource: string, options: AcquireOptions = noOptions): Promise<Lease> {
     const { signal, timeoutMs } = options;
+    // A literal, as create() would make it (without its reflection, on every acquire).
+    const request: AcquireRequest = { $typeName: "ratequeue.v1.AcquireRequest", resource, lane: options.lane ?? "", key: options.key ?? "" };
+    // What cannot be sent rejects, as from an async function.
     try {
       signal?.throwIfAborted();
       checkAcquireOptions(options);
+      if (options.load !== undefined) request.load = options.load;
+      if (options.priority !== undefined) request.priority = options.priority;
+      if (timeoutMs !== undefined) request.timeout = durationFromMs(Math.max(0, timeoutMs));
     } catch (err) {
       return Promise.reject(err);
     }
-    // A literal, as create() would make it (without its reflection, on every acquire).
-    const request: AcquireRequest = { $typeName: "ratequeue.v1.AcquireRequest", resource, lane: options.lane ?? "", key: options.key ?? "" };
-    if (options.load !== undefined) request.load = options.load;
-    if (options.priority !== undefined) request.priority = options.priority;
     const kind = { case: "acquire", value: request } as const;
     // The server answers a timeout itself; giving up 2 s later only covers a server that cannot be reached.
-    let sent: Sent<HeldLease>;
-    if (timeoutMs === undefined) {
-      sent = this.session.request(kind, this.granted);
-    } else {
-      request.timeout = durationFromMs(Math.max(0, timeoutMs));
-      sent = this.session.request(kind, this.granted, this.acquireGiveUp, timeoutMs + timeoutSlackMs);
-    }
+    const sent =
+      timeoutMs === undefined
+        ? this.session.request(kind, this.granted)
+        : this.session.request(kind, this.granted, this.acquireGiveUp, timeoutMs + timeoutSlackMs);
     if (signal === undefined) return sent.answer;
     const id = sent.request.requestId;
     const onAbort = () => this.session.cancel(id, new RateQueueError("CANCELLED", "the acquire was aborted by its signal"));
@@ -359,7 +358,11 @@ class Client implements RateQueueClient {
     this.leases.delete(lease.id);
     const value: ReleaseRequest = { $typeName: "ratequeue.v1.ReleaseRequest", leaseId: lease.id };
     if (actualLoad !== undefined) value.actualLoad = actualLoad;
-    if (feedback !== undefined) value.feedback = feedbackToMessage(feedback);
+    try {
+      if (feedback !== undefined) value.feedback = feedbackToMessage(feedback);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.session.request({ case: "release", value }, releaseResult, releaseGiveUp, lease.ttlMs).answer;
   }
 
