@@ -86,6 +86,23 @@ describe("against a real server", () => {
   });
 });
 
+test("acquire and release reject, never throw, what they cannot send", async () => {
+  const client = createClient({ url: "127.0.0.1:1" });
+  const aborted = AbortSignal.abort(new RateQueueError("CANCELLED", "gave up"));
+  const calls = [
+    () => client.acquire("r", { timeoutMs: 1e300 }),
+    () => client.acquire("r", { timeoutMs: -1 }),
+    () => client.acquire("r", { signal: aborted }),
+  ];
+  for (const call of calls) {
+    let promise: Promise<unknown> | undefined;
+    expect(() => (promise = call())).not.toThrow();
+    await expect(promise).rejects.toBeInstanceOf(Error);
+  }
+  await client.close();
+  await expect(client.acquire("r")).rejects.toMatchObject({ code: "CANCELLED" });
+});
+
 describe("on the wire", () => {
   /** Every message the recording server received, and a way to answer. */
   let received: SessionRequest[];
