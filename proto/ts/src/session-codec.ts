@@ -458,6 +458,22 @@ class Reader {
     return result >>> 0;
   }
 
+  /** A 64-bit varint as a signed bigint (two's complement): one BigInt made for the usual small values. */
+  int64(end: number): bigint {
+    const start = this.pos;
+    const buf = this.buf;
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 7 && this.pos < end; i++) {
+      const b = buf[this.pos++]!;
+      value += (b & 0x7f) * scale;
+      if (b < 0x80) return BigInt(value);
+      scale *= 128;
+    }
+    this.pos = start;
+    return BigInt.asIntN(64, this.uint64(end));
+  }
+
   /** A 64-bit varint as an unsigned bigint (0 to 2^64-1). */
   uint64(end: number): bigint {
     const buf = this.buf;
@@ -544,7 +560,7 @@ function readSecondsNanos<T extends "google.protobuf.Duration" | "google.protobu
     const t = r.tag(stop);
     if (t === tag(1, VARINT)) {
       seen = once(seen, 1);
-      seconds = BigInt.asIntN(64, r.uint64(stop));
+      seconds = r.int64(stop);
     } else if (t === tag(2, VARINT)) {
       seen = once(seen, 2);
       nanos = r.uint32(stop) | 0;
