@@ -89,7 +89,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		opts = append(opts, Lane(t.Lane))
 	}
 	if t.Key != nil {
-		opts = append(opts, Key(t.Key(req)))
+		// "" from Key is the resource itself: a func has no other way to say "no key".
+		if k := t.Key(req); k != "" {
+			opts = append(opts, Key(k))
+		}
 	}
 	lease, err := t.Client.Acquire(ctx, t.Resource, opts...)
 	if err != nil {
