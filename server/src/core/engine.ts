@@ -739,12 +739,12 @@ export class Engine {
     return rec;
   }
 
-  /** Makes a new resource known: by name, by tag, and under its parent. */
-  private link(r: Resource): void {
+  /** Makes a new resource known: by name, by tag, and under its parent (a keyed child by its `key`). */
+  private link(r: Resource, key?: string): void {
     this.resources.set(r.name, r);
     this.byTag.set(r);
     const parent = r.spec.parent === undefined ? undefined : this.resources.get(r.spec.parent);
-    if (parent !== undefined) attach(r, parent);
+    if (parent !== undefined) attach(r, parent, key);
   }
 
   /** Forgets a resource that has no lease and no waiter left (deleted, or a keyed child gone idle). */
@@ -768,6 +768,8 @@ export class Engine {
     if (key !== undefined && key !== "") {
       const parent = this.resources.get(name);
       if (parent === undefined) return undefined;
+      const known = parent.childrenByKey?.get(key);
+      if (known !== undefined) return known;
       const child = this.resources.get(name + "/" + key);
       if (child !== undefined) {
         if (child.parent === parent) return child;
@@ -776,7 +778,7 @@ export class Engine {
       if (parent.spec.perKey === undefined) {
         return { code: "INVALID_ARGUMENT", message: `resource '${name}' has no per_key template; declare per_key to acquire it with a key` };
       }
-      return this.makeKeyed(parent, name + "/" + key, now);
+      return this.makeKeyed(parent, name + "/" + key, key, now);
     }
     const r = this.resources.get(name);
     if (r !== undefined) return r;
@@ -784,15 +786,15 @@ export class Engine {
     for (let i = name.lastIndexOf("/"); i > 0; i = name.lastIndexOf("/", i - 1)) {
       const parent = this.resources.get(name.slice(0, i));
       if (parent === undefined) continue;
-      return parent.spec.perKey === undefined || i === name.length - 1 ? undefined : this.makeKeyed(parent, name, now);
+      return parent.spec.perKey === undefined || i === name.length - 1 ? undefined : this.makeKeyed(parent, name, name.slice(i + 1), now);
     }
     return undefined;
   }
 
-  /** A new keyed child of `parent` (its template must exist), linked and known. */
-  private makeKeyed(parent: Resource, name: string, now: Millis): Resource {
+  /** A new keyed child of `parent` (its template must exist), named `name` ("PARENT/KEY"), linked and known. */
+  private makeKeyed(parent: Resource, name: string, key: string, now: Millis): Resource {
     const r = new Resource(name, keyedSpec(parent), now);
-    this.link(r);
+    this.link(r, key);
     // Made while a takeover's window is open: the old leader may have granted on it unseen.
     this.takeover.fresh(r, now);
     return r;

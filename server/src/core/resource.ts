@@ -199,6 +199,8 @@ export class Resource {
   depth = 0;
   /** Direct children, made at the first one. */
   children: Set<Resource> | undefined = undefined;
+  /** The direct children named "NAME/KEY", by KEY: an acquire with a key finds its child without building the name (tree.ts). */
+  childrenByKey: Map<string, Resource> | undefined = undefined;
   /** Children with waiters below them: the flows the scheduler weighs beside the lanes (lane-scheduling.ts). */
   active: Set<Resource> | undefined = undefined;
   dropAt: Millis = Infinity;

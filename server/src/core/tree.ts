@@ -27,11 +27,12 @@ export function isAncestorOrSelf(a: Resource, r: Resource): boolean {
   return false;
 }
 
-/** Puts r (and its subtree's leases and waiters) under `parent`. */
-export function attach(r: Resource, parent: Resource): void {
+/** Puts r (and its subtree's leases and waiters) under `parent`; `key`: what r's name has after "PARENT/", when the caller has it. */
+export function attach(r: Resource, parent: Resource, key = keyOf(r, parent)): void {
   r.parent = parent;
   setDepth(r, parent.depth + 1);
   (parent.children ??= new Set()).add(r);
+  if (key !== undefined) (parent.childrenByKey ??= new Map()).set(key, r);
   for (let a: Resource | undefined = parent; a !== undefined; a = a.parent) a.inFlight += r.inFlight;
   if (r.backlog > 0) {
     becameActive(r);
@@ -47,8 +48,16 @@ export function detach(r: Resource): void {
   for (let a: Resource | undefined = parent; a !== undefined; a = a.parent) a.inFlight -= r.inFlight;
   parent.children?.delete(r);
   parent.active?.delete(r);
+  const key = keyOf(r, parent);
+  if (key !== undefined && parent.childrenByKey?.get(key) === r) parent.childrenByKey.delete(key);
   r.parent = undefined;
   setDepth(r, 0);
+}
+
+/** The key r answers to under `parent`: what its name has after "PARENT/" (keyed children, and declared ones so named); else undefined. */
+function keyOf(r: Resource, parent: Resource): string | undefined {
+  const p = parent.name;
+  return r.name.length > p.length + 1 && r.name.startsWith(p) && r.name[p.length] === "/" ? r.name.slice(p.length + 1) : undefined;
 }
 
 /** Counts `delta` waiters joining (or leaving) r's own queue, up the tree. */
