@@ -16,7 +16,7 @@ import { failure, hasRoom, hasRoomUp, neverFits, readyAt, readyAtUp, refusal, ti
 import { applyFeedback, markNow, type GrantMark } from "./feedback.js";
 import { Gcra } from "./gcra.js";
 import { IndexedHeap } from "./indexed-heap.js";
-import { chargeFlows, chooseLane, joinLane, selectNext, type Wake } from "./lane-scheduling.js";
+import { chargeFlows, chooseLane, joinLane, refreshFlow, selectNext, type Wake } from "./lane-scheduling.js";
 import { LazyTimer } from "./lazy-timer.js";
 import { LeaseTable, parseLeaseId } from "./lease-table.js";
 import { copySpec, Lane, Resource, ResourcesByTag, SpecPool, Waiter } from "./resource.js";
@@ -932,6 +932,8 @@ export class Engine {
     r.waiting--;
     addBacklog(r, -1);
     this.waitingTotal--;
+    // Its lane's head may have changed: so may its key among its parent's flows.
+    if (r.flow !== undefined) refreshFlow(r);
   }
 
   private failAllWaiters(r: Resource, code: FailureCode, message: string): void {
@@ -975,6 +977,8 @@ export class Engine {
       });
     }
     r.define(spec);
+    // Its share or its lanes may have changed: so may its key or its plainness among its parent's flows.
+    if (r.flow !== undefined) refreshFlow(r);
     if (oldLanes !== undefined) {
       const moved: Waiter[] = [];
       for (const l of oldLanes) if (!(r.lanes as Lane[]).includes(l)) moved.push(...l.queue.clear());

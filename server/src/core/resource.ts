@@ -3,6 +3,7 @@
 import { Gcra } from "./gcra.js";
 import type { LazyTimer } from "./lazy-timer.js";
 import { LaneQueue, type Bucket, type Queued } from "./lane-queue.js";
+import type { ChildFlows, Flow } from "./lane-scheduling.js";
 import type { AcquireResult, LaneSpec, LimitSpec, Millis, ResourceSpec, Ticket } from "./types.js";
 
 /** The upper bounds of the wait buckets each lane counts grants in, ms (metrics' histogram). */
@@ -201,8 +202,11 @@ export class Resource {
   children: Set<Resource> | undefined = undefined;
   /** The direct children named "NAME/KEY", by KEY: an acquire with a key finds its child without building the name (tree.ts). */
   childrenByKey: Map<string, Resource> | undefined = undefined;
-  /** Children with waiters below them: the flows the scheduler weighs beside the lanes (lane-scheduling.ts). */
+  /** Children with waiters below them: the flows the scheduler weighs beside the lanes (lane-scheduling.ts), in the order they came. */
   active: Set<Resource> | undefined = undefined;
+  /** The same children as the scheduler keeps them, and this resource as one of its parent's (lane-scheduling.ts). */
+  flows: ChildFlows | undefined = undefined;
+  flow: Flow | undefined = undefined;
   dropAt: Millis = Infinity;
   /** Counters of refusals and ends, from the first. */
   tally: Tally | undefined = undefined;

@@ -65,6 +65,38 @@ describe("resource trees", () => {
     expect(acquire("p", { key: "k" })[0]).toMatchObject({ ok: false, failure: { code: "INVALID_ARGUMENT", message: expect.stringContaining("no per_key template") } });
   });
 
+  it("among many children with waiters, serves the smallest finish first, ties in the order they came, passing over a blocked one", () => {
+    const { clock, engine, acquire, lease } = setup(0);
+    engine.putResource(spec("p", { concurrency: 1 }));
+    for (let i = 0; i < 300; i++) engine.putResource(spec(`p/c${i}`, { parent: "p", share: 1 + (i % 3), ...(i === 7 && { limits: [perSecond(1, 1)] }) }));
+    // c7 spends its one-per-second budget now: its next request waits for it, whatever its key.
+    const held = lease(acquire("p/c7"));
+    const order: string[] = [];
+    for (let i = 299; i >= 0; i--) {
+      engine.acquire({ resource: `p/c${i}`, load: 1, priority: 10, lane: "", owner: "w" }, (r) => {
+        if (!r.ok) throw new Error(r.failure.message);
+        order.push(r.grant.lease.resource);
+        queueMicrotask(() => engine.release(r.grant.lease.id));
+      });
+    }
+    const drain = async () => {
+      for (let i = 0; i < 400 && engine.waiterCount() > 0; i++) await Promise.resolve();
+    };
+    engine.release(held.id);
+    return drain().then(() => {
+      // Equal keys (finish 0 + 1/share): the larger shares first, each in the order its children came (299 down to 0).
+      const firstRound = order.slice(0, 10);
+      expect(firstRound).toEqual(["p/c299", "p/c296", "p/c293", "p/c290", "p/c287", "p/c284", "p/c281", "p/c278", "p/c275", "p/c272"]);
+      expect(order).not.toContain("p/c7");
+      expect(engine.waiterCount()).toBe(1);
+      clock.advance(1000);
+      return drain().then(() => {
+        expect(order[order.length - 1]).toBe("p/c7");
+        expect(engine.waiterCount()).toBe(0);
+      });
+    });
+  });
+
   it("shares a saturated parent between children by share, and gives a quiet child's share to the busy ones", () => {
     const { clock, engine } = setup(0);
     engine.putResource(spec("p", { limits: [perSecond(60, 1)] }));

@@ -4,7 +4,7 @@
 // waiters; a child with waiters below it is one of its parent's flows
 // (lane-scheduling.ts). The engine keeps these counts through the functions
 // here and nowhere else.
-import { resetVirtualTime } from "./lane-scheduling.js";
+import { joinFlows, leaveFlows, refreshFlow, resetVirtualTime } from "./lane-scheduling.js";
 import type { Resource } from "./resource.js";
 
 /** The root of r's tree (r itself for a lone resource). */
@@ -47,7 +47,10 @@ export function detach(r: Resource): void {
   if (r.backlog > 0) addBacklogAbove(r, -r.backlog);
   for (let a: Resource | undefined = parent; a !== undefined; a = a.parent) a.inFlight -= r.inFlight;
   parent.children?.delete(r);
-  parent.active?.delete(r);
+  if (parent.active?.delete(r)) {
+    leaveFlows(r, parent);
+    refreshFlow(parent);
+  }
   const key = keyOf(r, parent);
   if (key !== undefined && parent.childrenByKey?.get(key) === r) parent.childrenByKey.delete(key);
   r.parent = undefined;
@@ -95,12 +98,21 @@ function becameActive(r: Resource): void {
     r.finish = p.vtime;
     r.finishEpoch = p.epoch;
   } else if (r.finish < p.vtime) r.finish = p.vtime;
-  (p.active ??= new Set()).add(r);
+  const active = (p.active ??= new Set());
+  if (active.has(r)) return;
+  active.add(r);
+  joinFlows(r, p);
+  // The parent has a child with waiters now: it is no longer plain.
+  refreshFlow(p);
 }
 
 function becameIdle(r: Resource): void {
   resetVirtualTime(r);
-  r.parent?.active?.delete(r);
+  const p = r.parent;
+  if (p?.active?.delete(r)) {
+    leaveFlows(r, p);
+    refreshFlow(p);
+  }
 }
 
 function setDepth(r: Resource, depth: number): void {
