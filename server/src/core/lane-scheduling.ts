@@ -7,10 +7,10 @@
 // (resource.ts).
 //
 // A parent may have a great many children with waiters (a tenant per key).
-// Those that are plain (one lane, no children with waiters of their own:
-// their next waiter is their lane's head) wait in a heap by the key they
-// would be chosen by, so that a grant costs O(log n) in them, not O(n);
-// the others are weighed one by one (ChildFlows).
+// Those that are plain (no children with waiters of their own: their next
+// waiter is the head of the lane they would serve next) wait in a heap by
+// the key they would be chosen by, so that a grant costs O(log n) in them,
+// not O(n); the others are weighed one by one (ChildFlows).
 import { hasRoom, readyAt } from "./admission.js";
 import type { Lane, Resource, Waiter } from "./resource.js";
 import type { Millis } from "./types.js";
@@ -49,18 +49,9 @@ export function selectNext(r: Resource, now: Millis, wake: Wake): Waiter | undef
   }
   let best: Waiter | undefined;
   let bestKey = Infinity;
-  const lanes = r.lanes;
-  if (lanes !== undefined && r.waiting > 0) {
-    for (let i = 0; i < lanes.length; i++) {
-      const l = lanes[i] as Lane;
-      const head = l.queue.peek();
-      if (head === undefined) continue;
-      const key = l.finish + virtualCost(l.weight, head.load);
-      if (best === undefined || key < bestKey) {
-        best = head;
-        bestKey = key;
-      }
-    }
+  if (r.waiting > 0) {
+    best = laneHead(r);
+    bestKey = LANE_KEY.at;
   }
   const flows = r.flows;
   if (flows !== undefined) {
@@ -95,7 +86,7 @@ export function selectNext(r: Resource, now: Millis, wake: Wake): Waiter | undef
           if (c.unknownAt(now) > 0 && c.unknown!.until < wake.at) wake.at = c.unknown!.until;
           continue;
         }
-        const head = ((c.lanes as Lane[])[0] as Lane).peek() as Waiter;
+        const head = f.offer as Waiter;
         const at = readyAt(c, head.load, now);
         if (at > now) {
           if (at < wake.at) wake.at = at;
@@ -114,6 +105,30 @@ export function selectNext(r: Resource, now: Millis, wake: Wake): Waiter | undef
     if (at < wake.at) wake.at = at;
     return undefined;
   }
+  return best;
+}
+
+/** The key of the last laneHead. */
+const LANE_KEY: Wake = { at: Infinity };
+
+/** The head of the lane r serves next (see chooseLane), its key in LANE_KEY; undefined when r's lanes are empty. */
+function laneHead(r: Resource): Waiter | undefined {
+  let best: Waiter | undefined;
+  let bestKey = Infinity;
+  const lanes = r.lanes;
+  if (lanes !== undefined) {
+    for (let i = 0; i < lanes.length; i++) {
+      const l = lanes[i] as Lane;
+      const head = l.queue.peek();
+      if (head === undefined) continue;
+      const key = l.finish + virtualCost(l.weight, head.load);
+      if (best === undefined || key < bestKey) {
+        best = head;
+        bestKey = key;
+      }
+    }
+  }
+  LANE_KEY.at = bestKey;
   return best;
 }
 
@@ -176,7 +191,8 @@ export function resetVirtualTime(r: Resource): void {
 export interface Flow {
   /** Its place in the order the parent's children came to have waiters: ties between children go by it. */
   readonly rank: number;
-  /** A plain child's key (its finish tag plus its lane head's cost) and its place in the parent's heap; -1: weighed one by one. */
+  /** A plain child's next waiter and key (its finish tag plus that waiter's cost), and its place in the parent's heap; -1: weighed one by one. */
+  offer: Waiter | undefined;
   key: number;
   index: number;
 }
@@ -199,7 +215,7 @@ export class ChildFlows {
 /** A child with waiters joins its parent's flows (tree.ts, when it comes to have waiters below it). */
 export function joinFlows(c: Resource, p: Resource): void {
   const flows = (p.flows ??= new ChildFlows());
-  c.flow = { rank: flows.nextRank(), key: 0, index: -1 };
+  c.flow = { rank: flows.nextRank(), offer: undefined, key: 0, index: -1 };
   flows.others.add(c);
   refreshFlow(c);
 }
@@ -224,8 +240,8 @@ export function refreshFlow(c: Resource): void {
   const p = c.parent;
   if (f === undefined || p === undefined) return;
   const flows = p.flows as ChildFlows;
-  const lanes = c.lanes;
-  const head = lanes !== undefined && lanes.length === 1 && (c.active === undefined || c.active.size === 0) ? (lanes[0] as Lane).peek() : undefined;
+  const head = c.active === undefined || c.active.size === 0 ? laneHead(c) : undefined;
+  f.offer = head;
   if (head === undefined) {
     if (f.index >= 0) {
       heapRemove(flows.heap, f.index);
