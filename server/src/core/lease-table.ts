@@ -319,20 +319,28 @@ function digitsAt(id: string, start: number): number {
 
 /**
  * The leases whose ids the table made, by serial: open addressing over a
- * power-of-two array, probed linearly. Serials are issued in order, so they
- * mostly land in consecutive free slots. Unlike a Map, taking and ending a
- * lease allocates nothing (a Map that keeps emptying and refilling rebuilds
- * its table each time).
+ * power-of-two array at most half full, probed linearly from a multiplicative
+ * hash of the serial (serials come in order: used as their own hash they
+ * would fill one long run of slots, and every deletion would shift along
+ * all of it). Unlike a Map, taking and ending a lease allocates nothing (a
+ * Map that keeps emptying and refilling rebuilds its table each time).
  */
 class SerialIndex {
   size = 0;
   private slots: (LeaseRecord | undefined)[] = emptySlots(64);
   private mask = 63;
+  /** 32 - log2(slots.length): home() keeps the hash's top bits. */
+  private shift = 26;
+
+  /** Where `serial` is looked for first (Fibonacci hashing). */
+  private home(serial: number): number {
+    return Math.imul(serial, 0x9e3779b1) >>> this.shift;
+  }
 
   get(serial: number): LeaseRecord | undefined {
     const slots = this.slots;
     const mask = this.mask;
-    for (let i = serial & mask; ; i = (i + 1) & mask) {
+    for (let i = this.home(serial); ; i = (i + 1) & mask) {
       const rec = slots[i];
       if (rec === undefined || rec.serial === serial) return rec;
     }
@@ -348,13 +356,13 @@ class SerialIndex {
   delete(rec: LeaseRecord): void {
     const slots = this.slots;
     const mask = this.mask;
-    let hole = rec.serial & mask;
+    let hole = this.home(rec.serial);
     while (slots[hole] !== rec) hole = (hole + 1) & mask;
     for (let j = (hole + 1) & mask; ; j = (j + 1) & mask) {
       const next = slots[j];
       if (next === undefined) break;
       // next stays unless the hole lies on its probe path, between its home slot and j.
-      const home = next.serial & mask;
+      const home = this.home(next.serial);
       if (((j - home) & mask) < ((j - hole) & mask)) continue;
       slots[hole] = next;
       hole = j;
@@ -372,13 +380,14 @@ class SerialIndex {
   clear(): void {
     this.slots = emptySlots(64);
     this.mask = 63;
+    this.shift = 26;
     this.size = 0;
   }
 
   private place(rec: LeaseRecord): void {
     const slots = this.slots;
     const mask = this.mask;
-    let i = rec.serial & mask;
+    let i = this.home(rec.serial);
     while (slots[i] !== undefined) i = (i + 1) & mask;
     slots[i] = rec;
   }
@@ -387,6 +396,7 @@ class SerialIndex {
     const old = this.slots;
     this.slots = emptySlots(length);
     this.mask = length - 1;
+    this.shift = 32 - Math.log2(length);
     for (const rec of old) if (rec !== undefined) this.place(rec);
   }
 }
