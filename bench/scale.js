@@ -1,12 +1,13 @@
 // How cost grows: the engine alone (in process, simulated clock, one core)
 // as each dimension grows from 1 to its largest, one step per child process
 // so that each step's memory is its own: resources 1 → 1 M, waiters on one
-// resource 1 → 1 M, lanes 1 → 32, tree depth 1 → 4 (a leaf under 0..3
-// ancestors) and keyed children 1 → 1 M. For each step: the engine's
+// resource 1 → 1 M, leases held 1 → 1 M, lanes 1 → 32, tree depth 1 → 4 (a
+// leaf under 0..3 ancestors), children with waiters under one parent 1 → 10 k
+// and keyed children 1 → 1 M. For each step: the engine's
 // decisions per second and the heap it holds (used heap after a forced GC,
 // less an empty engine's), and the process RSS.
 //
-//   npm run build && node bench/scale.js            # every dimension (a few minutes)
+//   npm run build && node bench/scale.js            # every dimension (about ten minutes)
 //   node bench/scale.js resources keyed             # some of them
 //   node bench/scale.js --quick                     # up to 100 k (a smoke run)
 //
@@ -81,12 +82,12 @@ function roundRobin(engine, reqs, minPairs = MIN_DECISIONS) {
  * enqueue and grant rates (the best of RUNS rounds, each of at least MIN_DECISIONS: a small
  * queue is filled and drained again within a round), and the heap while they wait.
  */
-function drain(engine, resource, waiters, lanes = 1, keys = undefined, spread = undefined) {
+function drain(engine, resource, waiters, lanes = 1, keys = undefined, spread = undefined, minDecisions = MIN_DECISIONS) {
   let current = "";
   const onResult = (r) => {
     current = r.grant.lease.id;
   };
-  const cycles = Math.max(1, Math.ceil(MIN_DECISIONS / waiters));
+  const cycles = Math.max(1, Math.ceil(minDecisions / waiters));
   let enqueuePerSec = 0;
   let grantsPerSec = 0;
   let heapWaiting = 0;
@@ -134,6 +135,7 @@ function step(dimension, n) {
       for (let k = 0; k < n; k++) engine.putResource(spec(`tenant-${k}`, { concurrency: 8 }));
       const putsPerSec = n / ((performance.now() - t0) / 1000);
       const declared = heap();
+      const rssDeclaredMB = process.memoryUsage().rss / 1e6;
       const reqs = Array.from({ length: n }, (_, k) => ({ resource: `tenant-${k}`, load: 1, priority: 0, lane: "", owner: "w" }));
       const rr = roundRobin(engine, reqs);
       const used = heap();
@@ -145,6 +147,7 @@ function step(dimension, n) {
         bytesPerUnitUsed: perUnit(used),
         heapMB: (declared - base) / 1e6,
         heapUsedMB: (used - base) / 1e6,
+        rssDeclaredMB,
       };
     }
     case "waiters": {
@@ -183,15 +186,48 @@ function step(dimension, n) {
       const d = drain(engine, n === 1 ? "leaf.0" : undefined, 100_000, 1, undefined, n === 1 ? undefined : leaves.slice(0, 10));
       return { decisionsPerSec: rr.pairsPerSec, grantsPerSec: d.grantsPerSec, enqueuePerSec: d.enqueuePerSec, heapMB: (d.heapWaiting - base) / 1e6 };
     }
+    case "held": {
+      // n leases held over 10,000 resources; each new acquire replaces the oldest lease (released), a window of n.
+      const resources = Math.min(10_000, n);
+      for (let k = 0; k < resources; k++) engine.putResource(spec(`tenant-${k}`, { concurrency: 1e6 }));
+      const reqs = Array.from({ length: resources }, (_, k) => ({ resource: `tenant-${k}`, load: 1, priority: 0, lane: "", owner: "w" }));
+      const held = new Array(n);
+      let last = "";
+      const onResult = (r) => {
+        last = r.grant.lease.id;
+      };
+      for (let i = 0; i < n; i++) {
+        engine.acquire(reqs[i % resources], onResult);
+        held[i] = last;
+      }
+      const holding = heap();
+      let oldest = 0;
+      let best = 0;
+      const pairs = Math.max(MIN_DECISIONS, n);
+      for (let run = 0; run < RUNS; run++) {
+        const t0 = performance.now();
+        for (let i = 0; i < pairs; i++) {
+          engine.acquire(reqs[i % resources], onResult);
+          engine.release(held[oldest]);
+          held[oldest] = last;
+          oldest = oldest + 1 === n ? 0 : oldest + 1;
+        }
+        best = Math.max(best, pairs / ((performance.now() - t0) / 1000));
+      }
+      if (engine.leaseCount() !== n) throw new Error("held leases lost");
+      // Less the bench's own array of n ids.
+      return { decisionsPerSec: best, bytesPerUnit: perUnit(holding), heapMB: (holding - base) / 1e6 };
+    }
     case "busy": {
-      // n children of one parent (concurrency 1) with waiters at once: each grant weighs every child with waiters.
+      // n children of one parent (concurrency 1) with waiters at once (two each): each grant weighs every child with waiters.
       engine.putResource(spec("parent", { concurrency: 1 }));
       const children = Array.from({ length: n }, (_, i) => `parent/c${i}`);
       for (const name of children) engine.putResource(spec(name, { parent: "parent" }));
-      const d = drain(engine, undefined, Math.max(100_000, n), 1, undefined, children);
+      const d = drain(engine, undefined, Math.max(1000, 2 * n), 1, undefined, children, 20_000);
       return { decisionsPerSec: d.grantsPerSec, enqueuePerSec: d.enqueuePerSec, heapMB: (d.heapWaiting - base) / 1e6 };
     }
     case "keyed": {
+      // Each key's first acquire makes its child; every child is kept (they would be forgotten after 10 idle minutes).
       engine.putResource(
         spec("tenants", {
           perKey: {
@@ -216,18 +252,20 @@ function step(dimension, n) {
 }
 
 const dimensions = {
-  resources: { unit: "resource", steps: [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000] },
-  waiters: { unit: "waiter", steps: [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000] },
-  lanes: { unit: "lane", steps: [1, 2, 4, 8, 16, 32] },
-  depth: { unit: "level", steps: [1, 2, 3, 4] },
-  busy: { unit: "child", steps: [1, 10, 100, 1_000, 10_000] },
-  keyed: { unit: "keyed child", steps: [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000] },
+  resources: { unit: "resource", units: "resources", steps: [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000] },
+  waiters: { unit: "waiter", units: "waiters", steps: [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000] },
+  held: { unit: "lease", units: "leases held", steps: [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000] },
+  lanes: { unit: "lane", units: "lanes", steps: [1, 2, 4, 8, 16, 32] },
+  depth: { unit: "level", units: "levels", steps: [1, 2, 3, 4] },
+  busy: { unit: "child", units: "children with waiters", steps: [1, 10, 100, 1_000, 10_000] },
+  keyed: { unit: "keyed child", units: "keyed children", steps: [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000] },
 };
 
 /** What each dimension's rate counts, for the table's header. */
 const measures = {
   resources: "acquire+release pairs/s, round robin",
   waiters: "grants/s draining the queue",
+  held: "acquire+release pairs/s over 10,000 resources, each new lease replacing the oldest held (heap: includes the bench's array of ids)",
   lanes: "grants/s draining 100 k waiters over the lanes",
   depth: "acquire+release pairs/s over 1,000 leaves",
   busy: "grants/s draining waiters spread over the children with waiters of one parent",
@@ -263,7 +301,7 @@ async function main() {
   const quick = args.includes("--quick");
   const chosen = args.filter((a) => !a.startsWith("--"));
   const out = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version }, quick };
-  for (const [dimension, { unit, steps }] of Object.entries(dimensions)) {
+  for (const [dimension, { unit, units, steps }] of Object.entries(dimensions)) {
     if (chosen.length > 0 && !chosen.includes(dimension)) continue;
     const rows = [];
     for (const n of steps.filter((s) => !quick || s <= 100_000)) {
@@ -272,11 +310,30 @@ async function main() {
     }
     out[dimension] = rows;
     console.log(`\n${dimension}: ${measures[dimension]}; heap held (after GC, less an empty engine's)`);
-    console.log(`| ${unit}s | decisions/s | other rate | heap MB | bytes per ${unit} | RSS MB |`);
+    if (dimension === "resources") {
+      console.log(`| resources | decisions/s | first acquires/s | puts/s | heap MB declared | bytes each | RSS MB | heap MB all used once | bytes each | RSS MB |`);
+      console.log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+      for (const r of rows) {
+        const each = (b) => (r.n >= 1000 ? fmt(b) : "");
+        console.log(
+          `| ${fmt(r.n)} | ${fmt(r.decisionsPerSec)} | ${fmt(r.firstUsePerSec)} | ${fmt(r.putsPerSec)} | ${fmt(r.heapMB, 1)} | ${each(r.bytesPerUnit)} | ${fmt(r.rssDeclaredMB)} | ${fmt(r.heapUsedMB, 1)} | ${each(r.bytesPerUnitUsed)} | ${fmt(r.rssMB)} |`,
+        );
+      }
+      continue;
+    }
+    console.log(`| ${units} | decisions/s | other rate | heap MB | bytes per ${unit} | RSS MB |`);
     console.log("| ---: | ---: | ---: | ---: | ---: | ---: |");
     for (const r of rows) {
-      const other = r.grantsPerSec !== undefined ? `${fmt(r.grantsPerSec)} grants/s draining` : r.firstUsePerSec !== undefined ? `${fmt(r.firstUsePerSec)} first acquires/s` : `${fmt(r.enqueuePerSec)} enqueued/s`;
-      console.log(`| ${fmt(r.n)} | ${fmt(r.decisionsPerSec)} | ${other} | ${fmt(r.heapMB, 1)} | ${fmt(r.bytesPerUnit)} | ${fmt(r.rssMB)} |`);
+      const other =
+        r.grantsPerSec !== undefined
+          ? `${fmt(r.grantsPerSec)} grants/s draining`
+          : r.firstUsePerSec !== undefined
+            ? `${fmt(r.firstUsePerSec)} first acquires/s`
+            : r.enqueuePerSec !== undefined
+              ? `${fmt(r.enqueuePerSec)} enqueued/s`
+              : "";
+      const each = r.bytesPerUnit !== undefined && r.n >= 1000 ? fmt(r.bytesPerUnit) : "";
+      console.log(`| ${fmt(r.n)} | ${fmt(r.decisionsPerSec)} | ${other} | ${fmt(r.heapMB, 1)} | ${each} | ${fmt(r.rssMB)} |`);
     }
   }
   console.log(JSON.stringify(out));
