@@ -1,7 +1,7 @@
 // The held leases: by id, in expiry order, counted on their resources, and
 // the memory of ended ones.
 import { IndexedHeap } from "./indexed-heap.js";
-import type { Resource } from "./resource.js";
+import { base36, DIGIT_PAIRS, SHORT_DIGITS, type Resource } from "./resource.js";
 import { type Ended, Tombstones } from "./tombstones.js";
 import { addInFlight } from "./tree.js";
 import type { Lease, Millis, ReleaseOutcome } from "./types.js";
@@ -9,13 +9,6 @@ import type { Lease, Millis, ReleaseOutcome } from "./types.js";
 /** Separates a lease id made by the default generator from its resource's tag. */
 const tagSeparator = ".";
 
-/** The numbers below 36^2 as toString(36) writes them, and as two digits: the end of a serial without a call to toString. */
-const SHORT_DIGITS: string[] = [];
-const DIGIT_PAIRS: string[] = [];
-for (let i = 0; i < 36 * 36; i++) {
-  SHORT_DIGITS.push(i.toString(36));
-  DIGIT_PAIRS.push(i.toString(36).padStart(2, "0"));
-}
 
 /** Where a default generator (of any engine) issued a lease id: its prefix, serial and resource tag. */
 export interface IssuedId {
@@ -139,7 +132,7 @@ export class LeaseTable {
     const high = Math.floor(serial / (36 * 36));
     if (high !== this.idHeadOf) {
       this.idHeadOf = high;
-      this.idHead = high === 0 ? (this.idPrefix as string) : this.idPrefix + high.toString(36);
+      this.idHead = high === 0 ? (this.idPrefix as string) : this.idPrefix + base36(high);
     }
     const low = serial - high * 36 * 36;
     return this.idHead + (high === 0 ? SHORT_DIGITS[low] : DIGIT_PAIRS[low]) + r.idSuffix;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { nameTag, Resource, ResourcesByTag, SpecPool } from "./resource.js";
+import fc from "fast-check";
+import { base36, nameTag, Resource, ResourcesByTag, SpecPool } from "./resource.js";
 import type { ResourceSpec } from "./types.js";
 
 const spec = (name: string, amount = 10): ResourceSpec => ({
@@ -72,5 +73,14 @@ describe("Resource", () => {
     expect(r.lanes).toHaveLength(1);
     expect(r.lane("other")).toBeUndefined();
     expect(r.ownLimits()[0]?.tat).toBe(5);
+  });
+});
+
+describe("base 36", () => {
+  it("writes what toString(36) writes, and tags as the two hashes in base 36 (the second on seven digits)", () => {
+    for (const n of [0, 1, 35, 36, 1295, 1296, 46_655, 46_656, 1_679_615, 1_679_616, 2 ** 31, 2 ** 32 - 1, Number.MAX_SAFE_INTEGER]) expect(base36(n)).toBe(n.toString(36));
+    fc.assert(fc.property(fc.nat({ max: Number.MAX_SAFE_INTEGER }), (n) => base36(n) === n.toString(36)));
+    expect(nameTag("tenant-49876")).toMatch(/^[0-9a-z]{8,14}$/);
+    expect(new Resource("x", spec("x"), 0).idSuffix).toBe("." + nameTag("x"));
   });
 });

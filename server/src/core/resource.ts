@@ -246,12 +246,24 @@ export class Resource {
 
   /** What ends the ids of its leases: "." and the tag (kept once a lease is granted here). */
   get idSuffix(): string {
-    return (this.idSuffixText ??= "." + nameTag(this.name));
+    if (this.idSuffixText === undefined) {
+      hashName(this.name);
+      const b = base36(hashB >>> 0);
+      this.idSuffixText = "." + base36(hashA >>> 0) + ZEROS[7 - b.length] + b;
+    }
+    return this.idSuffixText;
   }
 
   /** Each limit's state, made now if it was not yet. */
   ownLimits(): Gcra[] {
-    return (this.limits ??= this.spec.limits.map((l) => new Gcra(l, this.limitsSince)));
+    if (this.limits === undefined) {
+      // Sized at once: most resources are made in bulk, and keep these for good.
+      const specs = this.spec.limits;
+      const limits = new Array<Gcra>(specs.length);
+      for (let i = 0; i < specs.length; i++) limits[i] = new Gcra(specs[i] as LimitSpec, this.limitsSince);
+      this.limits = limits;
+    }
+    return this.limits;
   }
 
   /** Each limit's state to read: the one kept, or (not kept) as it would be made now. */
@@ -267,7 +279,10 @@ export class Resource {
   /** The lanes, made now if they were not yet. */
   ownLanes(): Lane[] {
     if (this.lanes === undefined) {
-      this.lanes = this.spec.lanes.map((l: LaneSpec) => new Lane(l.name, l.weight));
+      const specs = this.spec.lanes;
+      const lanes = new Array<Lane>(specs.length);
+      for (let i = 0; i < specs.length; i++) lanes[i] = new Lane((specs[i] as LaneSpec).name, (specs[i] as LaneSpec).weight);
+      this.lanes = lanes;
       // A default lane that is not among the lanes means the first.
       this.defaultLane = this.findLane(this.spec.defaultLane) ?? this.lanes[0];
     }
@@ -448,7 +463,25 @@ function shared<T>(pool: Map<string, T>, key: string, copy: () => T): T {
  */
 export function nameTag(name: string): string {
   hashName(name);
-  return (hashA >>> 0).toString(36) + (hashB >>> 0).toString(36).padStart(7, "0");
+  return tagOfHashes();
+}
+
+/** The tag of the hashes hashName left: hashA in base 36, then hashB in base 36 on 7 digits (as toString(36) and padStart write them). */
+function tagOfHashes(): string {
+  const b = base36(hashB >>> 0);
+  return base36(hashA >>> 0) + ZEROS[7 - b.length] + b;
+}
+
+/** The numbers below 36^2 as toString(36) writes them, and on two digits: base 36 without calling toString, several times faster. */
+export const SHORT_DIGITS: readonly string[] = Array.from({ length: 36 * 36 }, (_, i) => i.toString(36));
+export const DIGIT_PAIRS: readonly string[] = SHORT_DIGITS.map((d) => d.padStart(2, "0"));
+const ZEROS = ["", "0", "00", "000", "0000", "00000", "000000", "0000000"];
+
+/** A non-negative integer (below 2^53) as toString(36) writes it. */
+export function base36(n: number): string {
+  if (n < 36 * 36) return SHORT_DIGITS[n] as string;
+  const low = n % (36 * 36);
+  return base36((n - low) / (36 * 36)) + DIGIT_PAIRS[low];
 }
 
 let hashA = 0;
