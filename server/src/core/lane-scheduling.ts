@@ -12,7 +12,7 @@
 // the key they would be chosen by, so that a grant costs O(log n) in them,
 // not O(n); the others are weighed one by one (ChildFlows).
 import { hasRoom, readyAt } from "./admission.js";
-import type { Lane, Resource, Waiter } from "./resource.js";
+import { ChildFlows, type Flow, type Lane, type Resource, type Waiter } from "./resource.js";
 import type { Millis } from "./types.js";
 
 /**
@@ -185,31 +185,6 @@ export function resetVirtualTime(r: Resource): void {
   r.vtime = 0;
   r.epoch++;
   if (r.lanes !== undefined) for (const l of r.lanes) l.finish = 0;
-}
-
-/** A child with waiters below it, as one of its parent's flows (from when it has waiters until it has none). */
-export interface Flow {
-  /** Its place in the order the parent's children came to have waiters: ties between children go by it. */
-  readonly rank: number;
-  /** A plain child's next waiter and key (its finish tag plus that waiter's cost), and its place in the parent's heap; -1: weighed one by one. */
-  offer: Waiter | undefined;
-  key: number;
-  index: number;
-}
-
-/**
- * A parent's children with waiters (the same as Resource.active, which
- * keeps them in rank order): the plain ones in a binary heap by (key,
- * rank), the others in a set.
- */
-export class ChildFlows {
-  readonly heap: Resource[] = [];
-  readonly others = new Set<Resource>();
-  private ranks = 0;
-
-  nextRank(): number {
-    return ++this.ranks;
-  }
 }
 
 /** A child with waiters joins its parent's flows (tree.ts, when it comes to have waiters below it). */

@@ -3,7 +3,6 @@
 import { Gcra } from "./gcra.js";
 import type { LazyTimer } from "./lazy-timer.js";
 import { LaneQueue, type Bucket, type Queued } from "./lane-queue.js";
-import type { ChildFlows, Flow } from "./lane-scheduling.js";
 import type { AcquireResult, LaneSpec, LimitSpec, Millis, ResourceSpec, Ticket } from "./types.js";
 
 /** The upper bounds of the wait buckets each lane counts grants in, ms (metrics' histogram). */
@@ -547,5 +546,30 @@ export class ResourcesByTag {
 
   clear(): void {
     this.byHash.clear();
+  }
+}
+
+/** A child with waiters below it, as one of its parent's flows (from when it has waiters until it has none). */
+export interface Flow {
+  /** Its place in the order the parent's children came to have waiters: ties between children go by it. */
+  readonly rank: number;
+  /** A plain child's next waiter and key (its finish tag plus that waiter's cost), and its place in the parent's heap; -1: weighed one by one. */
+  offer: Waiter | undefined;
+  key: number;
+  index: number;
+}
+
+/**
+ * A parent's children with waiters (the same as Resource.active, which
+ * keeps them in rank order): the plain ones in a binary heap by (key,
+ * rank), the others in a set.
+ */
+export class ChildFlows {
+  readonly heap: Resource[] = [];
+  readonly others = new Set<Resource>();
+  private ranks = 0;
+
+  nextRank(): number {
+    return ++this.ranks;
   }
 }
