@@ -313,6 +313,13 @@ describe("resource trees", () => {
     expect(walked).toEqual(pages.flat());
     // A token the server did not give is refused, naming the field.
     expect(await failure(admin.listResources({ parent: "tree-pages", pageToken: "not-a-token" }))).toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/^page_token: /) });
+    // Declared resources page alike: every one once, in name order, the same as the list in one page.
+    const all = (await admin.listResources()).map((r) => r.name);
+    const declared: string[] = [];
+    for await (const r of admin.iterateResources({ pageSize: 3 })) declared.push(r.name);
+    expect(declared).toEqual(all);
+    expect(all).toContain("tree-pages");
+    expect(all.some((name) => name.startsWith("tree-pages/c"))).toBe(true);
   });
 
   test("a parent's stats show each child's figures; a child's show its parent's", async () => {

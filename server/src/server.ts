@@ -202,7 +202,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     host: options.host,
     port,
     httpPort: http?.port ?? "off",
-    resources: engine.listResources().length,
+    resources: engine.resourceCount(),
     auth: auth.enabled ? "on" : "off",
     tls: options.tls === undefined ? "off" : options.tls.clientCaFile === undefined ? "on" : "on, client certificates required",
   });

@@ -130,21 +130,27 @@ export function createAdminService(deps: AdminDeps): ServiceHandlers<typeof Admi
       const p = await caller(call);
       const pageSize = checkNumber("page_size", req.pageSize, 0, limits.maxPageSize, "an integer");
       const after = req.pageToken === "" ? undefined : pageTokenName(req.pageToken);
-      let names: string[];
-      let specOf: (name: string) => ResourceSpec | undefined = (name) => engine.getResource(name);
-      if (req.parent !== "") {
-        names = childrenIn(p, req.parent);
-      } else {
-        const specs = new Map(engine.listResources().filter((spec) => p.scope.owns(spec.name)).map((spec) => [spec.name, spec]));
-        names = [...specs.keys()];
-        specOf = (name) => specs.get(name);
+      if (req.parent === "") {
+        // The namespace's declared resources, a page at a time, copying only the page.
+        const size = pageSize > 0 ? pageSize : Infinity;
+        const specs = engine.listResources({
+          ...(after !== undefined && { after }),
+          ...(size !== Infinity && { limit: size + 1 }),
+          include: (name) => p.scope.owns(name),
+        });
+        const page = specs.slice(0, size);
+        return create(ListResourcesResponseSchema, {
+          resources: page.map((spec) => resourceToProto(p.scope.publicSpec(spec))),
+          nextPageToken: specs.length > size ? pageTokenOf(page[page.length - 1]!.name) : "",
+        });
       }
       // Children are never all sent at once: a resource may have a million keyed ones.
-      const size = pageSize > 0 ? pageSize : req.parent !== "" ? limits.maxPageSize : Infinity;
+      const names = childrenIn(p, req.parent);
+      const size = pageSize > 0 ? pageSize : limits.maxPageSize;
       const start = after === undefined ? 0 : firstAfter(names, after);
       const page = names.slice(start, start + size);
       const resources = page.flatMap((name) => {
-        const spec = specOf(name);
+        const spec = engine.getResource(name);
         return spec === undefined ? [] : [resourceToProto(p.scope.publicSpec(spec))];
       });
       const more = start + size < names.length;
