@@ -33,6 +33,7 @@ import {
   type Failure,
   type FailureCode,
   type FeedbackEvent,
+  type Grant,
   type HeartbeatResult,
   type Lease,
   type Millis,
@@ -888,7 +889,7 @@ export class Engine {
     lane.grants++;
     lane.loadGranted += load;
     lane.recordWait(waited);
-    this.post(onResult, { ok: true, grant: { lease: rec.toLease(), waitedMs: waited } });
+    this.post(onResult, new Granted(new GrantOf(rec.toLease(), waited)));
   }
 
   /** Applies one call's feedback and posts what changed. */
@@ -1090,6 +1091,19 @@ export class Engine {
     this.outTail = 0;
     if (thrown !== undefined) throw thrown.error;
   }
+}
+
+/** A grant's result, made by constructors rather than literals for the reason LeaseCopy gives (lease-table.ts). */
+class Granted {
+  readonly ok = true;
+  constructor(readonly grant: Grant) {}
+}
+
+class GrantOf implements Grant {
+  constructor(
+    readonly lease: Lease,
+    readonly waitedMs: Millis,
+  ) {}
 }
 
 /** The index of the first name after `after` in sorted `names`. */
