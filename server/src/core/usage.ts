@@ -31,10 +31,19 @@ export function addUsage(w: UsageWindow, periodMs: Millis, units: number, now: M
   if (slice > last) {
     // The slots of the slices passed over (at most all of them) start again at 0.
     const from = slice - last >= SLICES ? slice - SLICES + 1 : last + 1;
-    for (let s = from; s <= slice; s++) w[1 + (s % SLICES)] = 0;
+    for (let s = from; s <= slice; s++) w[1 + slotOf(s)] = 0;
     w[0] = slice;
   }
-  w[1 + (slice % SLICES)]! += units;
+  w[1 + slotOf(slice)]! += units;
+}
+
+/**
+ * slice % SLICES for a slice number (a whole, non-negative double, past
+ * 2^31 for times since 1970): `%` on a double is a call to fmod, which
+ * took a tenth of an acquire and release; this is a few instructions.
+ */
+function slotOf(slice: number): number {
+  return slice - Math.floor(slice / SLICES) * SLICES;
 }
 
 /** Units counted in window `w` in the period that ends at `now` (its oldest slice in part). */
