@@ -7,7 +7,7 @@ import { runResourceCommand } from "./cli/resource-commands.js";
 import { runTop } from "./cli/top.js";
 import { securityFlags, securityOptions, securityUsage } from "./cli/serve-flags.js";
 import { createLogger, type LogLevel } from "./log.js";
-import { startServer } from "./server.js";
+import { startServer, type RunningServer, type ServerOptions } from "./server.js";
 import type { GroupOptions } from "./store/index.js";
 
 const usage = `Usage: ratequeue serve [--host H] [--port P] [--config FILE] [--log-level debug|info|warn|error]
@@ -99,20 +99,8 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const log = createLogger(level);
-  const config = values.config === undefined ? undefined : loadConfig(values.config);
-  if (config !== undefined) checkTrees(config);
-  const resources = config?.resources ?? [];
-  const security = securityOptions(values, config?.namespaces ?? []);
-  if (typeof security === "string") {
-    console.error(security);
-    return 2;
-  }
-  const group = groupOptions(values, port);
-  if (typeof group === "string") {
-    console.error(group);
-    return 2;
-  }
-  const server = await startServer({ ...security, host: values.host, port, httpPort, metricsResourceLabels: resourceLabels === "on", resources, log, group });
+  const server = await serve(values, { port, httpPort, metricsResourceLabels: resourceLabels === "on", log });
+  if (server === undefined) return 2;
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info("signal", { signal });
@@ -122,6 +110,28 @@ async function main(argv: string[]): Promise<number> {
     process.once("SIGINT", () => stop("SIGINT"));
   });
   return 0;
+}
+
+/**
+ * Reads the config file and starts the server; undefined (after saying
+ * why) when a flag is wrong. A function of its own so that nothing keeps
+ * the file's contents once the engine holds its own copies: a million
+ * declared resources would otherwise stay in memory twice while serving.
+ */
+async function serve(values: Record<string, string | boolean | undefined>, base: Pick<ServerOptions, "port" | "httpPort" | "metricsResourceLabels" | "log">): Promise<RunningServer | undefined> {
+  const config = values.config === undefined ? undefined : loadConfig(values.config as string);
+  if (config !== undefined) checkTrees(config);
+  const security = securityOptions(values, config?.namespaces ?? []);
+  if (typeof security === "string") {
+    console.error(security);
+    return undefined;
+  }
+  const group = groupOptions(values, base.port);
+  if (typeof group === "string") {
+    console.error(group);
+    return undefined;
+  }
+  return startServer({ ...security, ...base, host: values.host as string, resources: config?.resources ?? [], group });
 }
 
 /** The HTTP port: undefined for "off", or a message saying what is wrong. A free gRPC port (0) makes the default free too. */

@@ -65,7 +65,10 @@ export const standbyHealthServiceName = "ratequeue.v1.Standby";
 /** Health service name SERVING while the node reaches Redis (groups only). */
 export const redisHealthServiceName = "ratequeue.v1.Redis";
 
-export async function startServer(options: ServerOptions): Promise<RunningServer> {
+// The resources to declare are taken apart from the other options: the
+// engine copies them, and the closures below, which keep `options` for the
+// server's life, do not keep them too (only a group's seed does).
+export async function startServer({ resources = [], ...options }: ServerOptions): Promise<RunningServer> {
   const clock = options.clock ?? systemClock;
   const log = options.log ?? createLogger();
   const router = new LeaseRouter();
@@ -81,7 +84,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       clock,
       log,
       // With Redis, the config file only seeds what Redis does not hold.
-      seed: options.resources ?? [],
+      seed: resources,
       namespaces: options.auth?.namespaces,
       onStatus: (s) => {
         const healthStatus = s.serving ? "SERVING" : "NOT_SERVING";
@@ -130,7 +133,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       group?.snapshotSoon();
     },
   });
-  if (group === undefined) for (const spec of options.resources ?? []) engine.putResource(spec);
+  if (group === undefined) for (const spec of resources) engine.putResource(spec);
 
   const gate = group?.gate ?? new OpenGate();
   // In a group, keys live in Redis; the config's namespaces are added by each new leader.
