@@ -10,10 +10,14 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const root = join(here, "..");
 export const durationMs = Number(process.env.BENCH_DURATION_MS ?? 3000);
 
-/** Starts a node script that prints `{"msg":"listening","port":…}`; resolves with the child and its ports. */
+/**
+ * Starts a node script that prints `{"msg":"listening","port":…}`; resolves
+ * with the child and its ports. The promise carries the child as `child`,
+ * for a caller that watches the process while it starts.
+ */
 export function startProcess(args) {
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
-  return new Promise((resolve, reject) => {
+  const started = new Promise((resolve, reject) => {
     createInterface({ input: child.stdout }).on("line", (line) => {
       try {
         const entry = JSON.parse(line);
@@ -22,6 +26,8 @@ export function startProcess(args) {
     });
     child.once("exit", (code) => reject(new Error(`${args[0]} exited with ${code}`)));
   });
+  started.child = child;
+  return started;
 }
 
 /** Starts a ratequeue server (server/dist/main.js serve) with a config file and extra flags. */
