@@ -1,13 +1,10 @@
 // A server started from a large config file holds what a server given the
 // same resources through PutResources holds: the file's parsed resources
-// are let go once the engine has its own copies. Live memory is read as
-// keyed-memory.test.ts reads it: a heap snapshot (which collects garbage
-// first), then the heap in use from /metrics.
-import { mkdtempSync, readdirSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+// are let go once the engine has its own copies. Live memory is read as an
+// operator would (support/live-heap.ts).
 import { createAdminClient, type ResourceConfig } from "@ratequeue/client";
 import { afterEach, expect, test } from "vitest";
+import { heapSnapshots, liveHeapBytes } from "./support/live-heap.js";
 import { startServerProcess, type ServerProcess } from "./support/server-process.js";
 
 const count = 20_000;
@@ -20,16 +17,18 @@ const resource = (k: number): ResourceConfig => ({
   concurrency: 8,
 });
 
-const servers: ServerProcess[] = [];
+type Started = { server: ServerProcess; snapshots: ReturnType<typeof heapSnapshots> };
+const started: Started[] = [];
 afterEach(async () => {
-  for (const s of servers.splice(0)) expect(await s.stop()).toBe(0);
+  for (const { server, snapshots } of started.splice(0)) {
+    expect(await server.stop()).toBe(0);
+    snapshots.remove();
+  }
 });
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Starts a server that writes a heap snapshot on SIGUSR2, optionally from a config of `count` resources. */
-async function start(fromConfig: boolean): Promise<{ server: ServerProcess; snapshots: string }> {
-  const snapshots = mkdtempSync(join(tmpdir(), "ratequeue-heap-"));
+/** Starts a server that writes heap snapshots, from a config of `count` resources or of none. */
+async function start(fromConfig: boolean): Promise<Started> {
+  const snapshots = heapSnapshots();
   const resources: Record<string, Omit<ResourceConfig, "name">> = {};
   if (fromConfig) {
     for (let k = 0; k < count; k++) {
@@ -37,37 +36,27 @@ async function start(fromConfig: boolean): Promise<{ server: ServerProcess; snap
       resources[name] = spec;
     }
   }
-  const server = await startServerProcess({
-    nodeArgs: ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${snapshots}`],
-    config: { resources },
-  });
-  servers.push(server);
-  return { server, snapshots };
+  const server = await startServerProcess({ nodeArgs: snapshots.nodeArgs, config: { resources } });
+  const s = { server, snapshots };
+  started.push(s);
+  return s;
 }
 
-/** The server's live heap, bytes. */
-async function liveHeapBytes({ server, snapshots }: { server: ServerProcess; snapshots: string }): Promise<number> {
-  const before = readdirSync(snapshots).length;
-  server.process.kill("SIGUSR2");
-  for (let i = 0; i < 600 && readdirSync(snapshots).length === before; i++) await sleep(100);
-  // The snapshot blocks the server's thread: /metrics answers once it is written.
-  const text = await (await fetch(`${server.httpUrl}/metrics`)).text();
-  return Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(text)![1]);
-}
+const heapOf = ({ server, snapshots }: Started) => liveHeapBytes(server, snapshots.dir);
 
 test(`${count.toLocaleString("en")} resources from a config file take the heap they take through PutResources`, { timeout: 120_000 }, async () => {
   const fromApi = await start(false);
-  const emptyHeap = await liveHeapBytes(fromApi);
+  const emptyHeap = await heapOf(fromApi);
   const admin = createAdminClient({ url: fromApi.server.url });
   try {
     expect(await admin.putResources(Array.from({ length: count }, (_, k) => resource(k)))).toEqual({ created: count, replaced: 0 });
   } finally {
     admin.close();
   }
-  const apiHeap = await liveHeapBytes(fromApi);
+  const apiHeap = await heapOf(fromApi);
 
   const fromFile = await start(true);
-  const fileHeap = await liveHeapBytes(fromFile);
+  const fileHeap = await heapOf(fromFile);
 
   // Both engines hold the same resources. The file's parsed resources, when
   // they stayed, were about 500 bytes each on top (20,000: 57 MB against 47).

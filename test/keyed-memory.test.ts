@@ -1,24 +1,20 @@
 // A million customers, each seen once: keyed children are made on first
 // use and forgotten once idle, so the server's memory comes back to where it
-// started. Live memory is read as an operator would: a heap snapshot
-// (node's --heapsnapshot-signal, which collects garbage first), then the
-// heap in use from /metrics.
-import { existsSync, mkdtempSync, readdirSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+// started. Live memory is read as an operator would (support/live-heap.ts).
 import { createAdminClient, createClient } from "@ratequeue/client";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { heapSnapshots, liveHeapBytes, metric } from "./support/live-heap.js";
 import { startServerProcess, type ServerProcess } from "./support/server-process.js";
 
 const keys = 1_000_000;
 /** Keys of the warm-up, before the start is measured. */
 const warmKeys = 200_000;
-const snapshots = mkdtempSync(join(tmpdir(), "ratequeue-heap-"));
+const snapshots = heapSnapshots();
 let server: ServerProcess;
 
 beforeAll(async () => {
   server = await startServerProcess({
-    nodeArgs: ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${snapshots}`],
+    nodeArgs: snapshots.nodeArgs,
     config: {
       resources: {
         customers: {
@@ -34,26 +30,10 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   expect(await server.stop()).toBe(0);
+  snapshots.remove();
 });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** The metric's value in the server's /metrics. */
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${server.httpUrl}/metrics`)).text();
-  const match = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
-  if (match === null) throw new Error(`no ${name} in /metrics`);
-  return Number(match[1]);
-}
-
-/** The server's live heap: a heap snapshot collects garbage first; then its heap in use. */
-async function liveHeapBytes(): Promise<number> {
-  const before = readdirSync(snapshots).length;
-  server.process.kill("SIGUSR2");
-  for (let i = 0; i < 600 && readdirSync(snapshots).length === before; i++) await sleep(100);
-  // The snapshot blocks the server's thread: /metrics answers once it is written.
-  return metric("nodejs_heap_size_used_bytes");
-}
 
 test(`${keys.toLocaleString("en")} keys seen once each: keyed children are forgotten and live memory returns to its start`, async () => {
   const client = createClient({ url: server.url });
@@ -83,18 +63,18 @@ test(`${keys.toLocaleString("en")} keys seen once each: keyed children are forgo
     await run(200_000, () => client.acquire("warmup"));
     await run(warmKeys, (i) => client.acquire("customers", { key: `warm-${i}` }));
     await untilForgotten();
-    const start = await liveHeapBytes();
-    const rssStart = await metric("process_resident_memory_bytes");
+    const start = await liveHeapBytes(server, snapshots.dir);
+    const rssStart = await metric(server, "process_resident_memory_bytes");
 
     const began = Date.now();
     await run(keys, (i) => client.acquire("customers", { key: `customer-${i}` }));
     const tookMs = Date.now() - began;
     const peak = await admin.getResourceStats("customers", { childrenLimit: 1 });
-    const rssPeak = await metric("process_resident_memory_bytes");
+    const rssPeak = await metric(server, "process_resident_memory_bytes");
 
     expect(await untilForgotten()).toBe(0);
-    const end = await liveHeapBytes();
-    const rssEnd = await metric("process_resident_memory_bytes");
+    const end = await liveHeapBytes(server, snapshots.dir);
+    const rssEnd = await metric(server, "process_resident_memory_bytes");
     const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
     console.log(
       `keyed memory: ${keys} keys in ${(tookMs / 1000).toFixed(1)} s, ${peak.childrenCount} children resident at the end of the run; ` +
