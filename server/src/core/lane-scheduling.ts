@@ -108,14 +108,16 @@ export function selectNext(r: Resource, now: Millis, wake: Wake): Waiter | undef
   return best;
 }
 
-/** The key of the last laneHead. */
+/** The key of the last bestLane. */
 const LANE_KEY: Wake = { at: Infinity };
 
-/** The head of the lane r serves next (see chooseLane), its key in LANE_KEY; undefined when r's lanes are empty. */
-function laneHead(r: Resource): Waiter | undefined {
-  let best: Waiter | undefined;
+/**
+ * The non-empty lane whose head has the smallest finish + cost / weight
+ * (ties: lane order), its key in LANE_KEY; undefined when every lane is empty.
+ */
+function bestLane(lanes: readonly Lane[] | undefined): Lane | undefined {
+  let best: Lane | undefined;
   let bestKey = Infinity;
-  const lanes = r.lanes;
   if (lanes !== undefined) {
     for (let i = 0; i < lanes.length; i++) {
       const l = lanes[i] as Lane;
@@ -123,7 +125,7 @@ function laneHead(r: Resource): Waiter | undefined {
       if (head === undefined) continue;
       const key = l.finish + virtualCost(l.weight, head.load);
       if (best === undefined || key < bestKey) {
-        best = head;
+        best = l;
         bestKey = key;
       }
     }
@@ -132,23 +134,16 @@ function laneHead(r: Resource): Waiter | undefined {
   return best;
 }
 
+/** The head of the lane r serves next (see chooseLane), its key in LANE_KEY; undefined when r's lanes are empty. */
+function laneHead(r: Resource): Waiter | undefined {
+  return bestLane(r.lanes)?.queue.peek();
+}
+
 /** The lane to serve next: smallest finish + cost / weight among non-empty lanes (ties: lane order); r has waiters. */
 export function chooseLane(r: Resource): Lane {
   const lanes = r.lanes as Lane[];
   if (lanes.length === 1) return lanes[0] as Lane;
-  let best: Lane | undefined;
-  let bestKey = Infinity;
-  for (let i = 0; i < lanes.length; i++) {
-    const l = lanes[i] as Lane;
-    const head = l.queue.peek();
-    if (head === undefined) continue;
-    const key = l.finish + virtualCost(l.weight, head.load);
-    if (best === undefined || key < bestKey) {
-      best = l;
-      bestKey = key;
-    }
-  }
-  return best as Lane;
+  return bestLane(lanes) as Lane;
 }
 
 /** Queues `w` in `lane`. A lane that was idle starts at the system virtual time: no banked credit. */
