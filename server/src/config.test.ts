@@ -52,6 +52,31 @@ test("an empty resource gets one default lane and the default TTL and queue", ()
   });
 });
 
+test("resources declared alike share one list of limits and of lanes; any difference keeps its own", () => {
+  const limits = [{ dimension: "requests", amount: 500, period: "60s", burst: 20 }];
+  const { resources } = parseConfig({
+    resources: {
+      a: { limits, lanes: { fast: 2, slow: 1 } },
+      b: { limits, lanes: { fast: 2, slow: 1 } },
+      c: { limits: [{ dimension: "requests", amount: 500, period: "60s", burst: 21 }], lanes: { fast: 2, slow: 1 } },
+      d: { limits, lanes: { fast: 3, slow: 1 } },
+    },
+    namespaces: { "team-a": { resources: { e: { limits, lanes: { fast: 2, slow: 1 } } } } },
+  });
+  const [a, b, c, d, e] = resources;
+  // A file of a million tenants declared alike holds them once.
+  expect(b!.limits).toBe(a!.limits);
+  expect(b!.lanes).toBe(a!.lanes);
+  expect(e!.limits).toBe(a!.limits);
+  // Never at the cost of an answer: a different burst or weight is its own list.
+  expect(c!.limits).not.toBe(a!.limits);
+  expect(c!.limits[0]!.burst).toBe(21);
+  expect(c!.lanes).toBe(a!.lanes);
+  expect(d!.limits).toBe(a!.limits);
+  expect(d!.lanes).not.toBe(a!.lanes);
+  expect(d!.lanes[0]).toEqual({ name: "fast", weight: 3 });
+});
+
 test("durations", () => {
   expect(parseDuration("k", "500ms")).toBe(500);
   expect(parseDuration("k", "1.5m")).toBe(90_000);

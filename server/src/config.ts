@@ -6,7 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Dimension, KeyedChildTemplateSchema, LaneSchema, LimitSchema, ResourceSchema, type Limit, type Resource } from "@ratequeue/proto";
 import { Document, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from "yaml";
-import { DEFAULT_COOLDOWN_MS, DEFAULT_PER_KEY_IDLE_MS, Engine, SimulatedClock, type LimitSpec, type ResourceSpec } from "./core/index.js";
+import { DEFAULT_COOLDOWN_MS, DEFAULT_PER_KEY_IDLE_MS, Engine, SimulatedClock, SpecPool, type LimitSpec, type ResourceSpec } from "./core/index.js";
 import { RpcError } from "./errors.js";
 import { checkNamespace } from "./validate/fields.js";
 import { resourceFromProto } from "./validate/requests.js";
@@ -144,19 +144,24 @@ export interface ConfigOptions {
 
 /** Reads and validates a config file (YAML or JSON). */
 export function loadConfig(path: string, options: ConfigOptions = {}): Config {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new ConfigError(`${path}: cannot read: ${(err as Error).message}`);
-  }
-  const doc = path.endsWith(".json") ? parseJson(path, text) : parseYaml(path, text);
+  const doc = readDocument(path);
   try {
     return parseConfig(doc ?? {}, options);
   } catch (err) {
     if (err instanceof ConfigError || err instanceof RpcError) throw new ConfigError(`${path}: ${err.message}`);
     throw err;
   }
+}
+
+/** The parsed document of a config file; its text is dropped on return, before the document is validated (a large file's text is as large as the resources it declares). */
+function readDocument(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(`${path}: cannot read: ${(err as Error).message}`);
+  }
+  return path.endsWith(".json") ? parseJson(path, text) : parseYaml(path, text);
 }
 
 function parseJson(path: string, text: string): unknown {
@@ -444,7 +449,10 @@ export function parseConfig(doc: unknown, options: ConfigOptions = {}): Config {
   for (const key of Object.keys(root)) {
     if (key !== "resources" && key !== "namespaces") throw new ConfigError(`${key}: unknown key; the config holds 'resources' and 'namespaces'`);
   }
-  const resources = resourcesFromConfig("resources", root.resources, options.parentsAsWritten === true ? undefined : defaultNamespace);
+  // Resources declared alike share their lists of limits and lanes, as in
+  // the engine: a file of a million of them is held once in that form.
+  const pool = new SpecPool();
+  const resources = resourcesFromConfig("resources", root.resources, options.parentsAsWritten === true ? undefined : defaultNamespace, pool);
   const names = new Set(resources.map((r) => r.name));
   const namespaces: string[] = [];
   for (const [ns, value] of Object.entries(asObject("namespaces", root.namespaces ?? {}))) {
@@ -457,7 +465,7 @@ export function parseConfig(doc: unknown, options: ConfigOptions = {}): Config {
     for (const key of Object.keys(body)) {
       if (key !== "resources") throw new ConfigError(`namespaces.${ns}.${key}: unknown key; a namespace holds 'resources'`);
     }
-    const more = resourcesFromConfig(`namespaces.${ns}.resources`, body.resources, ns);
+    const more = resourcesFromConfig(`namespaces.${ns}.resources`, body.resources, ns, pool);
     for (const spec of more) {
       if (names.has(spec.name)) throw new ConfigError(`namespaces.${ns}.resources.${scopeOf(ns).publicName(spec.name)}: declared twice`);
       names.add(spec.name);
@@ -529,17 +537,20 @@ function configKey(engineName: string): string {
 }
 
 /** The resources under `key`, with engine names of `namespace` (undefined: names as written). */
-function resourcesFromConfig(key: string, value: unknown, namespace: string | undefined): ResourceSpec[] {
+function resourcesFromConfig(key: string, value: unknown, namespace: string | undefined, pool: SpecPool): ResourceSpec[] {
   const scope = namespace === undefined ? undefined : scopeOf(namespace);
-  return Object.entries(asObject(key, value ?? {})).map(([name, body]) => {
+  const bodies = asObject(key, value ?? {});
+  const specs: ResourceSpec[] = [];
+  for (const name of Object.keys(bodies)) {
     try {
-      const spec = resourceFromProto(resourceFromConfig(name, body, key));
-      return scope === undefined ? spec : scope.engineSpec(spec);
+      const spec = resourceFromProto(resourceFromConfig(name, bodies[name], key));
+      specs.push(pool.own(scope === undefined ? spec : scope.engineSpec(spec)));
     } catch (err) {
       if (err instanceof RpcError) throw new ConfigError(`${key}.${name}: ${err.message}`);
       throw err;
     }
-  });
+  }
+  return specs;
 }
 
 const resourceKeys = new Set([

@@ -1,5 +1,6 @@
 // The engine's records of a resource: its limits, lanes and counters, and
-// the waiting requests in its lanes. Not exported from the core's index.
+// the waiting requests in its lanes. Not exported from the core's index,
+// except SpecPool, which a config file's reader uses too.
 import { Gcra } from "./gcra.js";
 import type { LazyTimer } from "./lazy-timer.js";
 import { LaneQueue, type Bucket, type Queued } from "./lane-queue.js";
@@ -396,10 +397,12 @@ function copyLane(l: LaneSpec): LaneSpec {
 const POOL_CAPACITY = 10_000;
 
 /**
- * The engine's own copies of specs, with equal lists of limits and of lanes
- * shared: a million resources declared alike hold one list of each (and
- * their limits one rate each: gcra.ts). The engine never changes a spec in
- * place nor hands one out (it gives copies), so sharing is invisible.
+ * Copies of specs with equal lists of limits and of lanes shared: a million
+ * resources declared alike hold one list of each (and their limits one rate
+ * each: gcra.ts). The engine keeps its specs this way; it never changes a
+ * spec in place nor hands one out (it gives copies), so sharing is
+ * invisible. A config file's specs are made this way too (config.ts): no
+ * reader of a Config changes one in place either.
  */
 export class SpecPool {
   private readonly limitLists = new Map<string, LimitSpec[]>();
